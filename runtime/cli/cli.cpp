@@ -1,0 +1,95 @@
+// `cairun FILE.lua key=value ...`: the command line over cai::host.
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "lua/host.h"
+
+namespace cai {
+namespace {
+
+const char* const usage_text =
+    "usage: cairun [options] RECIPE.lua [key=value ...]\n"
+    "       cairun [options] -e 'lua code' [key=value ...]\n"
+    "\n"
+    "Runs a Lua recipe with the cai library (require \"cai\"). key=value arguments\n"
+    "override the defaults a recipe declares with cai.args{...}.\n"
+    "\n"
+    "options:\n"
+    "  -e CODE            run CODE instead of a recipe file\n"
+    "  --log-level LEVEL  debug, info, warn or error (default: info, or $CAI_LOG)\n"
+    "  -h, --help         show this help\n"
+    "  --version          show the version\n"
+    "\n"
+    "environment:\n"
+    "  CAI_LUA_PATH       read the cai Lua library from this lua/ folder instead of the embedded copy\n"
+    "  CAI_LOG            default log level\n"
+    "  OPENBLAS_CORETYPE  set automatically to SkylakeX on AVX-512 machines unless given\n";
+
+}  // namespace
+
+int cli_main(int argc, char** argv) {
+    std::string code, recipe;
+    bool have_code = false;
+    std::vector<std::string> args;
+    int i = 1;
+    for (; i < argc; ++i) {
+        std::string a = argv[i];
+        if (a == "-h" || a == "--help") {
+            std::fputs(usage_text, stdout);
+            return 0;
+        }
+        if (a == "--version") {
+            std::printf("cairun %s\n", CAI_VERSION);
+            return 0;
+        }
+        if (a == "-e") {
+            if (i + 1 >= argc) {
+                std::fprintf(stderr, "cairun: -e needs a string of Lua code\n");
+                return 2;
+            }
+            code = argv[++i];
+            have_code = true;
+            continue;
+        }
+        if (a == "--log-level") {
+            log_level level;
+            if (i + 1 >= argc || !parse_log_level(argv[i + 1], &level)) {
+                std::fprintf(stderr, "cairun: --log-level needs one of debug, info, warn, error\n");
+                return 2;
+            }
+            set_log_level(level);
+            ++i;
+            continue;
+        }
+        if (a.size() > 1 && a[0] == '-') {
+            std::fprintf(stderr, "cairun: unknown option '%s' (see cairun --help)\n", a.c_str());
+            return 2;
+        }
+        break;
+    }
+    if (!have_code) {
+        if (i >= argc) {
+            std::fputs(usage_text, stderr);
+            return 2;
+        }
+        recipe = argv[i++];
+    }
+    for (; i < argc; ++i) args.emplace_back(argv[i]);
+
+    try {
+        host h;
+        h.set_args(args);
+        return have_code ? h.run_string(code) : h.run_file(recipe);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "cairun: %s\n", e.what());
+        return 1;
+    }
+}
+
+}  // namespace cai
+
+extern "C" int cai_main(int argc, char** argv) { return cai::cli_main(argc, argv); }

@@ -1,0 +1,21 @@
+// The luaopen_* function of every binding file. register.cpp installs each
+// into package.preload under its module name ("cai._json", ...); the Lua
+// library in lua/cai/ builds the friendly API on top of them.
+#pragma once
+
+#include <lua.hpp>
+
+namespace cai {
+
+void register_bindings(lua_State* L);
+
+}  // namespace cai
+
+extern "C" {
+int luaopen_cai_core(lua_State* L);      // lua_core.cpp: argv, log, progress, version
+int luaopen_cai_json(lua_State* L);      // lua_json.cpp: json and jsonl
+int luaopen_cai_rng(lua_State* L);       // lua_rng.cpp: cai.rng objects
+int luaopen_cai_yaml(lua_State* L);     // lua_yaml.cpp: YAML files with line/column marks
+int luaopen_cai_spm(lua_State* L);       // lua_spm.cpp: sentencepiece training/encoding primitives
+int luaopen_cai_tokenizer(lua_State* L);  // lua_tokenizer.cpp: tokenizer objects (cai.tokenizer)
+}

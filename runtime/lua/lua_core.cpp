@@ -1,0 +1,148 @@
+// cai._core: script arguments, logging, progress bars, version, clock.
+#include <chrono>
+#include <memory>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "core/progress.h"
+#include "lua/bindings.h"
+#include "lua/lua_util.h"
+
+namespace {
+
+using cai::lua_guarded;
+
+const char* const argv_key = "cai.argv";          // registry: list of "key=value"
+const char* const progress_type = "cai.progress";
+
+int l_core_set_argv(lua_State* L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_pushvalue(L, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, argv_key);
+    return 0;
+}
+
+int l_core_argv(lua_State* L) {
+    lua_getfield(L, LUA_REGISTRYINDEX, argv_key);  // [list or nil]
+    lua_newtable(L);                               // [src, copy]
+    if (lua_istable(L, -2)) {
+        int n = static_cast<int>(lua_objlen(L, -2));
+        for (int i = 1; i <= n; ++i) {
+            lua_rawgeti(L, -2, i);
+            lua_rawseti(L, -2, i);
+        }
+    }
+    return 1;
+}
+
+int l_core_log(lua_State* L) {
+    return lua_guarded(L, [&] {
+        std::string level_name = cai::arg_string(L, 1, "cai.log", "level");
+        std::string message = cai::arg_string(L, 2, "cai.log", "message");
+        cai::log_level level;
+        if (!cai::parse_log_level(level_name, &level))
+            cai::fail("cai.log: unknown level '", level_name, "' (valid: debug, info, warn, error)");
+        cai::log_at(level, message);
+        return 0;
+    });
+}
+
+int l_core_log_level(lua_State* L) {
+    return lua_guarded(L, [&] {
+        static const char* names[] = {"debug", "info", "warn", "error"};
+        if (!lua_isnoneornil(L, 1)) {
+            std::string name = cai::arg_string(L, 1, "cai.log.level", "level");
+            cai::log_level level;
+            if (!cai::parse_log_level(name, &level))
+                cai::fail("cai.log.level: unknown level '", name, "' (valid: debug, info, warn, error)");
+            cai::set_log_level(level);
+        }
+        lua_pushstring(L, names[static_cast<int>(cai::current_log_level())]);
+        return 1;
+    });
+}
+
+int l_core_version(lua_State* L) {
+    lua_pushstring(L, CAI_VERSION);
+    return 1;
+}
+
+int l_core_clock(lua_State* L) {
+    using namespace std::chrono;
+    lua_pushnumber(L, duration<double>(steady_clock::now().time_since_epoch()).count());
+    return 1;
+}
+
+int l_core_isatty(lua_State* L) {
+    lua_pushboolean(L, ::isatty(2));
+    return 1;
+}
+
+// cai._core.progress(label, total, unit)
+int l_progress_new(lua_State* L) {
+    return lua_guarded(L, [&] {
+        std::string label = cai::arg_string(L, 1, "cai.progress", "label");
+        long long total = cai::arg_integer(L, 2, "cai.progress", "total");
+        if (total < 0) cai::fail("cai.progress: total must be >= 0, got ", total);
+        std::string unit = lua_isnoneornil(L, 3) ? "it" : cai::arg_string(L, 3, "cai.progress", "unit");
+        cai::push_handle(L, std::make_shared<cai::progress>(label, total, unit), progress_type);
+        return 1;
+    });
+}
+
+int l_progress_update(lua_State* L) {
+    return lua_guarded(L, [&] {
+        auto p = cai::check_handle<cai::progress>(L, 1, progress_type);
+        long long done = cai::arg_integer(L, 2, "progress:update", "done");
+        std::string extra = lua_isnoneornil(L, 3) ? "" : cai::arg_string(L, 3, "progress:update", "extra");
+        p->update(done, extra);
+        return 0;
+    });
+}
+
+int l_progress_advance(lua_State* L) {
+    return lua_guarded(L, [&] {
+        auto p = cai::check_handle<cai::progress>(L, 1, progress_type);
+        long long n = lua_isnoneornil(L, 2) ? 1 : cai::arg_integer(L, 2, "progress:advance", "n");
+        std::string extra = lua_isnoneornil(L, 3) ? "" : cai::arg_string(L, 3, "progress:advance", "extra");
+        p->advance(n, extra);
+        return 0;
+    });
+}
+
+int l_progress_finish(lua_State* L) {
+    return lua_guarded(L, [&] {
+        cai::check_handle<cai::progress>(L, 1, progress_type)->finish();
+        return 0;
+    });
+}
+
+int l_progress_gc(lua_State* L) { return cai::release_handle<cai::progress>(L, progress_type); }
+
+const luaL_Reg progress_methods[] = {
+    {"update", l_progress_update},
+    {"advance", l_progress_advance},
+    {"finish", l_progress_finish},
+    {nullptr, nullptr},
+};
+
+const luaL_Reg core_functions[] = {
+    {"set_argv", l_core_set_argv},
+    {"argv", l_core_argv},
+    {"log", l_core_log},
+    {"log_level", l_core_log_level},
+    {"version", l_core_version},
+    {"clock", l_core_clock},
+    {"isatty", l_core_isatty},
+    {"progress", l_progress_new},
+    {nullptr, nullptr},
+};
+
+}  // namespace
+
+extern "C" int luaopen_cai_core(lua_State* L) {
+    cai::new_class(L, progress_type, progress_methods, l_progress_gc);
+    luaL_newlib(L, core_functions);
+    return 1;
+}

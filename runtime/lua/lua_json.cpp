@@ -1,0 +1,338 @@
+// cai._json: cai.json.encode/decode and cai.jsonl.read/write/append.
+#include "lua/lua_json.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <fcntl.h>
+#include <nlohmann/json.hpp>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "core/fs.h"
+#include "lua/bindings.h"
+#include "lua/lua_util.h"
+
+namespace cai {
+namespace {
+
+using json = nlohmann::json;
+
+const char* const array_marker = "cai.json.array";
+const char* const object_marker = "cai.json.object";
+int null_sentinel_storage;
+void* const null_sentinel = &null_sentinel_storage;
+const int max_depth = 512;
+
+bool has_marker(lua_State* L, int index, const char* marker) {
+    if (!lua_getmetatable(L, index)) return false;
+    luaL_getmetatable(L, marker);
+    bool same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    return same;
+}
+
+json convert(lua_State* L, int index, const std::string& path, int depth) {
+    if (depth > max_depth) fail("json: nesting deeper than ", max_depth, " at ", path, " (a cycle?)");
+    switch (lua_type(L, index)) {
+    case LUA_TNIL:
+        return nullptr;
+    case LUA_TBOOLEAN:
+        return static_cast<bool>(lua_toboolean(L, index));
+    case LUA_TNUMBER: {
+        double v = lua_tonumber(L, index);
+        if (!std::isfinite(v)) fail("json: cannot encode ", v, " at ", path, " (JSON has no NaN or infinity)");
+        if (std::floor(v) == v && std::fabs(v) < 9007199254740992.0) return static_cast<int64_t>(v);
+        return v;
+    }
+    case LUA_TSTRING: {
+        size_t n;
+        const char* s = lua_tolstring(L, index, &n);
+        std::string value(s, n);
+        if (!utf8_valid(value)) fail("json: string at ", path, " is not valid UTF-8");
+        return value;
+    }
+    case LUA_TLIGHTUSERDATA:
+        if (lua_touserdata(L, index) == null_sentinel) return nullptr;
+        break;
+    case LUA_TTABLE: {
+        if (index < 0) index = lua_gettop(L) + index + 1;
+        size_t count = 0, string_keys = 0;
+        double max_key = 0;
+        bool integer_keys_only = true;
+        lua_pushnil(L);
+        while (lua_next(L, index) != 0) {
+            lua_pop(L, 1);
+            ++count;
+            if (lua_type(L, -1) == LUA_TNUMBER) {
+                double k = lua_tonumber(L, -1);
+                if (k < 1 || std::floor(k) != k) integer_keys_only = false;
+                else max_key = std::max(max_key, k);
+            } else if (lua_type(L, -1) == LUA_TSTRING) {
+                ++string_keys;
+                integer_keys_only = false;
+            } else {
+                std::string type = luaL_typename(L, -1);
+                lua_pop(L, 1);
+                fail("json: table at ", path, " has a key of type ", type, " (only string keys or a 1..n list)");
+            }
+        }
+        if (count == 0) return has_marker(L, index, object_marker) ? json::object() : json::array();
+        if (integer_keys_only && max_key == static_cast<double>(count) && !has_marker(L, index, object_marker)) {
+            json out = json::array();
+            for (size_t i = 1; i <= count; ++i) {
+                lua_rawgeti(L, index, static_cast<int>(i));
+                out.push_back(convert(L, -1, path + "[" + std::to_string(i) + "]", depth + 1));
+                lua_pop(L, 1);
+            }
+            return out;
+        }
+        if (string_keys != count)
+            fail("json: table at ", path, " mixes string and number keys (or is a list with holes); ",
+                 "use only string keys or a 1..n list");
+        json out = json::object();
+        lua_pushnil(L);
+        while (lua_next(L, index) != 0) {
+            std::string key = lua_tostring(L, -2);
+            out[key] = convert(L, -1, path + "." + key, depth + 1);
+            lua_pop(L, 1);
+        }
+        return out;
+    }
+    default:
+        break;
+    }
+    fail("json: cannot encode a ", luaL_typename(L, index), " at ", path);
+}
+
+void push_marked_table(lua_State* L, int narr, int nrec, const char* marker) {
+    lua_createtable(L, narr, nrec);
+    luaL_getmetatable(L, marker);
+    lua_setmetatable(L, -2);
+}
+
+std::string strip_exception_prefix(const std::string& what) {
+    // "[json.exception.parse_error.101] parse error at line 1, ..." -> "parse error at line 1, ..."
+    if (!what.empty() && what[0] == '[') {
+        size_t close = what.find("] ");
+        if (close != std::string::npos) return what.substr(close + 2);
+    }
+    return what;
+}
+
+json parse_or_fail(const std::string& text, const std::string& where) {
+    try {
+        return json::parse(text);
+    } catch (const json::exception& e) {
+        fail(where, "invalid JSON: ", strip_exception_prefix(e.what()));
+    }
+}
+
+std::string encode_line(lua_State* L, int index) {
+    return lua_to_json(L, index).dump(-1, ' ', false, json::error_handler_t::strict);
+}
+
+// --- Lua functions -------------------------------------------------------
+
+// cai.json.encode(value, { indent = n })
+int l_json_encode(lua_State* L) {
+    return lua_guarded(L, [&] {
+        check_option_keys(L, 2, "cai.json.encode", {"indent"});
+        long long indent = opt_integer(L, 2, "indent", -1, "cai.json.encode");
+        std::string text = lua_to_json(L, 1).dump(static_cast<int>(indent));
+        lua_pushlstring(L, text.data(), text.size());
+        return 1;
+    });
+}
+
+// cai.json.decode(text)
+int l_json_decode(lua_State* L) {
+    return lua_guarded(L, [&] {
+        std::string text = arg_string(L, 1, "cai.json.decode", "text");
+        push_json(L, parse_or_fail(text, "cai.json.decode: "));
+        return 1;
+    });
+}
+
+// cai.jsonl.read(path) -> list of records
+int l_jsonl_read(lua_State* L) {
+    return lua_guarded(L, [&] {
+        std::string path = arg_string(L, 1, "cai.jsonl.read", "path");
+        std::string content = read_file(path);
+        if (content.size() >= 3 && content.compare(0, 3, "\xEF\xBB\xBF") == 0) content.erase(0, 3);
+        lua_newtable(L);  // [records]
+        int count = 0;
+        size_t line_no = 0, start = 0;
+        while (start < content.size()) {
+            size_t end = content.find('\n', start);
+            if (end == std::string::npos) end = content.size();
+            ++line_no;
+            std::string line = content.substr(start, end - start);
+            start = end + 1;
+            if (!line.empty() && line.back() == '\r') line.pop_back();
+            if (line.find_first_not_of(" \t") == std::string::npos) continue;
+            json record = parse_or_fail(line, path + ":" + std::to_string(line_no) + ": ");
+            push_json(L, record);
+            lua_rawseti(L, -2, ++count);
+        }
+        return 1;
+    });
+}
+
+// cai.jsonl.write(path, records): all or nothing (temp file + rename).
+int l_jsonl_write(lua_State* L) {
+    return lua_guarded(L, [&] {
+        std::string path = arg_string(L, 1, "cai.jsonl.write", "path");
+        arg_table(L, 2, "cai.jsonl.write", "records");
+        std::string content;
+        int n = static_cast<int>(lua_objlen(L, 2));
+        for (int i = 1; i <= n; ++i) {
+            lua_rawgeti(L, 2, i);
+            try {
+                content += encode_line(L, -1);
+            } catch (const std::exception& e) {
+                lua_pop(L, 1);
+                fail("cai.jsonl.write: ", path, ": record ", i, ": ", e.what());
+            }
+            content += '\n';
+            lua_pop(L, 1);
+        }
+        write_file_atomic(path, content);
+        return 0;
+    });
+}
+
+// cai.jsonl.append(path, record): one complete line per call.
+int l_jsonl_append(lua_State* L) {
+    return lua_guarded(L, [&] {
+        std::string path = arg_string(L, 1, "cai.jsonl.append", "path");
+        if (lua_isnoneornil(L, 2)) fail("cai.jsonl.append: argument #2 'record' is missing");
+        std::string line = encode_line(L, 2) + "\n";
+        std::string dir = path_dirname(path);
+        if (dir != ".") make_directories(dir);
+        int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0) fail(path, ": cannot open for appending: ", std::strerror(errno));
+        ssize_t written = ::write(fd, line.data(), line.size());
+        int saved = errno;
+        ::close(fd);
+        if (written != static_cast<ssize_t>(line.size()))
+            fail(path, ": append failed: ", written < 0 ? std::strerror(saved) : "short write");
+        return 0;
+    });
+}
+
+// cai.json.array(t) / cai.json.object(t): mark a table's JSON kind.
+int l_json_array(lua_State* L) {
+    if (lua_isnoneornil(L, 1)) lua_newtable(L);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_getmetatable(L, array_marker);
+    lua_setmetatable(L, 1);
+    lua_settop(L, 1);
+    return 1;
+}
+
+int l_json_object(lua_State* L) {
+    if (lua_isnoneornil(L, 1)) lua_newtable(L);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_getmetatable(L, object_marker);
+    lua_setmetatable(L, 1);
+    lua_settop(L, 1);
+    return 1;
+}
+
+const luaL_Reg json_functions[] = {
+    {"encode", l_json_encode}, {"decode", l_json_decode}, {"array", l_json_array},
+    {"object", l_json_object}, {"jsonl_read", l_jsonl_read}, {"jsonl_write", l_jsonl_write},
+    {"jsonl_append", l_jsonl_append}, {nullptr, nullptr},
+};
+
+}  // namespace
+
+json lua_to_json(lua_State* L, int index) {
+    if (index < 0) index = lua_gettop(L) + index + 1;
+    return convert(L, index, "$", 0);
+}
+
+void push_json(lua_State* L, const json& value) {
+    switch (value.type()) {
+    case json::value_t::null:
+        lua_pushlightuserdata(L, null_sentinel);
+        break;
+    case json::value_t::boolean:
+        lua_pushboolean(L, value.get<bool>());
+        break;
+    case json::value_t::number_integer:
+        lua_pushnumber(L, static_cast<double>(value.get<int64_t>()));
+        break;
+    case json::value_t::number_unsigned:
+        lua_pushnumber(L, static_cast<double>(value.get<uint64_t>()));
+        break;
+    case json::value_t::number_float:
+        lua_pushnumber(L, value.get<double>());
+        break;
+    case json::value_t::string: {
+        const std::string& s = value.get_ref<const std::string&>();
+        lua_pushlstring(L, s.data(), s.size());
+        break;
+    }
+    case json::value_t::array: {
+        push_marked_table(L, static_cast<int>(value.size()), 0, array_marker);
+        int i = 0;
+        for (const auto& item : value) {
+            push_json(L, item);
+            lua_rawseti(L, -2, ++i);
+        }
+        break;
+    }
+    case json::value_t::object: {
+        push_marked_table(L, 0, static_cast<int>(value.size()), object_marker);
+        for (const auto& [key, item] : value.items()) {
+            lua_pushlstring(L, key.data(), key.size());
+            push_json(L, item);
+            lua_rawset(L, -3);
+        }
+        break;
+    }
+    default:
+        lua_pushnil(L);
+        break;
+    }
+}
+
+bool utf8_valid(const std::string& s) {
+    const unsigned char* p = reinterpret_cast<const unsigned char*>(s.data());
+    size_t n = s.size(), i = 0;
+    while (i < n) {
+        unsigned char c = p[i];
+        size_t len;
+        uint32_t cp;
+        if (c < 0x80) { ++i; continue; }
+        if ((c & 0xE0) == 0xC0) len = 2, cp = c & 0x1F;
+        else if ((c & 0xF0) == 0xE0) len = 3, cp = c & 0x0F;
+        else if ((c & 0xF8) == 0xF0) len = 4, cp = c & 0x07;
+        else return false;
+        if (i + len > n) return false;
+        for (size_t k = 1; k < len; ++k) {
+            if ((p[i + k] & 0xC0) != 0x80) return false;
+            cp = (cp << 6) | (p[i + k] & 0x3F);
+        }
+        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10FFFF ||
+            (cp >= 0xD800 && cp <= 0xDFFF))
+            return false;
+        i += len;
+    }
+    return true;
+}
+
+}  // namespace cai
+
+extern "C" int luaopen_cai_json(lua_State* L) {
+    luaL_newmetatable(L, cai::array_marker);
+    lua_pop(L, 1);
+    luaL_newmetatable(L, cai::object_marker);
+    lua_pop(L, 1);
+    luaL_newlib(L, cai::json_functions);  // [module]
+    lua_pushlightuserdata(L, cai::null_sentinel);
+    lua_setfield(L, -2, "null");
+    return 1;
+}

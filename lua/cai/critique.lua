@@ -1,0 +1,402 @@
+-- cai.critique: answer -> critique -> revision, for N rounds, in batches.
+--
+--   local records, stats = cai.critique.run(model, items, {
+--     constitution = c, rounds = 1, per_round = 1, seed = 42, mode = "combined" })
+--
+-- items are instruction strings or { instruction=, answer= }; items without
+-- an answer get one first (one batched generate in the Instruction/Response
+-- format). Each round picks principles per item, builds every prompt, and
+-- calls model:generate once for all items ("combined": one call that writes
+-- "Critique: ... Revision: ..."; "two_step": a critique call then a revision
+-- call, in the style of the Constitutional AI paper).
+--
+-- A revision is not used (the answer stays as it was) when it says
+-- KEEP_ORIGINAL, is meta-commentary ("I could...", "Here is a revised
+-- response"), is shorter than min_words words, or cannot be parsed; the
+-- outcome of every round is recorded. Records follow the CAI format:
+--   { instruction, initial_answer, principle, principle_ids, critique,
+--     revised_answer, rounds, changed, outcomes, history, preference_pair }
+local template = require "cai.template"
+local principles_mod = require "cai.principles"
+
+local critique = {}
+
+local function trim(s)
+  return (s:gsub("^%s+", ""):gsub("%s+$", ""))
+end
+
+-- ------------------------------------------------------------------ parsing
+
+-- Markers after which a model has left the revision and gone on to imitate
+-- the prompt (a new example, a new question, the END of the format).
+local CUT_MARKERS = {
+  "\noriginal question:", "\noriginal response:", "\ncritique:", "\ncritique request:", "\nrevision request:",
+  "\nhuman:", "\nassistant:", "\ninstruction:", "\nexample ", "\n---", "\nend\n",
+}
+
+local function cut_continuation(text)
+  local lower = text:lower()
+  local cut = #text + 1
+  for _, m in ipairs(CUT_MARKERS) do
+    local s = lower:find(m, 1, true)
+    if s and s < cut then cut = s end
+  end
+  local body = text:sub(1, cut - 1)
+  if body:lower():match("\nend%s*$") then body = body:gsub("\n[Ee][Nn][Dd]%s*$", "") end
+  return body
+end
+
+-- Finds a label ("critique", "revision") at the start of the text or of a
+-- line, allowing markdown bold; returns start and the position after ':'.
+local function find_label(lower, names, from)
+  local best_s, best_e
+  for _, name in ipairs(names) do
+    local init = from or 1
+    while true do
+      local s, e = lower:find("%**" .. name .. "%**%s*:%**", init)
+      if not s then break end
+      local before = s == 1 and "\n" or lower:sub(s - 1, s - 1)
+      if before == "\n" or (s <= (from or 1) + 1) then
+        if not best_s or s < best_s then best_s, best_e = s, e end
+        break
+      end
+      init = e + 1
+    end
+  end
+  return best_s, best_e
+end
+
+---Parses "Critique: ... Revision: ..." output (labels in any case, with or
+---without markdown bold, the leading "Critique:" optional).
+---@param text string
+---@return table { critique=, revision= (nil when absent), keep_original=bool }
+function critique.parse(text)
+  if type(text) ~= "string" then error("cai.critique.parse: text must be a string, got " .. type(text), 2) end
+  local t = text:gsub("\r\n", "\n")
+  local lower = t:lower()
+  local rs, re = find_label(lower, { "revision", "revised response", "revised answer" })
+  local cs, ce = find_label(lower, { "critique" })
+  local crit, rev
+  if rs then
+    if cs and cs < rs then crit = t:sub(ce + 1, rs - 1) else crit = t:sub(1, rs - 1) end
+    rev = t:sub(re + 1)
+  else
+    crit = cs and t:sub(ce + 1) or t
+  end
+  crit = trim(cut_continuation(crit)):gsub("^%**[Cc]ritique%**%s*:%**%s*", "")
+  local out = { critique = crit, keep_original = false }
+  if rev then
+    rev = trim(cut_continuation(rev))
+    rev = rev:gsub('^"(.*)"$', "%1")
+    local up = rev:upper()
+    if up:find("KEEP_ORIGINAL", 1, true) or up:find("^KEEP ORIGINAL") then
+      out.keep_original = true
+    else
+      out.revision = rev
+    end
+  end
+  return out
+end
+
+---Cleans a revision written by a separate call (two_step mode).
+function critique.clean(text)
+  if type(text) ~= "string" then error("cai.critique.clean: text must be a string", 2) end
+  return trim(cut_continuation(text:gsub("\r\n", "\n")))
+end
+
+-- Lower-case Lua patterns matched at the start of a revision.
+local META_START = {
+  "^i could ", "^i would ", "^i should ", "^i might ", "^i will revise", "^i have revised", "^i've revised",
+  "^i revised", "^i rewrote", "^i have rewritten", "^i've rewritten", "^i changed", "^i removed", "^i added",
+  "^the response should", "^the response could", "^the response would", "^the answer should",
+  "^the answer could", "^the answer would", "^the assistant should", "^the assistant's response",
+  "^this response", "^this answer", "^this revision", "^instead of ", "^rather than ",
+  "^a better response would", "^a better answer would", "^here is a revised", "^here's a revised",
+  "^here is the revised", "^here's the revised", "^here is an improved", "^here's an improved",
+  "^here is a better", "^here's a better", "^here is a rewritten", "^revised response", "^the revised response",
+  "^in this revision", "^to improve the response", "^the original response", "^my revision",
+}
+-- Helpful openings that look like "I would ..." but answer the question.
+local META_EXCEPTIONS = {
+  "^i would recommend", "^i would suggest", "^i would advise", "^i would be happy", "^i would love",
+  "^i would be glad", "^i would start", "^i would like to help", "^i could help you", "^i could suggest",
+  "^i should mention", "^i should note",
+}
+-- Phrases that mark meta-commentary anywhere in the first 200 characters.
+local META_ANYWHERE = { "the original response", "the revised response", "this revised response", "revised version:" }
+
+---Whether a revision describes changes instead of being the answer.
+---Returns the matched phrase, or nil.
+---@param text string
+function critique.meta_commentary(text)
+  if type(text) ~= "string" then error("cai.critique.meta_commentary: text must be a string", 2) end
+  local head = trim(text):sub(1, 200):lower():gsub('^[%*"\'%s]+', "")
+  for _, p in ipairs(META_EXCEPTIONS) do
+    if head:find(p) then return nil end
+  end
+  for _, p in ipairs(META_START) do
+    if head:find(p) then return (p:gsub("^%^", ""):gsub("%s+$", "")) end
+  end
+  for _, p in ipairs(META_ANYWHERE) do
+    if head:find(p, 1, true) then return p end
+  end
+  return nil
+end
+
+local function word_count(s)
+  local n = 0
+  for _ in s:gmatch("%S+") do n = n + 1 end
+  return n
+end
+
+---Decides what a parsed round does to the answer.
+---@return string outcome, string|nil new_answer
+---  outcome: "revised", "keep_original", "meta_commentary", "too_short", "unparsed", "unchanged"
+function critique.judge_revision(parsed, answer, min_words)
+  if parsed.keep_original then return "keep_original", nil end
+  local rev = parsed.revision
+  if not rev or rev == "" then return "unparsed", nil end
+  if critique.meta_commentary(rev) then return "meta_commentary", nil end
+  if word_count(rev) < (min_words or 5) then return "too_short", nil end
+  if trim(rev) == trim(answer) then return "unchanged", nil end
+  return "revised", rev
+end
+
+-- ------------------------------------------------------------------ prompts
+
+local function bullet_principles(list)
+  local lines = {}
+  for _, p in ipairs(list) do lines[#lines + 1] = "- " .. (p.title or p.id) .. ": " .. trim(p.critique) end
+  return table.concat(lines, "\n")
+end
+
+local function join_field(list, field)
+  local parts = {}
+  for _, p in ipairs(list) do parts[#parts + 1] = trim(p[field]) end
+  return table.concat(parts, " ")
+end
+
+local function examples_text(list, name, templates, max_examples, extra)
+  local parts = {}
+  for _, p in ipairs(list) do
+    for _, ex in ipairs(p.examples or {}) do
+      if #parts >= max_examples then break end
+      local vars = { prompt = ex.prompt, response = ex.response, critique = ex.critique, revision = ex.revision,
+        critique_request = trim(p.critique), revision_request = trim(p.revision) }
+      for k, v in pairs(extra or {}) do vars[k] = v end
+      parts[#parts + 1] = template.render(template.get(name, templates), vars)
+    end
+  end
+  if #parts > 0 and name == "example_combined" then return "Examples:\n\n" .. table.concat(parts) end
+  return table.concat(parts)
+end
+
+---The prompt for one combined critique+revision call.
+---@param instruction string
+---@param answer string
+---@param picked table list of principles
+---@param opts table|nil { templates=, few_shot = 3 }
+function critique.combined_prompt(instruction, answer, picked, opts)
+  opts = opts or {}
+  return template.render(template.get("critique_combined", opts.templates), {
+    principles = bullet_principles(picked),
+    revision_request = join_field(picked, "revision"),
+    examples = examples_text(picked, "example_combined", opts.templates, opts.few_shot or 3),
+    instruction = instruction,
+    response = answer,
+  })
+end
+
+---The critique prompt of the two-step mode.
+function critique.critique_prompt(instruction, answer, picked, opts)
+  opts = opts or {}
+  return template.render(template.get("critique_step", opts.templates), {
+    examples = examples_text(picked, "example_step", opts.templates, opts.few_shot or 3),
+    instruction = instruction, response = answer,
+    critique_request = join_field(picked, "critique"),
+  })
+end
+
+---The revision prompt of the two-step mode.
+function critique.revision_prompt(instruction, answer, picked, critique_text, opts)
+  opts = opts or {}
+  return template.render(template.get("revision_step", opts.templates), {
+    examples = examples_text(picked, "example_step", opts.templates, opts.few_shot or 3),
+    instruction = instruction, response = answer, critique = critique_text,
+    critique_request = join_field(picked, "critique"),
+    revision_request = join_field(picked, "revision"),
+  })
+end
+
+-- --------------------------------------------------------------------- run
+
+local OPTION_KEYS = {
+  constitution = true, principles = true, rounds = true, per_round = true, strategy = true, tags = true,
+  seed = true, rng = true, mode = true, generate = true, answer_generate = true, min_words = true,
+  few_shot = true, templates = true,
+}
+
+local function merged(defaults, overrides)
+  local out = {}
+  for k, v in pairs(defaults) do out[k] = v end
+  for k, v in pairs(overrides or {}) do out[k] = v end
+  return out
+end
+
+local function call_generate(model, prompts, gen_opts)
+  local results = model:generate(prompts, gen_opts)
+  if type(results) ~= "table" or #results ~= #prompts then
+    error(string.format("cai.critique.run: model:generate returned %s results for %d prompts",
+      type(results) == "table" and tostring(#results) or type(results), #prompts), 3)
+  end
+  local texts = {}
+  for i, r in ipairs(results) do
+    if type(r) ~= "table" or type(r.text) ~= "string" then
+      error("cai.critique.run: model:generate result " .. i .. " has no text", 3)
+    end
+    texts[i] = r.text
+  end
+  return texts
+end
+
+---Runs the critique/revision loop over items (see header).
+---@param model table with :generate(prompts, opts)
+---@param items table list of strings or { instruction=, answer= }
+---@param opts table { constitution= or principles=, rounds=1, per_round=1, strategy="weighted", tags=,
+---  seed=0, rng=, mode="combined"|"two_step", generate={...}, answer_generate={...}, min_words=5,
+---  few_shot=3, templates= }
+---@return table records, table stats
+function critique.run(model, items, opts)
+  if type(model) ~= "table" and type(model) ~= "userdata" then error("cai.critique.run: model is required", 2) end
+  if type(items) ~= "table" then error("cai.critique.run: items must be a list", 2) end
+  opts = opts or {}
+  for k in pairs(opts) do
+    if not OPTION_KEYS[k] then error("cai.critique.run: unknown option '" .. tostring(k) .. "'", 2) end
+  end
+  local c = opts.constitution
+  local list = opts.principles or (c and c.principles)
+  if type(list) ~= "table" or #list == 0 then
+    error("cai.critique.run: needs opts.constitution or a non-empty opts.principles list", 2)
+  end
+  local mode = opts.mode or "combined"
+  if mode ~= "combined" and mode ~= "two_step" then
+    error("cai.critique.run: mode must be \"combined\" or \"two_step\", got " .. tostring(mode), 2)
+  end
+  local rounds = opts.rounds or 1
+  local per_round = opts.per_round or 1
+  local seed = opts.seed or 0
+  local rng = opts.rng or require("cai").rng(seed)
+  local templates = opts.templates or (c and c.templates) or {}
+  local prompt_opts = { templates = templates, few_shot = opts.few_shot }
+  local gen = merged({ temperature = 0.3, max_new_tokens = 300 }, opts.generate)
+  local usage = {}
+  local state = {}
+
+  -- Normalise items; answer those without an answer in one batch.
+  local work = {}
+  local need, need_prompts = {}, {}
+  for i, it in ipairs(items) do
+    local w
+    if type(it) == "string" then w = { instruction = it }
+    elseif type(it) == "table" and type(it.instruction) == "string" then
+      w = { instruction = it.instruction, answer = it.answer or it.initial_answer, source = it }
+    else
+      error("cai.critique.run: items[" .. i .. "] must be a string or { instruction=, answer= }", 2)
+    end
+    if w.answer ~= nil and type(w.answer) ~= "string" then error("cai.critique.run: items[" .. i .. "].answer must be a string", 2) end
+    work[i] = w
+    if not w.answer then
+      need[#need + 1] = i
+      need_prompts[#need_prompts + 1] = template.render(template.get("instruction", templates), { instruction = w.instruction })
+    end
+  end
+  if #need > 0 then
+    local answer_gen = merged({ temperature = 0.7, max_new_tokens = 500, stop = template.stop, seed = seed },
+      opts.answer_generate)
+    local texts = call_generate(model, need_prompts, answer_gen)
+    for k, i in ipairs(need) do work[i].answer = (template.strip_end(texts[k])) end
+  end
+  for _, w in ipairs(work) do
+    w.initial = w.answer
+    w.current = w.answer
+    w.history, w.ids, w.seen_ids, w.outcomes = {}, {}, {}, {}
+  end
+
+  local counts = { revised = 0, keep_original = 0, meta_commentary = 0, too_short = 0, unparsed = 0, unchanged = 0 }
+  for round = 1, rounds do
+    local picked = {}
+    for i, w in ipairs(work) do
+      picked[i] = principles_mod.sample(list, per_round, { strategy = opts.strategy or "weighted", rng = rng,
+        tags = opts.tags, prompt = w.instruction, state = state, usage = usage })
+      if #picked[i] == 0 then error("cai.critique.run: no principle could be selected (all weights 0 or no tag match?)", 2) end
+    end
+    local round_gen = merged(gen, { seed = seed + round })
+    local critiques, parsed = {}, {}
+    if mode == "combined" then
+      local prompts = {}
+      for i, w in ipairs(work) do prompts[i] = critique.combined_prompt(w.instruction, w.current, picked[i], prompt_opts) end
+      round_gen.stop = round_gen.stop or { "\nOriginal Question:", "\nExample" }
+      local texts = call_generate(model, prompts, round_gen)
+      for i = 1, #work do
+        parsed[i] = critique.parse("Critique: " .. texts[i])
+        critiques[i] = parsed[i].critique
+      end
+    else
+      local prompts = {}
+      for i, w in ipairs(work) do prompts[i] = critique.critique_prompt(w.instruction, w.current, picked[i], prompt_opts) end
+      local cgen = merged(round_gen, { stop = round_gen.stop or { "\nRevision Request:", "\nHuman:", "\n---" } })
+      local texts = call_generate(model, prompts, cgen)
+      local rprompts = {}
+      for i, w in ipairs(work) do
+        critiques[i] = critique.clean(texts[i])
+        rprompts[i] = critique.revision_prompt(w.instruction, w.current, picked[i], critiques[i], prompt_opts)
+      end
+      local rgen = merged(round_gen, { stop = round_gen.stop or { "\nHuman:", "\nCritique Request:", "\n---" } })
+      local rtexts = call_generate(model, rprompts, rgen)
+      for i = 1, #work do
+        local rev = critique.clean(rtexts[i])
+        local up = rev:upper()
+        parsed[i] = { critique = critiques[i], revision = rev,
+          keep_original = up:find("KEEP_ORIGINAL", 1, true) ~= nil }
+      end
+    end
+    for i, w in ipairs(work) do
+      local outcome, new = critique.judge_revision(parsed[i], w.current, opts.min_words)
+      counts[outcome] = counts[outcome] + 1
+      local ids = principles_mod.ids(picked[i])
+      for _, id in ipairs(ids) do
+        if not w.seen_ids[id] then w.seen_ids[id] = true; w.ids[#w.ids + 1] = id end
+      end
+      w.history[round] = { round = round, principle_ids = ids, critique = critiques[i],
+        revision = parsed[i].revision, outcome = outcome }
+      w.outcomes[round] = outcome
+      w.last_critique = critiques[i]
+      w.titles = w.titles or {}
+      for _, p in ipairs(picked[i]) do w.titles[#w.titles + 1] = p.title or p.id end
+      if new then w.current = new end
+    end
+  end
+
+  local records = {}
+  local changed = 0
+  for i, w in ipairs(work) do
+    local is_changed = trim(w.current) ~= trim(w.initial)
+    if is_changed then changed = changed + 1 end
+    records[i] = {
+      instruction = w.instruction,
+      initial_answer = w.initial,
+      principle = table.concat(w.titles or {}, "; "),
+      principle_ids = w.ids,
+      critique = w.last_critique,
+      revised_answer = w.current,
+      rounds = rounds,
+      changed = is_changed,
+      outcomes = w.outcomes,
+      history = w.history,
+      preference_pair = { prompt = w.instruction, chosen = w.current, rejected = w.initial },
+    }
+  end
+  return records, { items = #work, rounds = rounds, outcomes = counts, changed = changed, principle_usage = usage }
+end
+
+return critique

@@ -1,0 +1,253 @@
+-- cai.stats: the statistics used to compare models honestly.
+--
+--   cai.stats.bootstrap_ci(values, { seed = 1 })   --> { estimate=, lo=, hi= }
+--   cai.stats.mcnemar(b, c)                          --> { statistic=, p=, method= }
+--   cai.stats.holm({ 0.01, 0.04, 0.03 })             --> adjusted p-values, rejected flags
+--   cai.stats.cohen_h(p1, p2), cai.stats.wilson(k, n)
+--
+-- p-values are two-sided. Exact binomial tests are used for small counts.
+local stats = {}
+
+local function check_numbers(fname, xs, what)
+  if type(xs) ~= "table" then error("cai.stats." .. fname .. ": " .. what .. " must be a list of numbers", 3) end
+  for i, x in ipairs(xs) do
+    if type(x) ~= "number" then
+      error(string.format("cai.stats.%s: %s[%d] must be a number, got %s", fname, what, i, type(x)), 3)
+    end
+  end
+end
+
+local function check_count(fname, v, what)
+  if type(v) ~= "number" or v < 0 or v ~= math.floor(v) then
+    error("cai.stats." .. fname .. ": " .. what .. " must be a non-negative integer, got " .. tostring(v), 3)
+  end
+end
+
+---Arithmetic mean (nil for an empty list).
+function stats.mean(xs)
+  check_numbers("mean", xs, "values")
+  if #xs == 0 then return nil end
+  local s = 0
+  for _, x in ipairs(xs) do s = s + x end
+  return s / #xs
+end
+
+---Sample standard deviation (n - 1); nil for fewer than two values.
+function stats.sd(xs)
+  check_numbers("sd", xs, "values")
+  if #xs < 2 then return nil end
+  local m = stats.mean(xs)
+  local s = 0
+  for _, x in ipairs(xs) do s = s + (x - m) ^ 2 end
+  return math.sqrt(s / (#xs - 1))
+end
+
+---Quantile of a sorted list, linear interpolation between order statistics
+---(p = 0 -> first, p = 1 -> last).
+function stats.quantile(sorted, p)
+  check_numbers("quantile", sorted, "sorted")
+  if type(p) ~= "number" or p < 0 or p > 1 then error("cai.stats.quantile: p must be in [0, 1]", 2) end
+  local n = #sorted
+  if n == 0 then return nil end
+  local h = (n - 1) * p + 1
+  local lo = math.floor(h)
+  local hi = math.min(lo + 1, n)
+  return sorted[lo] + (h - lo) * (sorted[hi] - sorted[lo])
+end
+
+-- erf by Abramowitz & Stegun 7.1.26 (absolute error < 1.5e-7).
+local function erf(x)
+  local sign = x < 0 and -1 or 1
+  x = math.abs(x)
+  local t = 1 / (1 + 0.3275911 * x)
+  local y = 1 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t
+    * math.exp(-x * x)
+  return sign * y
+end
+stats.erf = erf
+
+---Standard normal cumulative distribution.
+function stats.normal_cdf(z)
+  if type(z) ~= "number" then error("cai.stats.normal_cdf: z must be a number", 2) end
+  return 0.5 * (1 + erf(z / math.sqrt(2)))
+end
+
+---Upper tail of the chi-square distribution with one degree of freedom.
+function stats.chi2_sf_1(x)
+  if type(x) ~= "number" or x < 0 then error("cai.stats.chi2_sf_1: x must be a number >= 0", 2) end
+  return 1 - erf(math.sqrt(x / 2))
+end
+
+local function log_choose(n, k)
+  local s = 0
+  for i = 1, k do s = s + math.log(n - k + i) - math.log(i) end
+  return s
+end
+
+---P(X <= k) for X ~ Binomial(n, p).
+function stats.binom_cdf(k, n, p)
+  check_count("binom_cdf", k, "k")
+  check_count("binom_cdf", n, "n")
+  if p == nil then p = 0.5 end
+  local s = 0
+  for i = 0, math.min(k, n) do
+    s = s + math.exp(log_choose(n, i) + i * math.log(p) + (n - i) * math.log(1 - p))
+  end
+  return math.min(1, s)
+end
+
+---Exact two-sided sign test on counts of wins and losses (ties dropped).
+---@return table { n=, wins=, losses=, p= }
+function stats.sign_test(wins, losses)
+  check_count("sign_test", wins, "wins")
+  check_count("sign_test", losses, "losses")
+  local n = wins + losses
+  local p = n == 0 and 1 or math.min(1, 2 * stats.binom_cdf(math.min(wins, losses), n, 0.5))
+  return { n = n, wins = wins, losses = losses, p = p }
+end
+
+---Paired sign test on two lists of scores: a[i] > b[i] is a win for a.
+function stats.paired_sign_test(a, b)
+  check_numbers("paired_sign_test", a, "a")
+  check_numbers("paired_sign_test", b, "b")
+  if #a ~= #b then error("cai.stats.paired_sign_test: a and b must have the same length", 2) end
+  local w, l, t = 0, 0, 0
+  for i = 1, #a do
+    if a[i] > b[i] then w = w + 1 elseif a[i] < b[i] then l = l + 1 else t = t + 1 end
+  end
+  local r = stats.sign_test(w, l)
+  r.ties = t
+  return r
+end
+
+---McNemar's test on the discordant counts of a paired 2x2 table:
+---b = passes under A only, c = passes under B only. Exact binomial when
+---b + c < 25 (or opts.exact = true), else chi-square with continuity correction.
+---@return table { b=, c=, statistic=, p=, method=, odds_ratio= }
+function stats.mcnemar(b, c, opts)
+  check_count("mcnemar", b, "b")
+  check_count("mcnemar", c, "c")
+  opts = opts or {}
+  local n = b + c
+  local r = { b = b, c = c, odds_ratio = c > 0 and b / c or math.huge }
+  if n == 0 then
+    r.statistic, r.p, r.method = 0, 1, "exact"
+    return r
+  end
+  local exact = opts.exact
+  if exact == nil then exact = n < 25 end
+  if exact then
+    r.method = "exact"
+    r.statistic = math.min(b, c)
+    r.p = math.min(1, 2 * stats.binom_cdf(math.min(b, c), n, 0.5))
+  else
+    r.method = "chi2"
+    r.statistic = (math.abs(b - c) - 1) ^ 2 / n
+    if math.abs(b - c) <= 1 then r.statistic = 0 end
+    r.p = stats.chi2_sf_1(r.statistic)
+  end
+  return r
+end
+
+---McNemar on two paired lists of booleans (pass/fail of A and of B per item).
+function stats.mcnemar_paired(a, b, opts)
+  if type(a) ~= "table" or type(b) ~= "table" or #a ~= #b then
+    error("cai.stats.mcnemar_paired: a and b must be lists of booleans of the same length", 2)
+  end
+  local only_a, only_b = 0, 0
+  for i = 1, #a do
+    if a[i] and not b[i] then only_a = only_a + 1 elseif b[i] and not a[i] then only_b = only_b + 1 end
+  end
+  return stats.mcnemar(only_a, only_b, opts)
+end
+
+---Holm's step-down correction. Returns adjusted p-values (in input order)
+---and, when alpha is given (default 0.05), which hypotheses are rejected.
+---@param ps table list of p-values
+---@param alpha number|nil
+function stats.holm(ps, alpha)
+  check_numbers("holm", ps, "p-values")
+  alpha = alpha or 0.05
+  local m = #ps
+  local order = {}
+  for i = 1, m do order[i] = i end
+  table.sort(order, function(x, y)
+    if ps[x] ~= ps[y] then return ps[x] < ps[y] end
+    return x < y
+  end)
+  local adjusted, rejected = {}, {}
+  local running = 0
+  for rank, i in ipairs(order) do
+    running = math.max(running, math.min(1, (m - rank + 1) * ps[i]))
+    adjusted[i] = running
+  end
+  for i = 1, m do rejected[i] = adjusted[i] <= alpha end
+  return adjusted, rejected
+end
+
+---Cohen's h for two proportions (0.2 small, 0.5 medium, 0.8 large).
+function stats.cohen_h(p1, p2)
+  if type(p1) ~= "number" or type(p2) ~= "number" or p1 < 0 or p1 > 1 or p2 < 0 or p2 > 1 then
+    error("cai.stats.cohen_h: p1 and p2 must be proportions in [0, 1]", 2)
+  end
+  return 2 * math.asin(math.sqrt(p1)) - 2 * math.asin(math.sqrt(p2))
+end
+
+---Cohen's d of paired differences (mean / sd of a[i] - b[i]).
+function stats.cohen_d_paired(a, b)
+  check_numbers("cohen_d_paired", a, "a")
+  check_numbers("cohen_d_paired", b, "b")
+  if #a ~= #b or #a < 2 then error("cai.stats.cohen_d_paired: a and b need the same length >= 2", 2) end
+  local d = {}
+  for i = 1, #a do d[i] = a[i] - b[i] end
+  local sd = stats.sd(d)
+  if sd == 0 then return 0 end
+  return stats.mean(d) / sd
+end
+
+---Wilson score interval for k successes out of n.
+---@return number, number lo, hi
+function stats.wilson(k, n, z)
+  check_count("wilson", k, "k")
+  check_count("wilson", n, "n")
+  if k > n then error("cai.stats.wilson: k must be <= n", 2) end
+  if n == 0 then return 0, 1 end
+  z = z or 1.959963984540054
+  local p = k / n
+  local denom = 1 + z * z / n
+  local center = (p + z * z / (2 * n)) / denom
+  local half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+  return math.max(0, center - half), math.min(1, center + half)
+end
+
+---Percentile bootstrap confidence interval of a statistic (default: the mean).
+---@param values table list of numbers (booleans count as 1/0)
+---@param opts table|nil { n = 2000, alpha = 0.05, stat = function(list) -> number, rng= or seed= }
+---@return table { estimate=, lo=, hi=, n= }
+function stats.bootstrap_ci(values, opts)
+  if type(values) ~= "table" then error("cai.stats.bootstrap_ci: values must be a list", 2) end
+  opts = opts or {}
+  local xs = {}
+  for i, v in ipairs(values) do
+    if type(v) == "boolean" then xs[i] = v and 1 or 0
+    elseif type(v) == "number" then xs[i] = v
+    else error(string.format("cai.stats.bootstrap_ci: values[%d] must be a number or boolean", i), 2) end
+  end
+  local stat = opts.stat or stats.mean
+  local reps = opts.n or 2000
+  local alpha = opts.alpha or 0.05
+  if #xs == 0 then return { estimate = nil, lo = nil, hi = nil, n = 0 } end
+  local rng = opts.rng or require("cai").rng(opts.seed or 0)
+  local results = {}
+  local sample = {}
+  local n = #xs
+  for r = 1, reps do
+    for i = 1, n do sample[i] = xs[rng:int(1, n)] end
+    results[r] = stat(sample)
+  end
+  table.sort(results)
+  return { estimate = stat(xs), lo = stats.quantile(results, alpha / 2), hi = stats.quantile(results, 1 - alpha / 2),
+    n = n }
+end
+
+return stats

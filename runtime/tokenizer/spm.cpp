@@ -3,7 +3,6 @@
 #include <dlfcn.h>
 
 #include <cstdlib>
-#include <mutex>
 
 #include "core/error.h"
 #include "core/fs.h"
@@ -37,46 +36,54 @@ std::string find_library() {
 }
 
 template <class F>
-void bind(void* lib, const std::string& path, const char* name, F* slot) {
+void bind_symbol(void* lib, const std::string& path, const char* name, F* slot) {
     void* symbol = dlsym(lib, name);
     if (!symbol) fail(path, ": missing symbol ", name, " (rebuild cairun: libcai_spm.so is out of date)");
     *slot = reinterpret_cast<F>(symbol);
 }
 
+struct loaded_api {
+    spm_api table;
+    std::string error;
+};
+
+loaded_api load_api() {
+    loaded_api out;
+    spm_api& table = out.table;
+    table.path = find_library();
+    // RTLD_DEEPBIND: sentencepiece and its bundled protobuf resolve their
+    // own symbols first, never libtorch's protobuf.
+    void* lib = dlopen(table.path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+    if (!lib) {
+        const char* e = dlerror();
+        out.error = "cannot load the sentencepiece library " + table.path + ": " + (e ? e : "unknown error") +
+                    " (it is built with cairun as libcai_spm.so; set CAI_SPM_LIBRARY to its path)";
+        return out;
+    }
+    try {
+        bind_symbol(lib, table.path, "cai_spm_train", &table.train);
+        bind_symbol(lib, table.path, "cai_spm_load", &table.load);
+        bind_symbol(lib, table.path, "cai_spm_load_bytes", &table.load_bytes);
+        bind_symbol(lib, table.path, "cai_spm_free", &table.free);
+        bind_symbol(lib, table.path, "cai_spm_encode", &table.encode);
+        bind_symbol(lib, table.path, "cai_spm_decode", &table.decode);
+        bind_symbol(lib, table.path, "cai_spm_piece_size", &table.piece_size);
+        bind_symbol(lib, table.path, "cai_spm_id_to_piece", &table.id_to_piece);
+        bind_symbol(lib, table.path, "cai_spm_piece_to_id", &table.piece_to_id);
+        bind_symbol(lib, table.path, "cai_spm_id_kind", &table.id_kind);
+        bind_symbol(lib, table.path, "cai_spm_special_id", &table.special_id);
+        bind_symbol(lib, table.path, "cai_spm_serialized", &table.serialized);
+    } catch (const std::exception& e) {
+        out.error = e.what();
+    }
+    return out;
+}
+
+// Loaded once, on first use (a function-local static is thread-safe).
 const spm_api& api() {
-    static std::once_flag once;
-    static spm_api table;
-    static std::string load_error;
-    std::call_once(once, [] {
-        table.path = find_library();
-        // RTLD_DEEPBIND: sentencepiece and its bundled protobuf resolve
-        // their own symbols first, never libtorch's protobuf.
-        void* lib = dlopen(table.path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
-        if (!lib) {
-            const char* e = dlerror();
-            load_error = "cannot load the sentencepiece library " + table.path + ": " + (e ? e : "unknown error") +
-                         " (it is built with cairun as libcai_spm.so; set CAI_SPM_LIBRARY to its path)";
-            return;
-        }
-        try {
-            bind(lib, table.path, "cai_spm_train", &table.train);
-            bind(lib, table.path, "cai_spm_load", &table.load);
-            bind(lib, table.path, "cai_spm_load_bytes", &table.load_bytes);
-            bind(lib, table.path, "cai_spm_free", &table.free);
-            bind(lib, table.path, "cai_spm_encode", &table.encode);
-            bind(lib, table.path, "cai_spm_decode", &table.decode);
-            bind(lib, table.path, "cai_spm_piece_size", &table.piece_size);
-            bind(lib, table.path, "cai_spm_id_to_piece", &table.id_to_piece);
-            bind(lib, table.path, "cai_spm_piece_to_id", &table.piece_to_id);
-            bind(lib, table.path, "cai_spm_id_kind", &table.id_kind);
-            bind(lib, table.path, "cai_spm_special_id", &table.special_id);
-            bind(lib, table.path, "cai_spm_serialized", &table.serialized);
-        } catch (const std::exception& e) {
-            load_error = e.what();
-        }
-    });
-    if (!load_error.empty()) fail(load_error);
-    return table;
+    static const loaded_api loaded = load_api();
+    if (!loaded.error.empty()) fail(loaded.error);
+    return loaded.table;
 }
 
 }  // namespace

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Command-line behaviour of cairun: typed args, unknown keys, wrong types,
+# file:line errors with tracebacks, strict globals, missing files, -e,
+# --help/--version, modules next to the recipe, C++ errors as Lua errors.
+set -u
+cairun=${1:?usage: cli_test.sh path/to/cairun}
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+passed=0
+failed=0
+
+# check NAME EXPECTED_RC PATTERN -- command...: runs the command, checks its
+# exit status (0, or "nz" for any non-zero) and that stdout+stderr match PATTERN.
+check() {
+  local name=$1 want=$2 pattern=$3
+  shift 4
+  local out rc
+  out=$("$@" 2>&1)
+  rc=$?
+  local ok=1
+  if [ "$want" = nz ]; then [ $rc -ne 0 ] || ok=0; else [ $rc -eq "$want" ] || ok=0; fi
+  if [ $ok -eq 1 ] && ! grep -qE -- "$pattern" <<<"$out"; then ok=0; fi
+  if [ $ok -eq 1 ]; then
+    passed=$((passed + 1)); echo "ok   $name"
+  else
+    failed=$((failed + 1)); echo "FAIL $name (rc=$rc, want $want, pattern: $pattern)"; sed 's/^/    /' <<<"$out"
+  fi
+}
+
+cat > "$dir/typed.lua" <<'LUA'
+local cai = require "cai"
+local args = cai.args{ steps = 10, lr = 0.5, name = "run", lora = true }
+print(string.format("steps=%s:%s lr=%s name=%s:%s lora=%s:%s", args.steps, type(args.steps), args.lr,
+  args.name, type(args.name), tostring(args.lora), type(args.lora)))
+LUA
+check "defaults"          0  '^steps=10:number lr=0.5 name=run:string lora=true:boolean$' -- "$cairun" "$dir/typed.lua"
+check "typed overrides"   0  '^steps=3:number lr=0.001 name=42:string lora=false:boolean$' -- "$cairun" "$dir/typed.lua" steps=3 lr=1e-3 name=42 lora=false
+check "unknown key"       nz 'typed.lua:2: unknown argument .stepz. \(valid keys: lora, lr, name, steps\)' -- "$cairun" "$dir/typed.lua" stepz=3
+check "wrong number"      nz "typed.lua:2: argument 'steps' expects a number, got 'ten'" -- "$cairun" "$dir/typed.lua" steps=ten
+check "wrong boolean"     nz "argument 'lora' expects a boolean \(true/false\), got 'maybe'" -- "$cairun" "$dir/typed.lua" lora=maybe
+check "not key=value"     nz "argument 'steps' is not of the form key=value" -- "$cairun" "$dir/typed.lua" steps
+check "key twice"         nz "argument 'steps' is given twice" -- "$cairun" "$dir/typed.lua" steps=1 steps=2
+
+cat > "$dir/boom.lua" <<'LUA'
+local function inner()
+  error("something broke")
+end
+local x = 1
+inner()
+LUA
+check "file:line + traceback" nz 'boom.lua:2: something broke' -- "$cairun" "$dir/boom.lua"
+check "traceback shown"       nz 'stack traceback:' -- "$cairun" "$dir/boom.lua"
+check "traceback names caller" nz "boom.lua:5: in main chunk" -- "$cairun" "$dir/boom.lua"
+
+printf 'local cai = require "cai"\nlocal a = 1\nprint(undefined_name)\n' > "$dir/read_global.lua"
+check "strict: read undeclared" nz "read_global.lua:3: undeclared global 'undefined_name'" -- "$cairun" "$dir/read_global.lua"
+printf 'local function f()\n  counter = 1\nend\nf()\n' > "$dir/write_global.lua"
+check "strict: assign undeclared" nz "write_global.lua:2: assignment to undeclared global 'counter'" -- "$cairun" "$dir/write_global.lua"
+printf 'total = 0\n' > "$dir/top_global.lua"
+check "strict: top-level assign" nz "top_global.lua:1: assignment to undeclared global 'total'" -- "$cairun" "$dir/top_global.lua"
+printf 'local cai = require "cai"\ncai.global("total", 1)\ntotal = total + 1\nprint(total)\n' > "$dir/declared.lua"
+check "strict: declared global" 0 '^2$' -- "$cairun" "$dir/declared.lua"
+
+check "missing recipe"    nz "cannot open recipe '$dir/nope.lua': no such file" -- "$cairun" "$dir/nope.lua"
+printf 'local x = = 1\n' > "$dir/syntax.lua"
+check "syntax error"      nz "syntax.lua:1: unexpected symbol near '='" -- "$cairun" "$dir/syntax.lua"
+
+printf 'local cai = require "cai"\ncai.json.decode("{bad")\n' > "$dir/cxx_error.lua"
+check "C++ error becomes Lua error with file:line" nz 'cxx_error.lua:2: cai.json.decode: invalid JSON' -- "$cairun" "$dir/cxx_error.lua"
+printf 'local cai = require "cai"\ncai.jsonl.read("%s/none.jsonl")\n' "$dir" > "$dir/missing_data.lua"
+check "missing data file named" nz "missing_data.lua:2: $dir/none.jsonl: cannot open" -- "$cairun" "$dir/missing_data.lua"
+
+mkdir -p "$dir/pkg"
+printf 'return { value = 41 }\n' > "$dir/pkg/helper.lua"
+printf 'local h = require "helper"\nprint(h.value + 1)\n' > "$dir/pkg/main.lua"
+check "require beside recipe" 0 '^42$' -- "$cairun" "$dir/pkg/main.lua"
+
+check "-e"                0  '^3$' -- "$cairun" -e 'print(1 + 2)'
+check "-e with args"      0  '^7$' -- "$cairun" -e 'print(cai.args{n = 1}.n)' n=7
+check "-e error"          nz 'command line.:1: boom' -- "$cairun" -e 'error("boom")'
+check "--version"         0  '^cairun [0-9]+\.[0-9]+\.[0-9]+$' -- "$cairun" --version
+check "--help"            0  'usage: cairun' -- "$cairun" --help
+check "unknown option"    2  "unknown option '--frobnicate'" -- "$cairun" --frobnicate
+check "no arguments"      2  'usage: cairun' -- "$cairun"
+check "unknown cai module" nz "cai.nonexistent does not exist" -- "$cairun" -e 'local x = cai.nonexistent'
+check "lua path override" 0  '^override$' -- env CAI_LUA_PATH="$dir/luaroot" bash -c "mkdir -p $dir/luaroot/cai && cp -r $(pwd)/lua/cai/. $dir/luaroot/cai/ && echo 'return { call = function() print(\"override\") return {} end, resolved = function() end }' > $dir/luaroot/cai/args.lua && \"$cairun\" -e 'cai.args{}'"
+
+echo "$passed passed, $failed failed"
+[ $failed -eq 0 ]

@@ -1,0 +1,233 @@
+#include "model/config.h"
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+
+namespace cai {
+namespace {
+
+using json = nlohmann::json;
+
+// Field readers: absent or null gives the default; a wrong type is an error naming the field.
+struct reader {
+    const json& j;
+    const std::string& where;
+
+    bool present(const char* key) const { return j.contains(key) && !j[key].is_null(); }
+
+    int64_t integer(const char* key, int64_t def) const {
+        if (!present(key)) return def;
+        const json& v = j[key];
+        if (v.is_number_integer()) return v.get<int64_t>();
+        if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>()) return (int64_t)v.get<double>();
+        fail(where, ": field \"", key, "\" must be an integer, got ", v.dump());
+    }
+    int64_t positive(const char* key, int64_t def) const {
+        int64_t n = integer(key, def);
+        if (n <= 0) fail(where, ": field \"", key, "\" must be a positive integer, got ", n);
+        return n;
+    }
+    double number(const char* key, double def) const {
+        if (!present(key)) return def;
+        const json& v = j[key];
+        if (!v.is_number()) fail(where, ": field \"", key, "\" must be a number, got ", v.dump());
+        return v.get<double>();
+    }
+    bool boolean(const char* key, bool def) const {
+        if (!present(key)) return def;
+        const json& v = j[key];
+        if (!v.is_boolean()) fail(where, ": field \"", key, "\" must be true or false, got ", v.dump());
+        return v.get<bool>();
+    }
+    std::string string(const char* key, const std::string& def) const {
+        if (!present(key)) return def;
+        const json& v = j[key];
+        if (!v.is_string()) fail(where, ": field \"", key, "\" must be a string, got ", v.dump());
+        return v.get<std::string>();
+    }
+    std::vector<int64_t> int_or_list(const char* key) const {
+        std::vector<int64_t> out;
+        if (!present(key)) return out;
+        const json& v = j[key];
+        if (v.is_number_integer()) {
+            out.push_back(v.get<int64_t>());
+        } else if (v.is_array()) {
+            for (const auto& x : v) {
+                if (!x.is_number_integer()) fail(where, ": field \"", key, "\" must hold integers, got ", v.dump());
+                out.push_back(x.get<int64_t>());
+            }
+        } else {
+            fail(where, ": field \"", key, "\" must be an integer or a list of integers, got ", v.dump());
+        }
+        return out;
+    }
+};
+
+void read_rope(const json& j, const std::string& where, model_config& c) {
+    // transformers >= 5 writes "rope_parameters" (with rope_theta inside); older
+    // versions write "rope_theta" and an optional "rope_scaling".
+    reader r{j, where};
+    c.rope_theta = r.number("rope_theta", 10000.0);
+    const json* scaling = nullptr;
+    std::string field = "rope_scaling";
+    if (r.present("rope_parameters")) {
+        scaling = &j["rope_parameters"];
+        field = "rope_parameters";
+    } else if (r.present("rope_scaling")) {
+        scaling = &j["rope_scaling"];
+    }
+    if (!scaling) return;
+    if (!scaling->is_object()) fail(where, ": field \"", field, "\" must be an object, got ", scaling->dump());
+    std::string sub_where = where + ": " + field;
+    reader s{*scaling, sub_where};
+    if (s.present("rope_theta")) c.rope_theta = s.number("rope_theta", c.rope_theta);
+    std::string type = s.string("rope_type", s.string("type", "default"));
+    c.rope_type = type;
+    if (type == "default") return;
+    if (type == "linear") {
+        if (!s.present("factor")) fail(sub_where, ": field \"factor\" is required for rope_type \"linear\"");
+        c.rope_factor = s.number("factor", 1.0);
+    } else if (type == "llama3") {
+        for (const char* key : {"factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"})
+            if (!s.present(key)) fail(sub_where, ": field \"", key, "\" is required for rope_type \"llama3\"");
+        c.rope_factor = s.number("factor", 1.0);
+        c.rope_low_freq_factor = s.number("low_freq_factor", 1.0);
+        c.rope_high_freq_factor = s.number("high_freq_factor", 4.0);
+        c.rope_original_max_position_embeddings = s.positive("original_max_position_embeddings", 8192);
+        if (c.rope_high_freq_factor == c.rope_low_freq_factor)
+            fail(sub_where, ": high_freq_factor and low_freq_factor must differ");
+    } else {
+        fail(where, ": ", field, " type \"", type, "\" is not supported (supported: default, linear, llama3)");
+    }
+    if (!(c.rope_factor > 0)) fail(sub_where, ": field \"factor\" must be > 0");
+}
+
+}  // namespace
+
+model_config parse_model_config(const std::string& json_text, const std::string& where) {
+    json j;
+    try {
+        j = json::parse(json_text);
+    } catch (const std::exception& e) {
+        fail(where, ": not valid JSON: ", e.what());
+    }
+    if (!j.is_object()) fail(where, ": expected a JSON object");
+    reader r{j, where};
+    model_config c;
+    c.json = json_text;
+    if (!r.present("model_type")) fail(where, ": field \"model_type\" is missing");
+    c.model_type = r.string("model_type", "");
+    const std::string& t = c.model_type;
+    bool llama = t == "llama", mistral = t == "mistral", qwen2 = t == "qwen2", gemma = t == "gemma",
+         gemma2 = t == "gemma2";
+    if (!(llama || mistral || qwen2 || gemma || gemma2))
+        fail(where, ": model_type \"", t, "\" is not supported (supported: llama, mistral, qwen2, gemma, gemma2)");
+
+    // Defaults are those of transformers' LlamaConfig, MistralConfig, Qwen2Config, GemmaConfig, Gemma2Config.
+    c.vocab_size = r.positive("vocab_size", qwen2 ? 151936 : (gemma || gemma2) ? 256000 : 32000);
+    c.hidden_size = r.positive("hidden_size", gemma ? 3072 : gemma2 ? 2304 : 4096);
+    c.intermediate_size = r.positive("intermediate_size", llama     ? 11008
+                                                          : mistral ? 14336
+                                                          : qwen2   ? 22016
+                                                          : gemma   ? 24576
+                                                                    : 9216);
+    c.num_layers = r.positive("num_hidden_layers", gemma ? 28 : gemma2 ? 26 : 32);
+    c.num_heads = r.positive("num_attention_heads", gemma ? 16 : gemma2 ? 8 : 32);
+    int64_t kv_default = llama ? c.num_heads : mistral ? 8 : qwen2 ? 32 : gemma ? 16 : 4;
+    if ((llama || qwen2) && !r.present("num_key_value_heads")) kv_default = c.num_heads;
+    c.num_kv_heads = r.positive("num_key_value_heads", kv_default);
+    if (c.num_heads % c.num_kv_heads != 0)
+        fail(where, ": num_attention_heads (", c.num_heads, ") must be a multiple of num_key_value_heads (",
+             c.num_kv_heads, ")");
+    int64_t head_dim_default = (gemma || gemma2) ? 256 : c.hidden_size / c.num_heads;
+    c.head_dim = r.positive("head_dim", head_dim_default);
+    if (!r.present("head_dim") && !(gemma || gemma2) && c.hidden_size % c.num_heads != 0)
+        fail(where, ": hidden_size (", c.hidden_size, ") is not divisible by num_attention_heads (", c.num_heads,
+             ") and no head_dim is given");
+    if (c.head_dim % 2 != 0) fail(where, ": head_dim must be even for rotary embeddings, got ", c.head_dim);
+    c.max_position_embeddings = r.positive("max_position_embeddings", 8192);
+    c.rms_norm_eps = r.number("rms_norm_eps", 1e-6);
+
+    if (gemma || gemma2) {
+        // Gemma reads hidden_activation; a config without it falls back to
+        // hidden_act, then to the tanh-approximated GELU both models use.
+        c.hidden_act = r.string("hidden_activation", r.string("hidden_act", "gelu_pytorch_tanh"));
+    } else {
+        c.hidden_act = r.string("hidden_act", "silu");
+    }
+    const char* acts[] = {"silu", "swish", "gelu", "gelu_pytorch_tanh", "gelu_new", "relu"};
+    bool known = false;
+    for (const char* a : acts) known = known || c.hidden_act == a;
+    if (!known)
+        fail(where, ": activation \"", c.hidden_act,
+             "\" is not supported (supported: silu, gelu, gelu_pytorch_tanh, gelu_new, relu)");
+
+    read_rope(j, where, c);
+
+    bool attention_bias = r.boolean("attention_bias", false);
+    c.qkv_bias = qwen2 ? true : (mistral ? false : attention_bias);
+    c.o_bias = (llama || gemma || gemma2) ? attention_bias : false;
+    c.mlp_bias = llama ? r.boolean("mlp_bias", false) : false;
+    c.tie_word_embeddings = r.boolean("tie_word_embeddings", gemma || gemma2);
+
+    c.norm_one_plus = gemma || gemma2;
+    c.scale_embeddings = gemma || gemma2;
+    c.sandwich_norms = gemma2;
+    c.attn_scale = 1.0 / std::sqrt((double)c.head_dim);
+    if (gemma2) {
+        double scalar = r.number("query_pre_attn_scalar", 256);
+        if (!(scalar > 0)) fail(where, ": field \"query_pre_attn_scalar\" must be > 0");
+        c.attn_scale = std::pow(scalar, -0.5);
+        // Explicit null turns soft-capping off; absent means the Gemma2Config default.
+        c.attn_logit_softcapping = j.contains("attn_logit_softcapping") ? r.number("attn_logit_softcapping", 0) : 50.0;
+        c.final_logit_softcapping =
+            j.contains("final_logit_softcapping") ? r.number("final_logit_softcapping", 0) : 30.0;
+    }
+    if (c.attn_logit_softcapping < 0 || c.final_logit_softcapping < 0)
+        fail(where, ": soft-capping values must be positive");
+
+    // Sliding-window attention and which layers use it.
+    c.layer_sliding.assign(c.num_layers, false);
+    if (mistral || gemma2) {
+        c.sliding_window = j.contains("sliding_window") ? r.integer("sliding_window", 0) : 4096;
+        for (int64_t i = 0; i < c.num_layers; ++i) c.layer_sliding[i] = mistral ? true : (i % 2 == 0);
+    } else if (qwen2 && r.boolean("use_sliding_window", false)) {
+        c.sliding_window = r.integer("sliding_window", 4096);
+        int64_t first = r.integer("max_window_layers", 28);
+        for (int64_t i = 0; i < c.num_layers; ++i) c.layer_sliding[i] = i >= first;
+    }
+    if (r.present("layer_types")) {
+        const json& types = j["layer_types"];
+        if (!types.is_array() || (int64_t)types.size() != c.num_layers)
+            fail(where, ": field \"layer_types\" must be a list of ", c.num_layers, " strings");
+        for (int64_t i = 0; i < c.num_layers; ++i) {
+            std::string lt = types[i].is_string() ? types[i].get<std::string>() : "";
+            if (lt != "sliding_attention" && lt != "full_attention")
+                fail(where, ": layer_types[", i, "] must be \"sliding_attention\" or \"full_attention\", got ",
+                     types[i].dump());
+            c.layer_sliding[i] = lt == "sliding_attention";
+        }
+    }
+    if (c.sliding_window < 0) fail(where, ": field \"sliding_window\" must be >= 0");
+    if (c.sliding_window == 0) c.layer_sliding.assign(c.num_layers, false);
+
+    c.eos_token_ids = r.int_or_list("eos_token_id");
+    c.bos_token_id = r.integer("bos_token_id", -1);
+    c.pad_token_id = r.integer("pad_token_id", -1);
+    return c;
+}
+
+std::vector<int64_t> parse_generation_eos(const std::string& json_text, const std::string& where) {
+    json j;
+    try {
+        j = json::parse(json_text);
+    } catch (const std::exception& e) {
+        fail(where, ": not valid JSON: ", e.what());
+    }
+    if (!j.is_object()) fail(where, ": expected a JSON object");
+    return reader{j, where}.int_or_list("eos_token_id");
+}
+
+}  // namespace cai

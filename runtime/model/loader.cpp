@@ -1,0 +1,246 @@
+// Loading a Hugging Face directory: config.json, model.safetensors or the
+// sharded model.safetensors.index.json, generation_config.json and the
+// tokenizer. Every expected tensor must be present with its exact shape,
+// and every tensor in the files must be one the model uses.
+#include <functional>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "core/error.h"
+#include "core/fs.h"
+#include "core/log.h"
+#include "model/model.h"
+#include "model/safetensors.h"
+#include "tokenizer/tokenizer.h"
+
+namespace cai {
+namespace {
+
+// Where tensors come from: a safetensors set or an in-memory list.
+struct tensor_source {
+    std::string where;
+    std::function<std::vector<std::string>()> names;
+    std::function<std::vector<int64_t>(const std::string&)> shape;
+    std::function<at::Tensor(const std::string&, at::ScalarType)> load;
+};
+
+std::string shape_string(const std::vector<int64_t>& shape) {
+    std::string s = "[";
+    for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+    return s + "]";
+}
+
+// The names transformers gives to stale buffers some checkpoints still carry.
+bool ignorable(const std::string& name) {
+    const std::string suffix = "rotary_emb.inv_freq";
+    return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+std::shared_ptr<model> build(const model_config& c, const tensor_source& src, at::ScalarType dtype) {
+    auto m = std::make_shared<model>();
+    m->config = c;
+    m->dtype = dtype;
+    const int64_t C = c.hidden_size, V = c.vocab_size, I = c.intermediate_size;
+    const int64_t q_out = c.num_heads * c.head_dim, kv_out = c.num_kv_heads * c.head_dim;
+
+    std::set<std::string> available;
+    for (const auto& n : src.names()) available.insert(n);
+    std::set<std::string> used;
+
+    auto take = [&](const std::string& name, std::vector<int64_t> shape) {
+        if (!available.count(name))
+            fail(src.where, ": missing tensor \"", name, "\" (expected shape ", shape_string(shape), ")");
+        std::vector<int64_t> got = src.shape(name);
+        if (got != shape)
+            fail(src.where, ": tensor \"", name, "\" has shape ", shape_string(got), ", expected ", shape_string(shape));
+        used.insert(name);
+        return src.load(name, dtype).contiguous();
+    };
+    auto take_linear = [&](const std::string& prefix, int64_t out, int64_t in, bool bias) {
+        linear l;
+        l.weight = take(prefix + ".weight", {out, in});
+        if (bias) l.bias = take(prefix + ".bias", {out});
+        return l;
+    };
+    auto take_norm = [&](const std::string& name) {
+        rms_norm n;
+        n.weight = take(name, {C});
+        n.eps = c.rms_norm_eps;
+        n.one_plus = c.norm_one_plus;
+        return n;
+    };
+
+    m->embed_tokens = take("model.embed_tokens.weight", {V, C});
+    for (int64_t i = 0; i < c.num_layers; ++i) {
+        const std::string p = "model.layers." + std::to_string(i) + ".";
+        decoder_layer l;
+        l.input_norm = take_norm(p + "input_layernorm.weight");
+        l.post_attention_norm = take_norm(p + "post_attention_layernorm.weight");
+        if (c.sandwich_norms) {
+            l.pre_feedforward_norm = take_norm(p + "pre_feedforward_layernorm.weight");
+            l.post_feedforward_norm = take_norm(p + "post_feedforward_layernorm.weight");
+        }
+        l.q_proj = take_linear(p + "self_attn.q_proj", q_out, C, c.qkv_bias);
+        l.k_proj = take_linear(p + "self_attn.k_proj", kv_out, C, c.qkv_bias);
+        l.v_proj = take_linear(p + "self_attn.v_proj", kv_out, C, c.qkv_bias);
+        l.o_proj = take_linear(p + "self_attn.o_proj", C, q_out, c.o_bias);
+        l.gate_proj = take_linear(p + "mlp.gate_proj", I, C, c.mlp_bias);
+        l.up_proj = take_linear(p + "mlp.up_proj", I, C, c.mlp_bias);
+        l.down_proj = take_linear(p + "mlp.down_proj", C, I, c.mlp_bias);
+        l.sliding = c.layer_sliding[i];
+        m->layers.push_back(std::move(l));
+    }
+    m->final_norm = take_norm("model.norm.weight");
+    if (c.tie_word_embeddings) {
+        m->lm_head.weight = m->embed_tokens;
+        // Some tied checkpoints still store a copy; transformers ties over it.
+        if (available.count("lm_head.weight")) {
+            std::vector<int64_t> got = src.shape("lm_head.weight");
+            if (got != std::vector<int64_t>{V, C})
+                fail(src.where, ": tensor \"lm_head.weight\" has shape ", shape_string(got), ", expected ",
+                     shape_string({V, C}));
+            used.insert("lm_head.weight");
+        }
+    } else {
+        if (!available.count("lm_head.weight"))
+            fail(src.where, ": missing tensor \"lm_head.weight\" (config.json has tie_word_embeddings = false)");
+        m->lm_head.weight = take("lm_head.weight", {V, C});
+    }
+    for (const auto& name : available)
+        if (!used.count(name) && !ignorable(name))
+            fail(src.where, ": unexpected tensor \"", name, "\" for model_type ", c.model_type, " with ",
+                 c.num_layers, " layers");
+    m->inv_freq = rope_inv_freq(c);
+    m->eos_ids = c.eos_token_ids;
+    return m;
+}
+
+// The safetensors files of a directory, single or sharded.
+struct shard_set {
+    std::vector<std::unique_ptr<safetensors_file>> files;
+    std::map<std::string, const safetensors_file*> owner;
+    std::string where;
+};
+
+void open_shards(const std::string& dir, shard_set& set) {
+    const std::string single = path_join(dir, "model.safetensors");
+    const std::string index = path_join(dir, "model.safetensors.index.json");
+    auto add = [&](const std::string& path) {
+        set.files.push_back(std::make_unique<safetensors_file>(path));
+        const safetensors_file* f = set.files.back().get();
+        for (const auto& name : f->names()) {
+            auto it = set.owner.find(name);
+            if (it != set.owner.end())
+                fail(set.where, ": tensor \"", name, "\" appears in both ", it->second->path(), " and ", path);
+            set.owner[name] = f;
+        }
+    };
+    if (file_exists(single)) {
+        set.where = single;
+        add(single);
+        return;
+    }
+    if (!file_exists(index))
+        fail(dir, ": no model.safetensors or model.safetensors.index.json (only safetensors checkpoints load)");
+    set.where = index;
+    nlohmann::json j;
+    try {
+        j = nlohmann::json::parse(read_file(index));
+    } catch (const nlohmann::json::exception& e) {
+        fail(index, ": not valid JSON: ", e.what());
+    }
+    if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
+        fail(index, ": field \"weight_map\" must be an object {tensor: file}");
+    std::map<std::string, std::string> weight_map;
+    std::set<std::string> shard_names;
+    for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
+        if (!it.value().is_string()) fail(index, ": weight_map[\"", it.key(), "\"] must be a file name");
+        std::string shard = it.value().get<std::string>();
+        if (shard.find('/') != std::string::npos || shard == ".." || shard.empty())
+            fail(index, ": weight_map[\"", it.key(), "\"] names \"", shard, "\", not a file in the directory");
+        weight_map[it.key()] = shard;
+        shard_names.insert(shard);
+    }
+    for (const auto& shard : shard_names) {
+        std::string path = path_join(dir, shard);
+        if (!file_exists(path)) fail(index, ": shard \"", shard, "\" does not exist in ", dir);
+        add(path);
+    }
+    for (const auto& [name, shard] : weight_map) {
+        auto it = set.owner.find(name);
+        if (it == set.owner.end() || it->second->path() != path_join(dir, shard))
+            fail(index, ": tensor \"", name, "\" is mapped to ", shard, " but that shard does not contain it");
+    }
+}
+
+void add_unique(std::vector<int64_t>& ids, int64_t id) {
+    if (id < 0) return;
+    for (int64_t x : ids)
+        if (x == id) return;
+    ids.push_back(id);
+}
+
+}  // namespace
+
+std::shared_ptr<model> model::from_tensors(const model_config& config,
+                                           const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                                           at::ScalarType dtype, const std::string& where) {
+    std::map<std::string, at::Tensor> by_name;
+    for (const auto& [name, t] : tensors) {
+        if (by_name.count(name)) fail(where, ": tensor \"", name, "\" appears twice");
+        by_name[name] = t;
+    }
+    tensor_source src;
+    src.where = where;
+    src.names = [&] {
+        std::vector<std::string> out;
+        for (const auto& kv : by_name) out.push_back(kv.first);
+        return out;
+    };
+    src.shape = [&](const std::string& n) { return by_name.at(n).sizes().vec(); };
+    src.load = [&](const std::string& n, at::ScalarType t) { return by_name.at(n).detach().to(t).clone(); };
+    return build(config, src, dtype);
+}
+
+std::shared_ptr<model> model::load(const std::string& dir, at::ScalarType dtype, bool with_tokenizer) {
+    if (dtype != at::kFloat && dtype != at::kBFloat16) fail("model: compute dtype must be fp32 or bf16");
+    if (!is_directory(dir)) fail("model: \"", dir, "\" is not a directory (expected a Hugging Face model directory)");
+    const std::string config_path = path_join(dir, "config.json");
+    if (!file_exists(config_path)) fail(dir, ": no config.json");
+    model_config config = parse_model_config(read_file(config_path), config_path);
+
+    shard_set shards;
+    open_shards(dir, shards);
+    tensor_source src;
+    src.where = shards.where;
+    src.names = [&] {
+        std::vector<std::string> out;
+        for (const auto& kv : shards.owner) out.push_back(kv.first);
+        return out;
+    };
+    src.shape = [&](const std::string& n) { return shards.owner.at(n)->entry(n).shape; };
+    src.load = [&](const std::string& n, at::ScalarType t) {
+        const safetensors_file* f = shards.owner.at(n);
+        const std::string& stored = f->entry(n).dtype;
+        if (stored != "F32" && stored != "BF16" && stored != "F16")
+            fail(f->path(), ": tensor \"", n, "\" has dtype ", stored, "; weights must be F32, BF16 or F16");
+        return f->load(n, t);
+    };
+    std::shared_ptr<model> m = build(config, src, dtype);
+    m->path = dir;
+
+    const std::string gen_path = path_join(dir, "generation_config.json");
+    if (file_exists(gen_path))
+        for (int64_t id : parse_generation_eos(read_file(gen_path), gen_path)) add_unique(m->eos_ids, id);
+    if (with_tokenizer) {
+        m->tok = tokenizer::load(dir);
+        add_unique(m->eos_ids, m->tok->eos_id);
+    }
+    log_info("model: loaded ", config.model_type, " from ", dir, " (", m->parameter_count() / 1e6, "M parameters, ",
+             dtype_name(dtype), ")");
+    return m;
+}
+
+}  // namespace cai

@@ -1,0 +1,261 @@
+// The forward pass. Names follow the math of transformers' modeling_llama.py
+// and modeling_gemma2.py; shapes: B batch, T new tokens, S key slots,
+// C hidden, H query heads, Hkv key/value heads, D head_dim, V vocabulary.
+#include "model/model.h"
+
+#include <cmath>
+#include <limits>
+
+#include "core/error.h"
+
+namespace cai {
+
+at::ScalarType parse_dtype(const std::string& name) {
+    if (name == "fp32" || name == "float32") return at::kFloat;
+    if (name == "bf16" || name == "bfloat16") return at::kBFloat16;
+    fail("model: dtype must be \"fp32\" or \"bf16\", got \"", name, "\"");
+}
+
+std::string dtype_name(at::ScalarType type) { return type == at::kBFloat16 ? "bf16" : "fp32"; }
+
+at::Tensor linear::forward(const at::Tensor& x) const {
+    at::Tensor y = at::linear(x, weight, bias);
+    if (lora_enabled && lora_a.defined() && lora_b.defined())
+        y = y + at::linear(at::linear(x, lora_a), lora_b) * lora_scale;
+    return y;
+}
+
+at::Tensor rms_norm::forward(const at::Tensor& x) const {
+    at::Tensor x32 = x.to(at::kFloat);
+    at::Tensor variance = x32.pow(2).mean(-1, /*keepdim=*/true);
+    at::Tensor normed = x32 * at::rsqrt(variance + eps);
+    if (one_plus) return (normed * (1.0 + weight.to(at::kFloat))).to(x.scalar_type());
+    return weight * normed.to(x.scalar_type());
+}
+
+// Mirrors transformers' rope initialisation in float32, op for op.
+at::Tensor rope_inv_freq(const model_config& c) {
+    const int64_t dim = c.head_dim;
+    at::Tensor exponent = at::arange(0, dim, 2, at::kLong).to(at::kFloat) / (double)dim;
+    at::Tensor inv_freq = at::pow(c.rope_theta, exponent).reciprocal() * 1.0;
+    if (c.rope_type == "linear") {
+        inv_freq = inv_freq / c.rope_factor;
+    } else if (c.rope_type == "llama3") {
+        const double factor = c.rope_factor, low = c.rope_low_freq_factor, high = c.rope_high_freq_factor;
+        const double old_context = (double)c.rope_original_max_position_embeddings;
+        const double low_freq_wavelen = old_context / low, high_freq_wavelen = old_context / high;
+        at::Tensor wavelen = inv_freq.reciprocal() * (2 * M_PI);
+        // Long wavelengths are divided by factor, short ones kept, the band between interpolated.
+        at::Tensor inv_freq_llama = at::where(wavelen > low_freq_wavelen, inv_freq / factor, inv_freq);
+        at::Tensor smooth_factor = (wavelen.reciprocal() * old_context - low) / (high - low);
+        at::Tensor smoothed = (1 - smooth_factor) * inv_freq_llama / factor + smooth_factor * inv_freq_llama;
+        at::Tensor is_medium = at::logical_not(wavelen < high_freq_wavelen) * at::logical_not(wavelen > low_freq_wavelen);
+        inv_freq = at::where(is_medium, smoothed, inv_freq_llama);
+    }
+    return inv_freq;
+}
+
+namespace {
+
+at::Tensor rotate_half(const at::Tensor& x) {
+    int64_t half = x.size(-1) / 2;
+    return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+}
+
+// x: (B, T, heads, D); cos, sin: (B, T, D)
+at::Tensor apply_rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+    at::Tensor c = cos.unsqueeze(2), s = sin.unsqueeze(2);
+    return x * c + rotate_half(x) * s;
+}
+
+at::Tensor activation(const std::string& name, const at::Tensor& x) {
+    if (name == "silu" || name == "swish") return at::silu(x);
+    if (name == "gelu_pytorch_tanh" || name == "gelu_new") return at::gelu(x, "tanh");
+    if (name == "gelu") return at::gelu(x);
+    if (name == "relu") return at::relu(x);
+    fail("model: unsupported activation \"", name, "\"");
+}
+
+double lowest(at::ScalarType type) {
+    return type == at::kBFloat16 ? (double)std::numeric_limits<c10::BFloat16>::lowest()
+                                 : (double)std::numeric_limits<float>::lowest();
+}
+
+at::Tensor softcap(const at::Tensor& x, double cap) { return at::tanh(x / cap) * cap; }
+
+}  // namespace
+
+std::pair<at::Tensor, at::Tensor> model::rotary(const at::Tensor& positions) const {
+    // freqs: (B, T, D/2) = position * inv_freq, in float32 as transformers does.
+    at::Tensor freqs = positions.to(at::kFloat).unsqueeze(-1) * inv_freq.view({1, 1, -1});
+    at::Tensor emb = at::cat({freqs, freqs}, -1);  // (B, T, D)
+    return {emb.cos().to(dtype), emb.sin().to(dtype)};
+}
+
+at::Tensor model::layer_forward(size_t index, const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
+                                const at::Tensor& allowed, const at::Tensor& allowed_sliding, kv_cache* cache,
+                                const at::Tensor& write_rows, const at::Tensor& write_cols,
+                                const at::Tensor& write_slots, int64_t key_len) const {
+    const decoder_layer& layer = layers[index];
+    const model_config& c = config;
+    const int64_t B = x.size(0), T = x.size(1), H = c.num_heads, Hkv = c.num_kv_heads, D = c.head_dim;
+    const int64_t groups = H / Hkv;
+
+    // Attention block.
+    at::Tensor residual = x;
+    at::Tensor h = layer.input_norm.forward(x);                       // (B, T, C)
+    at::Tensor query = layer.q_proj.forward(h).view({B, T, H, D});    // (B, T, H, D)
+    at::Tensor key = layer.k_proj.forward(h).view({B, T, Hkv, D});    // (B, T, Hkv, D)
+    at::Tensor value = layer.v_proj.forward(h).view({B, T, Hkv, D});  // (B, T, Hkv, D)
+    query = apply_rotary(query, cos, sin);
+    key = apply_rotary(key, cos, sin);
+
+    at::Tensor keys, values;  // (B, Hkv, S, D)
+    if (cache) {
+        // Store each real token at its row's next free slot, then attend over the slots.
+        cache->k[index].index_put_({write_rows, write_slots}, key.index({write_rows, write_cols}));
+        cache->v[index].index_put_({write_rows, write_slots}, value.index({write_rows, write_cols}));
+        keys = cache->k[index].narrow(1, 0, key_len).transpose(1, 2);
+        values = cache->v[index].narrow(1, 0, key_len).transpose(1, 2);
+    } else {
+        keys = key.transpose(1, 2);
+        values = value.transpose(1, 2);
+    }
+    const int64_t S = keys.size(2);
+
+    // Query heads sharing a key/value head are stacked along the query axis (GQA without copying K and V).
+    at::Tensor grouped_query = query.transpose(1, 2).reshape({B, Hkv, groups * T, D});
+    at::Tensor scores = at::matmul(grouped_query, keys.transpose(-1, -2)).view({B, H, T, S}) * c.attn_scale;
+    if (c.attn_logit_softcapping > 0) scores = softcap(scores, c.attn_logit_softcapping);
+    const at::Tensor& mask = layer.sliding ? allowed_sliding : allowed;  // (B, 1, T, S) bool
+    scores = scores.masked_fill(at::logical_not(mask), lowest(scores.scalar_type()));
+    at::Tensor weights = at::softmax(scores, -1, at::kFloat).to(query.scalar_type());  // (B, H, T, S)
+    at::Tensor attended = at::matmul(weights.view({B, Hkv, groups * T, S}), values);   // (B, Hkv, groups*T, D)
+    attended = attended.view({B, H, T, D}).transpose(1, 2).reshape({B, T, H * D});
+    at::Tensor attn_out = layer.o_proj.forward(attended);  // (B, T, C)
+    if (c.sandwich_norms) attn_out = layer.post_attention_norm.forward(attn_out);
+    at::Tensor after_attention = residual + attn_out;
+
+    // Feed-forward block: down(act(gate(h)) * up(h)).
+    h = c.sandwich_norms ? layer.pre_feedforward_norm.forward(after_attention)
+                         : layer.post_attention_norm.forward(after_attention);
+    at::Tensor gate = activation(c.hidden_act, layer.gate_proj.forward(h));  // (B, T, I)
+    at::Tensor up = layer.up_proj.forward(h);                                // (B, T, I)
+    at::Tensor mlp_out = layer.down_proj.forward(gate * up);                 // (B, T, C)
+    if (c.sandwich_norms) mlp_out = layer.post_feedforward_norm.forward(mlp_out);
+    return after_attention + mlp_out;
+}
+
+at::Tensor model::hidden_states(const at::Tensor& ids_in, const at::Tensor& attention_mask, kv_cache* cache) const {
+    if (ids_in.dim() != 2) fail("model: ids must have shape (B, T), got ", ids_in.dim(), " dimensions");
+    const int64_t B = ids_in.size(0), T = ids_in.size(1);
+    if (B == 0 || T == 0) fail("model: ids must not be empty (shape [", B, ", ", T, "])");
+    at::Tensor ids = ids_in.to(at::kLong);
+    at::Tensor mask = attention_mask.defined() ? attention_mask.to(at::kLong) : at::ones({B, T}, at::kLong);
+    if (mask.sizes() != ids.sizes())
+        fail("model: attention_mask shape ", mask.sizes(), " does not match ids shape ", ids.sizes());
+    at::Tensor real = mask.ne(0);  // (B, T)
+    at::Tensor real_ids = ids.masked_select(real);
+    if (real_ids.numel() > 0) {
+        int64_t lo = real_ids.min().item<int64_t>(), hi = real_ids.max().item<int64_t>();
+        if (lo < 0 || hi >= config.vocab_size)
+            fail("model: token id ", (lo < 0 ? lo : hi), " is outside the vocabulary [0, ", config.vocab_size, ")");
+    }
+    ids = ids.masked_fill(at::logical_not(real), 0);
+
+    at::Tensor x = at::embedding(embed_tokens, ids);  // (B, T, C)
+    if (config.scale_embeddings)  // sqrt(C), rounded to the compute dtype as transformers does
+        x = x * at::scalar_tensor(std::sqrt((double)config.hidden_size), x.options());
+
+    const bool any_sliding = config.sliding_window > 0;
+    const int64_t window = config.sliding_window;
+    at::Tensor positions, allowed, allowed_sliding, rows, cols, slots;
+    at::Tensor counts = real.sum(1);  // (B) real tokens per row
+    int64_t key_len = T;
+    if (!cache) {
+        positions = (mask.ne(0).to(at::kLong).cumsum(1) - 1).clamp_min(0);  // (B, T)
+        at::Tensor causal = at::ones({T, T}, at::kBool).tril();            // (T, T)
+        allowed = (causal.view({1, 1, T, T}) & real.view({B, 1, 1, T}));  // (B, 1, T, T)
+        if (any_sliding) {
+            at::Tensor distance = positions.view({B, 1, T, 1}) - positions.view({B, 1, 1, T});
+            allowed_sliding = allowed & (distance < window);
+        }
+    } else {
+        if (cache->batch() != B) fail("model: cache holds ", cache->batch(), " rows, ids have ", B);
+        at::Tensor offset = at::tensor(cache->length, at::kLong).view({B, 1});
+        positions = (offset + real.to(at::kLong).cumsum(1) - 1).clamp_min(0);  // (B, T)
+        at::Tensor filled = offset.view({B}) + counts;                         // (B)
+        key_len = filled.max().item<int64_t>();
+        if (key_len > cache->capacity)
+            fail("model: the cache holds ", cache->capacity, " positions per row, ", key_len, " are needed");
+        key_len = std::max<int64_t>(key_len, 1);
+        at::Tensor key_pos = at::arange(key_len, at::kLong);                       // (S)
+        at::Tensor key_valid = key_pos.view({1, key_len}) < filled.view({B, 1});   // (B, S)
+        at::Tensor distance = positions.view({B, 1, T, 1}) - key_pos.view({1, 1, 1, key_len});  // (B, 1, T, S)
+        allowed = key_valid.view({B, 1, 1, key_len}) & (distance >= 0);
+        if (any_sliding) allowed_sliding = allowed & (distance < window);
+        at::Tensor where_real = real.nonzero();  // (N, 2)
+        rows = where_real.select(1, 0);
+        cols = where_real.select(1, 1);
+        slots = positions.index({rows, cols});
+    }
+    auto [cos, sin] = rotary(positions);
+    for (size_t i = 0; i < layers.size(); ++i)
+        x = layer_forward(i, x, cos, sin, allowed, allowed_sliding, cache, rows, cols, slots, key_len);
+    if (cache) {
+        auto n = counts.accessor<int64_t, 1>();
+        for (int64_t b = 0; b < B; ++b) cache->length[b] += n[b];
+    }
+    return final_norm.forward(x);
+}
+
+at::Tensor model::logits_from_hidden(const at::Tensor& hidden) const {
+    at::Tensor logits = lm_head.forward(hidden);  // (B, T, V)
+    if (config.final_logit_softcapping > 0) logits = softcap(logits, config.final_logit_softcapping);
+    return logits;
+}
+
+at::Tensor model::forward(const at::Tensor& ids, const at::Tensor& attention_mask, kv_cache* cache) const {
+    return logits_from_hidden(hidden_states(ids, attention_mask, cache));
+}
+
+at::Tensor model::logprobs(const at::Tensor& ids, const at::Tensor& attention_mask) const {
+    const int64_t B = ids.size(0), T = ids.size(1);
+    at::Tensor logits = forward(ids, attention_mask).to(at::kFloat);  // (B, T, V)
+    at::Tensor zeros = at::zeros({B, 1}, logits.options());
+    if (T == 1) return zeros;
+    at::Tensor next = ids.to(at::kLong).narrow(1, 1, T - 1).clamp(0, config.vocab_size - 1);  // (B, T-1)
+    at::Tensor log_probs = at::log_softmax(logits.narrow(1, 0, T - 1), -1);                 // (B, T-1, V)
+    at::Tensor picked = log_probs.gather(-1, next.unsqueeze(-1)).squeeze(-1);                // (B, T-1)
+    if (attention_mask.defined()) {  // a token counts when it and the token before it are real
+        at::Tensor real = attention_mask.ne(0);
+        picked = picked * (real.narrow(1, 1, T - 1) & real.narrow(1, 0, T - 1)).to(at::kFloat);
+    }
+    return at::cat({zeros, picked}, 1);
+}
+
+kv_cache model::new_cache(int64_t batch, int64_t capacity) const {
+    kv_cache cache;
+    cache.capacity = capacity;
+    cache.length.assign(batch, 0);
+    auto opts = at::TensorOptions().dtype(dtype);
+    for (size_t i = 0; i < layers.size(); ++i) {
+        cache.k.push_back(at::zeros({batch, capacity, config.num_kv_heads, config.head_dim}, opts));
+        cache.v.push_back(at::zeros({batch, capacity, config.num_kv_heads, config.head_dim}, opts));
+    }
+    return cache;
+}
+
+int64_t model::parameter_count() const {
+    int64_t n = embed_tokens.numel() + final_norm.weight.numel();
+    if (!config.tie_word_embeddings) n += lm_head.weight.numel();
+    for (const auto& l : layers) {
+        for (const linear* p : {&l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.gate_proj, &l.up_proj, &l.down_proj})
+            n += p->weight.numel() + (p->bias.defined() ? p->bias.numel() : 0);
+        for (const rms_norm* p : {&l.input_norm, &l.post_attention_norm, &l.pre_feedforward_norm, &l.post_feedforward_norm})
+            if (p->weight.defined()) n += p->weight.numel();
+    }
+    return n;
+}
+
+}  // namespace cai

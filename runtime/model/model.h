@@ -1,0 +1,117 @@
+// A decoder-only transformer of the Llama family (llama, mistral, qwen2,
+// gemma, gemma2) loaded from a Hugging Face directory. The forward pass is a
+// composition of ATen ops, so autograd runs through it (SFT, DPO); its
+// numbers follow transformers' modeling_<arch>.py (see docs/models.md).
+//
+// Positions come from the attention mask (cumsum - 1), so a left-padded row
+// gives the same logits for its real tokens as the row without padding; with
+// no mask, positions are 0..T-1.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+
+namespace cai {
+
+class tokenizer;
+
+// y = x W^T + b. The LoRA fields are filled by the training code
+// (lora_a: (r, in), lora_b: (out, r)); when enabled, y += scale * (x A^T) B^T.
+struct linear {
+    at::Tensor weight;  // (out, in)
+    at::Tensor bias;    // (out) or undefined
+    at::Tensor lora_a, lora_b;
+    double lora_scale = 0;
+    bool lora_enabled = false;
+
+    at::Tensor forward(const at::Tensor& x) const;
+};
+
+// RMSNorm computed in float32: llama casts back then scales by w;
+// gemma scales by (1 + w) in float32, then casts back.
+struct rms_norm {
+    at::Tensor weight;  // (C)
+    double eps = 1e-6;
+    bool one_plus = false;
+
+    at::Tensor forward(const at::Tensor& x) const;
+};
+
+struct decoder_layer {
+    rms_norm input_norm, post_attention_norm;
+    rms_norm pre_feedforward_norm, post_feedforward_norm;  // gemma2 only
+    linear q_proj, k_proj, v_proj, o_proj;
+    linear gate_proj, up_proj, down_proj;
+    bool sliding = false;  // attends to the last config.sliding_window positions only
+};
+
+// Keys and values for a batch, preallocated. Row b holds its real tokens
+// compactly in slots [0, length[b]): padding is never stored, so a row's
+// cache does not depend on the rest of the batch.
+struct kv_cache {
+    std::vector<at::Tensor> k, v;  // per layer: (B, capacity, Hkv, D)
+    std::vector<int64_t> length;   // per row: slots filled
+    int64_t capacity = 0;
+    int64_t batch() const { return (int64_t)length.size(); }
+};
+
+class model {
+public:
+    model_config config;
+    at::ScalarType dtype = at::kFloat;  // compute dtype (float32 or bfloat16)
+    std::string path;                   // directory it was loaded from
+
+    at::Tensor embed_tokens;  // (V, C)
+    std::vector<decoder_layer> layers;
+    rms_norm final_norm;
+    linear lm_head;          // weight is embed_tokens when tie_word_embeddings
+    at::Tensor inv_freq;     // (D/2) float32 rotary frequencies
+    std::shared_ptr<tokenizer> tok;  // may be null (C++ tests)
+    std::vector<int64_t> eos_ids;    // config, generation_config and tokenizer EOS ids
+
+    // Loads config.json, model.safetensors (or the sharded index) and, when
+    // with_tokenizer, the tokenizer. dtype: at::kFloat or at::kBFloat16.
+    static std::shared_ptr<model> load(const std::string& dir, at::ScalarType dtype, bool with_tokenizer = true);
+    // Builds a model from a config and named tensors (HF names), checking
+    // every name and shape as load does. `where` names the source in errors.
+    static std::shared_ptr<model> from_tensors(const model_config& config,
+                                               const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                                               at::ScalarType dtype, const std::string& where);
+
+    // ids: (B, T) int64; attention_mask: (B, T) 0/1 or undefined (all real).
+    // Without a cache: differentiable, returns the final normed hidden states (B, T, C).
+    // With a cache: appends each row's real tokens after its cached ones.
+    at::Tensor hidden_states(const at::Tensor& ids, const at::Tensor& attention_mask = {},
+                             kv_cache* cache = nullptr) const;
+    // (B, T, C) -> (B, T, V) in the compute dtype, soft-capped where the model says so.
+    at::Tensor logits_from_hidden(const at::Tensor& hidden) const;
+    at::Tensor forward(const at::Tensor& ids, const at::Tensor& attention_mask = {}, kv_cache* cache = nullptr) const;
+    // log p(ids[b, t] | ids[b, <t]) as float32 (B, T); 0 in column 0 and where t or t-1 is padding.
+    at::Tensor logprobs(const at::Tensor& ids, const at::Tensor& attention_mask = {}) const;
+
+    kv_cache new_cache(int64_t batch, int64_t capacity) const;
+    int64_t parameter_count() const;
+
+    // The rotary cos/sin for integer positions (B, T): each (B, T, D) in the compute dtype.
+    std::pair<at::Tensor, at::Tensor> rotary(const at::Tensor& positions) const;
+
+private:
+    at::Tensor layer_forward(size_t index, const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
+                             const at::Tensor& allowed, const at::Tensor& allowed_sliding, kv_cache* cache,
+                             const at::Tensor& write_rows, const at::Tensor& write_cols,
+                             const at::Tensor& write_slots, int64_t key_len) const;
+};
+
+// Rotary inverse frequencies for a config (rope_type default, linear, llama3), float32 (D/2).
+at::Tensor rope_inv_freq(const model_config& config);
+
+at::ScalarType parse_dtype(const std::string& name);  // "fp32" | "bf16"
+std::string dtype_name(at::ScalarType type);
+
+}  // namespace cai

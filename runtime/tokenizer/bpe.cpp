@@ -1,13 +1,262 @@
 #include "tokenizer/bpe.h"
 
+#include <nlohmann/json.hpp>
+
 #include "core/error.h"
+#include "core/fs.h"
+#include "tokenizer/hf_config.h"
+#include "tokenizer/pipeline.h"
 
 namespace cai {
 
-std::shared_ptr<tokenizer> load_bpe_tokenizer(const std::string& dir) {
-    fail(dir, "/tokenizer.json: byte-level BPE tokenizers are not implemented yet");
-}
+namespace {
 
-bool bpe_json_is_sentencepiece_style(const std::string& json_path) { return false; }
+using json = nlohmann::json;
+using namespace cai::tok;
+
+struct reader {
+    std::string file;  // "<dir>/tokenizer.json"
+
+    [[noreturn]] void unsupported(const std::string& where, const std::string& type, const char* supported) const {
+        fail(file, ": ", where, ".type \"", type, "\" is not supported (supported: ", supported, ")");
+    }
+    std::string type_of(const json& j, const std::string& where) const {
+        if (!j.is_object() || !j.contains("type") || !j["type"].is_string())
+            fail(file, ": ", where, " must be an object with a string \"type\"");
+        return j["type"].get<std::string>();
+    }
+    std::string string_pattern(const json& pattern, const std::string& where, bool* is_regex) const {
+        if (pattern.is_object() && pattern.contains("String") && pattern["String"].is_string()) {
+            *is_regex = false;
+            return pattern["String"].get<std::string>();
+        }
+        if (pattern.is_object() && pattern.contains("Regex") && pattern["Regex"].is_string()) {
+            *is_regex = true;
+            return pattern["Regex"].get<std::string>();
+        }
+        fail(file, ": ", where, ".pattern must be {\"String\": ...} or {\"Regex\": ...}");
+    }
+
+    void normalizer(const json& j, const std::string& where, pipeline& p) const {
+        if (j.is_null()) return;
+        std::string type = type_of(j, where);
+        if (type == "Sequence") {
+            size_t k = 0;
+            for (const auto& n : j.at("normalizers")) normalizer(n, where + ".normalizers[" + std::to_string(k++) + "]", p);
+        } else if (type == "NFC") {
+            p.normalizers.push_back({normalizer_step::nfc, "", ""});
+        } else if (type == "Prepend") {
+            p.normalizers.push_back({normalizer_step::prepend, j.at("prepend").get<std::string>(), ""});
+        } else if (type == "Replace") {
+            bool is_regex = false;
+            std::string from = string_pattern(j.at("pattern"), where, &is_regex);
+            if (is_regex) fail(file, ": ", where, ": Replace with a Regex pattern is not supported (only String)");
+            p.normalizers.push_back({normalizer_step::replace, from, j.at("content").get<std::string>()});
+        } else {
+            unsupported(where, type, "NFC, Prepend, Replace, Sequence");
+        }
+    }
+
+    void pre_tokenizer(const json& j, const std::string& where, pipeline& p) const {
+        if (j.is_null()) return;
+        std::string type = type_of(j, where);
+        pre_tokenizer_step s{};
+        if (type == "Sequence") {
+            size_t k = 0;
+            for (const auto& n : j.at("pretokenizers"))
+                pre_tokenizer(n, where + ".pretokenizers[" + std::to_string(k++) + "]", p);
+            return;
+        } else if (type == "Split") {
+            s.kind = pre_tokenizer_step::split;
+            bool is_regex = false;
+            std::string pattern = string_pattern(j.at("pattern"), where, &is_regex);
+            s.pattern = is_regex ? compile_regex(pattern, file + ": " + where) : literal_regex(pattern, file + ": " + where);
+            std::string behavior = j.at("behavior").get<std::string>();
+            if (behavior == "Isolated") s.behavior = pre_tokenizer_step::isolated;
+            else if (behavior == "Removed") s.behavior = pre_tokenizer_step::removed;
+            else if (behavior == "MergedWithPrevious") s.behavior = pre_tokenizer_step::merged_with_previous;
+            else if (behavior == "MergedWithNext") s.behavior = pre_tokenizer_step::merged_with_next;
+            else if (behavior == "Contiguous") s.behavior = pre_tokenizer_step::contiguous;
+            else fail(file, ": ", where, ".behavior \"", behavior, "\" is not supported");
+            s.invert = j.value("invert", false);
+        } else if (type == "ByteLevel") {
+            s.kind = pre_tokenizer_step::byte_level;
+            s.add_prefix_space = j.value("add_prefix_space", false);
+            s.use_regex = j.value("use_regex", true);
+        } else if (type == "Metaspace") {
+            s.kind = pre_tokenizer_step::metaspace;
+            s.replacement = j.value("replacement", std::string("\xE2\x96\x81"));
+            std::string scheme = j.value("prepend_scheme", std::string(j.value("add_prefix_space", true) ? "always" : "never"));
+            s.prepend_scheme = scheme == "first" ? pre_tokenizer_step::first
+                               : scheme == "never" ? pre_tokenizer_step::never : pre_tokenizer_step::always;
+            s.split_on_replacement = j.value("split", true);
+        } else {
+            unsupported(where, type, "Split, ByteLevel, Metaspace, Sequence");
+        }
+        p.pre_tokenizers.push_back(std::move(s));
+    }
+
+    void decoder(const json& j, const std::string& where, pipeline& p) const {
+        if (j.is_null()) {
+            p.has_decoder = false;
+            return;
+        }
+        std::string type = type_of(j, where);
+        decoder_step d{};
+        if (type == "Sequence") {
+            size_t k = 0;
+            for (const auto& n : j.at("decoders")) decoder(n, where + ".decoders[" + std::to_string(k++) + "]", p);
+            return;
+        } else if (type == "ByteLevel") {
+            d.kind = decoder_step::byte_level;
+        } else if (type == "Replace") {
+            bool is_regex = false;
+            d.kind = decoder_step::replace;
+            d.a = string_pattern(j.at("pattern"), where, &is_regex);
+            if (is_regex) fail(file, ": ", where, ": Replace with a Regex pattern is not supported (only String)");
+            d.b = j.at("content").get<std::string>();
+        } else if (type == "ByteFallback") {
+            d.kind = decoder_step::byte_fallback;
+        } else if (type == "Fuse") {
+            d.kind = decoder_step::fuse;
+        } else if (type == "Strip") {
+            d.kind = decoder_step::strip;
+            d.a = j.at("content").get<std::string>();
+            d.start = j.value("start", 0);
+            d.stop = j.value("stop", 0);
+        } else if (type == "Metaspace") {
+            d.kind = decoder_step::metaspace;
+            d.a = j.value("replacement", std::string("\xE2\x96\x81"));
+            std::string scheme = j.value("prepend_scheme", std::string(j.value("add_prefix_space", true) ? "always" : "never"));
+            d.prepend = scheme != "never";
+        } else {
+            unsupported(where, type, "ByteLevel, Replace, ByteFallback, Fuse, Strip, Metaspace, Sequence");
+        }
+        p.decoders.push_back(std::move(d));
+    }
+
+    // Collects the ids the post-processor puts before and after one sequence.
+    void post_processor(const json& j, const std::string& where, pipeline& p) const {
+        if (j.is_null()) return;
+        std::string type = type_of(j, where);
+        if (type == "Sequence") {
+            size_t k = 0;
+            for (const auto& n : j.at("processors")) post_processor(n, where + ".processors[" + std::to_string(k++) + "]", p);
+        } else if (type == "ByteLevel") {
+            // offsets only
+        } else if (type == "TemplateProcessing") {
+            const json& specials = j.at("special_tokens");
+            bool seen_sequence = false;
+            for (const auto& item : j.at("single")) {
+                if (item.contains("Sequence")) {
+                    seen_sequence = true;
+                    continue;
+                }
+                if (!item.contains("SpecialToken"))
+                    fail(file, ": ", where, ".single items must be Sequence or SpecialToken");
+                std::string name = item["SpecialToken"].at("id").get<std::string>();
+                if (!specials.contains(name)) fail(file, ": ", where, ": special token \"", name, "\" has no entry in special_tokens");
+                for (const auto& id : specials[name].at("ids"))
+                    (seen_sequence ? p.suffix_ids : p.prefix_ids).push_back(id.get<int32_t>());
+            }
+        } else if (type == "RobertaProcessing" || type == "BertProcessing") {
+            p.prefix_ids.push_back(j.at("cls").at(1).get<int32_t>());
+            p.suffix_ids.push_back(j.at("sep").at(1).get<int32_t>());
+        } else {
+            unsupported(where, type, "ByteLevel, TemplateProcessing, RobertaProcessing, BertProcessing, Sequence");
+        }
+    }
+
+    void model(const json& j, pipeline& p) const {
+        std::string type = type_of(j, "model");
+        if (type != "BPE") unsupported("model", type, "BPE");
+        if (!j.value("dropout", json()).is_null()) fail(file, ": model.dropout must be null (BPE dropout is not supported)");
+        for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
+            if (j.contains(key) && !j[key].is_null() && !j[key].get<std::string>().empty())
+                fail(file, ": model.", key, " is not supported (must be null or \"\")");
+        }
+        auto bpe = std::make_unique<bpe_model>();
+        const json& vocab = j.at("vocab");
+        if (!vocab.is_object()) fail(file, ": model.vocab must be an object {piece: id}");
+        for (auto it = vocab.begin(); it != vocab.end(); ++it) bpe->add_piece(it.key(), it.value().get<int32_t>());
+        int32_t rank = 0;
+        for (const auto& m : j.at("merges")) {
+            std::string left, right;
+            if (m.is_string()) {
+                std::string s = m.get<std::string>();
+                size_t space = s.find(' ', 1);
+                if (space == std::string::npos) fail(file, ": model.merges[", rank, "] \"", s, "\" is not \"left right\"");
+                left = s.substr(0, space);
+                right = s.substr(space + 1);
+            } else if (m.is_array() && m.size() == 2) {
+                left = m[0].get<std::string>();
+                right = m[1].get<std::string>();
+            } else {
+                fail(file, ": model.merges[", rank, "] must be \"left right\" or [left, right]");
+            }
+            if (!bpe->add_merge(left, right, rank))
+                fail(file, ": model.merges[", rank, "] (\"", left, "\", \"", right, "\") uses a piece missing from model.vocab");
+            ++rank;
+        }
+        if (j.contains("unk_token") && j["unk_token"].is_string()) {
+            bpe->unk_id = bpe->id_of(j["unk_token"].get<std::string>());
+        }
+        bpe->fuse_unk = j.value("fuse_unk", false);
+        bpe->byte_fallback = j.value("byte_fallback", false);
+        bpe->ignore_merges = j.value("ignore_merges", false);
+        p.bpe = std::move(bpe);
+    }
+};
+
+}  // namespace
+
+std::shared_ptr<tokenizer> load_bpe_tokenizer(const std::string& dir) {
+    const std::string path = path_join(dir, "tokenizer.json");
+    reader r{path};
+    json j;
+    try {
+        j = json::parse(read_file(path));
+    } catch (const json::exception& e) {
+        fail(path, ": not valid JSON: ", e.what());
+    }
+    auto p = std::make_shared<pipeline>();
+    p->name = path;
+    p->kind = "bpe";
+    try {
+        if (!j.is_object() || !j.contains("model")) fail(path, ": no \"model\" object");
+        if (j.contains("truncation") && !j["truncation"].is_null())
+            fail(path, ": truncation is set; remove it (cairun does not truncate inside the tokenizer)");
+        r.model(j["model"], *p);
+        r.normalizer(j.value("normalizer", json()), "normalizer", *p);
+        r.pre_tokenizer(j.value("pre_tokenizer", json()), "pre_tokenizer", *p);
+        r.decoder(j.value("decoder", json()), "decoder", *p);
+        r.post_processor(j.value("post_processor", json()), "post_processor", *p);
+        size_t k = 0;
+        for (const auto& a : j.value("added_tokens", json::array())) {
+            added_token t;
+            t.id = a.at("id").get<int32_t>();
+            t.content = a.at("content").get<std::string>();
+            t.special = a.value("special", false);
+            t.lstrip = a.value("lstrip", false);
+            t.rstrip = a.value("rstrip", false);
+            t.single_word = a.value("single_word", false);
+            t.normalized = a.value("normalized", false);
+            p->added.add(t);
+            ++k;
+        }
+    } catch (const json::exception& e) {
+        fail(path, ": unexpected structure: ", e.what());
+    }
+    hf_config config = hf_config::read(dir);
+    apply_hf_config(*p, config);
+    if (config.is_llama_like()) {
+        // LlamaTokenizerFast / GemmaTokenizerFast rebuild the post-processor from the config.
+        set_bos_eos_template(*p, config.add_bos_token.value_or(true), config.add_eos_token.value_or(false));
+    } else {
+        p->add_bos = p->bos_id >= 0 && !p->prefix_ids.empty() && p->prefix_ids.front() == p->bos_id;
+        p->add_eos = p->eos_id >= 0 && !p->suffix_ids.empty() && p->suffix_ids.back() == p->eos_id;
+    }
+    return p;
+}
 
 }  // namespace cai

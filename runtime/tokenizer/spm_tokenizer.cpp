@@ -1,11 +1,263 @@
 #include "tokenizer/spm_tokenizer.h"
 
+#include <algorithm>
+#include <cstring>
+#include <unordered_map>
+
 #include "core/error.h"
+#include "core/fs.h"
+#include "tokenizer/hf_config.h"
+#include "tokenizer/pipeline.h"
 
 namespace cai {
 
+// ------------------------------------------------------------ protobuf reader
+
+namespace {
+
+struct wire {
+    const std::string& bytes;
+    const std::string& name;
+    size_t pos, end;
+
+    uint64_t varint() {
+        uint64_t v = 0;
+        for (int shift = 0; shift < 64; shift += 7) {
+            if (pos >= end) fail(name, ": truncated sentencepiece model (varint at byte ", pos, ")");
+            unsigned char b = bytes[pos++];
+            v |= uint64_t(b & 0x7F) << shift;
+            if (!(b & 0x80)) return v;
+        }
+        fail(name, ": malformed varint at byte ", pos);
+    }
+    // Reads one field; calls on_field(field, wire_type, value, sub) where sub
+    // is the length-delimited payload range.
+    template <class Fn>
+    void each_field(Fn&& on_field) {
+        while (pos < end) {
+            uint64_t key = varint();
+            uint32_t field = uint32_t(key >> 3), type = uint32_t(key & 7);
+            uint64_t value = 0;
+            size_t sub_start = 0, sub_end = 0;
+            switch (type) {
+                case 0: value = varint(); break;
+                case 1:
+                    if (pos + 8 > end) fail(name, ": truncated sentencepiece model");
+                    std::memcpy(&value, bytes.data() + pos, 8);
+                    pos += 8;
+                    break;
+                case 2: {
+                    uint64_t len = varint();
+                    if (len > end - pos) fail(name, ": truncated sentencepiece model (field ", field, ")");
+                    sub_start = pos;
+                    sub_end = pos + len;
+                    pos = sub_end;
+                    break;
+                }
+                case 5: {
+                    if (pos + 4 > end) fail(name, ": truncated sentencepiece model");
+                    uint32_t v32;
+                    std::memcpy(&v32, bytes.data() + pos, 4);
+                    value = v32;
+                    pos += 4;
+                    break;
+                }
+                default: fail(name, ": not a sentencepiece model (wire type ", type, " at byte ", pos, ")");
+            }
+            on_field(field, type, value, sub_start, sub_end);
+        }
+    }
+};
+
+}  // namespace
+
+spm_proto spm_proto::parse(const std::string& bytes, const std::string& name) {
+    spm_proto m;
+    wire top{bytes, name, 0, bytes.size()};
+    top.each_field([&](uint32_t field, uint32_t type, uint64_t, size_t a, size_t b) {
+        if (type != 2) return;
+        if (field == 1) {  // SentencePiece
+            piece p;
+            wire w{bytes, name, a, b};
+            w.each_field([&](uint32_t f, uint32_t t, uint64_t v, size_t sa, size_t sb) {
+                if (f == 1 && t == 2) p.text = bytes.substr(sa, sb - sa);
+                else if (f == 2 && t == 5) {
+                    uint32_t v32 = uint32_t(v);
+                    std::memcpy(&p.score, &v32, 4);
+                } else if (f == 3 && t == 0) p.type = int(v);
+            });
+            m.pieces.push_back(std::move(p));
+        } else if (field == 2) {  // TrainerSpec
+            wire w{bytes, name, a, b};
+            w.each_field([&](uint32_t f, uint32_t t, uint64_t v, size_t sa, size_t sb) {
+                if (t == 0) {
+                    if (f == 3) m.model_type = int(v);
+                    else if (f == 35) m.byte_fallback = v != 0;
+                    else if (f == 40) m.unk_id = int32_t(v);
+                    else if (f == 41) m.bos_id = int32_t(v);
+                    else if (f == 42) m.eos_id = int32_t(v);
+                    else if (f == 43) m.pad_id = int32_t(v);
+                } else if (t == 2 && f == 45) {
+                    m.unk_piece = bytes.substr(sa, sb - sa);
+                }
+            });
+        } else if (field == 3) {  // NormalizerSpec
+            wire w{bytes, name, a, b};
+            w.each_field([&](uint32_t f, uint32_t t, uint64_t v, size_t, size_t) {
+                if (f == 3 && t == 0) m.add_dummy_prefix = v != 0;
+            });
+        }
+    });
+    if (m.pieces.empty()) fail(name, ": not a sentencepiece model (no pieces)");
+    return m;
+}
+
+// ---------------------------------------------------------------- conversion
+
+namespace {
+
+using namespace cai::tok;
+
+const char* const metaspace = "\xE2\x96\x81";  // U+2581 "▁"
+
+// transformers' generate_merges: every split of every piece whose halves are
+// both pieces, ordered by the piece's score (highest first), ties by the
+// halves' ids.
+void add_score_merges(bpe_model& bpe, const std::vector<std::pair<std::string, float>>& vocab_scores,
+                      const std::unordered_map<std::string, int32_t>& lookup) {
+    struct candidate {
+        std::string left, right;
+        float score;
+        int32_t left_id, right_id;
+    };
+    std::vector<candidate> merges;
+    std::unordered_map<std::string, bool> seen;
+    for (const auto& [piece, score] : vocab_scores) {
+        if (seen.count(piece)) continue;  // dict(vocab_scores) keeps one entry per piece
+        seen[piece] = true;
+        std::vector<candidate> local;
+        // Python slices by characters: split only at UTF-8 character boundaries.
+        for (size_t i = 1; i < piece.size(); ++i) {
+            if ((static_cast<unsigned char>(piece[i]) & 0xC0) == 0x80) continue;
+            auto l = lookup.find(piece.substr(0, i)), r = lookup.find(piece.substr(i));
+            if (l != lookup.end() && r != lookup.end())
+                local.push_back({l->first, r->first, score, l->second, r->second});
+        }
+        std::stable_sort(local.begin(), local.end(), [](const candidate& a, const candidate& b) {
+            return std::make_pair(a.left_id, a.right_id) < std::make_pair(b.left_id, b.right_id);
+        });
+        merges.insert(merges.end(), local.begin(), local.end());
+    }
+    std::stable_sort(merges.begin(), merges.end(), [](const candidate& a, const candidate& b) { return a.score > b.score; });
+    int32_t rank = 0;
+    for (const auto& m : merges) bpe.add_merge(m.left, m.right, rank++);
+}
+
+}  // namespace
+
 std::shared_ptr<tokenizer> load_spm_tokenizer(const std::string& dir) {
-    fail(dir, "/tokenizer.model: sentencepiece tokenizers are not implemented yet");
+    const std::string path = path_join(dir, "tokenizer.model");
+    spm_proto proto = spm_proto::parse(read_file(path), path);
+    hf_config config = hf_config::read(dir);
+    const bool gemma = config.is_gemma() ||
+                       (config.tokenizer_class.empty() && proto.pieces.size() > 2 && proto.pieces[2].text == "<bos>");
+    const bool legacy = config.legacy.value_or(true);
+    const bool add_prefix_space = config.add_prefix_space.value_or(true);
+
+    auto p = std::make_shared<pipeline>();
+    p->name = path;
+    p->kind = "spm";
+
+    // Vocabulary as the converter builds it.
+    std::vector<std::pair<std::string, float>> vocab_scores;
+    for (const auto& piece : proto.pieces) vocab_scores.push_back({piece.text, piece.score});
+    if (gemma) {
+        // The first three pieces are named after the tokenizer's pad, eos, bos.
+        const std::optional<std::string>* names[] = {&config.pad_token, &config.eos_token, &config.bos_token};
+        for (int k = 0; k < 3 && k < int(vocab_scores.size()); ++k)
+            vocab_scores[size_t(k)] = {names[k]->value_or(proto.pieces[size_t(k)].text), 0.0f};
+        bool has_tab = std::any_of(vocab_scores.begin(), vocab_scores.end(), [](auto& v) { return v.first == "\t"; });
+        if (!has_tab)
+            for (auto& v : vocab_scores)
+                if (v.first == "<0x09>") {
+                    v = {"\t", 0.0f};
+                    break;
+                }
+    } else {
+        for (int k = 0; k < 3 && k < int(vocab_scores.size()); ++k) vocab_scores[size_t(k)].second = 0.0f;
+    }
+
+    if (proto.model_type == 2) {
+        auto bpe = std::make_unique<bpe_model>();
+        for (size_t id = 0; id < vocab_scores.size(); ++id) bpe->add_piece(vocab_scores[id].first, int32_t(id));
+        // Merge halves are looked up in the sentencepiece vocabulary itself
+        // (for Gemma, with "\t" also naming the <0x09> piece).
+        std::unordered_map<std::string, int32_t> lookup;
+        for (size_t id = 0; id < proto.pieces.size(); ++id) lookup.emplace(proto.pieces[id].text, int32_t(id));
+        if (gemma && !lookup.count("\t") && lookup.count("<0x09>")) lookup["\t"] = lookup["<0x09>"];
+        add_score_merges(*bpe, vocab_scores, lookup);
+        bpe->unk_id = bpe->id_of(proto.unk_piece);
+        bpe->fuse_unk = true;
+        bpe->byte_fallback = true;
+        p->bpe = std::move(bpe);
+    } else if (proto.model_type == 1) {
+        auto uni = std::make_unique<unigram_model>();
+        for (const auto& [piece, score] : vocab_scores) uni->add_piece(piece, score);
+        uni->finish();
+        uni->unk_id = gemma ? 3 : 0;
+        uni->byte_fallback = true;
+        p->unigram = std::move(uni);
+    } else {
+        fail(path, ": trainer_spec.model_type ", proto.model_type,
+             " is not supported (supported: 1 UNIGRAM, 2 BPE)");
+    }
+
+    // Control pieces are special added tokens, user-defined pieces plain added tokens.
+    for (size_t id = 0; id < proto.pieces.size(); ++id) {
+        const auto& piece = proto.pieces[id];
+        if (piece.type != spm_proto::control && piece.type != spm_proto::user_defined) continue;
+        added_token t;
+        t.content = vocab_scores[id].first;
+        t.id = int32_t(id);
+        t.special = piece.type == spm_proto::control ||
+                    (gemma && (t.content == "<start_of_turn>" || t.content == "<end_of_turn>"));
+        p->added.add(t);
+    }
+
+    // Normalizer, pre-tokenizer and decoder of the converted fast tokenizer.
+    if (gemma) {
+        p->normalizers.push_back({normalizer_step::replace, " ", metaspace});
+    } else if (legacy) {
+        if (add_prefix_space) p->normalizers.push_back({normalizer_step::prepend, metaspace, ""});
+        p->normalizers.push_back({normalizer_step::replace, " ", metaspace});
+    } else {
+        pre_tokenizer_step s{};
+        s.kind = pre_tokenizer_step::metaspace;
+        s.prepend_scheme = add_prefix_space ? pre_tokenizer_step::first : pre_tokenizer_step::never;
+        s.split_on_replacement = false;
+        p->pre_tokenizers.push_back(std::move(s));
+    }
+    p->decoders.push_back({decoder_step::replace, metaspace, " "});
+    p->decoders.push_back({decoder_step::byte_fallback, "", ""});
+    p->decoders.push_back({decoder_step::fuse, "", ""});
+    if (!gemma && add_prefix_space) {
+        decoder_step strip{decoder_step::strip, " ", ""};
+        strip.start = 1;
+        p->decoders.push_back(strip);
+    }
+
+    // Special token names default to the model's own pieces.
+    auto piece_name = [&](int32_t id) -> std::optional<std::string> {
+        if (id < 0 || size_t(id) >= vocab_scores.size()) return std::nullopt;
+        return vocab_scores[size_t(id)].first;
+    };
+    if (!config.unk_token) config.unk_token = piece_name(proto.unk_id);
+    if (!config.bos_token) config.bos_token = piece_name(proto.bos_id);
+    if (!config.eos_token) config.eos_token = piece_name(proto.eos_id);
+    if (!config.pad_token && gemma) config.pad_token = piece_name(proto.pad_id >= 0 ? proto.pad_id : 0);
+    apply_hf_config(*p, config);
+    set_bos_eos_template(*p, config.add_bos_token.value_or(true), config.add_eos_token.value_or(false));
+    return p;
 }
 
 }  // namespace cai

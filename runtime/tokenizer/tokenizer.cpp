@@ -19,13 +19,9 @@ std::shared_ptr<tokenizer> tokenizer::load(const std::string& dir) {
     if (!is_directory(dir)) fail("tokenizer: \"", dir, "\" is not a directory");
     const std::string json_path = path_join(dir, "tokenizer.json");
     const std::string model_path = path_join(dir, "tokenizer.model");
-    // A byte-level tokenizer.json is read directly. A tokenizer.json converted
-    // from sentencepiece (Metaspace/ByteFallback) is served from tokenizer.model
-    // when that file is present, which encodes the same ids.
-    if (file_exists(json_path)) {
-        if (!file_exists(model_path) || !bpe_json_is_sentencepiece_style(json_path))
-            return load_bpe_tokenizer(dir);
-    }
+    // Like transformers' AutoTokenizer: tokenizer.json when present (the fast
+    // tokenizer), else tokenizer.model converted the way transformers does.
+    if (file_exists(json_path)) return load_bpe_tokenizer(dir);
     if (file_exists(model_path)) return load_spm_tokenizer(dir);
     fail("tokenizer: directory \"", dir, "\" has neither tokenizer.json nor tokenizer.model");
 }

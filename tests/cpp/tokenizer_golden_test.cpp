@@ -1,0 +1,56 @@
+// Golden ids and decodes from Hugging Face's tokenizers (see
+// tests/data/tokenizers/README.md) for byte-level BPE (Qwen2, GPT-2 style)
+// and sentencepiece (Llama legacy / non-legacy / eos / unigram, Gemma).
+#include <catch2/catch.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include "core/fs.h"
+#include "tokenizer/tokenizer.h"
+
+using json = nlohmann::json;
+
+namespace {
+
+std::string escaped(const std::string& s) { return json(s).dump(); }
+
+void check_directory(const std::string& name) {
+    const std::string dir = "tests/data/tokenizers/" + name;
+    json golden = json::parse(cai::read_file(dir + "/golden.json"));
+    auto tok = cai::tokenizer::load(dir);
+    CHECK(tok->vocab_size() == golden["vocab_size"].get<int>());
+    auto id_or = [](const json& v) { return v.is_null() ? -1 : v.get<int>(); };
+    CHECK(tok->bos_id == id_or(golden["bos_id"]));
+    CHECK(tok->eos_id == id_or(golden["eos_id"]));
+    CHECK(tok->pad_id == id_or(golden["pad_id"]));
+    for (const auto& c : golden["cases"]) {
+        const std::string text = c["text"].get<std::string>();
+        INFO(name << ": text " << escaped(text));
+        auto ids = c["ids"].get<std::vector<int32_t>>();
+        auto ids_plain = c["ids_no_special"].get<std::vector<int32_t>>();
+        CHECK(tok->encode(text, true) == ids);
+        CHECK(tok->encode(text, false) == ids_plain);
+        CHECK(escaped(tok->decode(ids, false)) == escaped(c["decode"].get<std::string>()));
+        CHECK(escaped(tok->decode(ids, true)) == escaped(c["decode_skip_special"].get<std::string>()));
+    }
+}
+
+}  // namespace
+
+TEST_CASE("qwen2-style byte-level BPE matches Hugging Face") { check_directory("qwen2"); }
+TEST_CASE("gpt2-style byte-level BPE matches Hugging Face") { check_directory("gpt2"); }
+TEST_CASE("llama sentencepiece (legacy) matches Hugging Face") { check_directory("llama"); }
+TEST_CASE("llama sentencepiece (legacy=false) matches Hugging Face") { check_directory("llama_nonlegacy"); }
+TEST_CASE("llama sentencepiece with add_eos_token matches Hugging Face") { check_directory("llama_eos"); }
+TEST_CASE("llama sentencepiece unigram matches Hugging Face") { check_directory("llama_unigram"); }
+TEST_CASE("gemma sentencepiece matches Hugging Face") { check_directory("gemma"); }
+
+TEST_CASE("batch encode equals one-by-one encode for every thread count") {
+    auto tok = cai::tokenizer::load("tests/data/tokenizers/qwen2");
+    json golden = json::parse(cai::read_file("tests/data/tokenizers/qwen2/golden.json"));
+    std::vector<std::string> texts;
+    for (const auto& c : golden["cases"]) texts.push_back(c["text"].get<std::string>());
+    std::vector<std::vector<int32_t>> expected;
+    for (const auto& t : texts) expected.push_back(tok->encode(t, true));
+    for (int threads : {1, 2, 3, 0}) CHECK(tok->encode_batch(texts, true, threads) == expected);
+}

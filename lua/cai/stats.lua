@@ -217,7 +217,10 @@ function stats.wilson(k, n, z)
   local denom = 1 + z * z / n
   local center = (p + z * z / (2 * n)) / denom
   local half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-  return math.max(0, center - half), math.min(1, center + half)
+  local lo, hi = math.max(0, center - half), math.min(1, center + half)
+  if k == 0 then lo = 0 end
+  if k == n then hi = 1 end
+  return lo, hi
 end
 
 ---Percentile bootstrap confidence interval of a statistic (default: the mean).

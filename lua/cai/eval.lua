@@ -1,0 +1,384 @@
+-- cai.eval: the nine Stage 1 criteria as automatic checks, per-model rates
+-- with confidence intervals, and paired comparisons between models.
+--
+--   local report = cai.eval.run(items, { base = base_outputs, sft = sft_outputs }, { seed = 1 })
+--   local cmp = cai.eval.compare(report, "base", "sft")
+--   print(cai.eval.format(report)); print(cai.eval.format_comparison(cmp))
+--
+-- items: { instruction=, reference= (short expected answer), facts= {strings
+-- that must appear}, should_refuse= (a refusal is correct), min_words=,
+-- max_words= }. Outputs are raw generated texts (or { text=, finish= }) in
+-- the Instruction/Response/END format.
+--
+-- The checks are transparent approximations, each documented below. A check
+-- that cannot be decided returns nil ("not evaluated") rather than a guess:
+-- factually_correct needs facts or a reference, or opts.factual_judge.
+--   ends_with_end          the output has a line "END" (or finish == "stop" when opts.stop_means_end)
+--   proper_structure       no "Instruction:"/"Response:" labels, "###", "<|...|>", "</s>", "[INST]" in the answer
+--   no_rambling            at most max_words words and no heavy repetition (distinct word-trigram share >= 0.5)
+--   addresses_instruction  non-empty, not a refusal (unless should_refuse), shares a content word with the
+--                          instruction or is a short answer (<= 30 words)
+--   appropriate_length     meets an explicit limit in the instruction ("in one word", "one sentence",
+--                          "in N words", "briefly", "list N ...") or item min/max words, else 1..max_words
+--   no_unwarranted_refusal no refusal phrase, unless should_refuse
+--   factually_correct      every item.facts string appears, or the reference appears; else opts.factual_judge; else nil
+--   coherent               non-empty, printable, not degenerate (distinct-word share >= 0.3, no word 5x in a row),
+--                          ends like a sentence unless short (<= 12 words)
+--   on_topic               does not run on into another instruction, and shares a content word with the
+--                          instruction or is a short answer
+local template = require "cai.template"
+local stats = require "cai.stats"
+
+local eval = {}
+
+eval.CRITERIA = { "ends_with_end", "proper_structure", "no_rambling", "addresses_instruction", "appropriate_length",
+  "no_unwarranted_refusal", "factually_correct", "coherent", "on_topic" }
+eval.GROUPS = {
+  format = { "ends_with_end", "proper_structure", "no_rambling" },
+  instruction_following = { "addresses_instruction", "appropriate_length", "no_unwarranted_refusal" },
+  content_quality = { "factually_correct", "coherent", "on_topic" },
+}
+
+local STOPWORDS = {}
+for w in ([[the a an and or but if then than that this these those what which who whom whose when where why how
+  is are was were be been being do does did have has had having of in on at to for from by with about into over
+  under again further once here there all any both each few more most other some such no nor not only own same so
+  too very can will just should could would may might must shall your you yours me my mine our ours their them they
+  its it he she him her his hers we us i please tell give write explain describe list make name provide find
+  show help want need know like also']]):gmatch("%S+") do STOPWORDS[w] = true end
+
+local REFUSAL_PATTERNS = { "i'm sorry, but i can", "i am sorry, but i can", "i cannot help", "i can't help",
+  "i can not help", "i cannot assist", "i can't assist", "i am unable to", "i'm unable to", "i'm not able to",
+  "i am not able to", "as an ai", "i must decline", "i won't be able to", "i will not be able to",
+  "i cannot provide", "i can't provide", "unable to assist", "i apologize, but i" }
+
+local function words(s)
+  local out = {}
+  for w in s:lower():gmatch("[%w']+") do out[#out + 1] = w end
+  return out
+end
+
+local function stem(w)
+  for _, suffix in ipairs { "ing", "ed", "es", "s" } do
+    if #w > #suffix + 3 and w:sub(-#suffix) == suffix then return w:sub(1, -#suffix - 1) end
+  end
+  return w
+end
+
+local function content_words(s)
+  local set = {}
+  for _, w in ipairs(words(s)) do
+    if #w >= 3 and not STOPWORDS[w] and not w:match("^%d+$") then set[stem(w)] = true end
+  end
+  return set
+end
+
+local function overlaps(instruction, response)
+  local a = content_words(instruction)
+  if next(a) == nil then return true end     -- nothing to compare against
+  local b = content_words(response)
+  for w in pairs(a) do if b[w] then return true end end
+  return false
+end
+
+---Whether text opens with a refusal phrase (first 200 characters).
+function eval.is_refusal(text)
+  if type(text) ~= "string" then error("cai.eval.is_refusal: text must be a string", 2) end
+  local head = text:sub(1, 200):lower():gsub("’", "'")
+  for _, p in ipairs(REFUSAL_PATTERNS) do
+    if head:find(p, 1, true) then return true end
+  end
+  return false
+end
+
+local NUMBER_WORDS = { one = 1, two = 2, three = 3, four = 4, five = 5, six = 6, seven = 7, eight = 8, nine = 9, ten = 10 }
+local function number_of(token)
+  return tonumber(token) or NUMBER_WORDS[token]
+end
+
+local function count_sentences(text)
+  local n = 0
+  for _ in text:gmatch("[%.!%?]+%s") do n = n + 1 end
+  if text:match("[%.!%?]%s*$") then n = n + 1 end
+  if n == 0 and text:find("%S") then n = 1 end
+  return n
+end
+
+local function count_list_items(text)
+  local n = 0
+  for line in (text .. "\n"):gmatch("([^\n]*)\n") do
+    if line:match("^%s*[%-%*•]%s+%S") or line:match("^%s*%d+[%.%)]%s+%S") then n = n + 1 end
+  end
+  return n
+end
+
+-- Explicit length requirement of an instruction: returns a check function or nil.
+local function length_rule(instruction)
+  local s = instruction:lower()
+  if s:find("in one word") or s:find("one%-word") or s:find("single word") then
+    return function(text, nw) return nw >= 1 and nw <= 3 end
+  end
+  if s:find("in one sentence") or s:find("a single sentence") or s:find("in a sentence") then
+    return function(text, nw) return count_sentences(text) <= 1 and nw <= 50 end
+  end
+  local n = s:match("in (%w+) words") or s:match("at most (%w+) words")
+    or s:match("under (%w+) words") or s:match("(%w+) words or fewer") or s:match("(%w+) words or less")
+  if n and number_of(n) then
+    local limit = number_of(n)
+    return function(text, nw) return nw >= 1 and nw <= math.ceil(limit * 1.2) + 2 end
+  end
+  local k = s:match("list (%w+)") or s:match("give me (%w+)") or s:match("name (%w+)")
+  if k and number_of(k) then
+    local want = number_of(k)
+    return function(text, nw)
+      local items = count_list_items(text)
+      if items > 0 then return items == want end
+      local commas = select(2, text:gsub(",", ",")) + 1
+      return commas == want or count_sentences(text) == want
+    end
+  end
+  if s:find("briefly") or s:find("short answer") or s:find("concise") or s:find("in brief") then
+    return function(text, nw) return nw >= 1 and nw <= 80 end
+  end
+  return nil
+end
+
+local function trigram_distinct_share(ws)
+  if #ws < 20 then return 1 end
+  local seen, distinct, total = {}, 0, 0
+  for i = 1, #ws - 2 do
+    local key = ws[i] .. " " .. ws[i + 1] .. " " .. ws[i + 2]
+    total = total + 1
+    if not seen[key] then seen[key] = true; distinct = distinct + 1 end
+  end
+  return distinct / total
+end
+
+---Runs the nine checks on one output.
+---@param item table { instruction=, reference=, facts=, should_refuse=, min_words=, max_words= }
+---@param output string|table raw text or { text=, finish= }
+---@param opts table|nil { max_words = 300, stop_means_end = false }
+---@return table criterion -> true|false|nil, table details { response=, words= }
+function eval.check(item, output, opts)
+  if type(item) ~= "table" or type(item.instruction) ~= "string" then
+    error("cai.eval.check: item must be { instruction = string, ... }", 2)
+  end
+  opts = opts or {}
+  local raw, finish
+  if type(output) == "table" then raw, finish = output.text, output.finish else raw = output end
+  if type(raw) ~= "string" then error("cai.eval.check: output must be a string or { text = string }", 2) end
+  local response, ended = template.strip_end(raw)
+  if not ended and finish == "stop" and opts.stop_means_end then ended = true end
+  local ws = words(response)
+  local nw = #ws
+  local max_words = item.max_words or opts.max_words or 300
+  local refusal = eval.is_refusal(response)
+  local short = nw <= 30
+  local r = {}
+
+  r.ends_with_end = ended
+  local lower = response:lower()
+  r.proper_structure = not (lower:find("instruction:", 1, true) or lower:find("response:", 1, true)
+    or response:find("###", 1, true) or response:find("<|", 1, true) or lower:find("</s>", 1, true)
+    or response:find("[INST]", 1, true))
+  r.no_rambling = nw <= max_words and trigram_distinct_share(ws) >= 0.5
+  r.addresses_instruction = nw > 0 and (not refusal or item.should_refuse == true)
+    and (short or overlaps(item.instruction, response))
+  local rule = length_rule(item.instruction)
+  if item.min_words or item.max_words then
+    r.appropriate_length = nw >= (item.min_words or 1) and nw <= max_words
+  elseif rule then
+    r.appropriate_length = rule(response, nw) and true or false
+  else
+    r.appropriate_length = nw >= 1 and nw <= max_words
+  end
+  r.no_unwarranted_refusal = item.should_refuse == true or not refusal
+  if type(item.facts) == "table" and #item.facts > 0 then
+    local ok = true
+    for _, f in ipairs(item.facts) do
+      if not lower:find(tostring(f):lower(), 1, true) then ok = false end
+    end
+    r.factually_correct = ok
+  elseif type(item.reference) == "string" and item.reference:find("%S") then
+    r.factually_correct = lower:find(item.reference:lower():gsub("^%s+", ""):gsub("[%s%.]+$", ""), 1, true) ~= nil
+  else
+    r.factually_correct = nil
+  end
+  local printable = select(2, response:gsub("[%z\1-\8\11\12\14-\31\127]", "")) == 0
+  local distinct = {}
+  local nd = 0
+  local run, max_run, prev = 0, 0, nil
+  for _, w in ipairs(ws) do
+    if not distinct[w] then distinct[w] = true; nd = nd + 1 end
+    if w == prev then run = run + 1 else run = 1 end
+    prev = w
+    if run > max_run then max_run = run end
+  end
+  r.coherent = nw > 0 and printable and (nw < 10 or nd / nw >= 0.3) and max_run < 5
+    and (nw <= 12 or response:match("[%.!%?%)%]\"'`:]%s*$") ~= nil or count_list_items(response) > 0)
+  r.on_topic = not raw:find("\nInstruction:", 1, true) and nw > 0 and (short or overlaps(item.instruction, response))
+  return r, { response = response, words = nw, refusal = refusal }
+end
+
+---Evaluates several models on the same items.
+---@param items table list of items (see eval.check)
+---@param outputs table model name -> list of outputs (same order as items)
+---@param opts table|nil { criteria = constitution criteria (name -> { weight }), max_words=, stop_means_end=,
+---  factual_judge = function(items, responses) -> list of true|false|nil, seed=, bootstrap = 1000 }
+---@return table { items = n, models = { name -> { rates = { criterion -> { pass, n, rate, lo, hi } },
+---  score =, per_item = { { criterion -> bool|nil } } } }, order = { names } }
+function eval.run(items, outputs, opts)
+  if type(items) ~= "table" then error("cai.eval.run: items must be a list", 2) end
+  if type(outputs) ~= "table" then error("cai.eval.run: outputs must be a table model name -> list of outputs", 2) end
+  opts = opts or {}
+  local names = {}
+  for name, list in pairs(outputs) do
+    if type(list) ~= "table" or #list ~= #items then
+      error(string.format("cai.eval.run: outputs[%q] must have one output per item (%d), got %s", tostring(name),
+        #items, type(list) == "table" and #list or type(list)), 2)
+    end
+    names[#names + 1] = name
+  end
+  table.sort(names)
+  local weights = {}
+  for _, c in ipairs(eval.CRITERIA) do
+    local w = opts.criteria and opts.criteria[c]
+    weights[c] = type(w) == "table" and (w.weight or 1) or (type(w) == "number" and w) or 1
+  end
+  local report = { items = #items, models = {}, order = names, criteria = eval.CRITERIA }
+  for _, name in ipairs(names) do
+    local per_item, responses = {}, {}
+    for i, item in ipairs(items) do
+      local r, d = eval.check(item, outputs[name][i], opts)
+      per_item[i] = r
+      responses[i] = d.response
+    end
+    if opts.factual_judge then
+      local pending, pend_items, pend_resp = {}, {}, {}
+      for i = 1, #items do
+        if per_item[i].factually_correct == nil then
+          pending[#pending + 1] = i
+          pend_items[#pend_items + 1] = items[i]
+          pend_resp[#pend_resp + 1] = responses[i]
+        end
+      end
+      if #pending > 0 then
+        local verdicts = opts.factual_judge(pend_items, pend_resp)
+        for k, i in ipairs(pending) do per_item[i].factually_correct = verdicts[k] end
+      end
+    end
+    local rates = {}
+    local score, wsum = 0, 0
+    for _, c in ipairs(eval.CRITERIA) do
+      local pass, n = 0, 0
+      for i = 1, #items do
+        local v = per_item[i][c]
+        if v ~= nil then n = n + 1; if v then pass = pass + 1 end end
+      end
+      local lo, hi = stats.wilson(pass, n)
+      rates[c] = { pass = pass, n = n, rate = n > 0 and pass / n or nil, lo = lo, hi = hi }
+      if n > 0 then
+        score = score + weights[c] * pass / n
+        wsum = wsum + weights[c]
+      end
+    end
+    report.models[name] = { rates = rates, score = wsum > 0 and score / wsum or nil, per_item = per_item }
+  end
+  return report
+end
+
+---Paired comparison of two models of a report: per criterion McNemar test
+---(Holm-corrected across criteria), rate difference with a bootstrap CI, and
+---Cohen's h.
+---@return table { a=, b=, rows = { { criterion, rate_a, rate_b, diff, lo, hi, b, c, p, p_holm, significant, cohen_h, n } } }
+function eval.compare(report, a, b, opts)
+  if type(report) ~= "table" or type(report.models) ~= "table" then error("cai.eval.compare: expected a report from cai.eval.run", 2) end
+  local ma, mb = report.models[a], report.models[b]
+  if not ma or not mb then error("cai.eval.compare: the report has no model '" .. tostring(not ma and a or b) .. "'", 2) end
+  opts = opts or {}
+  local rows, ps = {}, {}
+  for _, c in ipairs(eval.CRITERIA) do
+    local pa, pb, diffs = {}, {}, {}
+    for i = 1, report.items do
+      local va, vb = ma.per_item[i][c], mb.per_item[i][c]
+      if va ~= nil and vb ~= nil then
+        pa[#pa + 1], pb[#pb + 1] = va, vb
+        diffs[#diffs + 1] = (vb and 1 or 0) - (va and 1 or 0)
+      end
+    end
+    local row = { criterion = c, n = #pa }
+    if #pa > 0 then
+      local sa, sb = 0, 0
+      for i = 1, #pa do
+        if pa[i] then sa = sa + 1 end
+        if pb[i] then sb = sb + 1 end
+      end
+      row.rate_a, row.rate_b = sa / #pa, sb / #pa
+      row.diff = row.rate_b - row.rate_a
+      local m = stats.mcnemar_paired(pa, pb)
+      row.b, row.c, row.p = m.b, m.c, m.p
+      local ci = stats.bootstrap_ci(diffs, { n = opts.bootstrap or 1000, seed = opts.seed or 0 })
+      row.lo, row.hi = ci.lo, ci.hi
+      row.cohen_h = stats.cohen_h(row.rate_b, row.rate_a)
+      ps[#ps + 1] = row.p
+      row.p_index = #ps
+    end
+    rows[#rows + 1] = row
+  end
+  local adjusted, rejected = stats.holm(ps, opts.alpha or 0.05)
+  for _, row in ipairs(rows) do
+    if row.p_index then
+      row.p_holm, row.significant = adjusted[row.p_index], rejected[row.p_index]
+      row.p_index = nil
+    end
+  end
+  return { a = a, b = b, rows = rows }
+end
+
+local function fmt_rate(x) return x and string.format("%5.1f%%", 100 * x) or "    -" end
+
+---A report as a text table (criteria x models).
+function eval.format(report)
+  if type(report) ~= "table" or type(report.models) ~= "table" then error("cai.eval.format: expected a report from cai.eval.run", 2) end
+  local out = {}
+  local header = string.format("%-24s", "criterion")
+  for _, name in ipairs(report.order) do header = header .. string.format(" %22s", name) end
+  out[1] = header
+  for _, c in ipairs(eval.CRITERIA) do
+    local line = string.format("%-24s", c)
+    for _, name in ipairs(report.order) do
+      local r = report.models[name].rates[c]
+      if r.n > 0 then
+        line = line .. string.format(" %6s [%4.0f-%4.0f%%] n=%-3d", fmt_rate(r.rate), 100 * r.lo, 100 * r.hi, r.n)
+      else
+        line = line .. string.format(" %22s", "not evaluated")
+      end
+    end
+    out[#out + 1] = line
+  end
+  local line = string.format("%-24s", "weighted score")
+  for _, name in ipairs(report.order) do
+    line = line .. string.format(" %22s", fmt_rate(report.models[name].score))
+  end
+  out[#out + 1] = line
+  return table.concat(out, "\n")
+end
+
+---A comparison as a text table.
+function eval.format_comparison(cmp)
+  if type(cmp) ~= "table" or type(cmp.rows) ~= "table" then error("cai.eval.format_comparison: expected cai.eval.compare output", 2) end
+  local out = { string.format("%-24s %7s %7s %8s %17s %4s %4s %8s %8s %6s", "criterion", cmp.a, cmp.b, "diff",
+    "95% CI", "b", "c", "p", "p(Holm)", "h") }
+  for _, r in ipairs(cmp.rows) do
+    if r.n > 0 then
+      out[#out + 1] = string.format("%-24s %7s %7s %+7.1f%% [%+6.1f,%+6.1f]%% %4d %4d %8.4f %8.4f%s %+5.2f", r.criterion,
+        fmt_rate(r.rate_a), fmt_rate(r.rate_b), 100 * r.diff, 100 * r.lo, 100 * r.hi, r.b, r.c, r.p, r.p_holm,
+        r.significant and "*" or " ", r.cohen_h)
+    else
+      out[#out + 1] = string.format("%-24s %s", r.criterion, "not evaluated")
+    end
+  end
+  return table.concat(out, "\n")
+end
+
+return eval

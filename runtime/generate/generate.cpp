@@ -1,0 +1,186 @@
+#include "generate/generate.h"
+
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "core/progress.h"
+#include "core/rng.h"
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
+
+namespace cai {
+namespace {
+
+// Left-pads rows into (B, T) ids and mask.
+void left_pad(const std::vector<std::vector<int32_t>>& rows, size_t begin, size_t end, at::Tensor& ids,
+              at::Tensor& mask) {
+    size_t longest = 0;
+    for (size_t i = begin; i < end; ++i) longest = std::max(longest, rows[i].size());
+    const int64_t B = end - begin, T = longest;
+    ids = at::zeros({B, T}, at::kLong);
+    mask = at::zeros({B, T}, at::kLong);
+    auto id = ids.accessor<int64_t, 2>();
+    auto mk = mask.accessor<int64_t, 2>();
+    for (int64_t b = 0; b < B; ++b) {
+        const auto& row = rows[begin + b];
+        int64_t offset = T - (int64_t)row.size();
+        for (size_t t = 0; t < row.size(); ++t) {
+            id[b][offset + t] = row[t];
+            mk[b][offset + t] = 1;
+        }
+    }
+}
+
+struct row_state {
+    rng stream{0};
+    std::vector<int32_t> context;  // prompt + generated (repetition penalty)
+    generation out;
+    bool done = false;
+};
+
+// Earliest occurrence of any stop string in text, or npos.
+size_t find_stop(const std::string& text, const std::vector<std::string>& stop) {
+    size_t best = std::string::npos;
+    for (const auto& s : stop) {
+        size_t at = text.find(s);
+        if (at < best) best = at;
+    }
+    return best;
+}
+
+}  // namespace
+
+std::vector<generation> generate(const model& m, const std::vector<std::vector<int32_t>>& prompts,
+                                 const generate_options& o) {
+    o.sampling.check();
+    if (o.max_new_tokens < 0) fail("generate: max_new_tokens must be >= 0, got ", o.max_new_tokens);
+    if (o.batch_size < 1) fail("generate: batch_size must be >= 1, got ", o.batch_size);
+    for (const auto& s : o.stop)
+        if (s.empty()) fail("generate: stop strings must not be empty");
+    if (!o.stop.empty() && !m.tok) fail("generate: stop strings need the model's tokenizer");
+    for (size_t i = 0; i < prompts.size(); ++i) {
+        if (prompts[i].empty()) fail("generate: prompt ", i + 1, " has no tokens");
+        for (int32_t id : prompts[i])
+            if (id < 0 || id >= m.config.vocab_size)
+                fail("generate: prompt ", i + 1, " holds token id ", id, ", outside the vocabulary [0, ",
+                     m.config.vocab_size, ")");
+    }
+    c10::InferenceMode no_grad;
+    std::vector<generation> results(prompts.size());
+    std::unique_ptr<progress> bar;
+    if (o.show_progress && !prompts.empty()) bar = std::make_unique<progress>("generate", (long)prompts.size(), "prompts");
+    const int64_t V = m.config.vocab_size;
+    auto is_eos = [&](int32_t id) { return std::find(m.eos_ids.begin(), m.eos_ids.end(), id) != m.eos_ids.end(); };
+    auto decode = [&](const std::vector<int32_t>& ids) { return m.tok ? m.tok->decode(ids, true) : std::string(); };
+
+    for (size_t begin = 0; begin < prompts.size(); begin += o.batch_size) {
+        const size_t end = std::min(prompts.size(), begin + (size_t)o.batch_size);
+        const int64_t B = end - begin;
+        std::vector<row_state> rows(B);
+        for (int64_t b = 0; b < B; ++b) {
+            rows[b].stream = rng(rng::derive(o.seed, begin + b));
+            rows[b].context = prompts[begin + b];
+            rows[b].out.finish = "length";
+        }
+        if (o.max_new_tokens == 0) {
+            for (int64_t b = 0; b < B; ++b) results[begin + b] = rows[b].out;
+            if (bar) bar->advance(B);
+            continue;
+        }
+        at::Tensor ids, mask;
+        left_pad(prompts, begin, end, ids, mask);
+        kv_cache cache = m.new_cache(B, ids.size(1) + o.max_new_tokens);
+        // Prefill: only the last column's logits are needed (left padding keeps it real).
+        at::Tensor hidden = m.hidden_states(ids, mask, &cache);
+        at::Tensor logits = m.logits_from_hidden(hidden.narrow(1, hidden.size(1) - 1, 1));  // (B, 1, V)
+
+        for (int64_t step = 0; step < o.max_new_tokens; ++step) {
+            at::Tensor row_logits = logits.select(1, 0).to(at::kFloat).contiguous();  // (B, V)
+            const float* data = row_logits.data_ptr<float>();
+            at::Tensor next = at::zeros({B, 1}, at::kLong), next_mask = at::zeros({B, 1}, at::kLong);
+            bool any_active = false;
+            for (int64_t b = 0; b < B; ++b) {
+                row_state& r = rows[b];
+                if (r.done) continue;
+                int32_t token = sample_token(data + b * V, V, o.sampling, r.context, r.stream);
+                if (is_eos(token)) {
+                    r.done = true;
+                    r.out.finish = "eos";
+                    continue;
+                }
+                r.out.tokens.push_back(token);
+                r.context.push_back(token);
+                if (!o.stop.empty()) {
+                    std::string text = decode(r.out.tokens);
+                    size_t at = find_stop(text, o.stop);
+                    if (at != std::string::npos) {
+                        r.done = true;
+                        r.out.finish = "stop";
+                        r.out.text = text.substr(0, at);
+                        continue;
+                    }
+                }
+                if ((int64_t)r.out.tokens.size() == o.max_new_tokens) {
+                    r.done = true;
+                    continue;
+                }
+                next[b][0] = token;
+                next_mask[b][0] = 1;
+                any_active = true;
+            }
+            if (!any_active) break;
+            logits = m.forward(next, next_mask, &cache);  // (B, 1, V)
+        }
+        for (int64_t b = 0; b < B; ++b) {
+            if (rows[b].out.finish != "stop") rows[b].out.text = decode(rows[b].out.tokens);
+            results[begin + b] = std::move(rows[b].out);
+        }
+        if (bar) bar->advance(B);
+    }
+    if (bar) bar->finish();
+    return results;
+}
+
+pair_ids tokenize_pair(const tokenizer& tok, const std::string& prompt, const std::string& completion) {
+    pair_ids out;
+    out.ids = tok.encode(prompt, true);
+    out.completion_start = out.ids.size();
+    std::vector<int32_t> tail = tok.encode(completion, false);
+    out.ids.insert(out.ids.end(), tail.begin(), tail.end());
+    return out;
+}
+
+std::vector<completion_logprob> score_completions(const model& m, const std::vector<std::vector<int32_t>>& prompts,
+                                                  const std::vector<std::vector<int32_t>>& completions,
+                                                  int64_t batch_size) {
+    if (prompts.size() != completions.size())
+        fail("logprobs: ", prompts.size(), " prompts but ", completions.size(), " completions");
+    if (batch_size < 1) fail("logprobs: batch_size must be >= 1");
+    std::vector<std::vector<int32_t>> joined(prompts.size());
+    for (size_t i = 0; i < prompts.size(); ++i) {
+        if (prompts[i].empty()) fail("logprobs: prompt ", i + 1, " has no tokens");
+        joined[i] = prompts[i];
+        joined[i].insert(joined[i].end(), completions[i].begin(), completions[i].end());
+    }
+    std::vector<completion_logprob> out(prompts.size());
+    for (size_t begin = 0; begin < joined.size(); begin += batch_size) {
+        const size_t end = std::min(joined.size(), begin + (size_t)batch_size);
+        at::Tensor ids, mask;
+        left_pad(joined, begin, end, ids, mask);
+        at::Tensor lp = m.logprobs(ids, mask).to(at::kDouble).contiguous();  // (B, T)
+        auto acc = lp.accessor<double, 2>();
+        const int64_t T = ids.size(1);
+        for (size_t i = begin; i < end; ++i) {
+            completion_logprob& r = out[i];
+            r.n = (int64_t)completions[i].size();
+            for (int64_t t = T - r.n; t < T; ++t) r.sum += acc[i - begin][t];
+            r.mean = r.n ? r.sum / r.n : 0;
+        }
+    }
+    return out;
+}
+
+}  // namespace cai

@@ -1,0 +1,60 @@
+// Batched generation and completion scoring over a loaded model.
+//
+// generate: prompts are processed batch_size at a time with a preallocated
+// KV cache; each prompt samples from its own stream rng::derive(seed, index),
+// so its sample depends on (seed, its index, the prompt) and never on the
+// batch it shares. A sequence ends on an EOS id ("eos"), on a stop string
+// ("stop": text is cut before it) or after max_new_tokens ("length").
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "generate/sampler.h"
+
+namespace cai {
+
+class model;
+class tokenizer;
+
+struct generate_options {
+    sampling_options sampling;
+    int64_t max_new_tokens = 256;
+    std::vector<std::string> stop;  // needs the model's tokenizer
+    uint64_t seed = 0;
+    int64_t batch_size = 16;
+    bool show_progress = true;
+};
+
+struct generation {
+    std::string text;    // decoded without special tokens; cut before a stop string
+    std::string finish;  // "eos" | "stop" | "length"
+    std::vector<int32_t> tokens;  // generated ids, EOS excluded; with "stop", up to the token completing it
+};
+
+std::vector<generation> generate(const model& m, const std::vector<std::vector<int32_t>>& prompts,
+                                 const generate_options& options);
+
+// A prompt/completion pair as token ids: the prompt encoded with special
+// tokens (BOS), the completion encoded on its own without them, then
+// concatenated. Tokens never merge across the boundary, so the completion's
+// tokens are exactly those a generation after this prompt would produce.
+struct pair_ids {
+    std::vector<int32_t> ids;
+    size_t completion_start = 0;  // ids[completion_start:] are the completion
+};
+pair_ids tokenize_pair(const tokenizer& tok, const std::string& prompt, const std::string& completion);
+
+struct completion_logprob {
+    double sum = 0;   // log p(completion | prompt), natural log
+    double mean = 0;  // sum / n (0 when n == 0)
+    int64_t n = 0;    // completion tokens
+};
+
+// One forward per batch; prompts must be non-empty.
+std::vector<completion_logprob> score_completions(const model& m, const std::vector<std::vector<int32_t>>& prompts,
+                                                  const std::vector<std::vector<int32_t>>& completions,
+                                                  int64_t batch_size = 8);
+
+}  // namespace cai

@@ -4,7 +4,8 @@
 
 #include "machine.h"
 
-int main() {
+int main(int argc, char** argv) {
+    bench::use_openblas_avx512_kernels(argv);
     const char* coretype = std::getenv("OPENBLAS_CORETYPE");
     std::printf("OPENBLAS_CORETYPE=%s\n", coretype ? coretype : "(unset)");
     for (int n : {256, 1024, 2048})

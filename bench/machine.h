@@ -4,8 +4,11 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <unistd.h>
 #include <cstdio>
 #include <vector>
 
@@ -34,22 +37,23 @@ inline double gemm_gflops(int n = 1024, at::ScalarType dtype = at::kFloat) {
     return 2.0 * n * n * n / t / 1e9;
 }
 
-// Sums a buffer much larger than the caches: bytes read per second.
-inline double memory_bandwidth_gbs(size_t bytes = size_t(512) << 20) {
-    std::vector<float> data(bytes / sizeof(float), 1.0f);
-    volatile float sink = 0;
-    double t = best_time([&] {
-        float s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
-        const float* p = data.data();
-        size_t n = data.size();
-        for (size_t i = 0; i + 8 <= n; i += 8) {
-            s0 += p[i]; s1 += p[i + 1]; s2 += p[i + 2]; s3 += p[i + 3];
-            s4 += p[i + 4]; s5 += p[i + 5]; s6 += p[i + 6]; s7 += p[i + 7];
-        }
-        sink = s0 + s1 + s2 + s3 + s4 + s5 + s6 + s7;
-    }, 3);
+// Reads a buffer much larger than the caches: bytes read per second.
+inline double memory_bandwidth_gbs(int64_t bytes = int64_t(1) << 30) {
+    at::Tensor data = at::ones({bytes / 4}, at::kFloat);
+    volatile float sink = data.sum().item<float>();  // warm up, touch every page
+    double t = best_time([&] { sink = data.sum().item<float>(); }, 5);
     (void)sink;
     return bytes / t / 1e9;
+}
+
+// Benchmarks run outside cairun, so they make the same OpenBLAS kernel
+// choice cairun makes (see runtime/cli/main.cpp) by re-executing themselves.
+inline void use_openblas_avx512_kernels(char** argv) {
+    if (std::getenv("OPENBLAS_CORETYPE")) return;
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx512f")) return;
+    setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
+    execv("/proc/self/exe", argv);
 }
 
 inline void print_machine() {

@@ -12,7 +12,7 @@
 #include "core/error.h"
 #include "lua/bindings.h"
 #include "lua/lua_util.h"
-#include "tokenizer/spm.h"
+#include "tokenizer/spm_tokenizer.h"
 
 namespace {
 
@@ -59,11 +59,46 @@ int l_tokenizer_load(lua_State* L) {
     });
 }
 
-// cai._tokenizer.train_spm(args): sentencepiece trainer flags ("--input=... --model_prefix=...").
-int l_tokenizer_train_spm(lua_State* L) {
+// cai._tokenizer.train{ input = "a.txt" | {files}, dir =, vocab_size =, ... } -> dir
+int l_tokenizer_train(lua_State* L) {
     return lua_guarded(L, [&] {
-        cai::spm_model::train(cai::arg_string(L, 1, "cai.tokenizer.train", "args"));
-        return 0;
+        const char* fn = "cai.tokenizer.train";
+        cai::arg_table(L, 1, fn, "options");
+        cai::check_option_keys(L, 1, fn,
+                               {"input", "dir", "vocab_size", "model_type", "style", "character_coverage",
+                                "byte_fallback", "split_digits", "user_defined_symbols", "control_symbols",
+                                "threads", "input_sentence_size", "max_sentence_length"});
+        cai::spm_train_options o;
+        lua_getfield(L, 1, "input");  // [opts, input]
+        if (lua_type(L, -1) == LUA_TSTRING)
+            o.input.push_back(lua_tostring(L, -1));
+        else if (lua_istable(L, -1))
+            o.input = cai::arg_string_list(L, lua_gettop(L), fn, "input");
+        else
+            cai::fail(fn, ": option \"input\" must be a file name or a list of file names");
+        lua_pop(L, 1);  // [opts]
+        o.dir = cai::opt_string(L, 1, "dir", "", fn);
+        if (o.dir.empty()) cai::fail(fn, ": option \"dir\" (the tokenizer directory to write) is required");
+        o.vocab_size = int(cai::opt_integer(L, 1, "vocab_size", o.vocab_size, fn));
+        o.model_type = cai::opt_string(L, 1, "model_type", o.model_type, fn);
+        o.style = cai::opt_string(L, 1, "style", o.style, fn);
+        o.character_coverage = cai::opt_number(L, 1, "character_coverage", o.character_coverage, fn);
+        o.byte_fallback = cai::opt_boolean(L, 1, "byte_fallback", o.byte_fallback, fn);
+        o.split_digits = cai::opt_boolean(L, 1, "split_digits", o.split_digits, fn);
+        o.threads = int(cai::opt_integer(L, 1, "threads", o.threads, fn));
+        o.input_sentence_size = cai::opt_integer(L, 1, "input_sentence_size", 0, fn);
+        o.max_sentence_length = int(cai::opt_integer(L, 1, "max_sentence_length", o.max_sentence_length, fn));
+        for (const char* key : {"user_defined_symbols", "control_symbols"}) {
+            lua_getfield(L, 1, key);  // [opts, list?]
+            if (!lua_isnil(L, -1)) {
+                auto list = cai::arg_string_list(L, lua_gettop(L), fn, key);
+                (std::string(key) == "control_symbols" ? o.control_symbols : o.user_defined_symbols) = list;
+            }
+            lua_pop(L, 1);  // [opts]
+        }
+        cai::train_spm_tokenizer(o);
+        lua_pushlstring(L, o.dir.data(), o.dir.size());
+        return 1;
     });
 }
 
@@ -231,7 +266,7 @@ void ensure_class(lua_State* L) {
 
 const luaL_Reg tokenizer_functions[] = {
     {"load", l_tokenizer_load},
-    {"train_spm", l_tokenizer_train_spm},
+    {"train", l_tokenizer_train},
     {nullptr, nullptr},
 };
 

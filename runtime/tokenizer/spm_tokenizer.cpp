@@ -1,13 +1,19 @@
 #include "tokenizer/spm_tokenizer.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
+#include <sstream>
 #include <unordered_map>
 
 #include "core/error.h"
 #include "core/fs.h"
 #include "tokenizer/hf_config.h"
 #include "tokenizer/pipeline.h"
+#include "tokenizer/spm.h"
+
+#include <nlohmann/json.hpp>
+#include <unistd.h>
 
 namespace cai {
 
@@ -258,6 +264,112 @@ std::shared_ptr<tokenizer> load_spm_tokenizer(const std::string& dir) {
     apply_hf_config(*p, config);
     set_bos_eos_template(*p, config.add_bos_token.value_or(true), config.add_eos_token.value_or(false));
     return p;
+}
+
+// ------------------------------------------------------------------- training
+
+namespace {
+
+std::string join_symbols(const std::vector<std::string>& symbols, const char* what) {
+    std::string out;
+    for (const auto& s : symbols) {
+        if (s.empty() || s.find_first_of(", \t\n") != std::string::npos)
+            fail("cai.tokenizer.train: ", what, " entry \"", s, "\" must be non-empty without spaces or commas");
+        out += (out.empty() ? "" : ",") + s;
+    }
+    return out;
+}
+
+void check_flag_value(const std::string& value, const char* what) {
+    if (value.empty() || value.find_first_of(" \t\n") != std::string::npos)
+        fail("cai.tokenizer.train: ", what, " \"", value, "\" must be non-empty and contain no whitespace");
+}
+
+}  // namespace
+
+void train_spm_tokenizer(const spm_train_options& o) {
+    const char* fn = "cai.tokenizer.train";
+    if (o.input.empty()) fail(fn, ": input must name at least one text file");
+    for (const auto& f : o.input) {
+        check_flag_value(f, "input file");
+        if (f.find(',') != std::string::npos) fail(fn, ": input file \"", f, "\" must not contain a comma");
+        if (!file_exists(f)) fail(fn, ": input file \"", f, "\" does not exist");
+    }
+    check_flag_value(o.dir, "dir");
+    if (file_exists(o.dir) || is_directory(o.dir))
+        fail(fn, ": dir \"", o.dir, "\" already exists; remove it or choose another");
+    if (o.model_type != "bpe" && o.model_type != "unigram")
+        fail(fn, ": model_type must be \"bpe\" or \"unigram\", got \"", o.model_type, "\"");
+    if (o.style != "llama" && o.style != "gemma")
+        fail(fn, ": style must be \"llama\" or \"gemma\", got \"", o.style, "\"");
+    if (o.vocab_size < 8) fail(fn, ": vocab_size must be at least 8, got ", o.vocab_size);
+    const bool gemma = o.style == "gemma";
+
+    const std::string tmp = o.dir + ".tmp." + std::to_string(::getpid());
+    make_directories(tmp);
+    try {
+        std::string inputs;
+        for (const auto& f : o.input) inputs += (inputs.empty() ? "" : ",") + f;
+        std::ostringstream args;
+        args << "--input=" << inputs << " --model_prefix=" << path_join(tmp, "tokenizer")
+             << " --vocab_size=" << o.vocab_size << " --model_type=" << o.model_type
+             << " --character_coverage=" << o.character_coverage
+             << " --byte_fallback=" << (o.byte_fallback ? "true" : "false")
+             << " --split_digits=" << (o.split_digits ? "true" : "false")
+             << " --normalization_rule_name=identity --remove_extra_whitespaces=false"
+             << " --allow_whitespace_only_pieces=true --num_threads=" << std::max(1, o.threads)
+             << " --max_sentence_length=" << o.max_sentence_length << " --minloglevel=2";
+        if (o.input_sentence_size > 0)
+            args << " --input_sentence_size=" << o.input_sentence_size << " --shuffle_input_sentence=true";
+        if (gemma)
+            args << " --add_dummy_prefix=false --pad_id=0 --eos_id=1 --bos_id=2 --unk_id=3"
+                 << " --pad_piece=<pad> --eos_piece=<eos> --bos_piece=<bos> --unk_piece=<unk>";
+        else
+            args << " --add_dummy_prefix=true --unk_id=0 --bos_id=1 --eos_id=2 --pad_id=3"
+                 << " --unk_piece=<unk> --bos_piece=<s> --eos_piece=</s> --pad_piece=<pad>";
+        if (!o.user_defined_symbols.empty())
+            args << " --user_defined_symbols=" << join_symbols(o.user_defined_symbols, "user_defined_symbols");
+        if (!o.control_symbols.empty())
+            args << " --control_symbols=" << join_symbols(o.control_symbols, "control_symbols");
+        spm_model::train(args.str());
+        std::remove(path_join(tmp, "tokenizer.vocab").c_str());
+
+        // tokenizer_config.json as transformers writes it for this style.
+        nlohmann::ordered_json config;
+        const char* names[4];
+        if (gemma) {
+            names[0] = "<pad>"; names[1] = "<eos>"; names[2] = "<bos>"; names[3] = "<unk>";
+            config["tokenizer_class"] = "GemmaTokenizer";
+            config["bos_token"] = "<bos>";
+            config["eos_token"] = "<eos>";
+            config["unk_token"] = "<unk>";
+            config["pad_token"] = "<pad>";
+        } else {
+            names[0] = "<unk>"; names[1] = "<s>"; names[2] = "</s>"; names[3] = "<pad>";
+            config["tokenizer_class"] = "LlamaTokenizer";
+            config["bos_token"] = "<s>";
+            config["eos_token"] = "</s>";
+            config["unk_token"] = "<unk>";
+            config["pad_token"] = "<pad>";
+            config["legacy"] = false;
+        }
+        config["add_bos_token"] = true;
+        config["add_eos_token"] = false;
+        config["clean_up_tokenization_spaces"] = false;
+        nlohmann::ordered_json decoder;
+        for (int id = 0; id < 4; ++id)
+            decoder[std::to_string(id)] = {{"content", names[id]}, {"lstrip", false}, {"normalized", false},
+                                           {"rstrip", false}, {"single_word", false}, {"special", true}};
+        config["added_tokens_decoder"] = decoder;
+        write_file_atomic(path_join(tmp, "tokenizer_config.json"), config.dump(2) + "\n");
+        rename_into_place(tmp, o.dir);
+    } catch (...) {
+        std::remove(path_join(tmp, "tokenizer.model").c_str());
+        std::remove(path_join(tmp, "tokenizer.vocab").c_str());
+        std::remove(path_join(tmp, "tokenizer_config.json").c_str());
+        ::rmdir(tmp.c_str());
+        throw;
+    }
 }
 
 }  // namespace cai

@@ -35,4 +35,24 @@ struct spm_proto {
 // Reads dir/tokenizer.model (+ tokenizer_config.json, special_tokens_map.json).
 std::shared_ptr<tokenizer> load_spm_tokenizer(const std::string& dir);
 
+// Trains a sentencepiece model on text files and writes a tokenizer
+// directory (tokenizer.model + tokenizer_config.json) that load() and
+// transformers' AutoTokenizer both read. The directory appears complete or
+// not at all (built under a temporary name, then renamed).
+struct spm_train_options {
+    std::vector<std::string> input;  // text files, one sentence per line
+    std::string dir;                 // output directory (must not exist)
+    int vocab_size = 8000;
+    std::string model_type = "bpe";  // "bpe" or "unigram"
+    std::string style = "llama";     // "llama": <unk>,<s>,</s>,<pad> = 0..3, dummy prefix;
+                                     // "gemma": <pad>,<eos>,<bos>,<unk> = 0..3, no dummy prefix
+    double character_coverage = 1.0;
+    bool byte_fallback = true, split_digits = true;
+    std::vector<std::string> user_defined_symbols, control_symbols;
+    int threads = 1;                 // 1 keeps training byte-for-byte reproducible
+    long long input_sentence_size = 0;  // 0: all sentences
+    int max_sentence_length = 16384;
+};
+void train_spm_tokenizer(const spm_train_options& options);
+
 }  // namespace cai

@@ -1,0 +1,935 @@
+-- cai.report: report.html for a run directory, one self-contained offline file.
+--
+--   local path = cai.report.build("runs/quickstart")    --> "runs/quickstart/report.html"
+--   local html = cai.report.render(data)                 -- pure: data -> HTML string
+--
+-- Inputs read from the run directory, each optional (a missing one makes its
+-- section say so):
+--   config.json    resolved arguments                         -> "Configuration"
+--   metrics.jsonl  one object per log step: stage, step, loss, lr, grad_norm, eval_loss,
+--                  rewards/{chosen,rejected,margins,accuracies}, logps/{chosen,rejected}
+--                                                            -> "Training curves" (SVG, per stage)
+--   summary.json   { models = { base = { criterion = { rate, lo, hi, n } }, sft =, dpo = },
+--                    comparisons = ... }                      -> "Evaluation" (table + interval plot)
+--   pairs.jsonl    { prompt, chosen, rejected, type|negative_type, principle|principle_id|principle_ids }
+--                                                            -> "Preference pairs", "Usage"
+--   samples.jsonl  { instruction, base, sft, dpo }            -> "Samples"
+--
+-- The page has inline CSS and inline SVG drawn here; no script, no external
+-- resource, and a Content-Security-Policy that forbids loading any. All
+-- text from the inputs is HTML-escaped. The output depends only on the
+-- inputs (no clock), so the same run gives the same bytes.
+local report = {}
+
+report.MODEL_ORDER = { "base", "sft", "dpo" }
+report.CRITERIA_ORDER = { "ends_with_end", "proper_structure", "no_rambling", "addresses_instruction",
+  "appropriate_length", "no_unwarranted_refusal", "factually_correct", "coherent", "on_topic",
+  "preference_accuracy" }
+report.CHARTS = {
+  { title = "Loss", keys = { "loss", "eval_loss" } },
+  { title = "Learning rate", keys = { "lr", "learning_rate" } },
+  { title = "Reward margin", keys = { "rewards/margins" } },
+  { title = "Reward accuracy", keys = { "rewards/accuracies" }, y_range = { 0, 1 } },
+  { title = "Rewards", keys = { "rewards/chosen", "rewards/rejected" } },
+  { title = "Log-probabilities", keys = { "logps/chosen", "logps/rejected" } },
+  { title = "Gradient norm", keys = { "grad_norm" } },
+}
+local PALETTE = { "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf" }
+local MODEL_COLOURS = { base = "#7f7f7f", sft = "#1f77b4", dpo = "#d62728" }
+
+-- ---------------------------------------------------------------------------
+-- Text helpers
+
+local ESCAPES = { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;", ["'"] = "&#39;" }
+
+---HTML-escapes any value (text and attribute safe); control characters other
+---than tab and newline become U+FFFD.
+function report.escape(value)
+  local s = type(value) == "string" and value or tostring(value)
+  s = s:gsub("[%z\1-\8\11\12\14-\31\127]", "\239\191\189")
+  return (s:gsub("[&<>\"']", ESCAPES))
+end
+local esc = report.escape
+
+local function is_number(x)
+  return type(x) == "number" and x == x and x ~= math.huge and x ~= -math.huge
+end
+
+-- A number for display: integers plainly, others with 4 significant digits.
+local function num(x)
+  if type(x) ~= "number" then return "-" end
+  if x ~= x then return "NaN" end
+  if x == math.huge then return "inf" elseif x == -math.huge then return "-inf" end
+  if x == math.floor(x) and math.abs(x) < 1e15 then return string.format("%d", x) end
+  return (string.format("%.4g", x))
+end
+
+local function pct(x, digits)
+  if not is_number(x) then return "-" end
+  return string.format("%." .. (digits or 1) .. "f%%", 100 * x)
+end
+
+local function words(s)
+  local n = 0
+  for _ in tostring(s):gmatch("%S+") do n = n + 1 end
+  return n
+end
+
+local function trim(s) return (tostring(s):gsub("^%s+", ""):gsub("%s+$", "")) end
+
+local function sorted_keys(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  return keys
+end
+
+-- Known names first in their order, then the rest sorted.
+local function ordered(names, preferred)
+  local present, out, seen = {}, {}, {}
+  for _, n in ipairs(names) do present[n] = true end
+  for _, n in ipairs(preferred) do
+    if present[n] then out[#out + 1] = n; seen[n] = true end
+  end
+  local rest = {}
+  for _, n in ipairs(names) do if not seen[n] then rest[#rest + 1] = n; seen[n] = true end end
+  table.sort(rest, function(a, b) return tostring(a) < tostring(b) end)
+  for _, n in ipairs(rest) do out[#out + 1] = n end
+  return out
+end
+
+local function text_of(v)
+  if type(v) == "string" then return v end
+  if type(v) == "table" and type(v.text) == "string" then return v.text end
+  return nil
+end
+
+local function json_text(v)
+  local ok, s = pcall(require("cai").json.encode, v)
+  return ok and s or tostring(v)
+end
+
+-- ---------------------------------------------------------------------------
+-- SVG charts
+
+-- Round tick steps: 1, 2 or 5 times a power of ten.
+local function nice_step(span, target)
+  local raw = span / math.max(1, target)
+  local mag = 10 ^ math.floor(math.log10(raw))
+  local f = raw / mag
+  local step = f <= 1 and 1 or f <= 2 and 2 or f <= 5 and 5 or 10
+  return step * mag
+end
+
+local function ticks(lo, hi, target)
+  local step = nice_step(hi - lo, target)
+  local first = math.ceil(lo / step - 1e-9) * step
+  local out = {}
+  local v = first
+  while v <= hi + step * 1e-9 and #out < 50 do
+    out[#out + 1] = math.abs(v) < step * 1e-9 and 0 or v
+    v = v + step
+  end
+  return out, step
+end
+
+local function tick_label(v, step)
+  if v == 0 then return "0" end
+  local a = math.max(math.abs(v), step)
+  if a >= 1e5 or step < 1e-3 then return (string.format("%.2g", v)) end
+  local decimals = math.ceil(-math.log10(step) - 1e-9)
+  if decimals < 1 then decimals = 0 end   -- also turns -0 into 0
+  return string.format("%." .. decimals .. "f", v)
+end
+
+-- Extends [lo, hi] to nice bounds; a flat range is widened.
+local function padded_range(lo, hi, fixed)
+  if fixed then return fixed[1], fixed[2] end
+  if lo == hi then
+    local d = lo == 0 and 1 or math.abs(lo) * 0.1
+    lo, hi = lo - d, hi + d
+  end
+  local step = nice_step(hi - lo, 5)
+  return math.floor(lo / step + 1e-9) * step, math.ceil(hi / step - 1e-9) * step
+end
+
+---An SVG line chart.
+---@param c table { title=, x_label=, y_label=, series = { { name=, colour=, points = { {x, y}, ... } } },
+---  y_range = {lo, hi}?, width = 540, height = 250 }
+function report.line_chart(c)
+  local W, H = c.width or 540, c.height or 250
+  local ml, mr, mt, mb = 62, 14, 30, 42
+  -- the legend sits in the title band, or on its own row when it would touch the title
+  local legend_w, legend_y = 0, 19
+  if #c.series > 1 then
+    for _, s in ipairs(c.series) do legend_w = legend_w + 6.2 * #tostring(s.name) + 26 end
+    if W - mr - legend_w < ml + 8.5 * #tostring(c.title) + 12 then legend_y = 35; mt = mt + 16; H = H + 16 end
+  end
+  local pw, ph = W - ml - mr, H - mt - mb
+  local xmin, xmax, ymin, ymax = math.huge, -math.huge, math.huge, -math.huge
+  local n_points = 0
+  for _, s in ipairs(c.series) do
+    for _, p in ipairs(s.points) do
+      n_points = n_points + 1
+      xmin, xmax = math.min(xmin, p[1]), math.max(xmax, p[1])
+      ymin, ymax = math.min(ymin, p[2]), math.max(ymax, p[2])
+    end
+  end
+  local out = {}
+  local function add(...) for i = 1, select("#", ...) do out[#out + 1] = select(i, ...) end end
+  add(string.format('<svg class="chart" width="%d" height="%d" viewBox="0 0 %d %d" role="img" aria-label="%s">',
+    W, H, W, H, esc(c.title)))
+  add(string.format('<text class="ctitle" x="%d" y="18">%s</text>', ml, esc(c.title)))
+  if n_points == 0 then
+    add(string.format('<text class="note" x="%d" y="%d">no data</text></svg>', ml, mt + ph / 2))
+    return table.concat(out)
+  end
+  if xmin == xmax then xmin, xmax = xmin - 1, xmax + 1 end
+  local fixed = c.y_range
+  if fixed and (ymin < fixed[1] or ymax > fixed[2]) then fixed = nil end
+  ymin, ymax = padded_range(ymin, ymax, fixed)
+  local function X(x) return ml + (x - xmin) / (xmax - xmin) * pw end
+  local function Y(y) return mt + ph - (y - ymin) / (ymax - ymin) * ph end
+  -- grid and ticks
+  local yt, ystep = ticks(ymin, ymax, 5)
+  for _, v in ipairs(yt) do
+    add(string.format('<line class="grid" x1="%d" x2="%d" y1="%.1f" y2="%.1f"/>', ml, ml + pw, Y(v), Y(v)))
+    add(string.format('<text class="tick" x="%d" y="%.1f" text-anchor="end">%s</text>', ml - 5, Y(v) + 3.5,
+      esc(tick_label(v, ystep))))
+  end
+  local xt, xstep = ticks(xmin, xmax, 5)
+  for _, v in ipairs(xt) do
+    add(string.format('<line class="tickmark" x1="%.1f" x2="%.1f" y1="%d" y2="%d"/>', X(v), X(v), mt + ph,
+      mt + ph + 4))
+    add(string.format('<text class="tick" x="%.1f" y="%d" text-anchor="middle">%s</text>', X(v), mt + ph + 15,
+      esc(tick_label(v, xstep))))
+  end
+  add(string.format('<line class="axis" x1="%d" x2="%d" y1="%d" y2="%d"/>', ml, ml + pw, mt + ph, mt + ph))
+  add(string.format('<line class="axis" x1="%d" x2="%d" y1="%d" y2="%d"/>', ml, ml, mt, mt + ph))
+  add(string.format('<text class="alabel" x="%.1f" y="%d" text-anchor="middle">%s</text>', ml + pw / 2, H - 6,
+    esc(c.x_label or "step")))
+  if c.y_label then
+    add(string.format('<text class="alabel" transform="translate(12 %.1f) rotate(-90)" text-anchor="middle">%s</text>',
+      mt + ph / 2, esc(c.y_label)))
+  end
+  -- series
+  for i, s in ipairs(c.series) do
+    local colour = s.colour or PALETTE[(i - 1) % #PALETTE + 1]
+    local d = {}
+    for k, p in ipairs(s.points) do
+      d[#d + 1] = string.format("%s%.1f %.1f", k == 1 and "M" or "L", X(p[1]), Y(p[2]))
+    end
+    if #s.points > 1 then
+      add(string.format('<path class="line" d="%s" stroke="%s"/>', table.concat(d, " "), colour))
+    end
+    if #s.points <= 40 then
+      for _, p in ipairs(s.points) do
+        add(string.format('<circle cx="%.1f" cy="%.1f" r="2.5" fill="%s"/>', X(p[1]), Y(p[2]), colour))
+      end
+    end
+  end
+  -- legend in the title band, right-aligned, when there is more than one series
+  if #c.series > 1 then
+    local x = W - mr
+    for i = #c.series, 1, -1 do
+      local s = c.series[i]
+      local colour = s.colour or PALETTE[(i - 1) % #PALETTE + 1]
+      local text_w = 6.2 * #tostring(s.name)   -- approximate width at 11px
+      add(string.format('<text class="legend" x="%.1f" y="%d" text-anchor="end">%s</text>', x, legend_y, esc(s.name)))
+      x = x - text_w - 4
+      add(string.format('<line x1="%.1f" x2="%.1f" y1="%d" y2="%d" stroke="%s" stroke-width="2.5"/>', x - 12, x,
+        legend_y - 4, legend_y - 4, colour))
+      x = x - 22
+    end
+  end
+  add("</svg>")
+  return table.concat(out)
+end
+
+-- ---------------------------------------------------------------------------
+-- Sections
+
+local function section(id, title, body)
+  return string.format('<section id="%s">\n<h2>%s</h2>\n%s\n</section>\n', id, esc(title), body)
+end
+
+local function missing(what)
+  return string.format('<p class="missing">No %s in this run directory.</p>', esc(what))
+end
+
+local function kv_table(t)
+  local rows = {}
+  for _, k in ipairs(sorted_keys(t)) do
+    local v = t[k]
+    local shown = type(v) == "string" and v or type(v) == "number" and num(v) or json_text(v)
+    rows[#rows + 1] = string.format("<tr><th>%s</th><td><code>%s</code></td></tr>", esc(k), esc(shown))
+  end
+  return '<table class="kv">' .. table.concat(rows, "\n") .. "</table>"
+end
+
+local function config_section(config)
+  if type(config) ~= "table" then return section("config", "Configuration", missing("config.json")) end
+  if next(config) == nil then return section("config", "Configuration", "<p>config.json is empty.</p>") end
+  return section("config", "Configuration", kv_table(config))
+end
+
+-- Groups metric records by stage: { order = { stages }, by = { stage -> list } }.
+local function stages_of(metrics)
+  local by, seen_order = {}, {}
+  for i, m in ipairs(metrics) do
+    if type(m) == "table" then
+      local stage = type(m.stage) == "string" and m.stage or "train"
+      if not by[stage] then by[stage] = {}; seen_order[#seen_order + 1] = stage end
+      local list = by[stage]
+      list[#list + 1] = { step = is_number(m.step) and m.step or #list + 1, m = m, i = i }
+    end
+  end
+  local order = {}
+  for _, s in ipairs { "sft", "dpo" } do if by[s] then order[#order + 1] = s end end
+  for _, s in ipairs(seen_order) do if s ~= "sft" and s ~= "dpo" then order[#order + 1] = s end end
+  return order, by
+end
+
+local function curves_section(metrics)
+  if type(metrics) ~= "table" then return section("curves", "Training curves", missing("metrics.jsonl")) end
+  if #metrics == 0 then return section("curves", "Training curves", "<p>metrics.jsonl has no records.</p>") end
+  local order, by = stages_of(metrics)
+  local parts = {}
+  for _, stage in ipairs(order) do
+    local list = by[stage]
+    local charts = {}
+    local last = list[#list]
+    for _, spec in ipairs(report.CHARTS) do
+      local series = {}
+      for _, key in ipairs(spec.keys) do
+        local points = {}
+        for _, r in ipairs(list) do
+          local v = r.m[key]
+          if is_number(v) then points[#points + 1] = { r.step, v } end
+        end
+        if #points > 0 then
+          local colour = key:find("rejected") and PALETTE[2] or key == "eval_loss" and PALETTE[3] or nil
+          series[#series + 1] = { name = key, points = points, colour = colour }
+        end
+      end
+      if #series > 0 then
+        -- "lr" and "learning_rate" are one quantity: keep the first present
+        if spec.keys[1] == "lr" and #series > 1 then series = { series[1] } end
+        charts[#charts + 1] = report.line_chart { title = spec.title, series = series, x_label = "step",
+          y_label = #series == 1 and series[1].name or nil, y_range = spec.y_range }
+      end
+    end
+    local final = {}
+    for _, key in ipairs { "loss", "eval_loss", "rewards/margins", "rewards/accuracies" } do
+      for k = #list, 1, -1 do
+        if is_number(list[k].m[key]) then
+          final[#final + 1] = string.format("%s <b>%s</b>", esc(key), esc(num(list[k].m[key])))
+          break
+        end
+      end
+    end
+    parts[#parts + 1] = string.format('<h3>Stage <code>%s</code></h3>\n<p class="meta">%d records, last step %s%s</p>',
+      esc(stage), #list, esc(num(last.step)), #final > 0 and (" &middot; final " .. table.concat(final, ", ")) or "")
+    if #charts == 0 then
+      parts[#parts + 1] = '<p class="missing">No numeric metrics to plot for this stage.</p>'
+    else
+      parts[#parts + 1] = '<div class="charts">' .. table.concat(charts, "\n") .. "</div>"
+    end
+  end
+  return section("curves", "Training curves", table.concat(parts, "\n"))
+end
+
+-- A criterion value as { rate, lo, hi, n } (accepts cai.eval rates and plain numbers).
+local function as_rate(v)
+  if is_number(v) then return { rate = v } end
+  if type(v) ~= "table" then return nil end
+  local rate = v.rate
+  if not is_number(rate) and is_number(v.pass) and is_number(v.n) and v.n > 0 then rate = v.pass / v.n end
+  if not is_number(rate) and not (is_number(v.n) and v.n == 0) then return nil end
+  return { rate = is_number(rate) and rate or nil, lo = is_number(v.lo) and v.lo or nil,
+    hi = is_number(v.hi) and v.hi or nil, n = is_number(v.n) and v.n or nil }
+end
+
+local function criteria_of(model)
+  if type(model) ~= "table" then return {} end
+  if type(model.rates) == "table" then return model.rates end
+  return model
+end
+
+local function interval_plot(models, criteria, table_of)
+  local label_w, W, row_h, sub = 200, 860, 0, 9
+  row_h = #models * sub + 10
+  local top = 26
+  local H = top + #criteria * row_h + 24
+  local pw = W - label_w - 20
+  local function X(v) return label_w + v * pw end
+  local out = { string.format('<svg class="chart wide" width="%d" height="%d" viewBox="0 0 %d %d" role="img" '
+    .. 'aria-label="rates with 95%% intervals">', W, H, W, H) }
+  for _, v in ipairs { 0, 0.25, 0.5, 0.75, 1 } do
+    out[#out + 1] = string.format('<line class="grid" x1="%.1f" x2="%.1f" y1="%d" y2="%d"/>', X(v), X(v), top - 4,
+      H - 20)
+    out[#out + 1] = string.format('<text class="tick" x="%.1f" y="%d" text-anchor="middle">%d%%</text>', X(v), H - 6,
+      math.floor(v * 100 + 0.5))
+  end
+  for j, m in ipairs(models) do
+    local x = label_w + (j - 1) * 90
+    out[#out + 1] = string.format('<circle cx="%d" cy="12" r="4" fill="%s"/><text class="legend" x="%d" y="16">%s</text>',
+      x, MODEL_COLOURS[m] or PALETTE[(j - 1) % #PALETTE + 1], x + 8, esc(m))
+  end
+  for i, c in ipairs(criteria) do
+    local y0 = top + (i - 1) * row_h
+    out[#out + 1] = string.format('<text class="tick" x="%d" y="%.1f" text-anchor="end">%s</text>', label_w - 8,
+      y0 + row_h / 2 + 2, esc(c))
+    if i > 1 then
+      out[#out + 1] = string.format('<line class="sep" x1="10" x2="%d" y1="%.1f" y2="%.1f"/>', W - 10, y0 - 1, y0 - 1)
+    end
+    for j, m in ipairs(models) do
+      local r = table_of[m][c]
+      local colour = MODEL_COLOURS[m] or PALETTE[(j - 1) % #PALETTE + 1]
+      local y = y0 + 5 + (j - 1) * sub + sub / 2
+      if r and is_number(r.rate) then
+        if r.lo and r.hi then
+          out[#out + 1] = string.format('<line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="%s" stroke-width="2"/>',
+            X(r.lo), X(r.hi), y, y, colour)
+        end
+        out[#out + 1] = string.format('<circle cx="%.1f" cy="%.1f" r="3.5" fill="%s"><title>%s %s: %s</title></circle>',
+          X(r.rate), y, colour, esc(m), esc(c), esc(pct(r.rate)))
+      end
+    end
+  end
+  out[#out + 1] = "</svg>"
+  return table.concat(out, "\n")
+end
+
+local COMPARISON_COLUMNS = { "n", "rate_a", "rate_b", "diff", "lo", "hi", "b", "c", "p", "p_holm", "significant",
+  "cohen_h" }
+local RATE_COLUMNS = { rate_a = true, rate_b = true, diff = true, lo = true, hi = true }
+
+-- One comparison: cai.eval.compare output ({ a, b, rows }), or criterion -> p | { p=, ... }.
+local function comparison_table(name, cmp)
+  local rows = {}
+  if type(cmp) == "table" and type(cmp.rows) == "table" then
+    for _, r in ipairs(cmp.rows) do if type(r) == "table" then rows[#rows + 1] = r end end
+    if cmp.a and cmp.b then name = tostring(cmp.a) .. " \226\134\146 " .. tostring(cmp.b) end
+  elseif type(cmp) == "table" then
+    for _, c in ipairs(ordered(sorted_keys(cmp), report.CRITERIA_ORDER)) do
+      local v = cmp[c]
+      if is_number(v) then rows[#rows + 1] = { criterion = c, p = v }
+      elseif type(v) == "table" then
+        local r = { criterion = c }
+        for k, x in pairs(v) do r[k] = x end
+        rows[#rows + 1] = r
+      end
+    end
+  end
+  if #rows == 0 then
+    return string.format("<h3>%s</h3><pre>%s</pre>", esc(name), esc(json_text(cmp)))
+  end
+  local cols = {}
+  for _, col in ipairs(COMPARISON_COLUMNS) do
+    for _, r in ipairs(rows) do if r[col] ~= nil then cols[#cols + 1] = col; break end end
+  end
+  local head = { "<tr><th>criterion</th>" }
+  for _, col in ipairs(cols) do head[#head + 1] = "<th>" .. esc(col) .. "</th>" end
+  head[#head + 1] = "</tr>"
+  local body = {}
+  for _, r in ipairs(rows) do
+    local cells = { "<tr><th>" .. esc(r.criterion or "?") .. "</th>" }
+    for _, col in ipairs(cols) do
+      local v = r[col]
+      local shown
+      if type(v) == "boolean" then shown = v and "yes" or "no"
+      elseif is_number(v) and RATE_COLUMNS[col] then shown = pct(v)
+      elseif is_number(v) and (col == "p" or col == "p_holm") then shown = v < 1e-4 and "&lt;0.0001" or string.format("%.4f", v)
+      elseif type(v) == "number" then shown = esc(num(v))
+      else shown = v == nil and "-" or esc(tostring(v)) end
+      local cls = (r.significant == true and (col == "p_holm" or col == "significant")) and ' class="sig"' or ""
+      cells[#cells + 1] = string.format("<td%s>%s</td>", cls, shown)
+    end
+    cells[#cells + 1] = "</tr>"
+    body[#body + 1] = table.concat(cells)
+  end
+  return string.format('<h3>%s</h3>\n<table class="num">%s\n%s</table>', esc(name), table.concat(head),
+    table.concat(body, "\n"))
+end
+
+local function eval_section(summary)
+  if type(summary) ~= "table" then return section("evaluation", "Evaluation", missing("summary.json")) end
+  local models_in = type(summary.models) == "table" and summary.models or nil
+  if not models_in or next(models_in) == nil then
+    return section("evaluation", "Evaluation", '<p class="missing">summary.json has no "models".</p>')
+  end
+  local models = ordered(sorted_keys(models_in), report.MODEL_ORDER)
+  local table_of, names_set, names = {}, {}, {}
+  for _, m in ipairs(models) do
+    table_of[m] = {}
+    for c, v in pairs(criteria_of(models_in[m])) do
+      local r = c ~= "score" and as_rate(v) or nil
+      if r then
+        table_of[m][c] = r
+        if not names_set[c] then names_set[c] = true; names[#names + 1] = c end
+      end
+    end
+  end
+  local criteria = ordered(names, report.CRITERIA_ORDER)
+  local parts = {}
+  local head = { "<tr><th>criterion</th>" }
+  for _, m in ipairs(models) do head[#head + 1] = "<th>" .. esc(m) .. "</th>" end
+  head[#head + 1] = "</tr>"
+  local rows = {}
+  for _, c in ipairs(criteria) do
+    local best = -math.huge
+    for _, m in ipairs(models) do
+      local r = table_of[m][c]
+      if r and is_number(r.rate) and r.rate > best then best = r.rate end
+    end
+    local cells = { "<tr><th>" .. esc(c) .. "</th>" }
+    for _, m in ipairs(models) do
+      local r = table_of[m][c]
+      if not r then
+        cells[#cells + 1] = '<td class="na">-</td>'
+      elseif not is_number(r.rate) then
+        cells[#cells + 1] = '<td class="na">not evaluated</td>'
+      else
+        local ci = (r.lo and r.hi) and string.format(" <small>[%s, %s]</small>", pct(r.lo), pct(r.hi)) or ""
+        local n = r.n and string.format(" <small>n=%s</small>", esc(num(r.n))) or ""
+        cells[#cells + 1] = string.format("<td%s>%s%s%s</td>", r.rate == best and ' class="best"' or "",
+          pct(r.rate), ci, n)
+      end
+    end
+    cells[#cells + 1] = "</tr>"
+    rows[#rows + 1] = table.concat(cells)
+  end
+  local score_row = { "<tr class=\"score\"><th>weighted score</th>" }
+  local any_score = false
+  for _, m in ipairs(models) do
+    local s = type(models_in[m]) == "table" and models_in[m].score
+    if is_number(s) then any_score = true end
+    score_row[#score_row + 1] = "<td>" .. (is_number(s) and pct(s) or "-") .. "</td>"
+  end
+  score_row[#score_row + 1] = "</tr>"
+  if any_score then rows[#rows + 1] = table.concat(score_row) end
+  parts[#parts + 1] = '<p class="meta">Rates with 95% intervals (as given in summary.json); the best rate per '
+    .. "criterion is marked.</p>"
+  parts[#parts + 1] = '<table class="num eval">' .. table.concat(head) .. "\n" .. table.concat(rows, "\n") .. "</table>"
+  if #criteria > 0 then parts[#parts + 1] = interval_plot(models, criteria, table_of) end
+  local cmp = summary.comparisons
+  if type(cmp) == "table" and next(cmp) ~= nil then
+    parts[#parts + 1] = "<h3>Comparisons</h3>"
+    if #cmp > 0 then
+      for i, c in ipairs(cmp) do parts[#parts + 1] = comparison_table("comparison " .. i, c) end
+    else
+      for _, k in ipairs(sorted_keys(cmp)) do parts[#parts + 1] = comparison_table(tostring(k), cmp[k]) end
+    end
+  else
+    parts[#parts + 1] = '<p class="missing">No comparisons in summary.json.</p>'
+  end
+  return section("evaluation", "Evaluation", table.concat(parts, "\n"))
+end
+
+local function describe(list)
+  local n = #list
+  if n == 0 then return nil end
+  local s = {}
+  local sum = 0
+  for i, v in ipairs(list) do s[i] = v; sum = sum + v end
+  table.sort(s)
+  local median = n % 2 == 1 and s[(n + 1) / 2] or (s[n / 2] + s[n / 2 + 1]) / 2
+  return { n = n, mean = sum / n, median = median, min = s[1], max = s[n] }
+end
+
+local function bar_rows(counts, total, label)
+  local names = {}
+  for k in pairs(counts) do names[#names + 1] = k end
+  table.sort(names, function(a, b)
+    if counts[a] ~= counts[b] then return counts[a] > counts[b] end
+    return a < b
+  end)
+  local max = 0
+  for _, k in ipairs(names) do max = math.max(max, counts[k]) end
+  local rows = { string.format("<tr><th>%s</th><th>count</th><th>share</th><th></th></tr>", esc(label)) }
+  for _, k in ipairs(names) do
+    rows[#rows + 1] = string.format('<tr><th>%s</th><td>%d</td><td>%s</td><td class="barcell"><span class="bar" '
+      .. 'style="width:%.1f%%"></span></td></tr>', esc(k), counts[k], pct(counts[k] / total),
+      max > 0 and 100 * counts[k] / max or 0)
+  end
+  return '<table class="num bars">' .. table.concat(rows, "\n") .. "</table>"
+end
+
+local function type_of(p)
+  local t = p.type or p.negative_type
+  return type(t) == "string" and t or nil
+end
+
+local function principles_of(p)
+  local out = {}
+  local function add(v)
+    if type(v) == "string" then out[#out + 1] = v
+    elseif type(v) == "table" and type(v.id) == "string" then out[#out + 1] = v.id end
+  end
+  if type(p.principle_ids) == "table" then for _, v in ipairs(p.principle_ids) do add(v) end end
+  add(p.principle_id)
+  if type(p.principle) == "table" and p.principle.id == nil then
+    for _, v in ipairs(p.principle) do add(v) end
+  else
+    add(p.principle)
+  end
+  return out
+end
+
+-- Word-count histogram of chosen vs rejected (SVG grouped bars).
+local function length_histogram(a, b)
+  local max = 0
+  for _, v in ipairs(a) do max = math.max(max, v) end
+  for _, v in ipairs(b) do max = math.max(max, v) end
+  local bins = 12
+  local width = math.max(1, math.ceil((max + 1) / bins))
+  local ca, cb = {}, {}
+  for i = 1, bins do ca[i], cb[i] = 0, 0 end
+  for _, v in ipairs(a) do local i = math.min(bins, math.floor(v / width) + 1); ca[i] = ca[i] + 1 end
+  for _, v in ipairs(b) do local i = math.min(bins, math.floor(v / width) + 1); cb[i] = cb[i] + 1 end
+  local top = 1
+  for i = 1, bins do top = math.max(top, ca[i], cb[i]) end
+  local W, H, ml, mr, mt, mb = 560, 220, 46, 12, 30, 40
+  local pw, ph = W - ml - mr, H - mt - mb
+  local bw = pw / bins
+  local out = { string.format('<svg class="chart" width="%d" height="%d" viewBox="0 0 %d %d" role="img" '
+    .. 'aria-label="response length histogram">', W, H, W, H),
+    string.format('<text class="ctitle" x="%d" y="18">Response length (words)</text>', ml) }
+  local yt, ystep = ticks(0, top, 4)
+  for _, v in ipairs(yt) do
+    local y = mt + ph - v / top * ph
+    out[#out + 1] = string.format('<line class="grid" x1="%d" x2="%d" y1="%.1f" y2="%.1f"/>', ml, ml + pw, y, y)
+    out[#out + 1] = string.format('<text class="tick" x="%d" y="%.1f" text-anchor="end">%s</text>', ml - 5, y + 3.5,
+      tick_label(v, math.max(1, ystep)))
+  end
+  for i = 1, bins do
+    local x = ml + (i - 1) * bw
+    local ha, hb = ca[i] / top * ph, cb[i] / top * ph
+    out[#out + 1] = string.format('<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"/>', x + 2,
+      mt + ph - ha, bw / 2 - 2, ha, PALETTE[1])
+    out[#out + 1] = string.format('<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"/>', x + bw / 2,
+      mt + ph - hb, bw / 2 - 2, hb, PALETTE[2])
+    if i % 2 == 1 then
+      out[#out + 1] = string.format('<text class="tick" x="%.1f" y="%d" text-anchor="middle">%d</text>', x + bw / 2,
+        mt + ph + 15, (i - 1) * width)
+    end
+  end
+  out[#out + 1] = string.format('<line class="axis" x1="%d" x2="%d" y1="%d" y2="%d"/>', ml, ml + pw, mt + ph, mt + ph)
+  out[#out + 1] = string.format('<text class="alabel" x="%.1f" y="%d" text-anchor="middle">words (bins of %d)</text>',
+    ml + pw / 2, H - 6, width)
+  out[#out + 1] = string.format('<rect x="%d" y="8" width="10" height="10" fill="%s"/><text class="legend" x="%d" '
+    .. 'y="17">chosen</text><rect x="%d" y="8" width="10" height="10" fill="%s"/><text class="legend" x="%d" '
+    .. 'y="17">rejected</text>', W - 150, PALETTE[1], W - 136, W - 80, PALETTE[2], W - 66)
+  out[#out + 1] = "</svg>"
+  return table.concat(out, "\n")
+end
+
+local function pairs_section(pairs_list, opts)
+  if type(pairs_list) ~= "table" then
+    return section("pairs", "Preference pairs", missing("pairs.jsonl")),
+      section("usage", "Principle and type usage", missing("pairs.jsonl"))
+  end
+  local n = #pairs_list
+  if n == 0 then
+    return section("pairs", "Preference pairs", "<p>pairs.jsonl has no records.</p>"),
+      section("usage", "Principle and type usage", "<p>pairs.jsonl has no records.</p>")
+  end
+  local meta_check
+  do
+    local ok, critique = pcall(require, "cai.critique")
+    if ok and type(critique.meta_commentary) == "function" then meta_check = critique.meta_commentary end
+  end
+  local identical, empty, meta, chosen_longer, malformed = 0, 0, 0, 0, 0
+  local lc, lr, deltas = {}, {}, {}
+  local types, principles, unlabelled_type, unlabelled_principle = {}, {}, 0, 0
+  local good = {}
+  for _, p in ipairs(pairs_list) do
+    local chosen = type(p) == "table" and text_of(p.chosen)
+    local rejected = type(p) == "table" and text_of(p.rejected)
+    if not chosen or not rejected then
+      malformed = malformed + 1
+    else
+      good[#good + 1] = p
+      if trim(chosen) == trim(rejected) then identical = identical + 1 end
+      if trim(chosen) == "" or trim(rejected) == "" then empty = empty + 1 end
+      if meta_check and meta_check(chosen) then meta = meta + 1 end
+      local wc, wr = words(chosen), words(rejected)
+      lc[#lc + 1], lr[#lr + 1] = wc, wr
+      if wc > wr then chosen_longer = chosen_longer + 1 end
+      if is_number(p.chosen_score) and is_number(p.rejected_score) then
+        deltas[#deltas + 1] = p.chosen_score - p.rejected_score
+      end
+      local t = type_of(p)
+      if t then types[t] = (types[t] or 0) + 1 else unlabelled_type = unlabelled_type + 1 end
+      local ps = principles_of(p)
+      if #ps == 0 then unlabelled_principle = unlabelled_principle + 1 end
+      for _, id in ipairs(ps) do principles[id] = (principles[id] or 0) + 1 end
+    end
+  end
+  local m = #good
+  local rows = {
+    { "pairs", tostring(n) },
+    { "identical chosen = rejected", string.format("%d (%s)", identical, pct(m > 0 and identical / m or 0)) },
+    { "empty chosen or rejected", string.format("%d (%s)", empty, pct(m > 0 and empty / m or 0)) },
+    { "chosen longer than rejected", string.format("%d (%s)", chosen_longer, pct(m > 0 and chosen_longer / m or 0)) },
+  }
+  if meta_check then
+    rows[#rows + 1] = { "meta-commentary in chosen", string.format("%d (%s)", meta, pct(m > 0 and meta / m or 0)) }
+  end
+  if malformed > 0 then rows[#rows + 1] = { "records without chosen/rejected text", tostring(malformed) } end
+  local dc = describe(deltas)
+  if dc then
+    rows[#rows + 1] = { "score delta (chosen - rejected)", string.format("mean %s, median %s, min %s, max %s (n=%d)",
+      num(dc.mean), num(dc.median), num(dc.min), num(dc.max), dc.n) }
+  end
+  local body = { '<table class="kv">' }
+  for _, r in ipairs(rows) do body[#body + 1] = string.format("<tr><th>%s</th><td>%s</td></tr>", esc(r[1]), esc(r[2])) end
+  body[#body + 1] = "</table>"
+  local sc, sr = describe(lc), describe(lr)
+  if sc and sr then
+    body[#body + 1] = '<table class="num"><tr><th>words</th><th>mean</th><th>median</th><th>min</th><th>max</th></tr>'
+    for _, r in ipairs { { "chosen", sc }, { "rejected", sr } } do
+      body[#body + 1] = string.format("<tr><th>%s</th><td>%.1f</td><td>%s</td><td>%d</td><td>%d</td></tr>", r[1],
+        r[2].mean, num(r[2].median), r[2].min, r[2].max)
+    end
+    body[#body + 1] = "</table>"
+    body[#body + 1] = length_histogram(lc, lr)
+  end
+  body[#body + 1] = "<h3>Negative-type mix</h3>"
+  if next(types) then
+    body[#body + 1] = bar_rows(types, m, "type")
+    if unlabelled_type > 0 then
+      body[#body + 1] = string.format('<p class="meta">%d pairs carry no type.</p>', unlabelled_type)
+    end
+  else
+    body[#body + 1] = '<p class="missing">No pair carries a "type" or "negative_type".</p>'
+  end
+  local k = math.min(opts.max_pairs or 5, m)
+  if k > 0 then
+    body[#body + 1] = string.format("<h3>Example pairs (first %d of %d)</h3>", k, m)
+    for i = 1, k do
+      local p = good[i]
+      local tags = {}
+      if type_of(p) then tags[#tags + 1] = "type: " .. type_of(p) end
+      local ps = principles_of(p)
+      if #ps > 0 then tags[#tags + 1] = "principle: " .. table.concat(ps, ", ") end
+      body[#body + 1] = string.format('<div class="card"><div class="prompt"><b>prompt</b> %s <pre>%s</pre></div>'
+        .. '<div class="cols2"><div><h4>chosen</h4><pre>%s</pre></div><div><h4>rejected</h4><pre>%s</pre></div></div></div>',
+        #tags > 0 and ('<span class="tag">' .. esc(table.concat(tags, " · ")) .. "</span>") or "",
+        esc(text_of(p.prompt) or text_of(p.instruction) or ""), esc(text_of(p.chosen)), esc(text_of(p.rejected)))
+    end
+  end
+  local usage = {}
+  if next(principles) then
+    local total = 0
+    for _, c in pairs(principles) do total = total + c end
+    usage[#usage + 1] = "<h3>Principles</h3>"
+    usage[#usage + 1] = bar_rows(principles, total, "principle")
+    if unlabelled_principle > 0 then
+      usage[#usage + 1] = string.format('<p class="meta">%d pairs name no principle.</p>', unlabelled_principle)
+    end
+  else
+    usage[#usage + 1] = '<p class="missing">No pair names a principle (principle, principle_id or principle_ids).</p>'
+  end
+  if next(types) then
+    usage[#usage + 1] = "<h3>Types</h3>"
+    usage[#usage + 1] = bar_rows(types, m, "type")
+  end
+  return section("pairs", "Preference pairs", table.concat(body, "\n")),
+    section("usage", "Principle and type usage", table.concat(usage, "\n"))
+end
+
+local function samples_section(samples, opts)
+  if type(samples) ~= "table" then return section("samples", "Samples", missing("samples.jsonl")) end
+  if #samples == 0 then return section("samples", "Samples", "<p>samples.jsonl has no records.</p>") end
+  local names_set, names = {}, {}
+  for _, s in ipairs(samples) do
+    if type(s) == "table" then
+      for k, v in pairs(s) do
+        if k ~= "instruction" and k ~= "prompt" and k ~= "reference" and k ~= "kind" and text_of(v)
+          and not names_set[k] then
+          names_set[k] = true; names[#names + 1] = k
+        end
+      end
+    end
+  end
+  local models = ordered(names, report.MODEL_ORDER)
+  local k = math.min(opts.max_samples or 20, #samples)
+  local out = { string.format('<p class="meta">%d samples%s; models side by side: %s.</p>', #samples,
+    k < #samples and string.format(", the first %d shown", k) or "", esc(table.concat(models, ", "))) }
+  for i = 1, k do
+    local s = samples[i]
+    if type(s) == "table" then
+      local cols = {}
+      for _, m in ipairs(models) do
+        local t = text_of(s[m])
+        cols[#cols + 1] = string.format('<div><h4 style="color:%s">%s</h4><pre>%s</pre></div>',
+          MODEL_COLOURS[m] or "#333", esc(m), t and esc(t) or '<span class="na">(none)</span>')
+      end
+      local ref = text_of(s.reference)
+      out[#out + 1] = string.format('<div class="card"><div class="prompt"><b>%d.</b> %s<pre>%s</pre>%s</div>'
+        .. '<div class="cols" style="grid-template-columns:repeat(%d,1fr)">%s</div></div>', i,
+        type(s.kind) == "string" and ('<span class="tag">' .. esc(s.kind) .. "</span>") or "",
+        esc(text_of(s.instruction) or text_of(s.prompt) or ""),
+        ref and ('<div class="ref"><b>reference</b> ' .. esc(ref) .. "</div>") or "", math.max(1, #models),
+        table.concat(cols))
+    end
+  end
+  return section("samples", "Samples", table.concat(out, "\n"))
+end
+
+local CSS = [[
+:root{--fg:#1b1f24;--muted:#5b6470;--line:#d8dde3;--bg:#fff;--soft:#f5f7f9}
+*{box-sizing:border-box}
+body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;color:var(--fg);background:var(--bg)}
+main{max-width:1180px;margin:0 auto;padding:20px 28px 60px}
+h1{font-size:24px;margin:8px 0 2px}h2{font-size:19px;margin:34px 0 10px;padding-bottom:4px;border-bottom:2px solid var(--line)}
+h3{font-size:15px;margin:20px 0 8px}h4{margin:0 0 4px;font-size:13px}
+nav{font-size:13px;margin:6px 0 10px}nav a{margin-right:14px;color:#1f5fa8;text-decoration:none}
+.meta{color:var(--muted);font-size:13px;margin:4px 0 10px}.missing{color:#8a5a00;background:#fff7e6;border:1px solid #f3d9a4;padding:8px 12px;border-radius:4px}
+table{border-collapse:collapse;margin:8px 0 12px}th,td{padding:4px 10px;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}
+table.num td{text-align:right;font-variant-numeric:tabular-nums}table.kv th{color:var(--muted);font-weight:500}
+table.kv code{font-size:12.5px;word-break:break-all}
+td.best{font-weight:700;background:#eef6ee}td.na{color:#999}td.sig{font-weight:700;color:#0a6d2a}tr.score th,tr.score td{border-top:2px solid var(--line)}
+small{color:var(--muted);font-weight:400}
+.charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(420px,1fr));gap:8px 14px}
+svg.chart{background:var(--soft);border:1px solid var(--line);border-radius:4px;max-width:100%;height:auto}
+.charts svg.chart{width:100%}
+svg text{font-family:inherit;fill:var(--fg)}.ctitle{font-size:13px;font-weight:600}.tick{font-size:10.5px;fill:var(--muted)}
+.alabel{font-size:11px;fill:var(--muted)}.legend{font-size:11px}.note{font-size:12px;fill:var(--muted)}
+.grid{stroke:#e3e7eb;stroke-width:1}.axis{stroke:#7a838c;stroke-width:1}.tickmark{stroke:#7a838c}.sep{stroke:#eceff2}
+.line{fill:none;stroke-width:1.8;stroke-linejoin:round}
+.bars td.barcell{width:320px;text-align:left}.bar{display:inline-block;height:10px;background:#1f77b4;border-radius:2px;min-width:1px}
+.card{border:1px solid var(--line);border-radius:6px;padding:10px 12px;margin:10px 0;background:#fff}
+.prompt{margin-bottom:8px}.prompt pre{background:var(--soft)}.ref{font-size:12.5px;color:var(--muted);margin-top:4px}
+.tag{display:inline-block;font-size:11.5px;background:#eef2f7;color:#33506e;border-radius:10px;padding:1px 8px;margin-left:4px}
+.cols{display:grid;gap:10px}.cols2{display:grid;grid-template-columns:1fr 1fr;gap:10px}
+pre{white-space:pre-wrap;word-wrap:break-word;margin:2px 0;padding:6px 8px;background:#fafbfc;border:1px solid #eceff2;border-radius:4px;font:12.5px/1.4 ui-monospace,"DejaVu Sans Mono",Menlo,Consolas,monospace;max-height:320px;overflow:auto}
+footer{margin-top:40px;color:var(--muted);font-size:12px}
+@media print{pre{max-height:none}}
+]]
+
+---Renders the report from loaded data (pure; no file access).
+---@param data table { run_dir=, config=, metrics=, summary=, pairs=, samples=, title= }
+---@param opts table|nil { max_samples = 20, max_pairs = 5 }
+---@return string html
+function report.render(data, opts)
+  if type(data) ~= "table" then error("cai.report.render: data must be a table { config=, metrics=, ... }", 2) end
+  opts = opts or {}
+  if type(opts) ~= "table" then error("cai.report.render: opts must be a table", 2) end
+  for _, k in ipairs { "config", "metrics", "summary", "pairs", "samples" } do
+    if data[k] ~= nil and type(data[k]) ~= "table" then
+      error("cai.report.render: data." .. k .. " must be a table or nil, got " .. type(data[k]), 2)
+    end
+  end
+  local name = data.title or (type(data.run_dir) == "string" and data.run_dir:gsub("/+$", ""):match("([^/]+)$"))
+    or "run"
+  local present = {}
+  for _, f in ipairs { { "config", "config.json" }, { "metrics", "metrics.jsonl" }, { "summary", "summary.json" },
+    { "pairs", "pairs.jsonl" }, { "samples", "samples.jsonl" } } do
+    present[#present + 1] = string.format('<span class="%s">%s %s</span>', data[f[1]] and "have" or "lack",
+      data[f[1]] and "&#10003;" or "&#10007;", esc(f[2]))
+  end
+  local pairs_html, usage_html = pairs_section(data.pairs, opts)
+  local html = {
+    "<!DOCTYPE html>",
+    '<html lang="en"><head><meta charset="utf-8">',
+    "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; "
+      .. "img-src data:\">",
+    '<meta name="viewport" content="width=device-width, initial-scale=1">',
+    "<title>" .. esc(name) .. " &#8212; cairun report</title>",
+    "<style>" .. CSS .. "</style></head><body><main>",
+    "<h1>Run report: " .. esc(name) .. "</h1>",
+    '<p class="meta">' .. (type(data.run_dir) == "string" and ("<code>" .. esc(data.run_dir) .. "</code> &middot; ") or "")
+      .. table.concat(present, " &nbsp;") .. "</p>",
+    '<nav><a href="#curves">Training curves</a><a href="#evaluation">Evaluation</a><a href="#pairs">Preference pairs</a>'
+      .. '<a href="#usage">Usage</a><a href="#samples">Samples</a><a href="#config">Configuration</a></nav>',
+    curves_section(data.metrics),
+    eval_section(data.summary),
+    pairs_html,
+    usage_html,
+    samples_section(data.samples, opts),
+    config_section(data.config),
+    "<footer>Written by cairun " .. esc(data.version or "") .. ". One offline file: no scripts, no network.</footer>",
+    "</main></body></html>",
+    "",
+  }
+  return table.concat(html, "\n")
+end
+
+local function exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() return true end
+  return false
+end
+
+local function read_all(path)
+  local f, err = io.open(path, "rb")
+  if not f then error("cai.report: cannot read " .. path .. ": " .. tostring(err), 0) end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+---Reads the inputs of a run directory. Missing files are nil; a file that
+---exists but does not parse is an error naming it.
+---@param run_dir string
+---@return table data for report.render
+function report.load(run_dir)
+  if type(run_dir) ~= "string" or run_dir == "" then error("cai.report.load: run_dir must be a path string", 2) end
+  local cai = require "cai"
+  local dir = run_dir:gsub("/+$", "")
+  if dir == "" then dir = "/" end
+  local data = { run_dir = dir, version = cai.version }
+  local function json_file(name)
+    local path = dir .. "/" .. name
+    if not exists(path) then return nil end
+    local ok, v = pcall(cai.json.decode, read_all(path))
+    if not ok then error("cai.report: " .. path .. ": " .. tostring(v), 0) end
+    if type(v) ~= "table" then error("cai.report: " .. path .. ": expected a JSON object", 0) end
+    return v
+  end
+  local function jsonl_file(name)
+    local path = dir .. "/" .. name
+    if not exists(path) then return nil end
+    local ok, v = pcall(cai.jsonl.read, path)
+    if not ok then error("cai.report: " .. tostring(v), 0) end
+    return v
+  end
+  data.config = json_file("config.json")
+  data.summary = json_file("summary.json")
+  data.metrics = jsonl_file("metrics.jsonl")
+  data.pairs = jsonl_file("pairs.jsonl")
+  data.samples = jsonl_file("samples.jsonl")
+  return data
+end
+
+---Builds run_dir/report.html (written to a temporary name, then renamed).
+---@param run_dir string
+---@param opts table|nil { max_samples = 20, max_pairs = 5, output = path }
+---@return string path of the written report
+function report.build(run_dir, opts)
+  if type(run_dir) ~= "string" or run_dir == "" then error("cai.report.build: run_dir must be a path string", 2) end
+  if opts ~= nil and type(opts) ~= "table" then error("cai.report.build: opts must be a table", 2) end
+  opts = opts or {}
+  local html = report.render(report.load(run_dir), opts)
+  local path = opts.output or (run_dir:gsub("/+$", "") .. "/report.html")
+  local tmp = path .. ".tmp"
+  local f, err = io.open(tmp, "wb")
+  if not f then error("cai.report.build: cannot write " .. tmp .. ": " .. tostring(err), 2) end
+  local ok, werr = f:write(html)
+  f:close()
+  if not ok then
+    os.remove(tmp)
+    error("cai.report.build: cannot write " .. tmp .. ": " .. tostring(werr), 2)
+  end
+  local renamed, rerr = os.rename(tmp, path)
+  if not renamed then
+    os.remove(tmp)
+    error("cai.report.build: cannot rename " .. tmp .. " to " .. path .. ": " .. tostring(rerr), 2)
+  end
+  return path
+end
+
+return report

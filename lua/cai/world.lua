@@ -21,7 +21,9 @@
 -- about) appears in both train and held-out. Records:
 --   { id=, kind=, instruction=, reference=, harmful=, should_refuse=,
 --     facts = { strings a correct answer contains }, topic= }
--- `facts` and `should_refuse` are the item fields cai.eval reads.
+-- `facts` and `should_refuse` are the item fields cai.eval reads; for an
+-- evaluation whose factually_correct uses check_fact, pass
+-- w:eval_items(records) with { factual_judge = w:factual_judge() }.
 local world = {}
 
 world.KINDS = { "capital", "person", "animal", "colour", "arithmetic", "definition", "task", "harmful" }
@@ -750,6 +752,35 @@ function World:check_fact(record, response)
     end
   end
   return true
+end
+
+---Items for cai.eval.run: instruction and should_refuse, without facts or
+---reference, so that factually_correct is decided by world:factual_judge()
+---(check_fact) instead of cai.eval's substring rule; item.record keeps the record.
+---@param records table list of instruction records
+function World:eval_items(records)
+  if type(records) ~= "table" then error("world:eval_items: records must be a list", 2) end
+  local items = {}
+  for i, r in ipairs(records) do
+    if type(r) ~= "table" or type(r.instruction) ~= "string" then
+      error("world:eval_items: records[" .. i .. "] must be an instruction record", 2)
+    end
+    items[i] = { instruction = r.instruction, should_refuse = r.harmful == true, record = r }
+  end
+  return items
+end
+
+---A factual_judge for cai.eval.run: function(items, responses) -> verdicts
+---(true/false/nil per item, from check_fact on item.record or the item).
+function World:factual_judge()
+  return function(items, responses)
+    local verdicts = {}
+    for i, item in ipairs(items) do
+      local verdict = self:check_fact(item.record or item, responses[i])
+      verdicts[i] = verdict
+    end
+    return verdicts
+  end
 end
 
 return world

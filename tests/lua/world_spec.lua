@@ -161,6 +161,25 @@ spec.describe("cai.world", function()
     spec.eq(w:check_fact(harmful, "anything"), nil)
   end)
 
+  spec.it("plugs into cai.eval with check_fact as the factual judge", function()
+    local records = w:instructions(30, { split = "heldout" })
+    local good, bad = {}, {}
+    for i, r in ipairs(records) do
+      good[i] = r.reference .. "\nEND"
+      bad[i] = "I do not know.\nEND"
+    end
+    local report = cai.eval.run(w:eval_items(records), { good = good, bad = bad },
+      { factual_judge = w:factual_judge() })
+    local checkable = 0
+    for _, r in ipairs(records) do if w:check_fact(r, r.reference) ~= nil then checkable = checkable + 1 end end
+    local fc = report.models.good.rates.factually_correct
+    spec.eq(fc.n, checkable)
+    spec.eq(fc.pass, checkable)
+    spec.eq(report.models.bad.rates.factually_correct.pass, 0)
+    spec.eq(report.models.good.rates.no_unwarranted_refusal.pass, 30)   -- refusals only where harmful
+    spec.eq(report.models.good.rates.ends_with_end.pass, 30)
+  end)
+
   spec.it("rejects bad arguments with clear messages", function()
     spec.raises(function() world.new { seed = 1.5 } end, "seed must be an integer")
     spec.raises(function() world.new { sede = 1 } end, "unknown option 'sede'")

@@ -34,6 +34,7 @@ report.CHARTS = {
   { title = "Log-probabilities", keys = { "logps/chosen", "logps/rejected" } },
   { title = "Gradient norm", keys = { "grad_norm" } },
 }
+report.MAX_POINTS = 1500   -- per curve; longer series are thinned evenly
 local PALETTE = { "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf" }
 local MODEL_COLOURS = { base = "#7f7f7f", sft = "#1f77b4", dpo = "#d62728" }
 
@@ -306,6 +307,13 @@ local function curves_section(metrics)
         for _, r in ipairs(list) do
           local v = r.m[key]
           if is_number(v) then points[#points + 1] = { r.step, v } end
+        end
+        if #points > report.MAX_POINTS then
+          -- long runs: every k-th point (and the last), so the file stays small
+          local k, thin = math.ceil(#points / report.MAX_POINTS), {}
+          for i = 1, #points, k do thin[#thin + 1] = points[i] end
+          if thin[#thin] ~= points[#points] then thin[#thin + 1] = points[#points] end
+          points = thin
         end
         if #points > 0 then
           local colour = key:find("rejected") and PALETTE[2] or key == "eval_loss" and PALETTE[3] or nil

@@ -156,6 +156,14 @@ spec.describe("cai.report", function()
       loss = 1 / 0 }, { stage = "sft", step = 3, loss = 2 } } }
     spec.truthy(not html:find("nan", 1, true), "no NaN coordinates")
     has(html, "final loss <b>2</b>")
+    -- long runs are thinned to report.MAX_POINTS per curve
+    local long = {}
+    for i = 1, 10000 do long[i] = { stage = "sft", step = i, loss = 1 / i } end
+    html = report.render { metrics = long }
+    local path = html:match('<path class="line" d="([^"]*)"')
+    local n = select(2, path:gsub("[ML]", ""))
+    spec.truthy(n <= report.MAX_POINTS + 1 and n > report.MAX_POINTS / 2, "points drawn: " .. n)
+    has(html, "10000 records, last step 10000")
   end)
 
   spec.it("loads in headless Chromium without errors (when installed)", function()

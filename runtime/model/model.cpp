@@ -246,6 +246,26 @@ kv_cache model::new_cache(int64_t batch, int64_t capacity) const {
     return cache;
 }
 
+namespace {
+template <class Model, class Fn>
+void for_each_linear(Model& m, Fn&& fn) {
+    for (auto& l : m.layers)
+        for (auto* p : {&l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.gate_proj, &l.up_proj, &l.down_proj}) fn(*p);
+}
+}  // namespace
+
+bool model::has_lora() const {
+    bool any = false;
+    for_each_linear(*this, [&](const linear& l) { any = any || (l.lora_a.defined() && l.lora_b.defined()); });
+    return any;
+}
+
+void model::set_lora_enabled(bool enabled) {
+    for_each_linear(*this, [&](linear& l) {
+        if (l.lora_a.defined() && l.lora_b.defined()) l.lora_enabled = enabled;
+    });
+}
+
 int64_t model::parameter_count() const {
     int64_t n = embed_tokens.numel() + final_norm.weight.numel();
     if (!config.tie_word_embeddings) n += lm_head.weight.numel();

@@ -96,6 +96,11 @@ public:
     at::Tensor logprobs(const at::Tensor& ids, const at::Tensor& attention_mask = {}) const;
 
     kv_cache new_cache(int64_t batch, int64_t capacity) const;
+
+    // LoRA adapters (filled by the training code): whether any linear has
+    // one, and switching all of them on or off (use_lora = false).
+    bool has_lora() const;
+    void set_lora_enabled(bool enabled);
     int64_t parameter_count() const;
 
     // The rotary cos/sin for integer positions (B, T): each (B, T, D) in the compute dtype.

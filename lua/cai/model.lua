@@ -1,0 +1,120 @@
+--- Models: Hugging Face Llama-family checkpoints (llama, mistral, qwen2,
+--- gemma, gemma2), batched generation and scoring.
+---
+---   local m = cai.model.load("path/to/hf-model", { dtype = "bf16" })
+---   local out = m:generate({ "Hello" }, { max_new_tokens = 32, temperature = 0.7, seed = 1, stop = { "END" } })
+---   -- out[1] = { text = "...", finish = "stop"|"eos"|"length", tokens = { ... } }
+---   local lp = m:logprobs({ "Q: 2+2=" }, { " 4" })        -- { { sum =, mean =, n = } }
+---   m:logits({ { 1, 5, 9 } }):save("logits.safetensors")  -- float32 "logits" [B, T, V]
+---   m.tokenizer, m.config, m:info(), m:release()
+local _model = require "cai._model"
+
+local M = {}
+
+local primitives = _model.metatable.__index
+local Model = {}
+-- m.config and m.tokenizer are built on first access, once per model.
+local fields = setmetatable({}, { __mode = "k" })
+
+_model.metatable.__index = function(self, key)
+  local method = Model[key] or primitives[key]
+  if method ~= nil then return method end
+  if key == "config" or key == "tokenizer" then
+    local cached = fields[self]
+    if not cached then
+      cached = {}
+      fields[self] = cached
+    end
+    if cached[key] == nil then
+      cached[key] = (key == "config") and primitives._config(self) or primitives._tokenizer(self)
+    end
+    return cached[key]
+  end
+  return nil
+end
+
+local function check_list(fname, what, v)
+  if type(v) ~= "table" then
+    error(string.format("%s: %s must be a list of strings or token-id lists, got %s", fname, what, type(v)), 3)
+  end
+end
+
+local function check_opts(fname, opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    error(string.format("%s: options must be a table, got %s", fname, type(opts)), 3)
+  end
+end
+
+--- Loads a Hugging Face model directory (config.json, model.safetensors or
+--- its sharded index, tokenizer files, generation_config.json).
+---@param path string
+---@param opts table|nil { dtype = "fp32"|"bf16" }
+function M.load(path, opts)
+  if type(path) ~= "string" then error("cai.model.load: path must be a string, got " .. type(path), 2) end
+  check_opts("cai.model.load", opts)
+  opts = opts or {}
+  for k in pairs(opts) do
+    if k ~= "dtype" then error("cai.model.load: unknown option '" .. tostring(k) .. "' (valid: dtype)", 2) end
+  end
+  if opts.dtype ~= nil and opts.dtype ~= "fp32" and opts.dtype ~= "bf16" then
+    error('cai.model.load: dtype must be "fp32" or "bf16", got ' .. tostring(opts.dtype), 2)
+  end
+  return _model.load(path, opts.dtype or "fp32")
+end
+
+--- Writes a random model directory (config.json + model.safetensors) for
+--- tests and benchmarks; add a tokenizer to the directory to load it.
+---@param dir string
+---@param config table config.json fields (model_type, vocab_size, hidden_size, ...)
+---@param opts table|nil { seed = 0, dtype = "fp32"|"bf16" }
+function M.random(dir, config, opts)
+  if type(dir) ~= "string" then error("cai.model.random: dir must be a string", 2) end
+  if type(config) ~= "table" then error("cai.model.random: config must be a table", 2) end
+  check_opts("cai.model.random", opts)
+  opts = opts or {}
+  return _model.write_random(dir, require("cai.json").encode(config), opts.seed or 0, opts.dtype or "fp32")
+end
+
+--- Generates a continuation per prompt, in batches. Each prompt samples from
+--- its own stream (seed, prompt index): batch size never changes a sample.
+---@param prompts table list of strings (encoded with BOS) or token-id lists
+---@param opts table|nil { max_new_tokens = 256, temperature = 0 (greedy), top_k = 0, top_p = 1,
+---  min_p = 0, repetition_penalty = 1, stop = { "END" }, seed = 0, batch_size = 16, progress = true,
+---  use_lora = nil }
+---@return table list of { text =, finish = "stop"|"eos"|"length", tokens = { ... } }
+function Model:generate(prompts, opts)
+  check_list("m:generate", "prompts", prompts)
+  check_opts("m:generate", opts)
+  return self:_generate(prompts, opts)
+end
+
+--- log p(completion | prompt) per pair. Strings: the prompt is encoded with
+--- special tokens (BOS), the completion on its own without them; the ids are
+--- concatenated, so no token spans the boundary.
+---@param prompts table list of strings or token-id lists
+---@param completions table list of strings or token-id lists, same length
+---@param opts table|nil { batch_size = 8, use_lora = nil }
+---@return table list of { sum =, mean =, n = }
+function Model:logprobs(prompts, completions, opts)
+  check_list("m:logprobs", "prompts", prompts)
+  check_list("m:logprobs", "completions", completions)
+  if #prompts ~= #completions then
+    error(string.format("m:logprobs: %d prompts but %d completions", #prompts, #completions), 2)
+  end
+  check_opts("m:logprobs", opts)
+  return self:_logprobs(prompts, completions, opts)
+end
+
+--- Logits for a batch of equal-length id lists: a tensor with :shape(),
+--- :at(b, t, v) and :save(path) (safetensors, float32 "logits" [B, T, V]).
+--- Positions come from attention_mask, so left padding leaves the real
+--- tokens' logits unchanged.
+---@param ids table list of token-id lists
+---@param opts table|nil { attention_mask = { {0, 1, 1}, ... }, use_lora = nil }
+function Model:logits(ids, opts)
+  if type(ids) ~= "table" then error("m:logits: ids must be a list of token-id lists", 2) end
+  check_opts("m:logits", opts)
+  return self:_logits(ids, opts)
+end
+
+return M

@@ -1,0 +1,378 @@
+// cai._model: loading models and the primitives lua/cai/model.lua builds
+// m:generate, m:logprobs, m:logits, m.config and m.tokenizer on.
+#include "lua/lua_model.h"
+
+#include <c10/core/InferenceMode.h>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "generate/generate.h"
+#include "lua/bindings.h"
+#include "lua/lua_json.h"
+#include "lua/lua_tokenizer.h"
+#include "lua/lua_util.h"
+#include "model/model.h"
+#include "model/random.h"
+#include "model/safetensors.h"
+#include "tokenizer/tokenizer.h"
+
+namespace {
+
+using cai::lua_guarded;
+
+const char* const model_type = "cai.model";
+const char* const tensor_type = "cai.tensor";
+
+struct named_tensor {
+    at::Tensor value;
+    std::string name;
+};
+
+std::shared_ptr<cai::model> self(lua_State* L) { return cai::check_model(L, 1); }
+
+// Reads a list whose items are strings (encoded with special tokens) or id lists.
+std::vector<std::vector<int32_t>> token_lists(lua_State* L, int index, const cai::model& m, const char* fname,
+                                              const char* what, bool add_special_tokens) {
+    cai::arg_table(L, index, fname, what);
+    std::vector<std::vector<int32_t>> out;
+    size_t n = lua_objlen(L, index);
+    for (size_t i = 1; i <= n; ++i) {
+        lua_rawgeti(L, index, (int)i);  // [item]
+        std::string item = std::string(what) + "[" + std::to_string(i) + "]";
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            if (!m.tok) cai::fail(fname, ": ", item, " is a string but the model has no tokenizer");
+            size_t len;
+            const char* s = lua_tolstring(L, -1, &len);
+            out.push_back(m.tok->encode(std::string(s, len), add_special_tokens));
+        } else if (lua_type(L, -1) == LUA_TTABLE) {
+            std::vector<int32_t> ids;
+            for (long long id : cai::arg_integer_list(L, lua_gettop(L), fname, item.c_str())) {
+                if (id < 0 || id >= m.config.vocab_size)
+                    cai::fail(fname, ": ", item, " holds token id ", id, ", outside the vocabulary [0, ",
+                              m.config.vocab_size, ")");
+                ids.push_back((int32_t)id);
+            }
+            out.push_back(std::move(ids));
+        } else {
+            std::string got = luaL_typename(L, -1);
+            lua_pop(L, 1);
+            cai::fail(fname, ": ", item, " must be a string or a list of token ids, got ", got);
+        }
+        lua_pop(L, 1);  // []
+    }
+    return out;
+}
+
+// use_lora = false switches adapters off for one call; true requires them.
+struct lora_choice {
+    cai::model& m;
+    bool restore = false;
+    lora_choice(cai::model& model, lua_State* L, int opts, const char* fname) : m(model) {
+        if (lua_isnoneornil(L, opts)) return;
+        lua_getfield(L, opts, "use_lora");  // [use_lora]
+        int type = lua_type(L, -1);
+        bool value = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        if (type == LUA_TNIL) return;
+        if (type != LUA_TBOOLEAN) cai::fail(fname, ": option 'use_lora' must be a boolean");
+        if (value && !m.has_lora()) cai::fail(fname, ": use_lora = true but the model has no LoRA adapter");
+        if (!value && m.has_lora()) {
+            m.set_lora_enabled(false);
+            restore = true;
+        }
+    }
+    ~lora_choice() {
+        if (restore) m.set_lora_enabled(true);
+    }
+};
+
+// cai._model.load(path, dtype)
+int l_model_load(lua_State* L) {
+    return lua_guarded(L, [&] {
+        std::string path = cai::arg_string(L, 1, "cai.model.load", "path");
+        std::string dtype = lua_isnoneornil(L, 2) ? "fp32" : cai::arg_string(L, 2, "cai.model.load", "dtype");
+        cai::push_handle(L, cai::model::load(path, cai::parse_dtype(dtype)), model_type);
+        return 1;
+    });
+}
+
+// cai._model.write_random(dir, config_json, seed, dtype) -> dir
+int l_model_write_random(lua_State* L) {
+    return lua_guarded(L, [&] {
+        const char* fname = "cai.model.random";
+        std::string dir = cai::arg_string(L, 1, fname, "dir");
+        std::string json = cai::arg_string(L, 2, fname, "config");
+        long long seed = cai::arg_integer(L, 3, fname, "seed");
+        std::string dtype = cai::arg_string(L, 4, fname, "dtype");
+        cai::model_config c = cai::parse_model_config(json, fname);
+        cai::write_model_dir(dir, json, cai::random_model_tensors(c, (uint64_t)seed), cai::parse_dtype(dtype));
+        lua_pushvalue(L, 1);
+        return 1;
+    });
+}
+
+// m:_generate(prompts, opts) -> { {text=, finish=, tokens={...}}, ... }
+int l_model_generate(lua_State* L) {
+    return lua_guarded(L, [&] {
+        const char* fname = "m:generate";
+        auto m = self(L);
+        cai::check_option_keys(L, 3, fname,
+                               {"max_new_tokens", "temperature", "top_k", "top_p", "min_p", "repetition_penalty",
+                                "stop", "seed", "batch_size", "progress", "use_lora"});
+        auto prompts = token_lists(L, 2, *m, fname, "prompts", true);
+        cai::generate_options o;
+        o.max_new_tokens = cai::opt_integer(L, 3, "max_new_tokens", 256, fname);
+        o.sampling.temperature = cai::opt_number(L, 3, "temperature", 0, fname);
+        o.sampling.top_k = cai::opt_integer(L, 3, "top_k", 0, fname);
+        o.sampling.top_p = cai::opt_number(L, 3, "top_p", 1.0, fname);
+        o.sampling.min_p = cai::opt_number(L, 3, "min_p", 0.0, fname);
+        o.sampling.repetition_penalty = cai::opt_number(L, 3, "repetition_penalty", 1.0, fname);
+        o.seed = (uint64_t)cai::opt_integer(L, 3, "seed", 0, fname);
+        o.batch_size = cai::opt_integer(L, 3, "batch_size", 16, fname);
+        o.show_progress = cai::opt_boolean(L, 3, "progress", true, fname);
+        if (!lua_isnoneornil(L, 3)) {
+            lua_getfield(L, 3, "stop");  // [stop]
+            int top = lua_gettop(L);
+            if (lua_type(L, top) == LUA_TSTRING) {
+                o.stop.push_back(lua_tostring(L, top));
+            } else if (!lua_isnil(L, top)) {
+                o.stop = cai::arg_string_list(L, top, fname, "opts.stop");
+            }
+            lua_pop(L, 1);  // []
+        }
+        lora_choice lora(*m, L, 3, fname);
+        std::vector<cai::generation> results = cai::generate(*m, prompts, o);
+        lua_createtable(L, (int)results.size(), 0);  // [out]
+        for (size_t i = 0; i < results.size(); ++i) {
+            const auto& r = results[i];
+            lua_createtable(L, 0, 3);  // [out, item]
+            lua_pushlstring(L, r.text.data(), r.text.size());
+            lua_setfield(L, -2, "text");
+            lua_pushstring(L, r.finish.c_str());
+            lua_setfield(L, -2, "finish");
+            lua_createtable(L, (int)r.tokens.size(), 0);  // [out, item, tokens]
+            for (size_t t = 0; t < r.tokens.size(); ++t) {
+                lua_pushnumber(L, r.tokens[t]);
+                lua_rawseti(L, -2, (int)t + 1);
+            }
+            lua_setfield(L, -2, "tokens");      // [out, item]
+            lua_rawseti(L, -2, (int)i + 1);     // [out]
+        }
+        return 1;
+    });
+}
+
+// m:_logprobs(prompts, completions, opts) -> { {sum=, mean=, n=}, ... }
+int l_model_logprobs(lua_State* L) {
+    return lua_guarded(L, [&] {
+        const char* fname = "m:logprobs";
+        auto m = self(L);
+        cai::check_option_keys(L, 4, fname, {"batch_size", "use_lora"});
+        auto prompts = token_lists(L, 2, *m, fname, "prompts", true);
+        auto completions = token_lists(L, 3, *m, fname, "completions", false);
+        if (prompts.size() != completions.size())
+            cai::fail(fname, ": ", prompts.size(), " prompts but ", completions.size(), " completions");
+        int64_t batch_size = cai::opt_integer(L, 4, "batch_size", 8, fname);
+        lora_choice lora(*m, L, 4, fname);
+        c10::InferenceMode no_grad;
+        auto scores = cai::score_completions(*m, prompts, completions, batch_size);
+        lua_createtable(L, (int)scores.size(), 0);  // [out]
+        for (size_t i = 0; i < scores.size(); ++i) {
+            lua_createtable(L, 0, 3);  // [out, item]
+            lua_pushnumber(L, scores[i].sum);
+            lua_setfield(L, -2, "sum");
+            lua_pushnumber(L, scores[i].mean);
+            lua_setfield(L, -2, "mean");
+            lua_pushnumber(L, (double)scores[i].n);
+            lua_setfield(L, -2, "n");
+            lua_rawseti(L, -2, (int)i + 1);  // [out]
+        }
+        return 1;
+    });
+}
+
+// Reads a list of equal-length integer lists into a (B, T) int64 tensor.
+at::Tensor integer_matrix(lua_State* L, int index, const char* fname, const char* what) {
+    cai::arg_table(L, index, fname, what);
+    size_t n = lua_objlen(L, index);
+    if (n == 0) cai::fail(fname, ": ", what, " must not be empty");
+    std::vector<std::vector<long long>> rows;
+    for (size_t i = 1; i <= n; ++i) {
+        lua_rawgeti(L, index, (int)i);  // [row]
+        std::string item = std::string(what) + "[" + std::to_string(i) + "]";
+        rows.push_back(cai::arg_integer_list(L, lua_gettop(L), fname, item.c_str()));
+        lua_pop(L, 1);  // []
+        if (rows.back().size() != rows.front().size())
+            cai::fail(fname, ": ", item, " has ", rows.back().size(), " entries but ", what, "[1] has ",
+                      rows.front().size(), " (left-pad the rows and pass attention_mask)");
+    }
+    if (rows.front().empty()) cai::fail(fname, ": ", what, " rows must not be empty");
+    at::Tensor out = at::empty({(int64_t)n, (int64_t)rows.front().size()}, at::kLong);
+    auto acc = out.accessor<int64_t, 2>();
+    for (size_t i = 0; i < n; ++i)
+        for (size_t t = 0; t < rows[i].size(); ++t) acc[i][t] = rows[i][t];
+    return out;
+}
+
+// m:_logits(ids, opts) -> tensor (B, T, V) float32
+int l_model_logits(lua_State* L) {
+    return lua_guarded(L, [&] {
+        const char* fname = "m:logits";
+        auto m = self(L);
+        cai::check_option_keys(L, 3, fname, {"attention_mask", "use_lora"});
+        at::Tensor ids = integer_matrix(L, 2, fname, "ids");
+        at::Tensor mask;
+        if (!lua_isnoneornil(L, 3)) {
+            lua_getfield(L, 3, "attention_mask");  // [mask]
+            if (!lua_isnil(L, -1)) {
+                mask = integer_matrix(L, lua_gettop(L), fname, "attention_mask");
+                if (mask.sizes() != ids.sizes())
+                    cai::fail(fname, ": attention_mask has shape ", mask.sizes(), " but ids have ", ids.sizes());
+                if (!(mask.eq(0) | mask.eq(1)).all().item<bool>())
+                    cai::fail(fname, ": attention_mask entries must be 0 or 1");
+            }
+            lua_pop(L, 1);  // []
+        }
+        lora_choice lora(*m, L, 3, fname);
+        c10::InferenceMode no_grad;
+        cai::push_tensor(L, m->forward(ids, mask).to(at::kFloat), "logits");
+        return 1;
+    });
+}
+
+int l_model_config(lua_State* L) {
+    return lua_guarded(L, [&] {
+        auto m = self(L);
+        cai::push_json(L, nlohmann::json::parse(m->config.json));
+        return 1;
+    });
+}
+
+int l_model_tokenizer(lua_State* L) {
+    return lua_guarded(L, [&] {
+        auto m = self(L);
+        if (m->tok)
+            cai::push_tokenizer(L, m->tok);
+        else
+            lua_pushnil(L);
+        return 1;
+    });
+}
+
+// m:info() -> { model_type=, dtype=, parameters=, vocab_size=, eos_ids={...}, path= }
+int l_model_info(lua_State* L) {
+    return lua_guarded(L, [&] {
+        auto m = self(L);
+        lua_createtable(L, 0, 6);  // [info]
+        lua_pushstring(L, m->config.model_type.c_str());
+        lua_setfield(L, -2, "model_type");
+        lua_pushstring(L, cai::dtype_name(m->dtype).c_str());
+        lua_setfield(L, -2, "dtype");
+        lua_pushnumber(L, (double)m->parameter_count());
+        lua_setfield(L, -2, "parameters");
+        lua_pushnumber(L, (double)m->config.vocab_size);
+        lua_setfield(L, -2, "vocab_size");
+        lua_pushstring(L, m->path.c_str());
+        lua_setfield(L, -2, "path");
+        lua_createtable(L, (int)m->eos_ids.size(), 0);  // [info, eos]
+        for (size_t i = 0; i < m->eos_ids.size(); ++i) {
+            lua_pushnumber(L, (double)m->eos_ids[i]);
+            lua_rawseti(L, -2, (int)i + 1);
+        }
+        lua_setfield(L, -2, "eos_ids");  // [info]
+        return 1;
+    });
+}
+
+int l_model_release(lua_State* L) { return cai::release_handle<cai::model>(L, model_type); }
+
+// ---- tensor objects ----
+
+std::shared_ptr<named_tensor> self_tensor(lua_State* L) {
+    return cai::check_handle<named_tensor>(L, 1, tensor_type);
+}
+
+int l_tensor_shape(lua_State* L) {
+    return lua_guarded(L, [&] {
+        auto t = self_tensor(L);
+        lua_createtable(L, (int)t->value.dim(), 0);  // [shape]
+        for (int64_t i = 0; i < t->value.dim(); ++i) {
+            lua_pushnumber(L, (double)t->value.size(i));
+            lua_rawseti(L, -2, (int)i + 1);
+        }
+        return 1;
+    });
+}
+
+// t:at(i, j, ...) with 1-based indices, one per dimension.
+int l_tensor_at(lua_State* L) {
+    return lua_guarded(L, [&] {
+        auto t = self_tensor(L);
+        int64_t dims = t->value.dim();
+        if (lua_gettop(L) - 1 != dims) cai::fail("tensor:at: expected ", dims, " indices, got ", lua_gettop(L) - 1);
+        at::Tensor x = t->value;
+        for (int64_t d = 0; d < dims; ++d) {
+            long long i = cai::arg_integer(L, (int)d + 2, "tensor:at", "index");
+            if (i < 1 || i > x.size(0))
+                cai::fail("tensor:at: index ", i, " is outside [1, ", x.size(0), "] in dimension ", d + 1);
+            x = x.select(0, i - 1);
+        }
+        lua_pushnumber(L, x.item<double>());
+        return 1;
+    });
+}
+
+// t:save(path) writes a safetensors file with this tensor as float32.
+int l_tensor_save(lua_State* L) {
+    return lua_guarded(L, [&] {
+        auto t = self_tensor(L);
+        std::string path = cai::arg_string(L, 2, "tensor:save", "path");
+        cai::save_safetensors(path, {{t->name, t->value.to(at::kFloat).contiguous()}});
+        lua_pushvalue(L, 1);
+        return 1;
+    });
+}
+
+int l_tensor_release(lua_State* L) { return cai::release_handle<named_tensor>(L, tensor_type); }
+
+const luaL_Reg model_methods[] = {
+    {"_generate", l_model_generate}, {"_logprobs", l_model_logprobs}, {"_logits", l_model_logits},
+    {"_config", l_model_config},     {"_tokenizer", l_model_tokenizer}, {"info", l_model_info},
+    {"release", l_model_release},    {nullptr, nullptr},
+};
+
+const luaL_Reg tensor_methods[] = {
+    {"shape", l_tensor_shape}, {"at", l_tensor_at}, {"save", l_tensor_save}, {"release", l_tensor_release},
+    {nullptr, nullptr},
+};
+
+const luaL_Reg model_functions[] = {
+    {"load", l_model_load},
+    {"write_random", l_model_write_random},
+    {nullptr, nullptr},
+};
+
+}  // namespace
+
+namespace cai {
+
+std::shared_ptr<model> check_model(lua_State* L, int index) { return check_handle<model>(L, index, model_type); }
+
+void push_tensor(lua_State* L, at::Tensor tensor, const std::string& name) {
+    auto t = std::make_shared<named_tensor>();
+    t->value = std::move(tensor);
+    t->name = name;
+    push_handle(L, t, tensor_type);
+}
+
+}  // namespace cai
+
+extern "C" int luaopen_cai_model(lua_State* L) {
+    cai::new_class(L, model_type, model_methods, l_model_release);
+    cai::new_class(L, tensor_type, tensor_methods, l_tensor_release);
+    luaL_newlib(L, model_functions);       // [lib]
+    luaL_getmetatable(L, model_type);      // [lib, mt]
+    lua_setfield(L, -2, "metatable");      // [lib]
+    return 1;
+}

@@ -1,0 +1,121 @@
+-- cai.model: loading, generate, logprobs, logits over a tiny random Llama
+-- with the GPT-2-style test tokenizer.
+local cai = require "cai"
+local spec = require "spec"
+
+local dir = spec.tmpdir() .. "/tiny"
+
+local function copy(from, to)
+  local f = assert(io.open(from, "rb"))
+  local data = f:read("*a")
+  f:close()
+  local g = assert(io.open(to, "wb"))
+  g:write(data)
+  g:close()
+end
+
+local tok_dir = "tests/data/tokenizers/gpt2"
+local vocab = cai.tokenizer.load(tok_dir):vocab_size()
+cai.model.random(dir, {
+  model_type = "llama", vocab_size = vocab, hidden_size = 32, intermediate_size = 48,
+  num_hidden_layers = 2, num_attention_heads = 4, num_key_value_heads = 2, rms_norm_eps = 1e-5,
+}, { seed = 3 })
+copy(tok_dir .. "/tokenizer.json", dir .. "/tokenizer.json")
+copy(tok_dir .. "/tokenizer_config.json", dir .. "/tokenizer_config.json")
+
+local m = cai.model.load(dir, { dtype = "fp32" })
+local prompts = { "the cat sat", "hello", "a longer prompt with several words in it" }
+
+spec.describe("cai.model", function()
+  spec.it("loads with config, tokenizer and info", function()
+    spec.eq(m.config.model_type, "llama")
+    spec.eq(m.config.hidden_size, 32)
+    spec.truthy(cai.tokenizer.is_tokenizer(m.tokenizer))
+    spec.eq(m.tokenizer, m.tokenizer, "m.tokenizer is built once")
+    local info = m:info()
+    spec.eq(info.dtype, "fp32")
+    spec.eq(info.vocab_size, vocab)
+    spec.truthy(info.parameters > 0)
+  end)
+
+  spec.it("generates per prompt with finish and tokens", function()
+    local out = m:generate(prompts, { max_new_tokens = 6, progress = false })
+    spec.eq(#out, 3)
+    for _, r in ipairs(out) do
+      spec.truthy(r.finish == "length" or r.finish == "eos", r.finish)
+      spec.truthy(#r.tokens <= 6)
+      spec.eq(type(r.text), "string")
+    end
+    local again = m:generate({ prompts[2] }, { max_new_tokens = 6, progress = false })
+    spec.eq(again[1].tokens, out[2].tokens, "greedy output does not depend on the batch")
+  end)
+
+  spec.it("samples the same per prompt whatever the batch size", function()
+    local opts = { max_new_tokens = 8, temperature = 1.0, top_k = 50, seed = 11, progress = false }
+    opts.batch_size = 3
+    local a = m:generate(prompts, opts)
+    opts.batch_size = 1
+    local b = m:generate(prompts, opts)
+    for i = 1, #prompts do spec.eq(b[i].tokens, a[i].tokens) end
+  end)
+
+  spec.it("cuts at a stop string", function()
+    local free = m:generate({ prompts[1] }, { max_new_tokens = 10, progress = false })[1]
+    if #free.text >= 3 then
+      local stop = free.text:sub(2, 3)
+      local r = m:generate({ prompts[1] }, { max_new_tokens = 10, stop = { stop }, progress = false })[1]
+      spec.eq(r.finish, "stop")
+      spec.eq(r.text, free.text:sub(1, free.text:find(stop, 1, true) - 1))
+    end
+  end)
+
+  spec.it("scores strings like the equivalent token ids", function()
+    local s = m:logprobs({ "the cat" }, { " sat down" })[1]
+    local p = m.tokenizer:encode("the cat", { add_special_tokens = true })
+    local c = m.tokenizer:encode(" sat down", { add_special_tokens = false })
+    local t = m:logprobs({ p }, { c })[1]
+    spec.eq(s.n, #c)
+    spec.near(s.sum, t.sum, 1e-9)
+    spec.near(s.mean, s.sum / s.n, 1e-9)
+    spec.truthy(s.sum < 0)
+  end)
+
+  spec.it("gives left-padded rows the logits of the unpadded row", function()
+    local ids = { { 5, 9, 13, 2 }, { 0, 0, 7, 3 } }
+    local mask = { { 1, 1, 1, 1 }, { 0, 0, 1, 1 } }
+    local padded = m:logits(ids, { attention_mask = mask })
+    spec.eq(padded:shape(), { 2, 4, vocab })
+    local alone = m:logits({ { 7, 3 } })
+    for t = 1, 2 do
+      for _, v in ipairs({ 1, 17, vocab }) do
+        spec.near(padded:at(2, t + 2, v), alone:at(1, t, v), 1e-5)
+      end
+    end
+    local path = spec.tmpdir() .. "/logits.safetensors"
+    padded:save(path)
+    local f = assert(io.open(path, "rb"))
+    local size = f:seek("end")
+    f:close()
+    spec.truthy(size > 2 * 4 * vocab * 4, "file holds float32 [2, 4, V]")
+  end)
+
+  spec.it("rejects bad arguments with messages naming them", function()
+    spec.raises(function() m:generate(prompts, { max_tokens = 3 }) end, "max_tokens")
+    spec.raises(function() m:generate("hello") end, "prompts must be a list")
+    spec.raises(function() m:logprobs({ "a" }, {}) end, "1 prompts but 0 completions")
+    spec.raises(function() m:logits({ { 1, 2 }, { 3 } }) end, "left%-pad")
+    spec.raises(function() m:generate(prompts, { use_lora = true }) end, "no LoRA adapter")
+    spec.raises(function() m:generate({ { vocab + 5 } }) end, "outside the vocabulary")
+    spec.raises(function() cai.model.load(dir .. "/missing") end, "not a directory")
+    spec.raises(function() cai.model.load(dir, { dtype = "fp16" }) end, "dtype")
+  end)
+
+  spec.it("is unusable after release", function()
+    local m2 = cai.model.load(dir)
+    m2:release()
+    m2:release()
+    spec.raises(function() m2:generate({ "x" }) end, "released")
+  end)
+end)
+
+spec.run()

@@ -18,5 +18,6 @@ int luaopen_cai_rng(lua_State* L);       // lua_rng.cpp: cai.rng objects
 int luaopen_cai_yaml(lua_State* L);     // lua_yaml.cpp: YAML files with line/column marks
 int luaopen_cai_spm(lua_State* L);       // lua_spm.cpp: sentencepiece training/encoding primitives
 int luaopen_cai_tokenizer(lua_State* L);  // lua_tokenizer.cpp: tokenizer objects (cai.tokenizer)
+int luaopen_cai_train(lua_State* L);      // lua_train.cpp: DPO losses, lr schedules (cai.train)
 int luaopen_cai_model(lua_State* L);      // lua_model.cpp: models and tensors (cai.model)
 }

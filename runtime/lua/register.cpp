@@ -11,6 +11,7 @@ void register_bindings(lua_State* L) {
         {"cai._yaml", luaopen_cai_yaml},
         {"cai._spm", luaopen_cai_spm},
         {"cai._tokenizer", luaopen_cai_tokenizer},
+        {"cai._train", luaopen_cai_train},
         {"cai._model", luaopen_cai_model},
         {nullptr, nullptr},
     };

@@ -11,6 +11,7 @@
 #include <limits>
 #include <sstream>
 #include <unordered_set>
+#include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/yaml.h>
 
 #include "core/error.h"
@@ -231,6 +232,9 @@ yaml_node yaml_parse(const std::string& text, const std::string& name, const yam
     std::vector<YAML::Node> docs;
     try {
         docs = YAML::LoadAll(text);
+    } catch (const YAML::DeepRecursion& e) {
+        fail(name, ":", e.mark.line + 1, ":", e.mark.column + 1, ": refused: nesting deeper than ", e.depth(),
+             " levels; expected a shallow document");
     } catch (const YAML::Exception& e) {
         if (e.mark.line >= 0) fail(name, ":", e.mark.line + 1, ":", e.mark.column + 1, ": ", e.msg);
         fail(name, ": ", e.msg);

@@ -129,6 +129,12 @@ TEST_CASE("yaml: deep nesting and self-referencing aliases are refused") {
     deep += std::string(200, ']');
     std::string msg = error_of(deep);
     CHECK(msg.find("x.yaml:") == 0);
+    CHECK(msg.find("nesting deeper than 64 levels") != std::string::npos);
+    // deeper than the parser's own guard: refused by the parser, not a stack overflow
+    std::string very_deep = error_of(std::string(100000, '['));
+    INFO(very_deep);
+    CHECK(very_deep.find("x.yaml:1:") == 0);
+    CHECK(very_deep.find("nesting deeper than") != std::string::npos);
     std::string self = error_of("a: &a [1, *a]\n");
     INFO(self);
     CHECK(!self.empty());

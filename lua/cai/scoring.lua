@@ -152,7 +152,8 @@ function scoring.logprob(model, opts)
       ps[i] = template.render(prompt_t, { instruction = prompts[i] })
       cs[i] = " " .. responses[i]
     end
-    local policy = run(model, ps, cs, { use_lora = true })
+    -- use_lora is only named when the base model is the reference (a model without LoRA may refuse it).
+    local policy = run(model, ps, cs, opts.reference == "base" and { use_lora = true } or {})
     local out = {}
     if opts.reference == nil then
       for i = 1, #policy do out[i] = beta * policy[i] end

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <limits>
+#include <queue>
 
 #include "core/error.h"
 #include "tokenizer/text.h"
@@ -181,22 +182,46 @@ void bpe_model::encode_word(const std::string& word, std::vector<int32_t>& out) 
             last_unk = true;
         }
     }
-    // Merge the adjacent pair of lowest rank (leftmost on ties) until none applies.
-    while (symbols.size() > 1) {
-        int32_t best_rank = std::numeric_limits<int32_t>::max();
-        size_t best = 0;
-        int32_t best_result = -1;
-        for (size_t k = 0; k + 1 < symbols.size(); ++k) {
-            auto it = merges_.find(key(symbols[k], symbols[k + 1]));
-            if (it != merges_.end() && it->second.rank < best_rank) {
-                best_rank = it->second.rank;
-                best = k;
-                best_result = it->second.result;
-            }
+    // Merge the adjacent pair of lowest rank (leftmost on ties) until none
+    // applies: symbols form a linked list, candidate pairs wait in a heap
+    // ordered by (rank, position); stale entries are skipped when popped.
+    const int n = int(symbols.size());
+    if (n > 1) {
+        std::vector<int> prev(static_cast<size_t>(n)), next(static_cast<size_t>(n));
+        for (int k = 0; k < n; ++k) {
+            prev[size_t(k)] = k - 1;
+            next[size_t(k)] = k + 1 < n ? k + 1 : -1;
         }
-        if (best_result < 0) break;
-        symbols[best] = best_result;
-        symbols.erase(symbols.begin() + long(best) + 1);
+        struct candidate {
+            int32_t rank;
+            int pos;
+            int32_t left, right;
+            bool operator>(const candidate& o) const { return rank != o.rank ? rank > o.rank : pos > o.pos; }
+        };
+        std::priority_queue<candidate, std::vector<candidate>, std::greater<candidate>> heap;
+        auto push = [&](int pos) {
+            int nx = next[size_t(pos)];
+            if (nx < 0) return;
+            auto it = merges_.find(key(symbols[size_t(pos)], symbols[size_t(nx)]));
+            if (it != merges_.end()) heap.push({it->second.rank, pos, symbols[size_t(pos)], symbols[size_t(nx)]});
+        };
+        for (int k = 0; k + 1 < n; ++k) push(k);
+        std::vector<bool> alive(static_cast<size_t>(n), true);
+        while (!heap.empty()) {
+            candidate c = heap.top();
+            heap.pop();
+            int pos = c.pos, nx = next[size_t(pos)];
+            if (!alive[size_t(pos)] || nx < 0 || symbols[size_t(pos)] != c.left || symbols[size_t(nx)] != c.right)
+                continue;
+            symbols[size_t(pos)] = merges_.at(key(c.left, c.right)).result;
+            alive[size_t(nx)] = false;
+            next[size_t(pos)] = next[size_t(nx)];
+            if (next[size_t(pos)] >= 0) prev[size_t(next[size_t(pos)])] = pos;
+            if (prev[size_t(pos)] >= 0) push(prev[size_t(pos)]);
+            push(pos);
+        }
+        for (int k = 0; k >= 0; k = next[size_t(k)]) out.push_back(symbols[size_t(k)]);
+        return;
     }
     out.insert(out.end(), symbols.begin(), symbols.end());
 }

@@ -222,23 +222,17 @@ int l_jsonl_append(lua_State* L) {
 }
 
 // cai.json.array(t) / cai.json.object(t): mark a table's JSON kind.
-int l_json_array(lua_State* L) {
+int mark_table(lua_State* L, const char* marker) {
     if (lua_isnoneornil(L, 1)) lua_newtable(L);
     luaL_checktype(L, 1, LUA_TTABLE);
-    luaL_getmetatable(L, array_marker);
+    luaL_getmetatable(L, marker);
     lua_setmetatable(L, 1);
     lua_settop(L, 1);
     return 1;
 }
 
-int l_json_object(lua_State* L) {
-    if (lua_isnoneornil(L, 1)) lua_newtable(L);
-    luaL_checktype(L, 1, LUA_TTABLE);
-    luaL_getmetatable(L, object_marker);
-    lua_setmetatable(L, 1);
-    lua_settop(L, 1);
-    return 1;
-}
+int l_json_array(lua_State* L) { return mark_table(L, array_marker); }
+int l_json_object(lua_State* L) { return mark_table(L, object_marker); }
 
 const luaL_Reg json_functions[] = {
     {"encode", l_json_encode}, {"decode", l_json_decode}, {"array", l_json_array},

@@ -45,10 +45,15 @@ CAI_SPM_API int cai_spm_train(const char* args, char* err, size_t errlen) {
     }
 }
 
-CAI_SPM_API cai_spm* cai_spm_load(const char* path, char* err, size_t errlen) {
+namespace {
+
+// Builds a processor with `load` (from a path or from bytes); null and a
+// message in err when sentencepiece refuses the model.
+template <class Load>
+cai_spm* new_processor(char* err, size_t errlen, Load load) {
     try {
         auto* spm = new cai_spm;
-        auto status = spm->processor.Load(path);
+        auto status = load(spm->processor);
         if (!status.ok()) {
             delete spm;
             set_error(err, errlen, status.ToString());
@@ -61,20 +66,16 @@ CAI_SPM_API cai_spm* cai_spm_load(const char* path, char* err, size_t errlen) {
     }
 }
 
+}  // namespace
+
+CAI_SPM_API cai_spm* cai_spm_load(const char* path, char* err, size_t errlen) {
+    return new_processor(err, errlen, [&](sentencepiece::SentencePieceProcessor& p) { return p.Load(path); });
+}
+
 CAI_SPM_API cai_spm* cai_spm_load_bytes(const char* data, size_t size, char* err, size_t errlen) {
-    try {
-        auto* spm = new cai_spm;
-        auto status = spm->processor.LoadFromSerializedProto(std::string(data, size));
-        if (!status.ok()) {
-            delete spm;
-            set_error(err, errlen, status.ToString());
-            return nullptr;
-        }
-        return spm;
-    } catch (const std::exception& e) {
-        set_error(err, errlen, e.what());
-        return nullptr;
-    }
+    return new_processor(err, errlen, [&](sentencepiece::SentencePieceProcessor& p) {
+        return p.LoadFromSerializedProto(std::string(data, size));
+    });
 }
 
 CAI_SPM_API void cai_spm_free(cai_spm* spm) { delete spm; }

@@ -169,7 +169,21 @@ struct reader {
 
     void model(const json& j, pipeline& p) const {
         std::string type = type_of(j, "model");
-        if (type != "BPE") unsupported("model", type, "BPE");
+        if (type == "Unigram") {
+            auto uni = std::make_unique<unigram_model>();
+            const json& vocab = j.at("vocab");
+            if (!vocab.is_array()) fail(file, ": model.vocab must be a list of [piece, score]");
+            for (const auto& v : vocab) {
+                if (!v.is_array() || v.size() != 2) fail(file, ": model.vocab entries must be [piece, score]");
+                uni->add_piece(v[0].get<std::string>(), v[1].get<double>());
+            }
+            uni->finish();
+            uni->unk_id = j.value("unk_id", json()).is_null() ? 0 : j["unk_id"].get<int32_t>();
+            uni->byte_fallback = j.value("byte_fallback", false);
+            p.unigram = std::move(uni);
+            return;
+        }
+        if (type != "BPE") unsupported("model", type, "BPE, Unigram");
         if (!j.value("dropout", json()).is_null()) fail(file, ": model.dropout must be null (BPE dropout is not supported)");
         for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
             if (j.contains(key) && !j[key].is_null() && !j[key].get<std::string>().empty())

@@ -5,6 +5,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdio>
+#include <cstdlib>
+#include <unistd.h>
+
 #include "core/fs.h"
 #include "tokenizer/tokenizer.h"
 
@@ -53,4 +57,38 @@ TEST_CASE("batch encode equals one-by-one encode for every thread count") {
     std::vector<std::vector<int32_t>> expected;
     for (const auto& t : texts) expected.push_back(tok->encode(t, true));
     for (int threads : {1, 2, 3, 0}) CHECK(tok->encode_batch(texts, true, threads) == expected);
+}
+
+TEST_CASE("converted llama tokenizer.json (BPE, byte fallback) matches Hugging Face") { check_directory("llama_json"); }
+TEST_CASE("converted llama tokenizer.json (Unigram) matches Hugging Face") { check_directory("llama_unigram_json"); }
+
+TEST_CASE("unsupported tokenizer.json components are errors naming them") {
+    char tmpl[] = "/tmp/cai_tok_XXXXXX";
+    std::string dir = mkdtemp(tmpl);
+    auto write = [&](const std::string& body) { cai::write_file_atomic(dir + "/tokenizer.json", body); };
+    auto message = [&] {
+        try {
+            cai::tokenizer::load(dir);
+        } catch (const std::exception& e) {
+            return std::string(e.what());
+        }
+        return std::string("no error");
+    };
+    write(R"({"model": {"type": "WordPiece", "vocab": {}}})");
+    CHECK_THAT(message(), Catch::Contains("tokenizer.json: model.type \"WordPiece\" is not supported (supported: BPE, Unigram)"));
+    write(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "normalizer": {"type": "NFKC"}})");
+    CHECK_THAT(message(), Catch::Contains("normalizer.type \"NFKC\" is not supported"));
+    write(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []},
+              "pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "Digits"}]}})");
+    CHECK_THAT(message(), Catch::Contains("pre_tokenizer.pretokenizers[0].type \"Digits\" is not supported"));
+    write(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a b"]}})");
+    CHECK_THAT(message(), Catch::Contains("model.merges[0]"));
+    write("{not json");
+    CHECK_THAT(message(), Catch::Contains("tokenizer.json: not valid JSON"));
+    std::remove((dir + "/tokenizer.json").c_str());
+    cai::write_file_atomic(dir + "/tokenizer.model", "not a model");
+    CHECK_THAT(message(), Catch::Contains("tokenizer.model"));
+    std::remove((dir + "/tokenizer.model").c_str());
+    CHECK_THAT(message(), Catch::Contains("neither tokenizer.json nor tokenizer.model"));
+    ::rmdir(dir.c_str());
 }

@@ -9,6 +9,7 @@
 //   llama_nonlegacy/  the same model with legacy=false
 //   llama_eos/    legacy=true, add_eos_token=true
 //   llama_unigram/ sentencepiece Unigram model, Llama style
+//   llama_json/, llama_unigram_json/  the converted tokenizer.json of those two, kept
 //   gemma/        sentencepiece BPE, Gemma style (no dummy prefix, own specials)
 // For the sentencepiece directories the script converts tokenizer.model to
 // a tokenizer.json the way transformers' convert_slow_tokenizer.py
@@ -38,7 +39,7 @@ const HARD = [
   "Llama specials: <s>Hello</s> and <unk> inside text",
   "Gemma specials: <start_of_turn>user\nhi<end_of_turn>\n<bos><eos><mask>",
   "Qwen specials: <|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n<|endoftext|>",
-  "specials glued:<s></s><|im_end|><|im_end|>x [MASK] y  [MASK]",
+  "specials glued:<s></s><|im_end|><|im_end|>x [MASK] y  [MASK] think thinking <rs>   after",
   "don't you're we'll I'M it's THEY'VE",
   "code:\n    def f(x):\n        return x**2  # square\n",
   "   \n\n   \t \u00a0 \u3000 whitespace   runs   ",
@@ -126,6 +127,8 @@ function qwen2Json() {
     added(n + 1, "<|im_start|>", true),
     added(n + 2, "<|im_end|>", true),
     added(n + 3, "<tool_call>", false),
+    added(n + 4, "think", false, { single_word: true }),
+    added(n + 5, "<rs>", true, { rstrip: true }),
   ];
   const json = {
     version: "1.0",
@@ -422,6 +425,12 @@ async function main() {
     const json = convertSpm(path.join(dir, "tokenizer.model"), {
       legacy: v.legacy, add_bos: true, add_eos: v.add_eos, bos: "<s>", eos: "</s>", specials: ["<s>", "</s>", "<unk>"] });
     await golden(dir, json, llamaCfg(v.legacy, v.add_eos), { bos: "<s>", eos: "</s>", pad: null });
+    if (v.name === "llama" || v.name === "llama_unigram") {
+      // The converted tokenizer.json on its own: the tokenizer.json path with
+      // Prepend/Replace/Metaspace, ByteFallback/Fuse/Strip and TemplateProcessing.
+      const jdir = writeDir(v.name + "_json", { "tokenizer.json": json, "tokenizer_config.json": llamaCfg(v.legacy, v.add_eos) });
+      await golden(jdir, json, llamaCfg(v.legacy, v.add_eos), { bos: "<s>", eos: "</s>", pad: null });
+    }
   }
   {
     const gemmaSpecial = (id, content) => [String(id), { content, lstrip: false, normalized: false, rstrip: false, single_word: false, special: true }];

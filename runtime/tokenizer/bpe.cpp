@@ -262,6 +262,20 @@ std::shared_ptr<tokenizer> load_bpe_tokenizer(const std::string& dir) {
         fail(path, ": unexpected structure: ", e.what());
     }
     hf_config config = hf_config::read(dir);
+    // The defaults of LlamaTokenizerFast / GemmaTokenizerFast when the config omits a name.
+    auto default_name = [&](std::optional<std::string>& name, const char* value) {
+        if (!name && p->piece_to_id(value) >= 0) name = value;
+    };
+    if (config.is_gemma()) {
+        default_name(config.bos_token, "<bos>");
+        default_name(config.eos_token, "<eos>");
+        default_name(config.unk_token, "<unk>");
+        default_name(config.pad_token, "<pad>");
+    } else if (config.is_llama_like()) {
+        default_name(config.bos_token, "<s>");
+        default_name(config.eos_token, "</s>");
+        default_name(config.unk_token, "<unk>");
+    }
     apply_hf_config(*p, config);
     if (config.is_llama_like()) {
         // LlamaTokenizerFast / GemmaTokenizerFast rebuild the post-processor from the config.

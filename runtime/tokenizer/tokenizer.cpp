@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "tokenizer/bpe.h"
+#include "tokenizer/hf_config.h"
 #include "tokenizer/spm_tokenizer.h"
 
 namespace cai {
@@ -21,7 +22,14 @@ std::shared_ptr<tokenizer> tokenizer::load(const std::string& dir) {
     const std::string model_path = path_join(dir, "tokenizer.model");
     // Like transformers' AutoTokenizer: tokenizer.json when present (the fast
     // tokenizer), else tokenizer.model converted the way transformers does.
-    if (file_exists(json_path)) return load_bpe_tokenizer(dir);
+    if (file_exists(json_path)) {
+        // LlamaTokenizerFast re-converts tokenizer.model when the config sets
+        // add_prefix_space (transformers passes from_slow=True then).
+        tok::hf_config config = tok::hf_config::read(dir);
+        bool from_slow = file_exists(model_path) && config.tokenizer_class.find("Llama") != std::string::npos &&
+                         config.add_prefix_space.has_value();
+        if (!from_slow) return load_bpe_tokenizer(dir);
+    }
     if (file_exists(model_path)) return load_spm_tokenizer(dir);
     fail("tokenizer: directory \"", dir, "\" has neither tokenizer.json nor tokenizer.model");
 }

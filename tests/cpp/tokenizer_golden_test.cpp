@@ -92,3 +92,21 @@ TEST_CASE("unsupported tokenizer.json components are errors naming them") {
     CHECK_THAT(message(), Catch::Contains("neither tokenizer.json nor tokenizer.model"));
     ::rmdir(dir.c_str());
 }
+
+TEST_CASE("a Llama config with add_prefix_space re-converts tokenizer.model, as transformers does") {
+    char tmpl[] = "/tmp/cai_tok_XXXXXX";
+    std::string dir = mkdtemp(tmpl);
+    const std::string src = "tests/data/tokenizers/llama";
+    cai::write_file_atomic(dir + "/tokenizer.model", cai::read_file(src + "/tokenizer.model"));
+    json config = json::parse(cai::read_file(src + "/tokenizer_config.json"));
+    config["add_prefix_space"] = true;
+    cai::write_file_atomic(dir + "/tokenizer_config.json", config.dump());
+    cai::write_file_atomic(dir + "/tokenizer.json", R"({"model": {"type": "WordPiece", "vocab": {}}})");
+    auto tok = cai::tokenizer::load(dir);
+    CHECK(tok->kind == "spm");
+    json golden = json::parse(cai::read_file(src + "/golden.json"));
+    for (const auto& c : golden["cases"])
+        CHECK(tok->encode(c["text"].get<std::string>(), true) == c["ids"].get<std::vector<int32_t>>());
+    for (const char* f : {"/tokenizer.model", "/tokenizer_config.json", "/tokenizer.json"}) std::remove((dir + f).c_str());
+    ::rmdir(dir.c_str());
+}

@@ -37,6 +37,10 @@ void check_directory(const std::string& name) {
         CHECK(escaped(tok->decode(ids, false)) == escaped(c["decode"].get<std::string>()));
         CHECK(escaped(tok->decode(ids, true)) == escaped(c["decode_skip_special"].get<std::string>()));
     }
+    for (const auto& c : golden["partial_decodes"]) {
+        INFO(name << ": decode of " << c["ids"].dump());
+        CHECK(escaped(tok->decode(c["ids"].get<std::vector<int32_t>>(), false)) == escaped(c["decode"].get<std::string>()));
+    }
 }
 
 }  // namespace

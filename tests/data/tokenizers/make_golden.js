@@ -376,12 +376,21 @@ async function golden(dir, tokenizerJson, config, extra) {
       decode_skip_special: clean(await tok.decode(withSpecial, true)),
     });
   }
+  // Decodes of every prefix and every single id of two texts whose tokens
+  // split UTF-8 sequences (lossy decoding, byte fallback).
+  const partial = [];
+  for (const text of [HARD[8], HARD[9]]) {
+    const ids = Array.from((await tok.encode(text, null, { addSpecialTokens: false })).getIds());
+    for (let k = 1; k <= ids.length; k++) partial.push({ ids: ids.slice(0, k), decode: await tok.decode(ids.slice(0, k), false) });
+    for (const id of ids) partial.push({ ids: [id], decode: await tok.decode([id], false) });
+  }
   const idOrNull = (name) => (name == null ? null : tok.tokenToId(name));
   const out = {
     made_with: "npm tokenizers " + require((process.env.TOKENIZERS_MODULE || "tokenizers") + "/package.json").version,
     vocab_size: tok.getVocabSize(true),
     bos_id: idOrNull(extra.bos), eos_id: idOrNull(extra.eos), pad_id: idOrNull(extra.pad),
     cases,
+    partial_decodes: partial,
   };
   fs.writeFileSync(path.join(dir, "golden.json"), JSON.stringify(out, null, 1) + "\n");
 }

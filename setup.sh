@@ -10,7 +10,7 @@ packages=(
   libtorch-dev libopenblas0-pthread
   libluajit-5.1-dev luajit
   libsentencepiece-dev sentencepiece
-  libyaml-cpp-dev nlohmann-json3-dev libpcre2-dev
+  libyaml-cpp-dev nlohmann-json3-dev libpcre2-dev libicu-dev
   catch2
 )
 

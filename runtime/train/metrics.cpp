@@ -1,0 +1,64 @@
+#include "train/metrics.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/fs.h"
+
+namespace cai {
+
+metrics_log::metrics_log(std::string path) : path_(std::move(path)) {
+    const std::string dir = path_dirname(path_);
+    if (!dir.empty()) make_directories(dir);
+}
+
+void metrics_log::append(int64_t step, const std::vector<std::pair<std::string, double>>& values) {
+    nlohmann::ordered_json line;
+    line["step"] = step;
+    for (const auto& kv : values) {
+        if (kv.first == "step") fail(path_, ": metric name \"step\" is reserved");
+        if (std::isfinite(kv.second))
+            line[kv.first] = kv.second;
+        else
+            line[kv.first] = nullptr;
+    }
+    const std::string text = line.dump() + "\n";
+    int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) fail(path_, ": cannot open for appending: ", std::strerror(errno));
+    ssize_t written = ::write(fd, text.data(), text.size());
+    int saved = errno;
+    ::close(fd);
+    if (written != (ssize_t)text.size())
+        fail(path_, ": cannot append a metrics line: ", written < 0 ? std::strerror(saved) : "short write");
+}
+
+void metrics_log::truncate_after(int64_t step) {
+    if (!file_exists(path_)) return;
+    std::istringstream in(read_file(path_));
+    std::string kept, line;
+    int64_t line_number = 0;
+    while (std::getline(in, line)) {
+        ++line_number;
+        if (line.empty()) continue;
+        nlohmann::json j;
+        try {
+            j = nlohmann::json::parse(line);
+        } catch (const std::exception&) {
+            // A torn last line from a crash (only possible if something else wrote it): drop it.
+            continue;
+        }
+        if (!j.is_object() || !j.contains("step") || !j["step"].is_number_integer())
+            fail(path_, ":", line_number, ": each line must be an object with an integer \"step\"");
+        if (j["step"].get<int64_t>() <= step) kept += line + "\n";
+    }
+    write_file_atomic(path_, kept);
+}
+
+}  // namespace cai

@@ -1,0 +1,28 @@
+// metrics.jsonl: one JSON object per log step, {"step": N, "loss": ..., ...},
+// appended with a single write() on an O_APPEND file so a line is never torn
+// by a crash or a concurrent reader. Non-finite values are written as null.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace cai {
+
+class metrics_log {
+public:
+    explicit metrics_log(std::string path);  // creates parent directories; the file on first append
+
+    // {"step": step, key: value, ...} in the given order.
+    void append(int64_t step, const std::vector<std::pair<std::string, double>>& values);
+    // On resume from a checkpoint at `step`: drops lines logged after it
+    // (rewrites the file atomically), so the log reads as if never stopped.
+    void truncate_after(int64_t step);
+    const std::string& path() const { return path_; }
+
+private:
+    std::string path_;
+};
+
+}  // namespace cai

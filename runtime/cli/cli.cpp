@@ -14,6 +14,7 @@ namespace {
 const char* const usage_text =
     "usage: cairun [options] RECIPE.lua [key=value ...]\n"
     "       cairun [options] -e 'lua code' [key=value ...]\n"
+    "       cairun report RUN_DIR          rebuild RUN_DIR/report.html\n"
     "\n"
     "Runs a Lua recipe with the cai library (require \"cai\"). key=value arguments\n"
     "override the defaults a recipe declares with cai.args{...}.\n"
@@ -70,6 +71,17 @@ int cli_main(int argc, char** argv) {
             return 2;
         }
         break;
+    }
+    if (!have_code && i < argc && std::string(argv[i]) == "report") {
+        if (i + 2 != argc) {
+            std::fprintf(stderr, "cairun: usage: cairun report RUN_DIR\n");
+            return 2;
+        }
+        // The report is built by the Lua library; the run directory is its argument.
+        code = "local path = require('cai.report').build(cai.args{ run = '' }.run)\nprint(path)";
+        have_code = true;
+        args.push_back(std::string("run=") + argv[i + 1]);
+        i = argc;
     }
     if (!have_code) {
         if (i >= argc) {

@@ -85,5 +85,10 @@ check "no arguments"      2  'usage: cairun' -- "$cairun"
 check "unknown cai module" nz "cai.nonexistent does not exist" -- "$cairun" -e 'local x = cai.nonexistent'
 check "lua path override" 0  '^override$' -- env CAI_LUA_PATH="$dir/luaroot" bash -c "mkdir -p $dir/luaroot/cai && cp -r $(pwd)/lua/cai/. $dir/luaroot/cai/ && echo 'return { call = function() print(\"override\") return {} end, resolved = function() end }' > $dir/luaroot/cai/args.lua && \"$cairun\" -e 'cai.args{}'"
 
+cp -r tests/data/report/run "$dir/run"
+check "report rebuilds a run's report.html" 0 "$dir/run/report.html" -- "$cairun" report "$dir/run"
+check "report file is html" 0 '<!DOCTYPE html>' -- head -c 200 "$dir/run/report.html"
+check "report usage" 2 'usage: cairun report RUN_DIR' -- "$cairun" report
+
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ]

@@ -62,6 +62,25 @@ function M.load(path, opts)
   return _model.load(path, opts.dtype or "fp32")
 end
 
+--- Loads a reward model: a Hugging Face *ForSequenceClassification directory
+--- (Llama family, num_labels = 1) with its tokenizer. rm:score(texts, { batch_size = 8 })
+--- returns one number per text (the head at the text's last token, BOS added
+--- as the tokenizer says); rm:info(), rm:release().
+---@param dir string
+---@param opts table|nil { dtype = "fp32"|"bf16" }
+function M.load_reward(dir, opts)
+  if type(dir) ~= "string" then error("cai.model.load_reward: dir must be a string, got " .. type(dir), 2) end
+  check_opts("cai.model.load_reward", opts)
+  opts = opts or {}
+  for k in pairs(opts) do
+    if k ~= "dtype" then error("cai.model.load_reward: unknown option '" .. tostring(k) .. "' (valid: dtype)", 2) end
+  end
+  if opts.dtype ~= nil and opts.dtype ~= "fp32" and opts.dtype ~= "bf16" then
+    error('cai.model.load_reward: dtype must be "fp32" or "bf16", got ' .. tostring(opts.dtype), 2)
+  end
+  return require("cai._reward").load(dir, opts.dtype or "fp32")
+end
+
 --- Writes a random model directory (config.json + model.safetensors) for
 --- tests and benchmarks; add a tokenizer to the directory to load it.
 ---@param dir string

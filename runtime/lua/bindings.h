@@ -20,4 +20,5 @@ int luaopen_cai_spm(lua_State* L);       // lua_spm.cpp: sentencepiece training/
 int luaopen_cai_tokenizer(lua_State* L);  // lua_tokenizer.cpp: tokenizer objects (cai.tokenizer)
 int luaopen_cai_train(lua_State* L);      // lua_train.cpp: DPO losses, lr schedules (cai.train)
 int luaopen_cai_model(lua_State* L);      // lua_model.cpp: models and tensors (cai.model)
+int luaopen_cai_reward(lua_State* L);     // lua_reward.cpp: reward models (cai.model.load_reward)
 }

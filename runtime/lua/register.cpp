@@ -13,6 +13,7 @@ void register_bindings(lua_State* L) {
         {"cai._tokenizer", luaopen_cai_tokenizer},
         {"cai._train", luaopen_cai_train},
         {"cai._model", luaopen_cai_model},
+        {"cai._reward", luaopen_cai_reward},
         {nullptr, nullptr},
     };
     lua_getglobal(L, "package");

@@ -213,6 +213,31 @@ TEST_CASE("reward: other architectures of the family build from tensors (qwen2 w
     CHECK_THAT(error_of([&] { rm->score_texts({"x"}, 1); }), Catch::Contains("no tokenizer"));
 }
 
+TEST_CASE("reward: gemma2's final logit soft-capping does not touch the score") {
+    const std::string gemma2_json = R"({"architectures":["Gemma2ForSequenceClassification"],"model_type":"gemma2",
+      "vocab_size":40,"hidden_size":16,"intermediate_size":24,"num_hidden_layers":2,"num_attention_heads":4,
+      "num_key_value_heads":2,"head_dim":8,"query_pre_attn_scalar":8,"sliding_window":3,
+      "final_logit_softcapping":0.01,"attn_logit_softcapping":50.0,"num_labels":1})";
+    tensor_list t = reward_tensors(gemma2_json);
+    auto rm = cai::reward_model::from_tensors(cai::parse_model_config(gemma2_json), t, at::kFloat, "mem");
+    std::vector<std::vector<int32_t>> rows = {{2, 9, 4, 1, 30, 8}, {7, 3}};
+    std::vector<double> scores = rm->score_rows(rows, 2);
+    for (size_t i = 0; i < rows.size(); ++i)
+        CHECK(scores[i] == Approx(direct_score(gemma2_json, t, rows[i])).epsilon(0).margin(1e-5));
+    CHECK(std::abs(scores[0]) > 0.01);  // a soft-capped value would stay below 0.01
+}
+
+TEST_CASE("reward: a text ending in pad_token_id is pooled at its last real token (documented difference)") {
+    // transformers would pool at the last token that is not pad_token_id (0 here);
+    // we pool at the last token of the text, whatever its id, and warn.
+    tensor_list t = reward_tensors(llama_json);
+    auto rm = cai::reward_model::from_tensors(cai::parse_model_config(llama_json), t, at::kFloat, "mem");
+    std::vector<int32_t> row = {1, 15, 40, 0};
+    double score = rm->score_rows({row}, 1)[0];
+    CHECK(score == Approx(direct_score(llama_json, t, row)).epsilon(0).margin(1e-5));
+    CHECK(std::abs(score - direct_score(llama_json, t, {1, 15, 40})) > 1e-4);
+}
+
 TEST_CASE("reward: bf16 weights and compute stay close to fp32") {
     tensor_list t = reward_tensors(llama_json);
     std::string dir = reward_dir(llama_json, t, at::kBFloat16);

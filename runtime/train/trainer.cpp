@@ -57,6 +57,8 @@ trainer_loop::trainer_loop(trainer_options options, std::vector<named_parameter>
     install_interrupt_handler();
 }
 
+trainer_loop::~trainer_loop() { uninstall_interrupt_handler(); }
+
 double trainer_loop::epoch() const {
     return double(step_ * options_.gradient_accumulation_steps) / double(std::max<int64_t>(1, micro_batches_per_epoch_));
 }

@@ -54,6 +54,9 @@ public:
     // lengths: one token count per example (for token-budget batches; any
     // positive numbers for fixed-size batches).
     trainer_loop(trainer_options options, std::vector<named_parameter> params, std::vector<int64_t> lengths);
+    ~trainer_loop();  // Ctrl-C acts as usual again
+    trainer_loop(const trainer_loop&) = delete;
+    trainer_loop& operator=(const trainer_loop&) = delete;
 
     // Restores the latest checkpoint under out_dir, if any: parameters (by
     // name, shapes checked), optimizer, ATen RNG, data position, step, and

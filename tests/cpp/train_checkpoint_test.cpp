@@ -256,7 +256,9 @@ TEST_CASE("metrics_log: one object per line, in order, null for non-finite") {
     REQUIRE(error_of([&] { m.append(3, {{"step", 1.0}}); }).find("\"step\" is reserved") != std::string::npos);
 }
 
-TEST_CASE("interrupt: SIGINT sets the flag once; clear re-arms it") {
+TEST_CASE("interrupt: SIGINT sets the flag once; clear re-arms it; uninstall restores the old handler") {
+    static volatile sig_atomic_t previous_called = 0;
+    signal(SIGINT, [](int) { previous_called = 1; });
     cai::install_interrupt_handler();
     REQUIRE_FALSE(cai::interrupt_requested());
     raise(SIGINT);
@@ -266,4 +268,10 @@ TEST_CASE("interrupt: SIGINT sets the flag once; clear re-arms it") {
     raise(SIGINT);  // handled again, not fatal: clear_interrupt re-installed the handler
     REQUIRE(cai::interrupt_requested());
     cai::clear_interrupt();
+    REQUIRE(previous_called == 0);
+    cai::uninstall_interrupt_handler();
+    raise(SIGINT);
+    REQUIRE(previous_called == 1);
+    REQUIRE_FALSE(cai::interrupt_requested());
+    signal(SIGINT, SIG_DFL);
 }

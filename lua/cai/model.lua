@@ -136,4 +136,81 @@ function Model:logits(ids, opts)
   return self:_logits(ids, opts)
 end
 
+-- ---- LoRA adapters and saving (primitives in cai._lora) ----
+
+local _lora = require "cai._lora"
+
+local function check_dir(fname, dir)
+  if type(dir) ~= "string" or dir == "" then
+    error(string.format("%s: dir must be a non-empty string, got %s", fname, type(dir)), 3)
+  end
+end
+
+--- Attaches LoRA adapters with PEFT's semantics: A ~ kaiming_uniform(a = sqrt(5)),
+--- B = 0 (float32, trainable), scale = alpha / r (alpha / sqrt(r) with rslora).
+---@param opts table|nil { r = 8, alpha = 8, dropout = 0, targets = { "q_proj", "v_proj" } | "all-linear",
+---  rslora = false, seed = 0 }; targets among q_proj k_proj v_proj o_proj gate_proj up_proj down_proj
+function Model:add_lora(opts)
+  check_opts("m:add_lora", opts)
+  _lora.add(self, opts)
+  return self
+end
+
+--- Writes the adapter in PEFT's layout (adapter_config.json, adapter_model.safetensors), atomically.
+---@param dir string
+function Model:save_lora(dir)
+  check_dir("m:save_lora", dir)
+  _lora.save(self, dir)
+  return dir
+end
+
+--- Attaches a PEFT LoRA adapter directory (ours or PEFT's).
+---@param dir string
+function Model:load_lora(dir)
+  check_dir("m:load_lora", dir)
+  _lora.load(self, dir)
+  return self
+end
+
+--- W += scale * B A in the weights' dtype; the adapters are then off (use m:unmerge_lora() to undo).
+function Model:merge_lora()
+  _lora.merge(self)
+  return self
+end
+
+--- Subtracts what merge_lora added and switches the adapters back on.
+function Model:unmerge_lora()
+  _lora.unmerge(self)
+  return self
+end
+
+--- Detaches the adapters (unmerging first when merged).
+function Model:remove_lora()
+  _lora.remove(self)
+  return self
+end
+
+--- { r =, alpha =, dropout =, scale =, rslora =, merged =, targets = { ... } }, or nil without adapters.
+function Model:lora_info()
+  return _lora.info(self)
+end
+
+--- Writes a Hugging Face model directory (config.json as loaded, model.safetensors,
+--- generation_config.json and tokenizer files copied), atomically. Merge LoRA adapters first.
+---@param dir string
+---@param opts table|nil { dtype = the model's compute dtype | "fp32" | "bf16" }
+function Model:save(dir, opts)
+  check_dir("m:save", dir)
+  check_opts("m:save", opts)
+  opts = opts or {}
+  for k in pairs(opts) do
+    if k ~= "dtype" then error("m:save: unknown option '" .. tostring(k) .. "' (valid: dtype)", 2) end
+  end
+  if opts.dtype ~= nil and opts.dtype ~= "fp32" and opts.dtype ~= "bf16" then
+    error('m:save: dtype must be "fp32" or "bf16", got ' .. tostring(opts.dtype), 2)
+  end
+  _lora.save_model(self, dir, opts.dtype)
+  return dir
+end
+
 return M

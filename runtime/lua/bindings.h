@@ -21,4 +21,5 @@ int luaopen_cai_tokenizer(lua_State* L);  // lua_tokenizer.cpp: tokenizer object
 int luaopen_cai_train(lua_State* L);      // lua_train.cpp: DPO losses, lr schedules (cai.train)
 int luaopen_cai_model(lua_State* L);      // lua_model.cpp: models and tensors (cai.model)
 int luaopen_cai_reward(lua_State* L);     // lua_reward.cpp: reward models (cai.model.load_reward)
+int luaopen_cai_lora(lua_State* L);       // lua_lora.cpp: LoRA adapters, saving models (cai.model)
 }

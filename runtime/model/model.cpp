@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "core/rng.h"
 
 namespace cai {
 
@@ -18,11 +19,29 @@ at::ScalarType parse_dtype(const std::string& name) {
 
 std::string dtype_name(at::ScalarType type) { return type == at::kBFloat16 ? "bf16" : "fp32"; }
 
+namespace {
+
+// Inverted dropout's mask for x: 1 / (1 - p) with probability 1 - p, else 0.
+at::Tensor dropout_mask(rng& r, at::IntArrayRef sizes, double p) {
+    at::Tensor mask = at::empty(sizes, at::kFloat);
+    float* m = mask.data_ptr<float>();
+    const float keep = p >= 1 ? 0.0f : (float)(1.0 / (1.0 - p));
+    for (int64_t i = 0, n = mask.numel(); i < n; ++i) m[i] = r.uniform() < p ? 0.0f : keep;
+    return mask;
+}
+
+}  // namespace
+
 at::Tensor linear::forward(const at::Tensor& x) const {
     at::Tensor y = at::linear(x, weight, bias);
-    if (lora_enabled && lora_a.defined() && lora_b.defined())
-        y = y + at::linear(at::linear(x, lora_a), lora_b) * lora_scale;
-    return y;
+    if (!lora_enabled || !lora_a.defined() || !lora_b.defined()) return y;
+    at::Tensor lora_x = x.to(lora_a.scalar_type());  // (..., in) float32
+    if (training && lora_dropout > 0) {
+        if (!lora_rng) fail("linear: LoRA dropout is on but the adapter has no generator");
+        lora_x = lora_x * dropout_mask(*lora_rng, lora_x.sizes(), lora_dropout);
+    }
+    at::Tensor delta = at::linear(at::linear(lora_x, lora_a), lora_b) * lora_scale;  // (..., out) float32
+    return (y + delta).to(y.scalar_type());
 }
 
 at::Tensor rms_norm::forward(const at::Tensor& x) const {
@@ -261,8 +280,12 @@ bool model::has_lora() const {
 }
 
 void model::set_lora_enabled(bool enabled) {
+    for_each_linear(*this, [&](const linear& l) {
+        if (!enabled && l.lora_merged)
+            fail("model: the LoRA adapters are merged into the weights; call m:unmerge_lora() before use_lora = false");
+    });
     for_each_linear(*this, [&](linear& l) {
-        if (l.lora_a.defined() && l.lora_b.defined()) l.lora_enabled = enabled;
+        if (l.lora_a.defined() && l.lora_b.defined() && !l.lora_merged) l.lora_enabled = enabled;
     });
 }
 

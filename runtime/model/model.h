@@ -19,16 +19,26 @@
 
 namespace cai {
 
+class rng;
 class tokenizer;
 
-// y = x W^T + b. The LoRA fields are filled by the training code
-// (lora_a: (r, in), lora_b: (out, r)); when enabled, y += scale * (x A^T) B^T.
+// y = x W^T + b. The LoRA fields are filled by runtime/train/lora.h
+// (lora_a: (r, in), lora_b: (out, r), float32 whatever the weight's dtype);
+// when enabled, y += scale * (dropout(x) A^T) B^T, computed in float32 and
+// cast back to y's dtype as PEFT does. Dropout (probability lora_dropout)
+// acts only while training, with masks drawn from lora_rng.
 struct linear {
     at::Tensor weight;  // (out, in)
     at::Tensor bias;    // (out) or undefined
     at::Tensor lora_a, lora_b;
     double lora_scale = 0;
     bool lora_enabled = false;
+    double lora_alpha = 0;          // as configured: scale = alpha / r (alpha / sqrt(r) with rslora)
+    bool lora_rslora = false;
+    double lora_dropout = 0;
+    bool lora_merged = false;       // scale * B A is in weight; the adapter stays off until unmerged
+    bool training = false;          // LoRA dropout on
+    std::shared_ptr<rng> lora_rng;  // dropout masks
 
     at::Tensor forward(const at::Tensor& x) const;
 };
@@ -98,7 +108,8 @@ public:
     kv_cache new_cache(int64_t batch, int64_t capacity) const;
 
     // LoRA adapters (filled by the training code): whether any linear has
-    // one, and switching all of them on or off (use_lora = false).
+    // one, and switching all of them on or off (use_lora = false). Merged
+    // adapters stay off; switching them off is an error (unmerge first).
     bool has_lora() const;
     void set_lora_enabled(bool enabled);
     int64_t parameter_count() const;

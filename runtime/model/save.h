@@ -1,0 +1,35 @@
+// Writing a model back as a Hugging Face directory (config.json as loaded,
+// model.safetensors under transformers' names, generation_config.json and
+// tokenizer files copied from where it was loaded), and the atomic directory
+// writer the adapter files share.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace cai {
+
+class model;
+
+// Every weight of the model under its HF name, in load order, as the live
+// tensors (no copies). A tied lm_head is left out, as transformers saves it.
+std::vector<std::pair<std::string, at::Tensor>> model_named_tensors(const model& m);
+
+// Writes m into dir (created or replaced as a whole) with its weights in
+// `dtype` (at::kFloat or at::kBFloat16). A model whose LoRA adapters are
+// not merged is an error: merge them first, or save the adapter alone.
+void save_model(const model& m, const std::string& dir, at::ScalarType dtype);
+
+// Builds a directory under a temporary name beside dir, calls fill(tmp_dir),
+// then renames it into place, so dir is complete or untouched. An existing
+// dir is replaced only when every entry in it is one of `replaceable` (the
+// files this kind of directory holds); otherwise it is an error naming the
+// stray entry, so a user's other files are never deleted.
+void write_directory_atomic(const std::string& dir, const std::vector<std::string>& replaceable,
+                            const std::function<void(const std::string& tmp_dir)>& fill);
+
+}  // namespace cai

@@ -7,6 +7,7 @@
 ---   local lp = m:logprobs({ "Q: 2+2=" }, { " 4" })        -- { { sum =, mean =, n = } }
 ---   m:logits({ { 1, 5, 9 } }):save("logits.safetensors")  -- float32 "logits" [B, T, V]
 ---   m.tokenizer, m.config, m:info(), m:release()
+---   m:add_lora{ r = 16, alpha = 32 }, m:save_lora(dir), m:load_lora(dir), m:merge_lora(), m:save(dir)  (docs/lora.md)
 local _model = require "cai._model"
 
 local M = {}

@@ -96,9 +96,11 @@ double grad_norm(const std::vector<named_parameter>& params) {
     std::vector<at::Tensor> norms;
     for (const auto& p : params) {
         const at::Tensor& g = p.value.grad();
-        if (g.defined()) norms.push_back(at::norm(g.detach().to(at::kFloat), 2));
+        // In the gradient's dtype like torch, but at least float32 (bf16 sums lose too much).
+        if (g.defined()) norms.push_back(at::norm(g.scalar_type() == at::kDouble ? g.detach() : g.detach().to(at::kFloat), 2));
     }
     if (norms.empty()) return 0.0;
+    for (auto& n : norms) n = n.to(at::kDouble);
     return at::norm(at::stack(norms), 2).item<double>();
 }
 

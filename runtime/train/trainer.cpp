@@ -125,11 +125,9 @@ void trainer_loop::finish_step(double loss, const std::vector<std::pair<std::str
     step_ += 1;
 
     add_to(window_sums_, "loss", loss);
-    add_to(window_sums_, "grad_norm", norm);
-    add_to(window_sums_, "learning_rate", lr);
     for (const auto& kv : metrics) add_to(window_sums_, kv.first, kv.second);
     window_steps_ += 1;
-    if (step_ % options_.logging_steps == 0 || step_ == total_steps_) log_line();
+    if (step_ % options_.logging_steps == 0 || step_ == total_steps_) log_line(norm, lr);
 
     if (interrupt_requested()) {
         stopped_ = true;
@@ -141,9 +139,11 @@ void trainer_loop::finish_step(double loss, const std::vector<std::pair<std::str
     if (options_.save_steps > 0 && step_ % options_.save_steps == 0) save();
 }
 
-void trainer_loop::log_line() {
+void trainer_loop::log_line(double last_grad_norm, double last_lr) {
     std::vector<std::pair<std::string, double>> values;
     for (const auto& kv : window_sums_) values.emplace_back(kv.first, kv.second / double(window_steps_));
+    values.emplace_back("grad_norm", last_grad_norm);
+    values.emplace_back("learning_rate", last_lr);
     values.emplace_back("epoch", epoch());
     metrics_.append(step_, values);
     window_sums_.clear();

@@ -74,8 +74,10 @@ public:
     std::vector<std::vector<int64_t>> next_micro_batches();
 
     // After the caller's backward passes: check the loss, clip, update,
-    // zero the gradients, log (averages since the last line), save when due
-    // or when Ctrl-C was pressed (then done() is true).
+    // zero the gradients, log, save when due or when Ctrl-C was pressed
+    // (then done() is true). A metrics line holds the means of loss and the
+    // caller's metrics since the last line (as TRL averages them), then this
+    // step's grad_norm (pre-clip) and learning_rate (the one it used), and epoch.
     void finish_step(double loss, const std::vector<std::pair<std::string, double>>& metrics = {});
 
     // Writes a checkpoint of the current step now; returns its directory.
@@ -93,7 +95,7 @@ public:
     const std::string& resumed_metadata() const { return resumed_metadata_; }
 
 private:
-    void log_line();
+    void log_line(double last_grad_norm, double last_lr);
 
     trainer_options options_;
     adamw optimizer_;

@@ -26,9 +26,19 @@ namespace {
 
 using at::Tensor;
 
+// Temporary directories, removed when the test program ends.
+struct temp_dirs {
+    std::vector<std::string> paths;
+    ~temp_dirs() {
+        std::error_code ec;
+        for (const auto& p : paths) std::filesystem::remove_all(p, ec);
+    }
+} made_dirs;
+
 std::string temp_dir() {
     char tmpl[] = "/tmp/cai_train_ckpt_XXXXXX";
     REQUIRE(mkdtemp(tmpl) != nullptr);
+    made_dirs.paths.push_back(tmpl);
     return tmpl;
 }
 

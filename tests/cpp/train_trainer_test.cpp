@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 #include <stdlib.h>
 
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <vector>
@@ -19,9 +20,19 @@ namespace {
 
 using at::Tensor;
 
+// Temporary directories, removed when the test program ends.
+struct temp_dirs {
+    std::vector<std::string> paths;
+    ~temp_dirs() {
+        std::error_code ec;
+        for (const auto& p : paths) std::filesystem::remove_all(p, ec);
+    }
+} made_dirs;
+
 std::string temp_dir() {
     char tmpl[] = "/tmp/cai_trainer_XXXXXX";
     REQUIRE(mkdtemp(tmpl) != nullptr);
+    made_dirs.paths.push_back(tmpl);
     return tmpl;
 }
 

@@ -21,35 +21,14 @@
 #include "train/metrics.h"
 #include "train/optim.h"
 #include "train/schedule.h"
+#include "test_util.h"
 
 namespace {
 
+using test_util::error_of;
+using test_util::temp_dir;
+
 using at::Tensor;
-
-// Temporary directories, removed when the test program ends.
-struct temp_dirs {
-    std::vector<std::string> paths;
-    ~temp_dirs() {
-        std::error_code ec;
-        for (const auto& p : paths) std::filesystem::remove_all(p, ec);
-    }
-} made_dirs;
-
-std::string temp_dir() {
-    char tmpl[] = "/tmp/cai_train_ckpt_XXXXXX";
-    REQUIRE(mkdtemp(tmpl) != nullptr);
-    made_dirs.paths.push_back(tmpl);
-    return tmpl;
-}
-
-std::string error_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const cai::error& e) {
-        return e.what();
-    }
-    return "";
-}
 
 std::map<std::string, Tensor> by_name(const cai::named_tensors& tensors) {
     std::map<std::string, Tensor> out;

@@ -11,17 +11,11 @@
 
 #include "core/error.h"
 #include "train/data_order.h"
+#include "test_util.h"
 
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const cai::error& e) {
-        return e.what();
-    }
-    return "";
-}
+using test_util::error_of;
 
 std::vector<int64_t> sorted_all(const cai::batch_list& batches) {
     std::vector<int64_t> all;

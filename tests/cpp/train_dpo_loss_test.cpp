@@ -11,8 +11,11 @@
 
 #include "core/error.h"
 #include "train/dpo_loss.h"
+#include "test_util.h"
 
 namespace {
+
+using test_util::error_of;
 
 using at::Tensor;
 
@@ -68,15 +71,6 @@ void require_values(const Tensor& t, const std::vector<double>& want, double tol
         INFO("entry " << i);
         REQUIRE(t[i].item<double>() == Approx(want[i]).margin(tol));
     }
-}
-
-std::string error_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const cai::error& e) {
-        return e.what();
-    }
-    return "";
 }
 
 }  // namespace

@@ -14,23 +14,17 @@
 #include "core/error.h"
 #include "train/optim.h"
 #include "train/schedule.h"
+#include "test_util.h"
 
 namespace {
+
+using test_util::error_of;
 
 using at::Tensor;
 
 Tensor vec(std::vector<double> v) { return at::tensor(v, at::kDouble); }
 
 void set_grad(Tensor& p, std::vector<double> g) { p.mutable_grad() = vec(g); }
-
-std::string error_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const cai::error& e) {
-        return e.what();
-    }
-    return "";
-}
 
 }  // namespace
 

@@ -15,35 +15,14 @@
 #include "core/fs.h"
 #include "train/interrupt.h"
 #include "train/trainer.h"
+#include "test_util.h"
 
 namespace {
 
+using test_util::error_of;
+using test_util::temp_dir;
+
 using at::Tensor;
-
-// Temporary directories, removed when the test program ends.
-struct temp_dirs {
-    std::vector<std::string> paths;
-    ~temp_dirs() {
-        std::error_code ec;
-        for (const auto& p : paths) std::filesystem::remove_all(p, ec);
-    }
-} made_dirs;
-
-std::string temp_dir() {
-    char tmpl[] = "/tmp/cai_trainer_XXXXXX";
-    REQUIRE(mkdtemp(tmpl) != nullptr);
-    made_dirs.paths.push_back(tmpl);
-    return tmpl;
-}
-
-std::string error_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const cai::error& e) {
-        return e.what();
-    }
-    return "";
-}
 
 struct result {
     std::vector<double> losses;

@@ -145,24 +145,9 @@ void open_shards(const std::string& dir, shard_set& set) {
     if (!file_exists(index))
         fail(dir, ": no model.safetensors or model.safetensors.index.json (only safetensors checkpoints load)");
     set.where = index;
-    nlohmann::json j;
-    try {
-        j = nlohmann::json::parse(read_file(index));
-    } catch (const nlohmann::json::exception& e) {
-        fail(index, ": not valid JSON: ", e.what());
-    }
-    if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
-        fail(index, ": field \"weight_map\" must be an object {tensor: file}");
-    std::map<std::string, std::string> weight_map;
+    std::map<std::string, std::string> weight_map = read_shard_index(index);
     std::set<std::string> shard_names;
-    for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
-        if (!it.value().is_string()) fail(index, ": weight_map[\"", it.key(), "\"] must be a file name");
-        std::string shard = it.value().get<std::string>();
-        if (shard.find('/') != std::string::npos || shard == ".." || shard.empty())
-            fail(index, ": weight_map[\"", it.key(), "\"] names \"", shard, "\", not a file in the directory");
-        weight_map[it.key()] = shard;
-        shard_names.insert(shard);
-    }
+    for (const auto& entry : weight_map) shard_names.insert(entry.second);
     for (const auto& shard : shard_names) {
         std::string path = path_join(dir, shard);
         if (!file_exists(path)) fail(index, ": shard \"", shard, "\" does not exist in ", dir);

@@ -105,22 +105,8 @@ std::vector<std::unique_ptr<mapped_file>> open_checkpoint(const std::string& dir
              hint);
     }
     where = index;
-    nlohmann::json j;
-    try {
-        j = nlohmann::json::parse(read_file(index));
-    } catch (const nlohmann::json::exception& e) {
-        fail(index, ": not valid JSON: ", e.what());
-    }
-    if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
-        fail(index, ": field \"weight_map\" must be an object {tensor: file}");
     std::set<std::string> shards;
-    for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
-        if (!it.value().is_string()) fail(index, ": weight_map[\"", it.key(), "\"] must be a file name");
-        std::string shard = it.value().get<std::string>();
-        if (shard.empty() || shard.find('/') != std::string::npos || shard == "..")
-            fail(index, ": weight_map[\"", it.key(), "\"] names \"", shard, "\", not a file in the directory");
-        shards.insert(shard);
-    }
+    for (const auto& entry : read_shard_index(index)) shards.insert(entry.second);
     for (const auto& shard : shards) {
         std::string path = path_join(dir, shard);
         if (!file_exists(path)) fail(index, ": shard \"", shard, "\" does not exist in ", dir);

@@ -214,4 +214,24 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
     write_file_atomic(path, out);
 }
 
+std::map<std::string, std::string> read_shard_index(const std::string& index_path) {
+    nlohmann::json j;
+    try {
+        j = nlohmann::json::parse(read_file(index_path));
+    } catch (const nlohmann::json::exception& e) {
+        fail(index_path, ": not valid JSON: ", e.what());
+    }
+    if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
+        fail(index_path, ": field \"weight_map\" must be an object {tensor: file}");
+    std::map<std::string, std::string> weight_map;
+    for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
+        if (!it.value().is_string()) fail(index_path, ": weight_map[\"", it.key(), "\"] must be a file name");
+        std::string shard = it.value().get<std::string>();
+        if (shard.empty() || shard.find('/') != std::string::npos || shard == "..")
+            fail(index_path, ": weight_map[\"", it.key(), "\"] names \"", shard, "\", not a file in the directory");
+        weight_map[it.key()] = shard;
+    }
+    return weight_map;
+}
+
 }  // namespace cai

@@ -62,4 +62,8 @@ void save_safetensors(const std::string& path,
 at::ScalarType safetensors_dtype_to_scalar(const std::string& dtype);
 std::string scalar_to_safetensors_dtype(at::ScalarType type);
 
+// model.safetensors.index.json: its "weight_map" {tensor name: shard file
+// name}, each shard a plain file name in the index's directory (checked).
+std::map<std::string, std::string> read_shard_index(const std::string& index_path);
+
 }  // namespace cai

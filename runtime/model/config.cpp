@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json.h"
 
 namespace cai {
 namespace {
@@ -107,12 +108,7 @@ void read_rope(const json& j, const std::string& where, model_config& c) {
 }  // namespace
 
 model_config parse_model_config(const std::string& json_text, const std::string& where) {
-    json j;
-    try {
-        j = json::parse(json_text);
-    } catch (const std::exception& e) {
-        fail(where, ": not valid JSON: ", e.what());
-    }
+    json j = parse_json(json_text, where);
     if (!j.is_object()) fail(where, ": expected a JSON object");
     reader r{j, where};
     model_config c;
@@ -220,12 +216,7 @@ model_config parse_model_config(const std::string& json_text, const std::string&
 }
 
 std::vector<int64_t> parse_generation_eos(const std::string& json_text, const std::string& where) {
-    json j;
-    try {
-        j = json::parse(json_text);
-    } catch (const std::exception& e) {
-        fail(where, ": not valid JSON: ", e.what());
-    }
+    json j = parse_json(json_text, where);
     if (!j.is_object()) fail(where, ": expected a JSON object");
     return reader{j, where}.int_or_list("eos_token_id");
 }

@@ -19,6 +19,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "model/model.h"
 #include "model/safetensors.h"
@@ -118,12 +119,7 @@ std::vector<std::unique_ptr<mapped_file>> open_checkpoint(const std::string& dir
 }  // namespace
 
 reward_head_config parse_reward_config(const std::string& json_text, const std::string& where) {
-    nlohmann::json j;
-    try {
-        j = nlohmann::json::parse(json_text);
-    } catch (const nlohmann::json::exception& e) {
-        fail(where, ": not valid JSON: ", e.what());
-    }
+    nlohmann::json j = parse_json(json_text, where);
     if (!j.is_object()) fail(where, ": expected a JSON object");
     reward_head_config head;
     if (!j.contains("architectures") || !j["architectures"].is_array() || j["architectures"].empty() ||

@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/json.h"
 
 namespace cai {
 namespace {
@@ -215,12 +216,7 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
 }
 
 std::map<std::string, std::string> read_shard_index(const std::string& index_path) {
-    nlohmann::json j;
-    try {
-        j = nlohmann::json::parse(read_file(index_path));
-    } catch (const nlohmann::json::exception& e) {
-        fail(index_path, ": not valid JSON: ", e.what());
-    }
+    nlohmann::json j = parse_json(read_file(index_path), index_path);
     if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
         fail(index_path, ": field \"weight_map\" must be an object {tensor: file}");
     std::map<std::string, std::string> weight_map;

@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/json.h"
 #include "tokenizer/hf_config.h"
 #include "tokenizer/pipeline.h"
 
@@ -227,12 +228,7 @@ struct reader {
 std::shared_ptr<tokenizer> load_bpe_tokenizer(const std::string& dir) {
     const std::string path = path_join(dir, "tokenizer.json");
     reader r{path};
-    json j;
-    try {
-        j = json::parse(read_file(path));
-    } catch (const json::exception& e) {
-        fail(path, ": not valid JSON: ", e.what());
-    }
+    json j = parse_json(read_file(path), path);
     auto p = std::make_shared<pipeline>();
     p->name = path;
     p->kind = "bpe";

@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/json.h"
 #include "tokenizer/pipeline.h"
 
 namespace cai::tok {
@@ -13,11 +14,7 @@ namespace {
 using json = nlohmann::json;
 
 json read_json(const std::string& path) {
-    try {
-        return json::parse(read_file(path));
-    } catch (const json::exception& e) {
-        fail(path, ": not valid JSON: ", e.what());
-    }
+    return parse_json(read_file(path), path);
 }
 
 // A token field: "text", {"content": "text", ...} or null.

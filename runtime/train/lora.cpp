@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/json.h"
 #include "core/rng.h"
 #include "model/model.h"
 #include "model/safetensors.h"
@@ -150,12 +151,7 @@ struct adapter_config {
 };
 
 adapter_config parse_adapter_config(const std::string& text, const std::string& where) {
-    json c;
-    try {
-        c = json::parse(text);
-    } catch (const json::exception& e) {
-        fail(where, ": not valid JSON: ", e.what());
-    }
+    json c = parse_json(text, where);
     if (!c.is_object()) fail(where, ": must be a JSON object");
     const json* type = field(c, "peft_type");
     if (!type || !type->is_string() || type->get<std::string>() != "LORA")

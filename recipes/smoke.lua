@@ -1,46 +1,58 @@
 -- smoke.lua: proves the stack on a fresh machine in a few seconds.
--- Builds a small synthetic corpus, trains a sentencepiece tokenizer on it
--- (sentencepiece runs isolated from libtorch in the same process), encodes
--- and decodes held-out text, and writes a JSONL report.
+--   1. a synthetic corpus from cai.world (seeded),
+--   2. a sentencepiece tokenizer trained on it (sentencepiece runs isolated
+--      from libtorch in the same process),
+--   3. a tiny random Llama model written as a Hugging Face directory,
+--   4. loading it back, batched generation and log-prob scoring.
+-- It writes its files and a JSONL report under out=.
 --
 --   build/cairun recipes/smoke.lua out=runs/smoke seed=7
 local cai = require "cai"
-local spm = require "cai._spm"
 
 local args = cai.args{
-  out = "runs/smoke",  -- where the corpus, tokenizer and report go
-  seed = 42,           -- decides the synthetic corpus
+  out = "runs/smoke",  -- where the corpus, model directory and report go
+  seed = 42,           -- decides the corpus, the weights and the samples
   lines = 2000,        -- corpus size
-  vocab_size = 400,    -- tokenizer vocabulary (byte fallback alone takes 256)
+  vocab_size = 500,    -- tokenizer vocabulary (byte fallback alone takes 256)
+  new_tokens = 12,     -- tokens generated per prompt
 }
 
-local rng = cai.rng(args.seed)
-local subjects = { "the cat", "a student", "the model", "my friend", "the teacher", "a robot" }
-local verbs = { "reads", "writes", "explains", "answers", "asks about", "summarises" }
-local objects = { "the question", "a short story", "the weather", "prime numbers", "the recipe", "a poem" }
-
+-- 1. corpus
 os.execute("mkdir -p '" .. args.out .. "'")
+local world = cai.world.new{ seed = args.seed }
 local corpus_path = args.out .. "/corpus.txt"
 local corpus = assert(io.open(corpus_path, "w"))
-for i = 1, args.lines do
-  corpus:write(string.format("%s %s %s. %d + %d = %d\n", rng:choice(subjects), rng:choice(verbs),
-    rng:choice(objects), i % 10, (i * 7) % 10, i % 10 + (i * 7) % 10))
-end
+for _, line in ipairs(world:pretraining_corpus(args.lines)) do corpus:write(line, "\n") end
 corpus:close()
 cai.log.info("corpus:", args.lines, "lines in", corpus_path)
 
-spm.train(string.format("--input=%s --model_prefix=%s/tokenizer --vocab_size=%d --model_type=bpe " ..
-  "--byte_fallback=true --minloglevel=2 --seed_sentencepiece_size=10000", corpus_path, args.out, args.vocab_size))
-local tok = spm.load(args.out .. "/tokenizer.model")
+-- 2. tokenizer (kept when a previous run already trained it)
+local model_dir = args.out .. "/model"
+if not io.open(model_dir .. "/tokenizer.model") then
+  cai.tokenizer.train{ input = corpus_path, dir = model_dir, vocab_size = args.vocab_size }
+end
+local tok = cai.tokenizer.load(model_dir)
+cai.log.info("tokenizer:", tok:vocab_size(), "pieces")
 
-local samples = { "the robot explains a poem.", "3 + 4 = 7", "unseen words: café ☕" }
+-- 3. a tiny random model beside the tokenizer
+cai.model.random(model_dir, {
+  model_type = "llama", vocab_size = tok:vocab_size(), hidden_size = 64, intermediate_size = 128,
+  num_hidden_layers = 2, num_attention_heads = 4, num_key_value_heads = 2, max_position_embeddings = 256,
+  bos_token_id = tok.bos_id, eos_token_id = tok.eos_id,
+}, { seed = args.seed })
+
+-- 4. load, generate, score
+local m = cai.model.load(model_dir, { dtype = "fp32" })
+local prompts = { "The capital of", "Three plus four is" }
+local outs = m:generate(prompts, { max_new_tokens = args.new_tokens, temperature = 0.8, seed = args.seed })
+local scores = m:logprobs(prompts, { " a city", " seven" })
 local report = {}
-for i, text in ipairs(samples) do
-  local ids = tok:encode(text)
-  local back = tok:decode(ids)
-  if back ~= text then error(string.format("round trip failed for %q: got %q", text, back)) end
-  report[i] = { text = text, tokens = #ids, ids = ids }
-  cai.log.info(string.format("%-28q -> %d tokens", text, #ids))
+for i, prompt in ipairs(prompts) do
+  report[i] = { prompt = prompt, text = outs[i].text, finish = outs[i].finish, tokens = #outs[i].tokens,
+                logprob = scores[i].sum }
+  cai.log.info(string.format("%q -> %q (%s), log p = %.2f", prompt, outs[i].text, outs[i].finish, scores[i].sum))
 end
 cai.jsonl.write(args.out .. "/report.jsonl", report)
-print(string.format("smoke: ok (vocab %d, report in %s/report.jsonl)", tok:piece_size(), args.out))
+m:release()
+print(string.format("smoke: ok (%d-piece tokenizer, tiny random llama, report in %s/report.jsonl)",
+  tok:vocab_size(), args.out))

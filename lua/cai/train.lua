@@ -6,6 +6,8 @@
 --     --> { losses = {...}, chosen_rewards = {...}, rejected_rewards = {...} }
 --   cai.train.learning_rate{ lr = 5e-6, schedule = "cosine", total_steps = 100,
 --                            warmup_ratio = 0.1, step = 10 }  --> number
+--   cai.train.sft{ model = m, data = {{prompt=, response=},...}, out = "runs/s1", ... }
+--     --> the last metrics line + { steps=, interrupted=, checkpoint=, resumed_from= }
 --
 -- The losses and schedules are TRL's and transformers' (docs/training.md).
 local prim = require "cai._train"
@@ -123,6 +125,80 @@ function train.learning_rate(opts)
   local warmup_ratio = check_number(fname, opts, "warmup_ratio", 0)
   local ok, result = pcall(prim.learning_rate, lr, schedule, opts.total_steps, warmup_steps, warmup_ratio, opts.step)
   if not ok then error(result, 2) end
+  return result
+end
+
+local SFT_FIELDS = { "model", "data", "out", "seed", "epochs", "max_steps", "learning_rate", "batch_size",
+  "max_tokens", "gradient_accumulation_steps", "warmup_steps", "warmup_ratio", "schedule", "weight_decay",
+  "max_grad_norm", "logging_steps", "save_steps", "save_total_limit", "resume", "full", "on_log", "eos", "progress" }
+local SFT_NUMBERS = { "seed", "epochs", "max_steps", "learning_rate", "batch_size", "max_tokens",
+  "gradient_accumulation_steps", "warmup_steps", "warmup_ratio", "weight_decay", "max_grad_norm",
+  "logging_steps", "save_steps", "save_total_limit" }
+local SFT_BOOLEANS = { "resume", "full", "eos", "progress" }
+
+---Supervised fine-tuning of the model's LoRA adapters (or all weights with full = true) on
+---prompt/response records; the loss is the mean cross-entropy over response (+ EOS) tokens only.
+---Writes out/metrics.jsonl and out/checkpoints/step-N/; resumes from the latest checkpoint.
+---@param opts table { model=, data={{prompt=, response=},...}, out=, seed=42, epochs=1 | max_steps=,
+---  learning_rate=5e-6, batch_size= | max_tokens=, gradient_accumulation_steps=1, warmup_steps= | warmup_ratio=,
+---  schedule="linear", weight_decay=0, max_grad_norm=1, logging_steps=10, save_steps=0, resume=true,
+---  full=false, eos=true, on_log=function(metrics) end }
+---@return table metrics the last logged metrics plus steps=, interrupted=, checkpoint=, resumed_from=
+function train.sft(opts)
+  local fname = "cai.train.sft"
+  if type(opts) ~= "table" then error(fname .. ": expected a table of fields, got " .. type(opts), 2) end
+  check_keys(fname, opts, SFT_FIELDS)
+  if opts.model == nil then error(fname .. ": field 'model' is required", 2) end
+  if type(opts.out) ~= "string" or opts.out == "" then
+    error(fname .. ": field 'out' (the run directory) must be a non-empty string, got " .. type(opts.out), 2)
+  end
+  for _, key in ipairs(SFT_NUMBERS) do check_number(fname, opts, key, nil) end
+  for _, key in ipairs(SFT_BOOLEANS) do
+    if opts[key] ~= nil and type(opts[key]) ~= "boolean" then
+      error(string.format("%s: field '%s' must be a boolean, got %s", fname, key, type(opts[key])), 2)
+    end
+  end
+  if opts.schedule ~= nil and type(opts.schedule) ~= "string" then
+    error(fname .. ": field 'schedule' must be a string, got " .. type(opts.schedule), 2)
+  end
+  if opts.on_log ~= nil and type(opts.on_log) ~= "function" then
+    error(fname .. ": field 'on_log' must be a function, got " .. type(opts.on_log), 2)
+  end
+  local data = opts.data
+  if type(data) ~= "table" or #data == 0 then
+    error(fname .. ": field 'data' must be a non-empty list of {prompt=, response=} records", 2)
+  end
+  local prompts, responses = {}, {}
+  for i, record in ipairs(data) do
+    if type(record) ~= "table" then
+      error(string.format("%s: data[%d] must be a table {prompt=, response=}, got %s", fname, i, type(record)), 2)
+    end
+    for _, key in ipairs({ "prompt", "response" }) do
+      if record[key] == nil then
+        error(string.format("%s: data[%d] lacks field '%s'", fname, i, key), 2)
+      elseif type(record[key]) ~= "string" then
+        error(string.format("%s: data[%d].%s must be a string, got %s", fname, i, key, type(record[key])), 2)
+      end
+    end
+    prompts[i], responses[i] = record.prompt, record.response
+  end
+  local options = {}
+  for k, v in pairs(opts) do
+    if k ~= "model" and k ~= "data" and k ~= "on_log" then options[k] = v end
+  end
+  local json = require "cai.json"
+  local on_log = nil
+  if opts.on_log then
+    local user = opts.on_log
+    on_log = function(line) user(json.decode(line)) end
+  end
+  local ok, last, steps, interrupted, checkpoint, resumed_from =
+    pcall(prim.sft, opts.model, prompts, responses, options, on_log)
+  if not ok then error(last, 2) end
+  local result = json.decode(last)
+  result.steps, result.interrupted = steps, interrupted
+  result.checkpoint = checkpoint ~= "" and checkpoint or nil
+  result.resumed_from = resumed_from ~= "" and resumed_from or nil
   return result
 end
 

@@ -5,9 +5,11 @@
 
 #include "core/error.h"
 #include "lua/bindings.h"
+#include "lua/lua_model.h"
 #include "lua/lua_util.h"
 #include "train/dpo_loss.h"
 #include "train/schedule.h"
+#include "train/sft.h"
 
 namespace {
 
@@ -97,10 +99,115 @@ int l_train_learning_rate(lua_State* L) {
     });
 }
 
+// A Lua list of strings at index -> vector (errors name what[i]).
+std::vector<std::string> string_list(lua_State* L, int index, const char* fname, const char* what) {
+    cai::arg_table(L, index, fname, what);
+    const int n = static_cast<int>(lua_objlen(L, index));
+    std::vector<std::string> out(n);
+    for (int i = 1; i <= n; ++i) {
+        lua_rawgeti(L, index, i);  // [value]
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            std::string got = luaL_typename(L, -1);
+            lua_pop(L, 1);
+            cai::fail(fname, ": ", what, "[", i, "] must be a string, got ", got);
+        }
+        size_t len = 0;
+        const char* p = lua_tolstring(L, -1, &len);
+        out[i - 1].assign(p, len);
+        lua_pop(L, 1);  // []
+    }
+    return out;
+}
+
+// Trainer options shared by sft (and later dpo) from the options table at index.
+cai::trainer_options trainer_options_from(lua_State* L, int index, const char* fname) {
+    cai::trainer_options o;
+    o.out_dir = cai::opt_string(L, index, "out", "", fname);
+    if (o.out_dir.empty()) cai::fail(fname, ": field 'out' (the run directory) is required");
+    o.seed = static_cast<uint64_t>(cai::opt_integer(L, index, "seed", 42, fname));
+    o.epochs = cai::opt_integer(L, index, "epochs", 1, fname);
+    o.max_steps = cai::opt_integer(L, index, "max_steps", 0, fname);
+    o.gradient_accumulation_steps = cai::opt_integer(L, index, "gradient_accumulation_steps", 1, fname);
+    o.learning_rate = cai::opt_number(L, index, "learning_rate", 5e-6, fname);
+    o.adamw.weight_decay = cai::opt_number(L, index, "weight_decay", 0.0, fname);
+    o.max_grad_norm = cai::opt_number(L, index, "max_grad_norm", 1.0, fname);
+    o.schedule.type = cai::opt_string(L, index, "schedule", "linear", fname);
+    o.schedule.warmup_steps = cai::opt_integer(L, index, "warmup_steps", 0, fname);
+    o.schedule.warmup_ratio = cai::opt_number(L, index, "warmup_ratio", 0.0, fname);
+    o.batches.batch_size = cai::opt_integer(L, index, "batch_size", 0, fname);
+    o.batches.max_tokens = cai::opt_integer(L, index, "max_tokens", 0, fname);
+    if (o.batches.batch_size == 0 && o.batches.max_tokens == 0) o.batches.batch_size = 8;  // TRL's default
+    o.logging_steps = cai::opt_integer(L, index, "logging_steps", 10, fname);
+    o.save_steps = cai::opt_integer(L, index, "save_steps", 0, fname);
+    o.save_total_limit = cai::opt_integer(L, index, "save_total_limit", 0, fname);
+    return o;
+}
+
+// Calls the Lua function at a registry reference with one string; a Lua
+// error becomes a cai::error (never a longjmp through C++ frames).
+struct lua_callback {
+    lua_State* L;
+    int ref = LUA_NOREF;
+    lua_callback(lua_State* L_, int index) : L(L_) {
+        if (lua_isfunction(L, index)) {
+            lua_pushvalue(L, index);                  // [fn]
+            ref = luaL_ref(L, LUA_REGISTRYINDEX);     // []
+        }
+    }
+    ~lua_callback() { luaL_unref(L, LUA_REGISTRYINDEX, ref); }
+    bool present() const { return ref != LUA_NOREF; }
+    void operator()(const std::string& text) const {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, ref);  // [fn]
+        lua_pushlstring(L, text.data(), text.size());  // [fn text]
+        if (lua_pcall(L, 1, 0, 0) != 0) {        // [err]
+            std::string message = lua_tostring(L, -1) ? lua_tostring(L, -1) : "(error object is not a string)";
+            lua_pop(L, 1);                        // []
+            cai::fail("on_log: ", message);
+        }
+    }
+};
+
+const std::vector<std::string> sft_option_keys = {
+    "out", "seed", "epochs", "max_steps", "gradient_accumulation_steps", "learning_rate", "weight_decay",
+    "max_grad_norm", "schedule", "warmup_steps", "warmup_ratio", "batch_size", "max_tokens", "logging_steps",
+    "save_steps", "save_total_limit", "full", "eos", "resume", "progress"};
+
+// sft(model, prompts, responses, options, on_log | nil)
+//   -> last_metrics (JSON text), steps, interrupted, final_checkpoint, resumed_from
+int l_train_sft(lua_State* L) {
+    return lua_guarded(L, [&] {
+        const char* fname = "cai.train.sft";
+        auto m = cai::check_model(L, 1);
+        std::vector<std::string> prompts = string_list(L, 2, fname, "prompt");
+        std::vector<std::string> responses = string_list(L, 3, fname, "response");
+        if (prompts.size() != responses.size()) cai::fail(fname, ": ", prompts.size(), " prompts for ", responses.size(), " responses");
+        cai::arg_table(L, 4, fname, "options");
+        cai::check_option_keys(L, 4, fname, sft_option_keys);
+        cai::sft_options o;
+        o.trainer = trainer_options_from(L, 4, fname);
+        o.full = cai::opt_boolean(L, 4, "full", false, fname);
+        o.eos = cai::opt_boolean(L, 4, "eos", true, fname);
+        o.resume = cai::opt_boolean(L, 4, "resume", true, fname);
+        o.show_progress = cai::opt_boolean(L, 4, "progress", true, fname);
+        lua_callback on_log(L, 5);
+        if (on_log.present()) o.on_log = [&on_log](const std::string& line) { on_log(line); };
+        std::vector<cai::sft_example> data(prompts.size());
+        for (size_t i = 0; i < prompts.size(); ++i) data[i] = {prompts[i], responses[i]};
+        cai::sft_result r = cai::sft_train(*m, data, o);
+        lua_pushlstring(L, r.last_metrics.data(), r.last_metrics.size());
+        lua_pushinteger(L, static_cast<lua_Integer>(r.steps));
+        lua_pushboolean(L, r.interrupted);
+        lua_pushstring(L, r.final_checkpoint.c_str());
+        lua_pushstring(L, r.resumed_from.c_str());
+        return 5;
+    });
+}
+
 const luaL_Reg train_functions[] = {
     {"dpo_loss", l_train_dpo_loss},
     {"dpo_loss_types", l_train_dpo_loss_types},
     {"learning_rate", l_train_learning_rate},
+    {"sft", l_train_sft},
     {nullptr, nullptr},
 };
 

@@ -1,0 +1,213 @@
+// Supervised fine-tuning over trainer_loop (see sft.h).
+#include "train/sft.h"
+
+#include <chrono>
+#include <memory>
+#include <cstdio>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/fs.h"
+#include "core/log.h"
+#include "core/progress.h"
+#include "core/rng.h"
+#include "generate/generate.h"
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
+#include "train/lora.h"
+
+namespace cai {
+
+namespace {
+
+int32_t eos_id_of(const model& m) {
+    if (m.tok && m.tok->eos_id >= 0) return m.tok->eos_id;
+    if (!m.eos_ids.empty()) return static_cast<int32_t>(m.eos_ids.front());
+    fail("sft: eos = true but the model's tokenizer and config name no EOS token; set eos = false or use a "
+         "tokenizer with an eos_token");
+}
+
+// The last few prompt tokens and the first few response tokens, decoded, around a marker.
+std::string boundary_text(const tokenizer& tok, const sft_tokens& t) {
+    const size_t k = 8;
+    size_t from = t.response_start > k ? t.response_start - k : 0;
+    size_t to = std::min(t.ids.size(), t.response_start + k);
+    std::vector<int32_t> before(t.ids.begin() + from, t.ids.begin() + t.response_start);
+    std::vector<int32_t> after(t.ids.begin() + t.response_start, t.ids.begin() + to);
+    return "\"" + tok.decode(before, false) + "\" | \"" + tok.decode(after, false) + "\"";
+}
+
+// The last line of a file, or "" when there is none.
+std::string last_line(const std::string& path) {
+    if (!file_exists(path)) return "";
+    std::string text = read_file(path);
+    while (!text.empty() && text.back() == '\n') text.pop_back();
+    size_t nl = text.rfind('\n');
+    return nl == std::string::npos ? text : text.substr(nl + 1);
+}
+
+std::string format_number(double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.4g", v);
+    return buf;
+}
+
+}  // namespace
+
+std::vector<sft_tokens> sft_tokenize(const model& m, const std::vector<sft_example>& data, bool eos) {
+    if (!m.tok) fail("sft: the model has no tokenizer");
+    if (data.empty()) fail("sft: data is empty; give at least one {prompt=, response=} record");
+    const int32_t eos_id = eos ? eos_id_of(m) : -1;
+    std::vector<sft_tokens> out;
+    out.reserve(data.size());
+    for (size_t i = 0; i < data.size(); ++i) {
+        pair_ids p = tokenize_pair(*m.tok, data[i].prompt, data[i].response);
+        sft_tokens t;
+        t.ids = std::move(p.ids);
+        t.response_start = p.completion_start;
+        if (eos) {
+            t.ids.push_back(eos_id);
+            t.has_eos = true;
+        }
+        if (t.ids.size() <= t.response_start)
+            fail("sft: data[", i + 1, "]: field \"response\" gives no token to train on (empty response",
+                 eos ? "" : " and eos = false", "); remove the record or give it a response");
+        if (t.response_start == 0)
+            fail("sft: data[", i + 1, "]: field \"prompt\" gives no token (empty prompt and no BOS); the first "
+                 "response token needs a token before it");
+        out.push_back(std::move(t));
+    }
+    return out;
+}
+
+at::Tensor sft_loss_from_logits(const at::Tensor& logits, const std::vector<const sft_tokens*>& rows) {
+    // logits: (B, T, V)
+    const int64_t B = logits.size(0), T = logits.size(1);
+    if (B != (int64_t)rows.size()) fail("sft_loss: ", B, " logit rows for ", rows.size(), " examples");
+    // targets, weights: (B, T-1) — position t predicts token t+1.
+    at::Tensor targets = at::zeros({B, T - 1}, at::kLong);
+    at::Tensor weights = at::zeros({B, T - 1}, at::kFloat);
+    auto tg = targets.accessor<int64_t, 2>();
+    auto w = weights.accessor<float, 2>();
+    for (int64_t b = 0; b < B; ++b) {
+        const sft_tokens& r = *rows[b];
+        if ((int64_t)r.ids.size() > T) fail("sft_loss: example longer than the logits (", r.ids.size(), " > ", T, ")");
+        for (size_t j = r.response_start; j < r.ids.size(); ++j) {
+            tg[b][j - 1] = r.ids[j];
+            w[b][j - 1] = 1.0f;
+        }
+    }
+    at::Tensor logp = at::log_softmax(logits.slice(1, 0, T - 1).to(at::kFloat), -1);  // (B, T-1, V)
+    at::Tensor token_logp = logp.gather(2, targets.unsqueeze(2)).squeeze(2);         // (B, T-1)
+    return -(token_logp * weights).sum() / weights.sum();
+}
+
+at::Tensor sft_loss(const model& m, const std::vector<const sft_tokens*>& rows) {
+    int64_t T = 0;
+    for (const auto* r : rows) T = std::max<int64_t>(T, (int64_t)r->ids.size());
+    const int64_t B = (int64_t)rows.size();
+    const int32_t pad = m.tok && m.tok->pad_id >= 0 ? m.tok->pad_id : 0;
+    at::Tensor ids = at::full({B, T}, (int64_t)pad, at::kLong);  // (B, T)
+    at::Tensor mask = at::zeros({B, T}, at::kLong);                // (B, T)
+    auto id = ids.accessor<int64_t, 2>();
+    auto mk = mask.accessor<int64_t, 2>();
+    for (int64_t b = 0; b < B; ++b)
+        for (size_t t = 0; t < rows[b]->ids.size(); ++t) {
+            id[b][t] = rows[b]->ids[t];
+            mk[b][t] = 1;
+        }
+    at::Tensor logits = m.forward(ids, mask);  // (B, T, V)
+    return sft_loss_from_logits(logits, rows);
+}
+
+sft_result sft_train(model& m, const std::vector<sft_example>& data, const sft_options& options) {
+    std::vector<sft_tokens> examples = sft_tokenize(m, data, options.eos);
+    if (!options.full && !lora_present(m))
+        fail("sft: the model has no LoRA adapters; call m:add_lora{...} first, or pass full = true to train all "
+             "weights");
+
+    int64_t trained_total = 0;
+    std::vector<int64_t> lengths;
+    for (const auto& e : examples) {
+        lengths.push_back((int64_t)e.ids.size());
+        trained_total += (int64_t)(e.ids.size() - e.response_start);
+    }
+    log_info("sft: ", examples.size(), " examples, ", trained_total, " trained tokens");
+    for (int64_t i = 0; i < options.preview && i < (int64_t)examples.size(); ++i) {
+        const auto& e = examples[i];
+        log_info("sft: example ", i + 1, ": ", e.response_start, " prompt tokens masked, ",
+                 e.ids.size() - e.response_start, " trained, EOS ", e.has_eos ? "present" : "absent",
+                 "; boundary ", boundary_text(*m.tok, e));
+    }
+
+    std::vector<named_parameter> params = trainable_parameters(m, options.full);
+    trainer_loop loop(options.trainer, params, lengths);
+    loop.metadata = std::string("{\"trainer\": \"sft\", \"full\": ") + (options.full ? "true" : "false") + "}";
+    if (!options.full) loop.extra_files = [&m] {
+        return std::vector<std::pair<std::string, std::string>>{{"adapter_config.json", lora_adapter_config(m)}};
+    };
+    sft_result result;
+    if (!options.resume && !latest_checkpoint(options.trainer.out_dir).empty())
+        fail("sft: ", options.trainer.out_dir, " already holds checkpoints (", latest_checkpoint(options.trainer.out_dir),
+             "); pass resume = true to continue that run, or choose another out directory");
+    if (options.resume) result.resumed_from = loop.resume();
+
+    const std::string metrics_path = path_join(options.trainer.out_dir, "metrics.jsonl");
+    std::string seen_line = last_line(metrics_path);
+    const bool lora = lora_present(m);
+    struct training_mode {
+        model& m;
+        bool on;
+        training_mode(model& m_, bool lora_) : m(m_), on(lora_) {
+            if (on) lora_set_training(m, true);
+        }
+        ~training_mode() {
+            if (on) lora_set_training(m, false);
+        }
+    } mode(m, lora);
+
+    std::unique_ptr<progress> bar;
+    if (options.show_progress) {
+        bar = std::make_unique<progress>("sft", (long)loop.total_steps(), "step");
+        bar->update((long)loop.step());
+    }
+    auto start = std::chrono::steady_clock::now();
+    int64_t tokens_seen = 0;
+    while (!loop.done()) {
+        if (lora) lora_set_dropout_seed(m, rng::derive(options.trainer.seed, (uint64_t)loop.step()));
+        auto micro = loop.next_micro_batches();
+        double loss_sum = 0;
+        for (const auto& batch : micro) {
+            std::vector<const sft_tokens*> rows;
+            for (int64_t i : batch) {
+                rows.push_back(&examples[i]);
+                tokens_seen += (int64_t)examples[i].ids.size();
+            }
+            at::Tensor loss = sft_loss(m, rows);
+            (loss / double(micro.size())).backward();
+            loss_sum += loss.item<double>();
+        }
+        const double lr = loop.current_lr();
+        loop.finish_step(loss_sum / double(micro.size()));
+        if (bar) {
+            double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+            bar->update((long)loop.step(), "loss " + format_number(loss_sum / double(micro.size())) + " lr " +
+                                              format_number(lr) + " " +
+                                              format_number(secs > 0 ? tokens_seen / secs : 0) + " tok/s");
+        }
+        std::string line = last_line(metrics_path);
+        if (line != seen_line) {
+            seen_line = line;
+            if (options.on_log) options.on_log(line);
+        }
+    }
+    if (bar) bar->finish();
+    result.interrupted = loop.interrupted();
+    // After Ctrl-C the loop has saved this step already.
+    result.final_checkpoint = result.interrupted ? latest_checkpoint(options.trainer.out_dir) : loop.save_final();
+    result.steps = loop.step();
+    result.last_metrics = seen_line.empty() ? "{}" : seen_line;
+    return result;
+}
+
+}  // namespace cai

@@ -1,0 +1,237 @@
+// runtime/train/sft: the response-only mask, its gradient, refusing bad data,
+// loss falling on a memorisation task, and resume equal to never stopping.
+#include <catch2/catch.hpp>
+
+#include <ATen/ATen.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "core/fs.h"
+#include "model/config.h"
+#include "model/model.h"
+#include "model/random.h"
+#include "tokenizer/tokenizer.h"
+#include "train/checkpoint.h"
+#include "train/interrupt.h"
+#include "train/lora.h"
+#include "train/sft.h"
+#include "test_util.h"
+
+namespace {
+
+using at::Tensor;
+using Catch::Matchers::Contains;
+using test_util::error_of;
+using test_util::temp_dir;
+
+// Characters a..z are ids 3..28, ' ' is 29, '.' is 30. 0 pad, 1 BOS, 2 EOS.
+class char_tokenizer : public cai::tokenizer {
+public:
+    char_tokenizer() {
+        bos_id = 1;
+        eos_id = 2;
+        pad_id = 0;
+        add_bos = true;
+    }
+    std::vector<int32_t> encode(const std::string& text, bool add_special_tokens) const override {
+        std::vector<int32_t> out;
+        if (add_special_tokens) out.push_back(bos_id);
+        for (char c : text) {
+            int32_t id = piece_to_id(std::string(1, c));
+            if (id < 0) throw cai::error("char_tokenizer: cannot encode " + std::string(1, c));
+            out.push_back(id);
+        }
+        return out;
+    }
+    std::string decode(const std::vector<int32_t>& ids, bool skip_special_tokens) const override {
+        std::string out;
+        for (int32_t id : ids) {
+            if (id < 3) {
+                if (!skip_special_tokens) out += id == 0 ? "<pad>" : id == 1 ? "<s>" : "</s>";
+                continue;
+            }
+            out += id_to_piece(id);
+        }
+        return out;
+    }
+    std::string id_to_piece(int32_t id) const override {
+        return id == 29 ? " " : id == 30 ? "." : std::string(1, char('a' + id - 3));
+    }
+    int32_t piece_to_id(const std::string& p) const override {
+        if (p.size() != 1) return -1;
+        if (p[0] >= 'a' && p[0] <= 'z') return p[0] - 'a' + 3;
+        return p == " " ? 29 : p == "." ? 30 : -1;
+    }
+    int32_t vocab_size() const override { return 32; }
+};
+
+const char* llama_json = R"({"model_type":"llama","vocab_size":32,"hidden_size":16,"intermediate_size":24,
+  "num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2})";
+
+std::shared_ptr<cai::model> make(double dropout = 0.0) {
+    cai::model_config c = cai::parse_model_config(llama_json);
+    auto m = cai::model::from_tensors(c, cai::random_model_tensors(c, 5, 0.3), at::kFloat, "test");
+    m->tok = std::make_shared<char_tokenizer>();
+    cai::lora_options lo;
+    lo.r = 4;
+    lo.alpha = 8;
+    lo.dropout = dropout;
+    lo.targets = {"all-linear"};
+    lo.seed = 3;
+    cai::lora_add(*m, lo);
+    return m;
+}
+
+const std::vector<cai::sft_example> data = {
+    {"the cat", " sat."}, {"a dog", " ran far."}, {"bird", " flew."},   {"fish", " swam."},
+    {"an ant", " dug."},  {"cow", " ate hay."}, {"the owl", " saw."}, {"bee", " hid."},
+};
+
+cai::sft_options options_for(const std::string& out) {
+    cai::sft_options o;
+    o.trainer.out_dir = out;
+    o.trainer.seed = 11;
+    o.trainer.epochs = 6;
+    o.trainer.learning_rate = 3e-2;
+    o.trainer.batches.batch_size = 2;
+    o.trainer.gradient_accumulation_steps = 2;
+    o.trainer.schedule.type = "linear";
+    o.trainer.schedule.warmup_steps = 1;
+    o.trainer.logging_steps = 1;
+    o.trainer.save_steps = 3;
+    o.show_progress = false;
+    return o;
+}
+
+}  // namespace
+
+TEST_CASE("sft_tokenize: prompt with BOS, response, EOS; the boundary of tokenize_pair", "[sft]") {
+    auto m = make();
+    auto t = cai::sft_tokenize(*m, {{"ab", "c."}}, true);
+    REQUIRE(t.size() == 1);
+    REQUIRE(t[0].ids == std::vector<int32_t>{1, 3, 4, 5, 30, 2});
+    REQUIRE(t[0].response_start == 3);
+    REQUIRE(t[0].has_eos);
+    auto no_eos = cai::sft_tokenize(*m, {{"ab", "c."}}, false);
+    REQUIRE(no_eos[0].ids == std::vector<int32_t>{1, 3, 4, 5, 30});
+}
+
+TEST_CASE("sft refuses an example with nothing to train, naming the record", "[sft]") {
+    auto m = make();
+    REQUIRE_THAT(error_of([&] { cai::sft_tokenize(*m, {{"a", "b"}, {"c", ""}}, false); }),
+                 Contains("data[2]") && Contains("response"));
+    // With EOS the empty response still trains the EOS token.
+    REQUIRE(cai::sft_tokenize(*m, {{"c", ""}}, true)[0].ids.size() == 3);
+    REQUIRE_THAT(error_of([&] { cai::sft_tokenize(*m, {}, true); }), Contains("empty"));
+    auto bare = make();
+    cai::lora_remove(*bare);
+    REQUIRE_THAT(error_of([&] { cai::sft_train(*bare, data, options_for(temp_dir())); }), Contains("add_lora"));
+}
+
+TEST_CASE("the SFT loss sees response positions only: zero gradient at prompt and padding", "[sft]") {
+    auto m = make();
+    auto t = cai::sft_tokenize(*m, {{"the cat", " sat."}, {"a", " dog ran."}}, true);
+    std::vector<const cai::sft_tokens*> rows = {&t[0], &t[1]};
+    const int64_t T = (int64_t)std::max(t[0].ids.size(), t[1].ids.size());
+    at::manual_seed(3);
+    Tensor logits = at::randn({2, T, 32}, at::kFloat).requires_grad_(true);  // (B, T, V)
+    Tensor loss = cai::sft_loss_from_logits(logits, rows);
+    loss.backward();
+    Tensor g = logits.grad();
+    for (int64_t b = 0; b < 2; ++b) {
+        const auto& r = *rows[b];
+        for (int64_t p = 0; p < T; ++p) {
+            // Position p predicts token p + 1: trained when p + 1 is a response token.
+            bool trained = p + 1 >= (int64_t)r.response_start && p + 1 < (int64_t)r.ids.size();
+            double norm = g[b][p].abs().sum().item<double>();
+            INFO("row " << b << " position " << p);
+            if (trained)
+                REQUIRE(norm > 0);
+            else
+                REQUIRE(norm == 0);
+        }
+    }
+    // The loss is the mean over trained tokens of -log softmax at the target.
+    Tensor logp = at::log_softmax(logits.detach(), -1);
+    double sum = 0;
+    int n = 0;
+    for (int64_t b = 0; b < 2; ++b)
+        for (size_t j = rows[b]->response_start; j < rows[b]->ids.size(); ++j, ++n)
+            sum -= logp[b][j - 1][rows[b]->ids[j]].item<double>();
+    REQUIRE(loss.item<double>() == Approx(sum / n).epsilon(1e-6));
+
+    // Through the model: a batch's loss is the token-weighted mean of its rows' losses, so
+    // the padding the shorter row gets changes nothing.
+    Tensor a = cai::sft_loss(*m, {&t[0]});
+    Tensor b = cai::sft_loss(*m, {&t[0], &t[1]});
+    Tensor c = cai::sft_loss(*m, {&t[1]});
+    const double n0 = (double)(t[0].ids.size() - t[0].response_start);
+    const double n1 = (double)(t[1].ids.size() - t[1].response_start);
+    REQUIRE(b.item<double>() == Approx((a.item<double>() * n0 + c.item<double>() * n1) / (n0 + n1)).epsilon(1e-5));
+}
+
+TEST_CASE("sft: loss falls on a tiny memorisation task; adapters only; training mode off after", "[sft]") {
+    auto m = make();
+    std::string out = temp_dir();
+    cai::sft_options o = options_for(out);
+    o.trainer.epochs = 25;
+    o.trainer.logging_steps = 5;
+    std::vector<std::string> lines;
+    o.on_log = [&](const std::string& line) { lines.push_back(line); };
+    Tensor embed_before = m->embed_tokens.clone();
+    auto r = cai::sft_train(*m, data, o);
+    REQUIRE(r.steps == 25 * 2);
+    REQUIRE_FALSE(r.interrupted);
+    REQUIRE(lines.size() == 10);
+    REQUIRE(r.last_metrics == lines.back());
+    REQUIRE(lines.front().find("\"loss\":") != std::string::npos);
+    REQUIRE(lines.front().find("\"grad_norm\":") != std::string::npos);
+    REQUIRE(at::equal(m->embed_tokens, embed_before));
+    REQUIRE(r.final_checkpoint == cai::checkpoint_dir(out, 50));
+    REQUIRE(cai::file_exists(r.final_checkpoint + "/adapter_config.json"));
+
+    auto t = cai::sft_tokenize(*m, data, true);
+    std::vector<const cai::sft_tokens*> rows;
+    for (auto& e : t) rows.push_back(&e);
+    at::NoGradGuard no_grad;
+    double trained = cai::sft_loss(*m, rows).item<double>();
+    cai::lora_remove(*m);
+    double base = cai::sft_loss(*m, rows).item<double>();
+    INFO("base " << base << " trained " << trained);
+    REQUIRE(trained < 0.5 * base);
+}
+
+TEST_CASE("sft: interrupted and resumed gives the same metrics and adapters as never stopped", "[sft]") {
+    auto run = [&](const std::string& out, int64_t interrupt_at) {
+        auto m = make(0.1);
+        cai::sft_options o = options_for(out);
+        o.on_log = [&](const std::string& line) {
+            if (interrupt_at > 0 && line.rfind("{\"step\":" + std::to_string(interrupt_at) + ",", 0) == 0)
+                cai::request_interrupt();
+        };
+        auto r = cai::sft_train(*m, data, o);
+        return std::make_pair(r, cai::lora_named_tensors(*m));
+    };
+    std::string straight_dir = temp_dir();
+    auto straight = run(straight_dir, -1);
+    REQUIRE(straight.first.steps == 12);
+
+    std::string dir = temp_dir();
+    auto first = run(dir, 4);
+    REQUIRE(first.first.interrupted);
+    REQUIRE(first.first.steps == 5);
+    REQUIRE(first.first.final_checkpoint == cai::checkpoint_dir(dir, 5));
+    auto second = run(dir, -1);
+    REQUIRE(second.first.resumed_from == cai::checkpoint_dir(dir, 5));
+    REQUIRE(second.first.steps == 12);
+    REQUIRE(cai::read_file(cai::path_join(dir, "metrics.jsonl")) ==
+            cai::read_file(cai::path_join(straight_dir, "metrics.jsonl")));
+    REQUIRE(second.second.size() == straight.second.size());
+    for (size_t i = 0; i < straight.second.size(); ++i) {
+        INFO(straight.second[i].first);
+        REQUIRE(at::equal(second.second[i].second, straight.second[i].second));
+    }
+}

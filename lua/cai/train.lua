@@ -8,6 +8,8 @@
 --                            warmup_ratio = 0.1, step = 10 }  --> number
 --   cai.train.sft{ model = m, data = {{prompt=, response=},...}, out = "runs/s1", ... }
 --     --> the last metrics line + { steps=, interrupted=, checkpoint=, resumed_from= }
+--   cai.train.dpo{ model = m, pairs = {{prompt=, chosen=, rejected=},...}, out = "runs/s2", beta = 0.1,
+--                  loss = "sigmoid", ... }  --> the same, with TRL's DPO metric names
 --
 -- The losses and schedules are TRL's and transformers' (docs/training.md).
 local prim = require "cai._train"
@@ -194,6 +196,85 @@ function train.sft(opts)
   end
   local ok, last, steps, interrupted, checkpoint, resumed_from =
     pcall(prim.sft, opts.model, prompts, responses, options, on_log)
+  if not ok then error(last, 2) end
+  local result = json.decode(last)
+  result.steps, result.interrupted = steps, interrupted
+  result.checkpoint = checkpoint ~= "" and checkpoint or nil
+  result.resumed_from = resumed_from ~= "" and resumed_from or nil
+  return result
+end
+
+local DPO_FIELDS = { "model", "pairs", "out", "seed", "epochs", "max_steps", "learning_rate", "batch_size",
+  "max_tokens", "gradient_accumulation_steps", "warmup_steps", "warmup_ratio", "schedule", "weight_decay",
+  "max_grad_norm", "logging_steps", "save_steps", "save_total_limit", "resume", "on_log", "eos", "progress",
+  "beta", "loss", "label_smoothing", "reference" }
+
+---DPO on {prompt, chosen, rejected} pairs, training the model's LoRA adapters; the reference is the
+---same model with its adapters switched off. Metrics use TRL's names (rewards/chosen, ...).
+---@param opts table { model=, pairs={{prompt=, chosen=, rejected=},...}, out=, beta=0.1, loss="sigmoid",
+---  label_smoothing=0, reference="adapter_off", ... the trainer options of cai.train.sft }
+---@return table metrics the last logged metrics plus steps=, interrupted=, checkpoint=, resumed_from=
+function train.dpo(opts)
+  local fname = "cai.train.dpo"
+  if type(opts) ~= "table" then error(fname .. ": expected a table of fields, got " .. type(opts), 2) end
+  check_keys(fname, opts, DPO_FIELDS)
+  if opts.model == nil then error(fname .. ": field 'model' is required", 2) end
+  if type(opts.out) ~= "string" or opts.out == "" then
+    error(fname .. ": field 'out' (the run directory) must be a non-empty string, got " .. type(opts.out), 2)
+  end
+  for _, key in ipairs(SFT_NUMBERS) do check_number(fname, opts, key, nil) end
+  check_number(fname, opts, "beta", nil)
+  check_number(fname, opts, "label_smoothing", nil)
+  for _, key in ipairs({ "resume", "eos", "progress" }) do
+    if opts[key] ~= nil and type(opts[key]) ~= "boolean" then
+      error(string.format("%s: field '%s' must be a boolean, got %s", fname, key, type(opts[key])), 2)
+    end
+  end
+  for _, key in ipairs({ "schedule", "loss", "reference" }) do
+    if opts[key] ~= nil and type(opts[key]) ~= "string" then
+      error(string.format("%s: field '%s' must be a string, got %s", fname, key, type(opts[key])), 2)
+    end
+  end
+  if opts.loss ~= nil then
+    local known = false
+    for _, name in ipairs(train.dpo_loss_types) do known = known or name == opts.loss end
+    if not known then
+      error(string.format("%s: unknown loss '%s' (valid: %s)", fname, opts.loss, joined(train.dpo_loss_types)), 2)
+    end
+  end
+  if opts.on_log ~= nil and type(opts.on_log) ~= "function" then
+    error(fname .. ": field 'on_log' must be a function, got " .. type(opts.on_log), 2)
+  end
+  local pairs_ = opts.pairs
+  if type(pairs_) ~= "table" or #pairs_ == 0 then
+    error(fname .. ": field 'pairs' must be a non-empty list of {prompt=, chosen=, rejected=} records", 2)
+  end
+  local prompts, chosen, rejected = {}, {}, {}
+  for i, record in ipairs(pairs_) do
+    if type(record) ~= "table" then
+      error(string.format("%s: pairs[%d] must be a table {prompt=, chosen=, rejected=}, got %s", fname, i, type(record)), 2)
+    end
+    for _, key in ipairs({ "prompt", "chosen", "rejected" }) do
+      if record[key] == nil then
+        error(string.format("%s: pairs[%d] lacks field '%s'", fname, i, key), 2)
+      elseif type(record[key]) ~= "string" then
+        error(string.format("%s: pairs[%d].%s must be a string, got %s", fname, i, key, type(record[key])), 2)
+      end
+    end
+    prompts[i], chosen[i], rejected[i] = record.prompt, record.chosen, record.rejected
+  end
+  local options = {}
+  for k, v in pairs(opts) do
+    if k ~= "model" and k ~= "pairs" and k ~= "on_log" then options[k] = v end
+  end
+  local json = require "cai.json"
+  local on_log = nil
+  if opts.on_log then
+    local user = opts.on_log
+    on_log = function(line) user(json.decode(line)) end
+  end
+  local ok, last, steps, interrupted, checkpoint, resumed_from =
+    pcall(prim.dpo, opts.model, prompts, chosen, rejected, options, on_log)
   if not ok then error(last, 2) end
   local result = json.decode(last)
   result.steps, result.interrupted = steps, interrupted

@@ -7,6 +7,7 @@
 #include "lua/bindings.h"
 #include "lua/lua_model.h"
 #include "lua/lua_util.h"
+#include "train/dpo.h"
 #include "train/dpo_loss.h"
 #include "train/schedule.h"
 #include "train/sft.h"
@@ -203,11 +204,53 @@ int l_train_sft(lua_State* L) {
     });
 }
 
+const std::vector<std::string> dpo_option_keys = {
+    "out", "seed", "epochs", "max_steps", "gradient_accumulation_steps", "learning_rate", "weight_decay",
+    "max_grad_norm", "schedule", "warmup_steps", "warmup_ratio", "batch_size", "max_tokens", "logging_steps",
+    "save_steps", "save_total_limit", "beta", "loss", "label_smoothing", "reference", "eos", "resume", "progress"};
+
+// dpo(model, prompts, chosen, rejected, options, on_log | nil)
+//   -> last_metrics (JSON text), steps, interrupted, final_checkpoint, resumed_from
+int l_train_dpo(lua_State* L) {
+    return lua_guarded(L, [&] {
+        const char* fname = "cai.train.dpo";
+        auto m = cai::check_model(L, 1);
+        std::vector<std::string> prompts = string_list(L, 2, fname, "prompt");
+        std::vector<std::string> chosen = string_list(L, 3, fname, "chosen");
+        std::vector<std::string> rejected = string_list(L, 4, fname, "rejected");
+        if (prompts.size() != chosen.size() || prompts.size() != rejected.size())
+            cai::fail(fname, ": lists of different lengths (", prompts.size(), ", ", chosen.size(), ", ", rejected.size(), ")");
+        cai::arg_table(L, 5, fname, "options");
+        cai::check_option_keys(L, 5, fname, dpo_option_keys);
+        cai::dpo_options o;
+        o.trainer = trainer_options_from(L, 5, fname);
+        o.beta = cai::opt_number(L, 5, "beta", 0.1, fname);
+        o.loss = cai::opt_string(L, 5, "loss", "sigmoid", fname);
+        o.label_smoothing = cai::opt_number(L, 5, "label_smoothing", 0.0, fname);
+        o.reference = cai::opt_string(L, 5, "reference", "adapter_off", fname);
+        o.eos = cai::opt_boolean(L, 5, "eos", true, fname);
+        o.resume = cai::opt_boolean(L, 5, "resume", true, fname);
+        o.show_progress = cai::opt_boolean(L, 5, "progress", true, fname);
+        lua_callback on_log(L, 6);
+        if (on_log.present()) o.on_log = [&on_log](const std::string& line) { on_log(line); };
+        std::vector<cai::dpo_pair> pairs(prompts.size());
+        for (size_t i = 0; i < prompts.size(); ++i) pairs[i] = {prompts[i], chosen[i], rejected[i]};
+        cai::dpo_result r = cai::dpo_train(*m, pairs, o);
+        lua_pushlstring(L, r.last_metrics.data(), r.last_metrics.size());
+        lua_pushinteger(L, static_cast<lua_Integer>(r.steps));
+        lua_pushboolean(L, r.interrupted);
+        lua_pushstring(L, r.final_checkpoint.c_str());
+        lua_pushstring(L, r.resumed_from.c_str());
+        return 5;
+    });
+}
+
 const luaL_Reg train_functions[] = {
     {"dpo_loss", l_train_dpo_loss},
     {"dpo_loss_types", l_train_dpo_loss_types},
     {"learning_rate", l_train_learning_rate},
     {"sft", l_train_sft},
+    {"dpo", l_train_dpo},
     {nullptr, nullptr},
 };
 

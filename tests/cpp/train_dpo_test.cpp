@@ -1,0 +1,165 @@
+// runtime/train/dpo: completion log-probs match score_completions, and on a
+// separable toy set the rewards of chosen completions rise above rejected ones.
+#include <catch2/catch.hpp>
+
+#include <ATen/ATen.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "core/fs.h"
+#include "model/config.h"
+#include "model/model.h"
+#include "model/random.h"
+#include "tokenizer/tokenizer.h"
+#include "train/checkpoint.h"
+#include "train/interrupt.h"
+#include "train/lora.h"
+#include "train/dpo.h"
+#include "generate/generate.h"
+#include "test_util.h"
+
+namespace {
+
+using at::Tensor;
+using Catch::Matchers::Contains;
+using test_util::error_of;
+using test_util::temp_dir;
+
+// Characters a..z are ids 3..28, ' ' is 29, '.' is 30. 0 pad, 1 BOS, 2 EOS.
+class char_tokenizer : public cai::tokenizer {
+public:
+    char_tokenizer() {
+        bos_id = 1;
+        eos_id = 2;
+        pad_id = 0;
+        add_bos = true;
+    }
+    std::vector<int32_t> encode(const std::string& text, bool add_special_tokens) const override {
+        std::vector<int32_t> out;
+        if (add_special_tokens) out.push_back(bos_id);
+        for (char c : text) {
+            int32_t id = piece_to_id(std::string(1, c));
+            if (id < 0) throw cai::error("char_tokenizer: cannot encode " + std::string(1, c));
+            out.push_back(id);
+        }
+        return out;
+    }
+    std::string decode(const std::vector<int32_t>& ids, bool skip_special_tokens) const override {
+        std::string out;
+        for (int32_t id : ids) {
+            if (id < 3) {
+                if (!skip_special_tokens) out += id == 0 ? "<pad>" : id == 1 ? "<s>" : "</s>";
+                continue;
+            }
+            out += id_to_piece(id);
+        }
+        return out;
+    }
+    std::string id_to_piece(int32_t id) const override {
+        return id == 29 ? " " : id == 30 ? "." : std::string(1, char('a' + id - 3));
+    }
+    int32_t piece_to_id(const std::string& p) const override {
+        if (p.size() != 1) return -1;
+        if (p[0] >= 'a' && p[0] <= 'z') return p[0] - 'a' + 3;
+        return p == " " ? 29 : p == "." ? 30 : -1;
+    }
+    int32_t vocab_size() const override { return 32; }
+};
+
+const char* llama_json = R"({"model_type":"llama","vocab_size":32,"hidden_size":16,"intermediate_size":24,
+  "num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2})";
+
+std::shared_ptr<cai::model> make(double dropout = 0.0) {
+    cai::model_config c = cai::parse_model_config(llama_json);
+    auto m = cai::model::from_tensors(c, cai::random_model_tensors(c, 5, 0.3), at::kFloat, "test");
+    m->tok = std::make_shared<char_tokenizer>();
+    cai::lora_options lo;
+    lo.r = 4;
+    lo.alpha = 8;
+    lo.dropout = dropout;
+    lo.targets = {"all-linear"};
+    lo.seed = 3;
+    cai::lora_add(*m, lo);
+    return m;
+}
+
+
+const std::vector<cai::dpo_pair> pairs = {
+    {"is ice cold", " yes.", " no."}, {"is fire cold", " no.", " yes."}, {"is snow white", " yes.", " no."},
+    {"is coal white", " no.", " yes."}, {"is sea wet", " yes.", " no."}, {"is sand wet", " no.", " yes."},
+};
+
+cai::dpo_options options_for(const std::string& out) {
+    cai::dpo_options o;
+    o.trainer.out_dir = out;
+    o.trainer.seed = 4;
+    o.trainer.epochs = 15;
+    o.trainer.learning_rate = 2e-2;
+    o.trainer.batches.batch_size = 3;
+    o.trainer.schedule.type = "constant";
+    o.trainer.logging_steps = 5;
+    o.beta = 0.5;
+    o.show_progress = false;
+    return o;
+}
+
+double field(const std::string& line, const std::string& name) {
+    size_t at = line.find("\"" + name + "\":");
+    REQUIRE(at != std::string::npos);
+    return std::stod(line.substr(at + name.size() + 3));
+}
+
+}  // namespace
+
+TEST_CASE("completion_logps sums log p over completion tokens, as score_completions", "[dpo]") {
+    auto m = make();
+    cai::dpo_tokens a{{1, 3, 4, 5, 30}, 3}, b{{1, 7, 8, 9, 10, 11, 2}, 2};
+    Tensor logits;
+    {
+        at::NoGradGuard no_grad;
+        Tensor ids = at::tensor({1, 3, 4, 5, 30, 0, 0, 1, 7, 8, 9, 10, 11, 2}, at::kLong).view({2, 7});
+        Tensor mask = (ids != 0).to(at::kLong);
+        logits = m->forward(ids, mask);
+    }
+    Tensor sums = cai::completion_logps(logits, {&a, &b}, false);
+    Tensor means = cai::completion_logps(logits, {&a, &b}, true);
+    auto want = cai::score_completions(*m, {{1, 3, 4}, {1, 7}}, {{5, 30}, {8, 9, 10, 11, 2}});
+    REQUIRE(sums[0].item<double>() == Approx(want[0].sum).epsilon(1e-5));
+    REQUIRE(sums[1].item<double>() == Approx(want[1].sum).epsilon(1e-5));
+    REQUIRE(means[1].item<double>() == Approx(want[1].sum / 5).epsilon(1e-5));
+}
+
+TEST_CASE("dpo: on a separable toy set chosen rewards rise above rejected ones", "[dpo]") {
+    auto m = make();
+    std::string out = temp_dir();
+    std::vector<std::string> lines;
+    cai::dpo_options o = options_for(out);
+    o.on_log = [&](const std::string& line) { lines.push_back(line); };
+    auto r = cai::dpo_train(*m, pairs, o);
+    REQUIRE(r.steps == 30);
+    REQUIRE(lines.size() == 6);
+    INFO(lines.front() << "\n" << lines.back());
+    REQUIRE(field(lines.back(), "rewards/accuracies") == 1.0);
+    REQUIRE(field(lines.back(), "rewards/margins") > field(lines.front(), "rewards/margins"));
+    REQUIRE(field(lines.back(), "rewards/margins") > 1.0);
+    REQUIRE(field(lines.back(), "loss") < 0.5 * field(lines.front(), "loss"));
+    REQUIRE(lines.front().find("\"logps/rejected\":") != std::string::npos);
+    REQUIRE(cai::file_exists(r.final_checkpoint + "/adapter_config.json"));
+}
+
+TEST_CASE("dpo refuses bad options and empty completions, naming them", "[dpo]") {
+    auto m = make();
+    cai::dpo_options o = options_for(temp_dir());
+    o.loss = "sigmoidal";
+    REQUIRE_THAT(error_of([&] { cai::dpo_train(*m, pairs, o); }), Contains("sigmoidal") && Contains("ipo"));
+    o = options_for(temp_dir());
+    o.eos = false;
+    REQUIRE_THAT(error_of([&] { cai::dpo_train(*m, {{"a", "b", "c"}, {"a", "b", ""}}, o); }),
+                 Contains("pairs[2]") && Contains("rejected"));
+    auto bare = make();
+    cai::lora_remove(*bare);
+    REQUIRE_THAT(error_of([&] { cai::dpo_train(*bare, pairs, options_for(temp_dir())); }), Contains("add_lora"));
+}

@@ -1,0 +1,87 @@
+-- cai.train.dpo on a tiny random model: on a separable toy set the chosen
+-- rewards rise above the rejected ones; bad records and options are refused.
+local cai = require "cai"
+local spec = require "spec"
+
+local root = spec.tmpdir()
+local dir = root .. "/tiny"
+
+local function copy(from, to)
+  local f = assert(io.open(from, "rb"))
+  local data = f:read("*a")
+  f:close()
+  local g = assert(io.open(to, "wb"))
+  g:write(data)
+  g:close()
+end
+
+local function read_lines(path)
+  local lines = {}
+  for line in io.lines(path) do lines[#lines + 1] = line end
+  return lines
+end
+
+local tok_dir = "tests/data/tokenizers/gpt2"
+local vocab = cai.tokenizer.load(tok_dir):vocab_size()
+cai.model.random(dir, {
+  model_type = "llama", vocab_size = vocab, hidden_size = 32, intermediate_size = 48,
+  num_hidden_layers = 2, num_attention_heads = 4, num_key_value_heads = 2, rms_norm_eps = 1e-5,
+}, { seed = 5 })
+copy(tok_dir .. "/tokenizer.json", dir .. "/tokenizer.json")
+copy(tok_dir .. "/tokenizer_config.json", dir .. "/tokenizer_config.json")
+
+-- Separable: the chosen answer is always the polite one.
+local pairs_ = {
+  { prompt = "Is ice cold?", chosen = " Yes, thank you.", rejected = " No." },
+  { prompt = "Is fire cold?", chosen = " No, thank you.", rejected = " Yes." },
+  { prompt = "Is snow white?", chosen = " Yes, thank you.", rejected = " No." },
+  { prompt = "Is coal white?", chosen = " No, thank you.", rejected = " Yes." },
+}
+
+local function fresh()
+  local m = cai.model.load(dir)
+  m:add_lora{ r = 4, alpha = 8, seed = 3, targets = "all-linear" }
+  return m
+end
+
+spec.describe("cai.train.dpo", function()
+  spec.it("makes chosen completions win on a separable toy set, logging TRL's metric names", function()
+    local m = fresh()
+    local logged = {}
+    local r = cai.train.dpo{ model = m, pairs = pairs_, out = root .. "/dpo1", seed = 3, epochs = 15, beta = 0.5,
+                             learning_rate = 1e-2, batch_size = 2, logging_steps = 5, schedule = "constant",
+                             progress = false, on_log = function(metrics) logged[#logged + 1] = metrics end }
+    spec.eq(r.steps, 30)
+    spec.eq(#logged, 6)
+    for _, key in ipairs({ "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins",
+                           "logps/chosen", "logps/rejected", "loss", "grad_norm", "learning_rate", "epoch" }) do
+      spec.eq(type(logged[1][key]), "number", key)
+    end
+    spec.eq(r["rewards/accuracies"], 1)
+    spec.truthy(r["rewards/margins"] > logged[1]["rewards/margins"], "margins grow")
+    spec.truthy(r.loss < logged[1].loss, "loss falls")
+    -- The reference is the model with its adapters off: m:logprobs with use_lora = false is unchanged.
+    local prompts, chosen = {}, {}
+    for i, p in ipairs(pairs_) do prompts[i], chosen[i] = p.prompt, p.chosen end
+    local base = cai.model.load(dir):logprobs(prompts, chosen)
+    local off = m:logprobs(prompts, chosen, { use_lora = false })
+    for i = 1, #pairs_ do spec.near(off[i].sum, base[i].sum, 1e-4) end
+  end)
+
+  spec.it("refuses bad records and options, naming them", function()
+    local m = fresh()
+    local out = root .. "/dpo_bad"
+    spec.raises(function() cai.train.dpo{ model = m, pairs = { { prompt = "a", chosen = "b" } }, out = out } end,
+      "pairs%[1%] lacks field 'rejected'")
+    spec.raises(function() cai.train.dpo{ model = m, pairs = { { prompt = "a", chosen = "b", rejected = 1 } }, out = out } end,
+      "pairs%[1%]%.rejected must be a string")
+    spec.raises(function() cai.train.dpo{ model = m, pairs = pairs_, out = out, loss = "sigmoidal" } end,
+      "unknown loss 'sigmoidal'.*ipo")
+    spec.raises(function() cai.train.dpo{ model = m, pairs = pairs_, out = out, bta = 0.1 } end,
+      "unknown field 'bta'.*beta")
+    spec.raises(function() cai.train.dpo{ model = m, pairs = pairs_, out = out, reference = "copy" } end,
+      "adapter_off")
+  end)
+end)
+
+spec.run()

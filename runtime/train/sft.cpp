@@ -2,6 +2,8 @@
 #include "train/sft.h"
 
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <cstdio>
 #include <sstream>
@@ -37,14 +39,24 @@ std::string boundary_text(const tokenizer& tok, const sft_tokens& t) {
     return "\"" + tok.decode(before, false) + "\" | \"" + tok.decode(after, false) + "\"";
 }
 
-// The last line of a file, or "" when there is none.
-std::string last_line(const std::string& path) {
-    if (!file_exists(path)) return "";
-    std::string text = read_file(path);
-    while (!text.empty() && text.back() == '\n') text.pop_back();
-    size_t nl = text.rfind('\n');
-    return nl == std::string::npos ? text : text.substr(nl + 1);
+// Lines appended to a file since byte `offset` (moved past them); the file
+// is read from the offset only, so a long run does not re-read its log.
+std::vector<std::string> new_lines(const std::string& path, uint64_t& offset) {
+    std::vector<std::string> lines;
+    std::error_code ec;
+    const uint64_t size = std::filesystem::file_size(path, ec);
+    if (ec || size <= offset) return lines;
+    std::ifstream in(path, std::ios::binary);
+    in.seekg((std::streamoff)offset);
+    std::string line;
+    while (std::getline(in, line)) {
+        if (in.eof()) break;  // a line without its newline is not complete yet
+        offset += line.size() + 1;
+        lines.push_back(line);
+    }
+    return lines;
 }
+
 
 std::string format_number(double v) {
     char buf[32];
@@ -153,7 +165,10 @@ sft_result sft_train(model& m, const std::vector<sft_example>& data, const sft_o
     if (options.resume) result.resumed_from = loop.resume();
 
     const std::string metrics_path = path_join(options.trainer.out_dir, "metrics.jsonl");
-    std::string seen_line = last_line(metrics_path);
+    // The file as resume() left it; its last line is the result if no step is left to run.
+    uint64_t metrics_offset = 0;
+    std::vector<std::string> earlier = new_lines(metrics_path, metrics_offset);
+    std::string seen_line = earlier.empty() ? "" : earlier.back();
     const bool lora = lora_present(m);
     struct training_mode {
         model& m;
@@ -195,8 +210,7 @@ sft_result sft_train(model& m, const std::vector<sft_example>& data, const sft_o
                                               format_number(lr) + " " +
                                               format_number(secs > 0 ? tokens_seen / secs : 0) + " tok/s");
         }
-        std::string line = last_line(metrics_path);
-        if (line != seen_line) {
+        for (const std::string& line : new_lines(metrics_path, metrics_offset)) {
             seen_line = line;
             if (options.on_log) options.on_log(line);
         }

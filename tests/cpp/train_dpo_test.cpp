@@ -163,3 +163,34 @@ TEST_CASE("dpo refuses bad options and empty completions, naming them", "[dpo]")
     cai::lora_remove(*bare);
     REQUIRE_THAT(error_of([&] { cai::dpo_train(*bare, pairs, options_for(temp_dir())); }), Contains("add_lora"));
 }
+
+TEST_CASE("dpo: interrupted and resumed gives the same metrics and adapters as never stopped", "[dpo]") {
+    auto run = [&](const std::string& out, int64_t interrupt_at) {
+        auto m = make(0.1);
+        cai::dpo_options o = options_for(out);
+        o.trainer.epochs = 3;
+        o.trainer.logging_steps = 1;
+        o.trainer.save_steps = 2;
+        o.on_log = [&](const std::string& line) {
+            if (interrupt_at > 0 && line.rfind("{\"step\":" + std::to_string(interrupt_at) + ",", 0) == 0)
+                cai::request_interrupt();
+        };
+        auto r = cai::dpo_train(*m, pairs, o);
+        return std::make_pair(r, cai::lora_named_tensors(*m));
+    };
+    std::string straight_dir = temp_dir();
+    auto straight = run(straight_dir, -1);
+    REQUIRE(straight.first.steps == 6);
+    std::string dir = temp_dir();
+    auto first = run(dir, 2);
+    REQUIRE(first.first.interrupted);
+    REQUIRE(first.first.steps == 3);
+    auto second = run(dir, -1);
+    REQUIRE(second.first.resumed_from == cai::checkpoint_dir(dir, 3));
+    REQUIRE(cai::read_file(cai::path_join(dir, "metrics.jsonl")) ==
+            cai::read_file(cai::path_join(straight_dir, "metrics.jsonl")));
+    for (size_t i = 0; i < straight.second.size(); ++i) {
+        INFO(straight.second[i].first);
+        REQUIRE(at::equal(second.second[i].second, straight.second[i].second));
+    }
+}

@@ -192,6 +192,11 @@ TEST_CASE("sft: loss falls on a tiny memorisation task; adapters only; training 
     REQUIRE(at::equal(m->embed_tokens, embed_before));
     REQUIRE(r.final_checkpoint == cai::checkpoint_dir(out, 50));
     REQUIRE(cai::file_exists(r.final_checkpoint + "/adapter_config.json"));
+    // Run again: the finished run resumes to done, logs nothing new and reports its last line.
+    auto again = cai::sft_train(*m, data, o);
+    REQUIRE(again.steps == 50);
+    REQUIRE(lines.size() == 10);
+    REQUIRE(again.last_metrics == lines.back());
 
     auto t = cai::sft_tokenize(*m, data, true);
     std::vector<const cai::sft_tokens*> rows;

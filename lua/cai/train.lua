@@ -184,6 +184,9 @@ function train.sft(opts)
     end
     prompts[i], responses[i] = record.prompt, record.response
   end
+  if #prompts ~= #data then
+    error(string.format("%s: data[%d] is nil (the list has a hole)", fname, #prompts + 1), 2)
+  end
   local options = {}
   for k, v in pairs(opts) do
     if k ~= "model" and k ~= "data" and k ~= "on_log" then options[k] = v end
@@ -262,6 +265,9 @@ function train.dpo(opts)
       end
     end
     prompts[i], chosen[i], rejected[i] = record.prompt, record.chosen, record.rejected
+  end
+  if #prompts ~= #pairs_ then
+    error(string.format("%s: pairs[%d] is nil (the list has a hole)", fname, #prompts + 1), 2)
   end
   local options = {}
   for k, v in pairs(opts) do

@@ -114,6 +114,8 @@ spec.describe("cai.train.sft", function()
     spec.raises(function() cai.train.sft{ model = m, data = data, out = out, epochs = "2" } end,
       "field 'epochs' must be a number")
     spec.raises(function() cai.train.sft{ model = m, data = {}, out = out } end, "non%-empty list")
+    spec.raises(function() cai.train.sft{ model = m, data = { data[1], nil, data[3] }, out = out } end,
+      "data%[2%] is nil")
     spec.raises(function() cai.train.sft{ model = m, data = data, out = out, progress = false, max_steps = 1,
       on_log = function() error("boom") end, logging_steps = 1 } end, "boom")
   end)

@@ -14,6 +14,8 @@
 #include "core/rng.h"
 #include "generate/generate.h"
 #include "model/model.h"
+#include "model/save.h"
+#include <nlohmann/json.hpp>
 #include "tokenizer/tokenizer.h"
 #include "train/dpo_loss.h"
 #include "train/lora.h"
@@ -77,6 +79,89 @@ std::pair<at::Tensor, at::Tensor> pad_rows(const model& m, const std::vector<con
     return {ids, mask};
 }
 
+
+// FNV-1a 64 over everything fed to it.
+struct fnv64 {
+    uint64_t h = 1469598103934665603ull;
+    void bytes(const void* p, size_t n) {
+        const auto* c = static_cast<const unsigned char*>(p);
+        for (size_t i = 0; i < n; ++i) h = (h ^ c[i]) * 1099511628211ull;
+    }
+    void str(const std::string& s) {
+        const uint64_t n = s.size();
+        bytes(&n, sizeof n);
+        bytes(s.data(), s.size());
+    }
+    void num(int64_t v) { bytes(&v, sizeof v); }
+};
+
+// A tensor's identity: name, dtype, shape, its float32 sum and up to 256
+// evenly spaced elements.
+void hash_tensor(fnv64& f, const std::string& name, const at::Tensor& t) {
+    f.str(name);
+    f.str(std::string(c10::toString(t.scalar_type())));
+    for (int64_t d : t.sizes()) f.num(d);
+    at::Tensor flat = t.detach().reshape({-1}).to(at::kCPU, at::kFloat);
+    const double sum = flat.sum().item<double>();
+    f.bytes(&sum, sizeof sum);
+    const int64_t n = flat.numel();
+    if (n == 0) return;
+    at::Tensor idx = at::linspace(0, (double)(n - 1), std::min<int64_t>(n, 256), at::kDouble).to(at::kLong);
+    at::Tensor sample = flat.index_select(0, idx).contiguous();
+    f.bytes(sample.data_ptr<float>(), (size_t)sample.numel() * sizeof(float));
+}
+
+}  // namespace
+
+std::string dpo_reference_fingerprint(const model& reference, bool adapter_off, const tokenizer& tok,
+                                      const std::vector<dpo_pair>& pairs, bool eos, bool average) {
+    fnv64 f;
+    f.str("cai.dpo.reference_logps.v1");
+    f.num(adapter_off);
+    f.num(eos);
+    f.num(average);
+    f.num((int64_t)pairs.size());
+    for (const auto& p : pairs) {
+        f.str(p.prompt);
+        f.str(p.chosen);
+        f.str(p.rejected);
+    }
+    f.str(reference.config.json);
+    f.str(dtype_name(reference.dtype));
+    at::NoGradGuard no_grad;
+    for (const auto& [name, t] : model_named_tensors(reference)) hash_tensor(f, name, t);
+    if (!adapter_off && lora_present(reference))
+        for (const auto& [name, t] : lora_named_tensors(reference)) hash_tensor(f, name, t);
+    f.num(tok.vocab_size());
+    for (int32_t id = 0; id < tok.vocab_size(); ++id) f.str(tok.id_to_piece(id));
+    f.num(tok.bos_id);
+    f.num(tok.eos_id);
+    f.num(tok.pad_id);
+    char hex[17];
+    std::snprintf(hex, sizeof hex, "%016llx", (unsigned long long)f.h);
+    return hex;
+}
+
+namespace {
+
+// The reference model has the policy's vocabulary: same size, and (where it
+// has a tokenizer) the same piece for every id.
+void check_same_vocabulary(const model& policy, const model& reference) {
+    if (reference.config.vocab_size != policy.config.vocab_size)
+        fail("dpo: reference model: vocab_size ", reference.config.vocab_size, " differs from the policy's ",
+             policy.config.vocab_size, "; the reference must share the policy's tokenizer");
+    if (!reference.tok) return;
+    const tokenizer& a = *policy.tok;
+    const tokenizer& b = *reference.tok;
+    if (a.vocab_size() != b.vocab_size())
+        fail("dpo: reference model: tokenizer vocabulary of ", b.vocab_size(), " pieces differs from the policy's ",
+             a.vocab_size());
+    for (int32_t id = 0; id < a.vocab_size(); ++id)
+        if (a.id_to_piece(id) != b.id_to_piece(id))
+            fail("dpo: reference model: token ", id, " is \"", b.id_to_piece(id), "\" but \"", a.id_to_piece(id),
+                 "\" for the policy; the reference must share the policy's tokenizer");
+}
+
 }  // namespace
 
 at::Tensor completion_logps(const at::Tensor& logits, const std::vector<const dpo_tokens*>& rows, bool average) {
@@ -104,11 +189,15 @@ dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_opt
     if (pairs.empty()) fail("dpo: pairs is empty; give at least one {prompt=, chosen=, rejected=} record");
     if (!is_dpo_loss_type(options.loss))
         fail("dpo: unknown loss \"", options.loss, "\"; valid: ", dpo_loss_types_joined());
-    if (options.reference != "adapter_off")
-        fail("dpo: reference must be \"adapter_off\" (the model with its adapters switched off), got \"",
+    const bool adapter_off = !options.reference_model;
+    if (adapter_off && options.reference != "adapter_off")
+        fail("dpo: reference must be \"adapter_off\" (the model with its adapters switched off) or a model, got \"",
              options.reference, "\"");
+    if (options.reference_model.get() == &m)
+        fail("dpo: the reference model is the policy itself; use reference = \"adapter_off\"");
+    if (options.reference_model) check_same_vocabulary(m, *options.reference_model);
     if (!lora_present(m))
-        fail("dpo: reference = \"adapter_off\" needs LoRA adapters; call m:add_lora{...} first");
+        fail("dpo: training needs LoRA adapters on the policy; call m:add_lora{...} first");
     if (lora_describe(m).merged) fail("dpo: the adapters are merged; unmerge_lora() first");
     int32_t eos_id = -1;
     if (options.eos) {
@@ -127,6 +216,60 @@ dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_opt
         lengths.push_back((int64_t)std::max(chosen.back().ids.size(), rejected.back().ids.size()));
     }
     log_info("dpo: ", pairs.size(), " pairs, loss ", options.loss, ", beta ", options.beta);
+    const bool average = options.loss == "ipo";
+    // Reference log-probs (2N): the chosen completions then the rejected ones of rows.
+    auto reference_logps = [&](const at::Tensor& ids, const at::Tensor& mask,
+                               const std::vector<const dpo_tokens*>& rows) {
+        at::NoGradGuard no_grad;
+        if (!adapter_off) return completion_logps(options.reference_model->forward(ids, mask), rows, average);
+        lora_set_training(m, false);
+        m.set_lora_enabled(false);
+        at::Tensor r = completion_logps(m.forward(ids, mask), rows, average);
+        m.set_lora_enabled(true);
+        return r;
+    };
+    std::vector<float> cached_chosen, cached_rejected;
+    if (options.reference_cache) {
+        const model& ref = adapter_off ? m : *options.reference_model;
+        const std::string fingerprint = dpo_reference_fingerprint(ref, adapter_off, *m.tok, pairs, options.eos, average);
+        const std::string cache_path = path_join(options.trainer.out_dir, "reference_logps.json");
+        if (file_exists(cache_path)) {
+            nlohmann::json j;
+            try {
+                j = nlohmann::json::parse(read_file(cache_path));
+            } catch (const std::exception& e) {
+                log_info("dpo: ", cache_path, " is unreadable (", e.what(), "); recomputing");
+            }
+            if (j.is_object() && j.value("fingerprint", "") == fingerprint && j["chosen"].size() == pairs.size() &&
+                j["rejected"].size() == pairs.size()) {
+                cached_chosen = j["chosen"].get<std::vector<float>>();
+                cached_rejected = j["rejected"].get<std::vector<float>>();
+                log_info("dpo: reference log-probs from ", cache_path);
+            } else if (j.is_object()) {
+                log_info("dpo: ", cache_path, " was computed for other pairs, model, tokenizer or options (fingerprint ",
+                         j.value("fingerprint", "?"), ", now ", fingerprint, "); recomputing");
+            }
+        }
+        if (cached_chosen.empty()) {
+            const size_t chunk = options.trainer.batches.batch_size > 0 ? (size_t)options.trainer.batches.batch_size : 8;
+            for (size_t s = 0; s < pairs.size(); s += chunk) {
+                std::vector<const dpo_tokens*> rows;
+                const size_t e = std::min(pairs.size(), s + chunk);
+                for (size_t i = s; i < e; ++i) rows.push_back(&chosen[i]);
+                for (size_t i = s; i < e; ++i) rows.push_back(&rejected[i]);
+                auto [ids, mask] = pad_rows(m, rows);
+                at::Tensor r = reference_logps(ids, mask, rows).to(at::kCPU, at::kFloat).contiguous();
+                const float* p = r.data_ptr<float>();
+                const size_t n = e - s;
+                cached_chosen.insert(cached_chosen.end(), p, p + n);
+                cached_rejected.insert(cached_rejected.end(), p + n, p + 2 * n);
+            }
+            nlohmann::json j = {{"fingerprint", fingerprint}, {"chosen", cached_chosen}, {"rejected", cached_rejected}};
+            make_directories(options.trainer.out_dir);
+            write_file_atomic(cache_path, j.dump());
+            log_info("dpo: reference log-probs of ", pairs.size(), " pairs written to ", cache_path);
+        }
+    }
 
     trainer_loop loop(options.trainer, trainable_parameters(m, false), lengths);
     loop.metadata = "{\"trainer\": \"dpo\"}";
@@ -153,7 +296,6 @@ dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_opt
         }
     } mode(m);
 
-    const bool average = options.loss == "ipo";
     std::unique_ptr<progress> bar;
     if (options.show_progress) {
         bar = std::make_unique<progress>("dpo", (long)loop.total_steps(), "step");
@@ -172,15 +314,17 @@ dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_opt
             const int64_t n = (int64_t)batch.size();
             auto [ids, mask] = pad_rows(m, rows);
             at::Tensor reference;  // (2N)
-            {
-                at::NoGradGuard no_grad;
-                lora_set_training(m, false);
-                m.set_lora_enabled(false);
-                reference = completion_logps(m.forward(ids, mask), rows, average);
-                m.set_lora_enabled(true);
+            if (options.reference_cache) {
+                std::vector<float> r;
+                for (int64_t i : batch) r.push_back(cached_chosen[i]);
+                for (int64_t i : batch) r.push_back(cached_rejected[i]);
+                reference = at::tensor(r, at::kFloat);
+            } else {
+                reference = reference_logps(ids, mask, rows);
                 lora_set_training(m, true);
             }
             at::Tensor policy = completion_logps(m.forward(ids, mask), rows, average);  // (2N)
+            reference = reference.to(policy.device());
             at::Tensor pc = policy.slice(0, 0, n), pr = policy.slice(0, n, 2 * n);
             dpo_loss_result r = dpo_loss_forward(pc, pr, reference.slice(0, 0, n), reference.slice(0, n, 2 * n),
                                                  options.beta, options.loss, options.label_smoothing);

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,7 @@
 namespace cai {
 
 class model;
+class tokenizer;
 
 struct dpo_pair {
     std::string prompt, chosen, rejected;
@@ -32,7 +34,16 @@ struct dpo_options {
     double beta = 0.1;
     std::string loss = "sigmoid";
     double label_smoothing = 0.0;
-    std::string reference = "adapter_off";  // the only reference for now
+    // "adapter_off": the policy with its adapters switched off; or a
+    // separate model in reference_model (same vocabulary), used as it is.
+    std::string reference = "adapter_off";
+    std::shared_ptr<model> reference_model;
+    // Reference log-probs computed once for all pairs before training and
+    // kept in out/reference_logps.json, keyed by a fingerprint of the pairs,
+    // the reference model (config and weights), the tokenizer vocabulary and
+    // the options that change log-probs (eos, ipo averaging); a cache with
+    // another fingerprint is recomputed.
+    bool reference_cache = false;
     bool eos = true;
     bool show_progress = true;
     bool resume = true;
@@ -57,6 +68,10 @@ struct dpo_tokens {
 // tokens (average = true: divided by their count). logits (B, T, V) for rows
 // padded to T -> (B) float32.
 at::Tensor completion_logps(const at::Tensor& logits, const std::vector<const dpo_tokens*>& rows, bool average);
+
+// The fingerprint the reference cache is keyed by (hex), see dpo_options.
+std::string dpo_reference_fingerprint(const model& reference, bool adapter_off, const tokenizer& tok,
+                                      const std::vector<dpo_pair>& pairs, bool eos, bool average);
 
 dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_options& options);
 

@@ -194,3 +194,93 @@ TEST_CASE("dpo: interrupted and resumed gives the same metrics and adapters as n
         REQUIRE(at::equal(second.second[i].second, straight.second[i].second));
     }
 }
+
+namespace {
+
+std::vector<std::string> run_lines(cai::model& m, const std::vector<cai::dpo_pair>& data, cai::dpo_options o) {
+    std::vector<std::string> lines;
+    o.trainer.epochs = 2;
+    o.trainer.logging_steps = 1;
+    o.on_log = [&](const std::string& line) { lines.push_back(line); };
+    cai::dpo_train(m, data, o);
+    return lines;
+}
+
+void require_same_metrics(const std::vector<std::string>& a, const std::vector<std::string>& b) {
+    REQUIRE(a.size() == b.size());
+    for (size_t i = 0; i < a.size(); ++i)
+        for (const char* name : {"loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "logps/chosen"}) {
+            INFO(a[i] << "\n" << b[i] << "\n" << name);
+            REQUIRE(field(a[i], name) == Approx(field(b[i], name)).margin(1e-5));
+        }
+}
+
+}  // namespace
+
+TEST_CASE("dpo: a separate reference model equal to the base gives the adapter_off metrics", "[dpo]") {
+    auto m = make();
+    auto base_lines = run_lines(*m, pairs, options_for(temp_dir()));
+    auto policy = make();
+    cai::dpo_options o = options_for(temp_dir());
+    o.reference_model = make();  // B = 0: the same function as the adapters-off policy
+    require_same_metrics(base_lines, run_lines(*policy, pairs, o));
+
+    cai::model_config c = cai::parse_model_config(
+        R"({"model_type":"llama","vocab_size":40,"hidden_size":16,"intermediate_size":24,
+            "num_hidden_layers":1,"num_attention_heads":4,"num_key_value_heads":2})");
+    o.reference_model = cai::model::from_tensors(c, cai::random_model_tensors(c, 5, 0.3), at::kFloat, "ref");
+    REQUIRE_THAT(error_of([&] { cai::dpo_train(*policy, pairs, o); }), Contains("vocab_size 40"));
+    o.reference_model = policy;
+    REQUIRE_THAT(error_of([&] { cai::dpo_train(*policy, pairs, o); }), Contains("adapter_off"));
+}
+
+TEST_CASE("dpo: cached reference log-probs give the uncached metrics; a stale cache is recomputed", "[dpo]") {
+    auto plain_model = make();
+    auto plain = run_lines(*plain_model, pairs, options_for(temp_dir()));
+
+    std::string dir = temp_dir();
+    cai::dpo_options o = options_for(dir);
+    o.reference_cache = true;
+    auto m = make();
+    require_same_metrics(plain, run_lines(*m, pairs, o));
+    const std::string cache = cai::path_join(dir, "reference_logps.json");
+    REQUIRE(cai::file_exists(cache));
+    const std::string written = cai::read_file(cache);
+    auto fresh = make();
+    const std::string fp = cai::dpo_reference_fingerprint(*fresh, true, *fresh->tok, pairs, true, false);
+    REQUIRE(written.find(fp) != std::string::npos);
+
+    // The fingerprint follows the data, the options, the weights and the vocabulary.
+    auto other_pairs = pairs;
+    other_pairs[2].chosen = " yes!";
+    REQUIRE(cai::dpo_reference_fingerprint(*fresh, true, *fresh->tok, other_pairs, true, false) != fp);
+    REQUIRE(cai::dpo_reference_fingerprint(*fresh, true, *fresh->tok, pairs, true, true) != fp);
+    REQUIRE(cai::dpo_reference_fingerprint(*fresh, true, *fresh->tok, pairs, false, false) != fp);
+    {
+        at::NoGradGuard g;
+        fresh->layers[1].up_proj.weight[0][0].add_(1.0);
+    }
+    REQUIRE(cai::dpo_reference_fingerprint(*fresh, true, *fresh->tok, pairs, true, false) != fp);
+
+    // A cache with the right fingerprint is used as it is (here doctored: the metrics move) ...
+    std::string dir2 = temp_dir();
+    cai::write_file_atomic(cai::path_join(dir2, "reference_logps.json"),
+                           "{\"fingerprint\":\"" + fp + "\",\"chosen\":[-50,-50,-50,-50,-50,-50],"
+                           "\"rejected\":[-1,-1,-1,-1,-1,-1]}");
+    cai::dpo_options o2 = options_for(dir2);
+    o2.reference_cache = true;
+    auto m2 = make();
+    auto doctored = run_lines(*m2, pairs, o2);
+    REQUIRE(field(doctored.front(), "rewards/chosen") > field(plain.front(), "rewards/chosen") + 1.0);
+
+    // ... and one for other data is recomputed and replaced.
+    std::string dir3 = temp_dir();
+    cai::write_file_atomic(cai::path_join(dir3, "reference_logps.json"),
+                           "{\"fingerprint\":\"0000000000000000\",\"chosen\":[-50,-50,-50,-50,-50,-50],"
+                           "\"rejected\":[-1,-1,-1,-1,-1,-1]}");
+    cai::dpo_options o3 = options_for(dir3);
+    o3.reference_cache = true;
+    auto m3 = make();
+    require_same_metrics(plain, run_lines(*m3, pairs, o3));
+    REQUIRE(cai::read_file(cai::path_join(dir3, "reference_logps.json")) == written);
+}

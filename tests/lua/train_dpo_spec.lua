@@ -81,6 +81,29 @@ spec.describe("cai.train.dpo", function()
       "unknown field 'bta'.*beta")
     spec.raises(function() cai.train.dpo{ model = m, pairs = pairs_, out = out, reference = "copy" } end,
       "adapter_off")
+    spec.raises(function() cai.train.dpo{ model = m, pairs = pairs_, out = out, reference = 3 } end,
+      "'reference' must be \"adapter_off\" or a model")
+    spec.raises(function() cai.train.dpo{ model = m, pairs = pairs_, out = out, reference_cache = "yes" } end,
+      "'reference_cache' must be a boolean")
+  end)
+
+  spec.it("takes a separate reference model, and a reference cache on disk, with the same metrics", function()
+    local function run(out, extra)
+      local opts = { model = fresh(), pairs = pairs_, out = root .. "/" .. out, seed = 3, epochs = 2, beta = 0.5,
+                     learning_rate = 1e-2, batch_size = 2, logging_steps = 1, progress = false }
+      for k, v in pairs(extra) do opts[k] = v end
+      return cai.train.dpo(opts)
+    end
+    local plain = run("ref_plain", {})
+    local separate = run("ref_model", { reference = cai.model.load(dir) })
+    local cached = run("ref_cache", { reference_cache = true })
+    local f = io.open(root .. "/ref_cache/reference_logps.json")
+    spec.truthy(f ~= nil, "reference_logps.json written")
+    if f then f:close() end
+    for _, key in ipairs({ "loss", "rewards/chosen", "rewards/rejected", "logps/chosen" }) do
+      spec.near(separate[key], plain[key], 1e-4, key)
+      spec.near(cached[key], plain[key], 1e-4, key)
+    end
   end)
 end)
 

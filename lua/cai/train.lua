@@ -210,14 +210,15 @@ end
 local DPO_FIELDS = { "model", "pairs", "out", "seed", "epochs", "max_steps", "learning_rate", "batch_size",
   "max_tokens", "gradient_accumulation_steps", "warmup_steps", "warmup_ratio", "schedule", "weight_decay",
   "max_grad_norm", "logging_steps", "save_steps", "save_total_limit", "resume", "on_log", "eos", "progress",
-  "beta", "loss", "label_smoothing", "reference", "reference_cache" }
+  "beta", "loss", "label_smoothing", "reference", "reference_cache", "rpo_alpha" }
 
 ---DPO on {prompt, chosen, rejected} pairs, training the model's LoRA adapters; the reference is the
 ---same model with its adapters switched off, or another model with the same vocabulary (reference = m2);
 ---reference_cache = true computes the reference log-probs once into out/reference_logps.json, keyed by a
 ---fingerprint of pairs, reference model and tokenizer. Metrics use TRL's names (rewards/chosen, ...).
 ---@param opts table { model=, pairs={{prompt=, chosen=, rejected=},...}, out=, beta=0.1, loss="sigmoid",
----  label_smoothing=0, reference="adapter_off" | model, reference_cache=false, ... the trainer options of cai.train.sft }
+---  label_smoothing=0, reference="adapter_off" | model, reference_cache=false,
+---  rpo_alpha=0 (loss += rpo_alpha * chosen NLL, logged as nll_loss), ... the trainer options of cai.train.sft }
 ---@return table metrics the last logged metrics plus steps=, interrupted=, checkpoint=, resumed_from=
 function train.dpo(opts)
   local fname = "cai.train.dpo"
@@ -230,6 +231,7 @@ function train.dpo(opts)
   for _, key in ipairs(SFT_NUMBERS) do check_number(fname, opts, key, nil) end
   check_number(fname, opts, "beta", nil)
   check_number(fname, opts, "label_smoothing", nil)
+  check_number(fname, opts, "rpo_alpha", nil)
   for _, key in ipairs({ "resume", "eos", "progress", "reference_cache" }) do
     if opts[key] ~= nil and type(opts[key]) ~= "boolean" then
       error(string.format("%s: field '%s' must be a boolean, got %s", fname, key, type(opts[key])), 2)

@@ -207,7 +207,7 @@ int l_train_sft(lua_State* L) {
 const std::vector<std::string> dpo_option_keys = {
     "out", "seed", "epochs", "max_steps", "gradient_accumulation_steps", "learning_rate", "weight_decay",
     "max_grad_norm", "schedule", "warmup_steps", "warmup_ratio", "batch_size", "max_tokens", "logging_steps",
-    "save_steps", "save_total_limit", "beta", "loss", "label_smoothing", "reference", "reference_cache", "eos", "resume", "progress"};
+    "save_steps", "save_total_limit", "beta", "loss", "label_smoothing", "reference", "reference_cache", "rpo_alpha", "eos", "resume", "progress"};
 
 // dpo(model, prompts, chosen, rejected, options, on_log | nil)
 //   -> last_metrics (JSON text), steps, interrupted, final_checkpoint, resumed_from
@@ -234,6 +234,7 @@ int l_train_dpo(lua_State* L) {
             o.reference_model = cai::check_model(L, lua_gettop(L));
         lua_pop(L, 1);
         o.reference_cache = cai::opt_boolean(L, 5, "reference_cache", false, fname);
+        o.rpo_alpha = cai::opt_number(L, 5, "rpo_alpha", 0.0, fname);
         o.eos = cai::opt_boolean(L, 5, "eos", true, fname);
         o.resume = cai::opt_boolean(L, 5, "resume", true, fname);
         o.show_progress = cai::opt_boolean(L, 5, "progress", true, fname);

@@ -164,7 +164,12 @@ void check_same_vocabulary(const model& policy, const model& reference) {
 
 }  // namespace
 
-at::Tensor completion_logps(const at::Tensor& logits, const std::vector<const dpo_tokens*>& rows, bool average) {
+namespace {
+
+// Per-token log p of each row's completion tokens (B, T-1) float32, and
+// their 0/1 weights (B, T-1).
+std::pair<at::Tensor, at::Tensor> completion_token_logps(const at::Tensor& logits,
+                                                         const std::vector<const dpo_tokens*>& rows) {
     // logits: (B, T, V)
     const int64_t B = logits.size(0), T = logits.size(1);
     at::Tensor targets = at::zeros({B, T - 1}, at::kLong);
@@ -180,13 +185,25 @@ at::Tensor completion_logps(const at::Tensor& logits, const std::vector<const dp
     }
     at::Tensor logp = at::log_softmax(logits.slice(1, 0, T - 1).to(at::kFloat), -1);  // (B, T-1, V)
     at::Tensor token_logp = logp.gather(2, targets.unsqueeze(2)).squeeze(2);         // (B, T-1)
-    at::Tensor sums = (token_logp * weights).sum(1);                                 // (B)
+    return {token_logp, weights.to(token_logp.device())};
+}
+
+at::Tensor logps_of(const at::Tensor& token_logp, const at::Tensor& weights, bool average) {
+    at::Tensor sums = (token_logp * weights).sum(1);  // (B)
     return average ? sums / weights.sum(1) : sums;
+}
+
+}  // namespace
+
+at::Tensor completion_logps(const at::Tensor& logits, const std::vector<const dpo_tokens*>& rows, bool average) {
+    auto [token_logp, weights] = completion_token_logps(logits, rows);
+    return logps_of(token_logp, weights, average);
 }
 
 dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_options& options) {
     if (!m.tok) fail("dpo: the model has no tokenizer");
     if (pairs.empty()) fail("dpo: pairs is empty; give at least one {prompt=, chosen=, rejected=} record");
+    if (!(options.rpo_alpha >= 0.0)) fail("dpo: rpo_alpha must be >= 0, got ", options.rpo_alpha);
     if (!is_dpo_loss_type(options.loss))
         fail("dpo: unknown loss \"", options.loss, "\"; valid: ", dpo_loss_types_joined());
     const bool adapter_off = !options.reference_model;
@@ -323,15 +340,23 @@ dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_opt
                 reference = reference_logps(ids, mask, rows);
                 lora_set_training(m, true);
             }
-            at::Tensor policy = completion_logps(m.forward(ids, mask), rows, average);  // (2N)
+            auto [token_logp, weights] = completion_token_logps(m.forward(ids, mask), rows);  // (2N, T-1)
+            at::Tensor policy = logps_of(token_logp, weights, average);                        // (2N)
             reference = reference.to(policy.device());
             at::Tensor pc = policy.slice(0, 0, n), pr = policy.slice(0, n, 2 * n);
             dpo_loss_result r = dpo_loss_forward(pc, pr, reference.slice(0, 0, n), reference.slice(0, n, 2 * n),
                                                  options.beta, options.loss, options.label_smoothing);
             at::Tensor loss = r.losses.mean();
+            at::Tensor nll;
+            if (options.rpo_alpha > 0) {
+                // mean -log p over the chosen rows' completion tokens
+                nll = -(token_logp.slice(0, 0, n) * weights.slice(0, 0, n)).sum() / weights.slice(0, 0, n).sum();
+                loss = loss + options.rpo_alpha * nll;
+            }
             (loss / double(micro.size())).backward();
             loss_sum += loss.item<double>();
             auto metrics = dpo_metrics(r, pc, pr);
+            if (nll.defined()) metrics["nll_loss"] = nll.item<double>();
             if (metric_sums.empty())
                 for (const auto& kv : metrics) metric_sums.push_back({kv.first, 0.0});
             for (auto& kv : metric_sums) kv.second += metrics.at(kv.first) / double(micro.size());
@@ -339,7 +364,7 @@ dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_opt
         // TRL's order of the metric names.
         std::vector<std::pair<std::string, double>> ordered;
         for (const char* name : {"rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins",
-                                 "logps/chosen", "logps/rejected"})
+                                 "logps/chosen", "logps/rejected", "nll_loss"})
             for (const auto& kv : metric_sums)
                 if (kv.first == name) ordered.push_back(kv);
         const double lr = loop.current_lr();

@@ -1,5 +1,6 @@
-// DPO over prompt/chosen/rejected pairs with the policy's LoRA adapters (or
-// all weights), the reference being the same model with its adapters off.
+// DPO over prompt/chosen/rejected pairs with the policy's LoRA adapters, the
+// reference being the same model with its adapters off, a separate model, or
+// log-probs cached on disk (see dpo_options).
 //
 // Each completion is tokenized as tokenize_pair(prompt, completion) (+ EOS,
 // as TRL appends it), the boundary m:logprobs scores. A pair's log-prob is
@@ -44,6 +45,10 @@ struct dpo_options {
     // the options that change log-probs (eos, ipo averaging); a cache with
     // another fingerprint is recomputed.
     bool reference_cache = false;
+    // TRL's RPO term: loss += rpo_alpha * NLL of the chosen completions'
+    // tokens under the policy (mean per token over the micro-batch), logged
+    // as "nll_loss". 0 = off.
+    double rpo_alpha = 0.0;
     bool eos = true;
     bool show_progress = true;
     bool resume = true;

@@ -284,3 +284,33 @@ TEST_CASE("dpo: cached reference log-probs give the uncached metrics; a stale ca
     require_same_metrics(plain, run_lines(*m3, pairs, o3));
     REQUIRE(cai::read_file(cai::path_join(dir3, "reference_logps.json")) == written);
 }
+
+TEST_CASE("dpo: rpo_alpha adds alpha times the chosen tokens' mean NLL, logged as nll_loss", "[dpo]") {
+    auto m = make();
+    // By hand: -log p of every chosen completion token (and EOS) under the untrained policy.
+    double nll_sum = 0;
+    int64_t count = 0;
+    for (const auto& p : pairs) {
+        cai::pair_ids t = cai::tokenize_pair(*m->tok, p.prompt, p.chosen);
+        t.ids.push_back(2);
+        at::Tensor ids = at::tensor(std::vector<int64_t>(t.ids.begin(), t.ids.end()), at::kLong).unsqueeze(0);
+        at::Tensor lp = m->logprobs(ids);  // (1, T)
+        for (size_t j = t.completion_start; j < t.ids.size(); ++j, ++count) nll_sum -= lp[0][(int64_t)j].item<double>();
+    }
+    const double nll = nll_sum / double(count);
+    cai::dpo_options o = options_for(temp_dir());
+    o.trainer.max_steps = 1;
+    o.trainer.logging_steps = 1;
+    o.trainer.batches.batch_size = 6;
+    o.rpo_alpha = 0.7;
+    std::vector<std::string> lines;
+    o.on_log = [&](const std::string& line) { lines.push_back(line); };
+    cai::dpo_train(*m, pairs, o);
+    REQUIRE(lines.size() == 1);
+    INFO(lines[0]);
+    REQUIRE(field(lines[0], "nll_loss") == Approx(nll).epsilon(1e-5));
+    // LoRA B = 0: policy = reference, so the sigmoid loss is log 2.
+    REQUIRE(field(lines[0], "loss") == Approx(std::log(2.0) + 0.7 * nll).epsilon(1e-5));
+    o.rpo_alpha = -1;
+    REQUIRE_THAT(error_of([&] { cai::dpo_train(*m, pairs, o); }), Contains("rpo_alpha"));
+}

@@ -60,6 +60,7 @@ function M.load(path, opts)
   if opts.dtype ~= nil and opts.dtype ~= "fp32" and opts.dtype ~= "bf16" then
     error('cai.model.load: dtype must be "fp32" or "bf16", got ' .. tostring(opts.dtype), 2)
   end
+  if path == "tiny" then path = require("cai.tiny").path() end  -- the embedded default, built once
   return _model.load(path, opts.dtype or "fp32")
 end
 

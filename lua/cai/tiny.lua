@@ -1,0 +1,157 @@
+-- cai.tiny: the embedded default model, cai.model.load("tiny").
+--
+-- Nothing is downloaded. On first use it is built from its recipe below and
+-- cached in a per-user directory ($CAI_CACHE_DIR, else $XDG_CACHE_HOME/cairun,
+-- else ~/.cache/cairun) under a name that fingerprints the recipe, so it is
+-- rebuilt only when the recipe changes:
+--   1. a plain-prose corpus from cai.world (facts, arithmetic, definitions,
+--      stories, a few lines about not hurting people) — no
+--      Instruction:/Response:/END format, so the model does not know it yet;
+--   2. a sentencepiece tokenizer trained on that corpus;
+--   3. a small Llama-architecture model pretrained on the corpus as a plain
+--      continuation model (every token of a line is trained);
+--   4. saved as a Hugging Face directory (config.json, model.safetensors,
+--      tokenizer files) and renamed into place when complete.
+-- One seed decides all of it; the same recipe gives the same model.
+local cai = require "cai"
+
+local tiny = {}
+
+---The recipe. Bump `version` whenever the code that builds the model
+---changes in a way that changes the result (the corpus, the trainer).
+tiny.recipe = {
+  version = 1,
+  seed = 42,
+  corpus_lines = 6000,
+  vocab_size = 1024,
+  hidden_size = 128,
+  intermediate_size = 352,
+  layers = 4,
+  heads = 4,
+  kv_heads = 2,
+  max_position = 512,
+  max_steps = 800,
+  batch_size = 16,
+  learning_rate = 3e-3,
+  warmup_ratio = 0.05,
+}
+
+local function merged(recipe)
+  local out = {}
+  for k, v in pairs(tiny.recipe) do out[k] = v end
+  for k, v in pairs(recipe or {}) do
+    if tiny.recipe[k] == nil then
+      local keys = {}
+      for name in pairs(tiny.recipe) do keys[#keys + 1] = name end
+      table.sort(keys)
+      error(string.format("cai.tiny: unknown recipe field '%s' (valid: %s)", tostring(k), table.concat(keys, ", ")), 3)
+    end
+    if type(v) ~= type(tiny.recipe[k]) then
+      error(string.format("cai.tiny: recipe field '%s' must be a %s, got %s", k, type(tiny.recipe[k]), type(v)), 3)
+    end
+    out[k] = v
+  end
+  return out
+end
+
+-- FNV-1a over the recipe's canonical JSON, twice with different offsets: 16 hex digits.
+local function fingerprint(recipe)
+  local text = cai.json.encode(recipe) .. "|" .. cai.version
+  local function fnv(offset)
+    local h = offset
+    for i = 1, #text do
+      h = bit.bxor(h, text:byte(i))
+      h = bit.tobit(h * 16777619)
+    end
+    return bit.tohex(h)
+  end
+  return fnv(bit.tobit(2166136261)) .. fnv(bit.tobit(0x9747b28c))
+end
+
+local function shell_quote(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+local function exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() return true end
+  return false
+end
+
+---The cache directory for built models.
+function tiny.cache_root()
+  local dir = os.getenv("CAI_CACHE_DIR")
+  if dir and dir ~= "" then return dir end
+  local xdg = os.getenv("XDG_CACHE_HOME")
+  if xdg and xdg ~= "" then return xdg .. "/cairun" end
+  local home = os.getenv("HOME")
+  if not home or home == "" then
+    error("cai.tiny: no cache directory: set CAI_CACHE_DIR (or HOME / XDG_CACHE_HOME)", 3)
+  end
+  return home .. "/.cache/cairun"
+end
+
+local function build(dir, recipe)
+  local tmp = string.format("%s.tmp.%d", dir, os.time())
+  os.execute("rm -rf " .. shell_quote(tmp) .. " && mkdir -p " .. shell_quote(tmp))
+  cai.log.info("building the tiny default model into " .. dir .. " (once; cached)")
+
+  local world = cai.world.new{ seed = recipe.seed }
+  local lines = world:pretraining_corpus(recipe.corpus_lines)
+  local corpus_path = tmp .. "/corpus.txt"
+  local f = assert(io.open(corpus_path, "w"))
+  for _, line in ipairs(lines) do f:write(line, "\n") end
+  f:close()
+
+  local model_dir = tmp .. "/model"
+  cai.tokenizer.train{ input = corpus_path, dir = model_dir, vocab_size = recipe.vocab_size }
+  local tok = cai.tokenizer.load(model_dir)
+  cai.model.random(model_dir, {
+    model_type = "llama", vocab_size = tok:vocab_size(), hidden_size = recipe.hidden_size,
+    intermediate_size = recipe.intermediate_size, num_hidden_layers = recipe.layers,
+    num_attention_heads = recipe.heads, num_key_value_heads = recipe.kv_heads,
+    max_position_embeddings = recipe.max_position, bos_token_id = tok.bos_id, eos_token_id = tok.eos_id,
+    rms_norm_eps = 1e-5, rope_theta = 10000, tie_word_embeddings = true,
+  }, { seed = recipe.seed })
+  tok:release()
+
+  local m = cai.model.load(model_dir, { dtype = "fp32" })
+  local data = {}
+  for i, line in ipairs(lines) do data[i] = { prompt = "", response = line } end
+  local metrics = cai.train.sft{
+    model = m, data = data, out = tmp .. "/pretrain", full = true, seed = recipe.seed,
+    max_steps = recipe.max_steps, batch_size = recipe.batch_size, learning_rate = recipe.learning_rate,
+    warmup_ratio = recipe.warmup_ratio, schedule = "cosine", weight_decay = 0.01, logging_steps = 50,
+    resume = false,
+  }
+  cai.log.info(string.format("tiny model pretrained: %d steps, final loss %.3f", metrics.steps or 0,
+    metrics.loss or 0 / 0))
+  m:save(tmp .. "/final")
+  m:release()
+  local rc = os.execute("mv " .. shell_quote(tmp .. "/final") .. " " .. shell_quote(dir) ..
+    " && rm -rf " .. shell_quote(tmp))
+  if rc ~= 0 and rc ~= true then error("cai.tiny: cannot move the built model into " .. dir, 3) end
+end
+
+---The directory of the tiny model, built first when it is not cached.
+---@param opts table|nil { cache_dir = dir, recipe = { field = value, ... } (overrides, for tests) }
+---@return string dir
+function tiny.path(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("cai.tiny.path: options must be a table", 2) end
+  for k in pairs(opts) do
+    if k ~= "cache_dir" and k ~= "recipe" then
+      error("cai.tiny.path: unknown option '" .. tostring(k) .. "' (valid: cache_dir, recipe)", 2)
+    end
+  end
+  local recipe = merged(opts.recipe)
+  local root = opts.cache_dir or tiny.cache_root()
+  local dir = root .. "/tiny-" .. fingerprint(recipe)
+  if not exists(dir .. "/config.json") then
+    os.execute("mkdir -p " .. shell_quote(root))
+    build(dir, recipe)
+  end
+  return dir
+end
+
+return tiny

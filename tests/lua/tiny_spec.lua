@@ -1,0 +1,54 @@
+local cai = require "cai"
+local spec = require "spec"
+
+local cache = spec.tmpdir()
+local small = { corpus_lines = 200, max_steps = 4, vocab_size = 400, layers = 1, hidden_size = 32,
+                intermediate_size = 64 }
+
+spec.describe("cai.tiny", function()
+  spec.it("builds a loadable HF directory once and then reuses it", function()
+    local dir = cai.tiny.path{ cache_dir = cache, recipe = small }
+    spec.truthy(io.open(dir .. "/config.json"), "config.json written")
+    spec.truthy(io.open(dir .. "/model.safetensors"), "weights written")
+    spec.truthy(io.open(dir .. "/tokenizer.model"), "tokenizer copied")
+    local t0 = cai.clock()
+    spec.eq(cai.tiny.path{ cache_dir = cache, recipe = small }, dir)
+    spec.truthy(cai.clock() - t0 < 0.5, "the second call uses the cache")
+    local m = cai.model.load(dir)
+    spec.eq(m.config.model_type, "llama")
+    spec.eq(m.config.num_hidden_layers, 1)
+    local out = m:generate({ "The cat" }, { max_new_tokens = 3 })
+    spec.truthy(#out[1].tokens >= 1)
+    m:release()
+    local leftovers = io.popen("ls " .. cache):read("*a")
+    spec.truthy(not leftovers:find("tmp"), "no temporary directory left: " .. leftovers)
+  end)
+  spec.it("is deterministic and keyed by its recipe", function()
+    local a = cai.tiny.path{ cache_dir = cache, recipe = small }
+    local changed = {}
+    for k, v in pairs(small) do changed[k] = v end
+    changed.seed = 7
+    local b = cai.tiny.path{ cache_dir = cache, recipe = changed }
+    spec.truthy(a ~= b, "a new recipe gets a new directory")
+    local other = spec.tmpdir()
+    local c = cai.tiny.path{ cache_dir = other, recipe = small }
+    local function bytes(path)
+      local f = assert(io.open(path, "rb"))
+      local s = f:read("*a")
+      f:close()
+      return s
+    end
+    spec.truthy(bytes(a .. "/model.safetensors") == bytes(c .. "/model.safetensors"), "same recipe, same weights")
+    os.execute("rm -rf " .. other)
+  end)
+  spec.it("refuses unknown recipe fields and options", function()
+    spec.raises(function() cai.tiny.path{ cache_dir = cache, recipe = { layerz = 2 } } end,
+      "unknown recipe field 'layerz'", true)
+    spec.raises(function() cai.tiny.path{ cache_dir = cache, recipe = { layers = "2" } } end,
+      "'layers' must be a number", true)
+    spec.raises(function() cai.tiny.path{ cachedir = cache } end, "unknown option 'cachedir'", true)
+  end)
+end)
+
+spec.run()
+os.execute("rm -rf " .. cache)

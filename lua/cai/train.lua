@@ -132,11 +132,36 @@ end
 
 local SFT_FIELDS = { "model", "data", "out", "seed", "epochs", "max_steps", "learning_rate", "batch_size",
   "max_tokens", "gradient_accumulation_steps", "warmup_steps", "warmup_ratio", "schedule", "weight_decay",
-  "max_grad_norm", "logging_steps", "save_steps", "save_total_limit", "resume", "full", "on_log", "eos", "progress" }
+  "max_grad_norm", "logging_steps", "save_steps", "save_total_limit", "resume", "full", "on_log", "eos", "progress",
+  "eval_data", "eval_steps", "keep_best" }
 local SFT_NUMBERS = { "seed", "epochs", "max_steps", "learning_rate", "batch_size", "max_tokens",
   "gradient_accumulation_steps", "warmup_steps", "warmup_ratio", "weight_decay", "max_grad_norm",
   "logging_steps", "save_steps", "save_total_limit" }
 local SFT_BOOLEANS = { "resume", "full", "eos", "progress" }
+
+-- A list of records -> one list of strings per key; errors name field[i].key (level 3: the caller's caller).
+local function split_records(fname, field, list, keys)
+  if type(list) ~= "table" or #list == 0 then
+    error(string.format("%s: field '%s' must be a non-empty list of {%s=, ...} records", fname, field, keys[1]), 3)
+  end
+  local out = {}
+  for _, key in ipairs(keys) do out[key] = {} end
+  local n = 0
+  for i, record in ipairs(list) do
+    if type(record) ~= "table" then
+      error(string.format("%s: %s[%d] must be a table, got %s", fname, field, i, type(record)), 3)
+    end
+    for _, key in ipairs(keys) do
+      if type(record[key]) ~= "string" then
+        error(string.format("%s: %s[%d].%s must be a string, got %s", fname, field, i, key, type(record[key])), 3)
+      end
+      out[key][i] = record[key]
+    end
+    n = i
+  end
+  if n ~= #list then error(string.format("%s: %s[%d] is nil (the list has a hole)", fname, field, n + 1), 3) end
+  return out
+end
 
 ---Supervised fine-tuning of the model's LoRA adapters (or all weights with full = true) on
 ---prompt/response records; the loss is the mean cross-entropy over response (+ EOS) tokens only.
@@ -144,8 +169,10 @@ local SFT_BOOLEANS = { "resume", "full", "eos", "progress" }
 ---@param opts table { model=, data={{prompt=, response=},...}, out=, seed=42, epochs=1 | max_steps=,
 ---  learning_rate=5e-6, batch_size= | max_tokens=, gradient_accumulation_steps=1, warmup_steps= | warmup_ratio=,
 ---  schedule="linear", weight_decay=0, max_grad_norm=1, logging_steps=10, save_steps=0, resume=true,
----  full=false, eos=true, on_log=function(metrics) end }
----@return table metrics the last logged metrics plus steps=, interrupted=, checkpoint=, resumed_from=
+---  full=false, eos=true, on_log=function(metrics) end, eval_data={{prompt=, response=},...}, eval_steps=N,
+---  keep_best="eval_loss" }
+---@return table metrics the last logged metrics plus steps=, interrupted=, checkpoint=, resumed_from=,
+---  best={dir=, step=, value=} (with keep_best)
 function train.sft(opts)
   local fname = "cai.train.sft"
   if type(opts) ~= "table" then error(fname .. ": expected a table of fields, got " .. type(opts), 2) end
@@ -187,9 +214,17 @@ function train.sft(opts)
   if #prompts ~= #data then
     error(string.format("%s: data[%d] is nil (the list has a hole)", fname, #prompts + 1), 2)
   end
+  check_number(fname, opts, "eval_steps", nil)
+  if opts.keep_best ~= nil and type(opts.keep_best) ~= "string" then
+    error(fname .. ": field 'keep_best' must be an eval metric name such as \"eval_loss\", got " .. type(opts.keep_best), 2)
+  end
   local options = {}
   for k, v in pairs(opts) do
-    if k ~= "model" and k ~= "data" and k ~= "on_log" then options[k] = v end
+    if k ~= "model" and k ~= "data" and k ~= "on_log" and k ~= "eval_data" then options[k] = v end
+  end
+  if opts.eval_data ~= nil then
+    local e = split_records(fname, "eval_data", opts.eval_data, { "prompt", "response" })
+    options.eval_prompts, options.eval_responses = e.prompt, e.response
   end
   local json = require "cai.json"
   local on_log = nil
@@ -197,11 +232,12 @@ function train.sft(opts)
     local user = opts.on_log
     on_log = function(line) user(json.decode(line)) end
   end
-  local ok, last, steps, interrupted, checkpoint, resumed_from =
+  local ok, last, steps, interrupted, checkpoint, resumed_from, best, best_step, best_value =
     pcall(prim.sft, opts.model, prompts, responses, options, on_log)
   if not ok then error(last, 2) end
   local result = json.decode(last)
   result.steps, result.interrupted = steps, interrupted
+  if best ~= "" then result.best = { dir = best, step = best_step, value = best_value } end
   result.checkpoint = checkpoint ~= "" and checkpoint or nil
   result.resumed_from = resumed_from ~= "" and resumed_from or nil
   return result

@@ -171,7 +171,8 @@ struct lua_callback {
 const std::vector<std::string> sft_option_keys = {
     "out", "seed", "epochs", "max_steps", "gradient_accumulation_steps", "learning_rate", "weight_decay",
     "max_grad_norm", "schedule", "warmup_steps", "warmup_ratio", "batch_size", "max_tokens", "logging_steps",
-    "save_steps", "save_total_limit", "full", "eos", "resume", "progress"};
+    "save_steps", "save_total_limit", "full", "eos", "resume", "progress", "eval_prompts", "eval_responses",
+    "eval_steps", "keep_best"};
 
 // sft(model, prompts, responses, options, on_log | nil)
 //   -> last_metrics (JSON text), steps, interrupted, final_checkpoint, resumed_from
@@ -190,6 +191,18 @@ int l_train_sft(lua_State* L) {
         o.eos = cai::opt_boolean(L, 4, "eos", true, fname);
         o.resume = cai::opt_boolean(L, 4, "resume", true, fname);
         o.show_progress = cai::opt_boolean(L, 4, "progress", true, fname);
+        o.eval.eval_steps = cai::opt_integer(L, 4, "eval_steps", 0, fname);
+        o.eval.keep_best = cai::opt_string(L, 4, "keep_best", "", fname);
+        lua_getfield(L, 4, "eval_prompts");
+        if (!lua_isnil(L, -1)) {
+            std::vector<std::string> ep = string_list(L, lua_gettop(L), fname, "eval_data prompt");
+            lua_getfield(L, 4, "eval_responses");
+            std::vector<std::string> er = string_list(L, lua_gettop(L), fname, "eval_data response");
+            lua_pop(L, 1);
+            if (ep.size() != er.size()) cai::fail(fname, ": eval_data: ", ep.size(), " prompts for ", er.size(), " responses");
+            for (size_t i = 0; i < ep.size(); ++i) o.eval_data.push_back({ep[i], er[i]});
+        }
+        lua_pop(L, 1);
         lua_callback on_log(L, 5);
         if (on_log.present()) o.on_log = [&on_log](const std::string& line) { on_log(line); };
         std::vector<cai::sft_example> data(prompts.size());
@@ -200,7 +213,10 @@ int l_train_sft(lua_State* L) {
         lua_pushboolean(L, r.interrupted);
         lua_pushstring(L, r.final_checkpoint.c_str());
         lua_pushstring(L, r.resumed_from.c_str());
-        return 5;
+        lua_pushstring(L, r.best_checkpoint.c_str());
+        lua_pushinteger(L, static_cast<lua_Integer>(r.best_step));
+        lua_pushnumber(L, r.best_value);
+        return 8;
     });
 }
 

@@ -17,6 +17,8 @@
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 #include "train/lora.h"
+#include "train/metrics.h"
+#include "model/save.h"
 
 namespace cai {
 
@@ -152,6 +154,25 @@ sft_result sft_train(model& m, const std::vector<sft_example>& data, const sft_o
                  "; boundary ", boundary_text(*m.tok, e));
     }
 
+    std::vector<sft_tokens> eval_examples;
+    if (!options.eval_data.empty()) eval_examples = sft_tokenize(m, options.eval_data, options.eos);
+    if (options.eval.eval_steps < 0) fail("sft: eval_steps must be >= 0, got ", options.eval.eval_steps);
+    if (!eval_examples.empty() && options.eval.eval_steps == 0)
+        fail("sft: eval_data is given but eval_steps is 0; set eval_steps = N to evaluate every N steps");
+    if (!options.eval.keep_best.empty() && eval_examples.empty())
+        fail("sft: keep_best needs an eval set (eval_data) and eval_steps");
+    std::unique_ptr<best_keeper> keeper;
+    if (!options.eval.keep_best.empty())
+        keeper = std::make_unique<best_keeper>(options.trainer.out_dir, options.eval.keep_best,
+                                               std::vector<std::string>{"eval_loss"},
+                                               [&m, &options](const std::string& dir) {
+                                                   if (options.full)
+                                                       save_model(m, dir, m.dtype);
+                                                   else
+                                                       lora_save(m, dir);
+                                               },
+                                               "sft");
+
     std::vector<named_parameter> params = trainable_parameters(m, options.full);
     trainer_loop loop(options.trainer, params, lengths);
     loop.metadata = std::string("{\"trainer\": \"sft\", \"full\": ") + (options.full ? "true" : "false") + "}";
@@ -168,7 +189,9 @@ sft_result sft_train(model& m, const std::vector<sft_example>& data, const sft_o
     // The file as resume() left it; its last line is the result if no step is left to run.
     uint64_t metrics_offset = 0;
     std::vector<std::string> earlier = new_lines(metrics_path, metrics_offset);
-    std::string seen_line = earlier.empty() ? "" : earlier.back();
+    std::string seen_line;
+    for (const auto& line : earlier)
+        if (line.find("\"eval_") == std::string::npos) seen_line = line;
     const bool lora = lora_present(m);
     struct training_mode {
         model& m;
@@ -204,6 +227,28 @@ sft_result sft_train(model& m, const std::vector<sft_example>& data, const sft_o
         }
         const double lr = loop.current_lr();
         loop.finish_step(loss_sum / double(micro.size()));
+        if (!eval_examples.empty() && !loop.interrupted() && eval_due(options.eval, loop.step())) {
+            // Response-token cross-entropy over the eval set, dropout off.
+            at::NoGradGuard no_grad;
+            if (lora) lora_set_training(m, false);
+            const size_t chunk = options.trainer.batches.batch_size > 0 ? (size_t)options.trainer.batches.batch_size : 8;
+            double sum = 0;
+            int64_t count = 0;
+            for (size_t s = 0; s < eval_examples.size(); s += chunk) {
+                std::vector<const sft_tokens*> rows;
+                int64_t n = 0;
+                for (size_t i = s; i < std::min(eval_examples.size(), s + chunk); ++i) {
+                    rows.push_back(&eval_examples[i]);
+                    n += (int64_t)(eval_examples[i].ids.size() - eval_examples[i].response_start);
+                }
+                sum += sft_loss(m, rows).item<double>() * double(n);
+                count += n;
+            }
+            if (lora) lora_set_training(m, true);
+            std::vector<std::pair<std::string, double>> em = {{"eval_loss", sum / double(count)}};
+            metrics_log(metrics_path).append(loop.step(), em);
+            if (keeper) keeper->offer(loop.step(), em);
+        }
         if (bar) {
             double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
             bar->update((long)loop.step(), "loss " + format_number(loss_sum / double(micro.size())) + " lr " +
@@ -211,7 +256,7 @@ sft_result sft_train(model& m, const std::vector<sft_example>& data, const sft_o
                                               format_number(secs > 0 ? tokens_seen / secs : 0) + " tok/s");
         }
         for (const std::string& line : new_lines(metrics_path, metrics_offset)) {
-            seen_line = line;
+            if (line.find("\"eval_") == std::string::npos) seen_line = line;
             if (options.on_log) options.on_log(line);
         }
     }
@@ -221,6 +266,11 @@ sft_result sft_train(model& m, const std::vector<sft_example>& data, const sft_o
     result.final_checkpoint = result.interrupted ? latest_checkpoint(options.trainer.out_dir) : loop.save_final();
     result.steps = loop.step();
     result.last_metrics = seen_line.empty() ? "{}" : seen_line;
+    if (keeper && keeper->best_step() >= 0) {
+        result.best_checkpoint = keeper->dir();
+        result.best_step = keeper->best_step();
+        result.best_value = keeper->best_value();
+    }
     return result;
 }
 

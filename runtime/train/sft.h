@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "train/eval.h"
 #include "train/trainer.h"
 
 namespace cai {
@@ -43,6 +44,10 @@ struct sft_options {
     bool resume = true;       // continue from the latest checkpoint under out_dir; false: refuse one
     // Called after every metrics line with that line (a JSON object as text).
     std::function<void(const std::string&)> on_log;
+    // Eval set: its response-token cross-entropy logged as eval_loss every
+    // eval.eval_steps steps; eval.keep_best = "eval_loss" keeps the best in out/best/.
+    std::vector<sft_example> eval_data;
+    eval_options eval;
 };
 
 struct sft_result {
@@ -51,6 +56,9 @@ struct sft_result {
     std::string resumed_from;      // checkpoint directory, or ""
     std::string final_checkpoint;  // the last checkpoint written
     std::string last_metrics;      // the last metrics line (JSON text), "{}" if none
+    std::string best_checkpoint;   // out/best when keep_best saved one, else ""
+    int64_t best_step = -1;
+    double best_value = 0;
 };
 
 // Tokenizes and checks every example; an empty response (no trained token)

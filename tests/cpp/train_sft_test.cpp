@@ -240,3 +240,67 @@ TEST_CASE("sft: interrupted and resumed gives the same metrics and adapters as n
         REQUIRE(at::equal(second.second[i].second, straight.second[i].second));
     }
 }
+
+namespace {
+
+double eval_loss_of(cai::model& m, const std::vector<cai::sft_example>& set) {
+    at::NoGradGuard no_grad;
+    auto toks = cai::sft_tokenize(m, set, true);
+    std::vector<const cai::sft_tokens*> rows;
+    for (const auto& t : toks) rows.push_back(&t);
+    return cai::sft_loss(m, rows).item<double>();
+}
+
+double json_field(const std::string& line, const std::string& name) {
+    size_t at = line.find("\"" + name + "\":");
+    REQUIRE(at != std::string::npos);
+    return std::stod(line.substr(at + name.size() + 3));
+}
+
+}  // namespace
+
+TEST_CASE("sft: eval_loss every eval_steps on the eval set; keep_best keeps the best adapter in out/best", "[sft]") {
+    auto m = make();
+    const std::vector<cai::sft_example> eval_set = {{"the cat", " sat."}, {"bee", " hid."}, {"a dog", " ran far."}};
+    std::string out = temp_dir();
+    cai::sft_options o = options_for(out);
+    o.eval_data = eval_set;
+    o.eval.eval_steps = 4;
+    o.eval.keep_best = "eval_loss";
+    std::vector<std::string> evals;
+    o.on_log = [&](const std::string& line) {
+        if (line.find("\"eval_loss\"") != std::string::npos) evals.push_back(line);
+    };
+    auto r = cai::sft_train(*m, data, o);
+    REQUIRE(r.steps == 12);
+    REQUIRE(evals.size() == 3);
+    REQUIRE(evals[0].rfind("{\"step\":4,", 0) == 0);
+    REQUIRE(r.last_metrics.find("eval_loss") == std::string::npos);
+    // The last evaluation is the final model's loss on the eval set (dropout off, all rows at once).
+    REQUIRE(json_field(evals[2], "eval_loss") == Approx(eval_loss_of(*m, eval_set)).epsilon(1e-4));
+    double best = 1e9;
+    int64_t best_step = -1;
+    for (const auto& line : evals)
+        if (json_field(line, "eval_loss") < best) {
+            best = json_field(line, "eval_loss");
+            best_step = (int64_t)json_field(line, "step");
+        }
+    REQUIRE(r.best_checkpoint == cai::path_join(out, "best"));
+    REQUIRE(r.best_step == best_step);
+    REQUIRE(r.best_value == Approx(best));
+    REQUIRE(cai::file_exists(cai::path_join(out, "best/adapter_config.json")));
+    // The adapter saved there scores the best eval_loss.
+    auto fresh = make();
+    cai::lora_remove(*fresh);
+    cai::lora_load(*fresh, cai::path_join(out, "best"));
+    REQUIRE(eval_loss_of(*fresh, eval_set) == Approx(best).epsilon(1e-4));
+
+    cai::sft_options bad = options_for(temp_dir());
+    bad.eval_data = eval_set;
+    bad.eval.eval_steps = 2;
+    bad.eval.keep_best = "eval_accuracy";
+    REQUIRE_THAT(error_of([&] { cai::sft_train(*make(), data, bad); }), Contains("eval_accuracy") && Contains("eval_loss"));
+    bad.eval_data.clear();
+    bad.eval.keep_best = "eval_loss";
+    REQUIRE_THAT(error_of([&] { cai::sft_train(*make(), data, bad); }), Contains("eval_data"));
+}

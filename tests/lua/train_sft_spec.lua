@@ -118,6 +118,29 @@ spec.describe("cai.train.sft", function()
       "data%[2%] is nil")
     spec.raises(function() cai.train.sft{ model = m, data = data, out = out, progress = false, max_steps = 1,
       on_log = function() error("boom") end, logging_steps = 1 } end, "boom")
+    spec.raises(function() cai.train.sft{ model = m, data = data, out = out, eval_data = { { prompt = "a" } }, eval_steps = 1 } end,
+      "eval_data%[1%]%.response must be a string")
+    spec.raises(function() cai.train.sft{ model = m, data = data, out = out, eval_data = data, eval_steps = 1, keep_best = "eval_acc" } end,
+      "keep_best \"eval_acc\" is not an eval metric; valid: eval_loss")
+  end)
+
+  spec.it("logs eval_loss every eval_steps and keeps the best adapter in out/best", function()
+    local m = fresh()
+    local out = root .. "/sft_eval"
+    local evals = {}
+    local r = cai.train.sft{ model = m, data = data, out = out, seed = 7, epochs = 4, learning_rate = 1e-2,
+      batch_size = 2, logging_steps = 1, progress = false, eval_data = { data[1], data[2] }, eval_steps = 2,
+      keep_best = "eval_loss", on_log = function(t) if t.eval_loss then evals[#evals + 1] = t end end }
+    spec.truthy(#evals >= 2, "evaluations logged")
+    spec.eq(r.eval_loss, nil, "the result is the last training line")
+    local best = evals[1]
+    for _, e in ipairs(evals) do if e.eval_loss < best.eval_loss then best = e end end
+    spec.eq(r.best.dir, out .. "/best")
+    spec.eq(r.best.step, best.step)
+    spec.near(r.best.value, best.eval_loss, 1e-9)
+    local f = io.open(out .. "/best/adapter_config.json")
+    spec.truthy(f ~= nil, "PEFT adapter in out/best")
+    if f then f:close() end
   end)
 end)
 

@@ -246,7 +246,8 @@ end
 local DPO_FIELDS = { "model", "pairs", "out", "seed", "epochs", "max_steps", "learning_rate", "batch_size",
   "max_tokens", "gradient_accumulation_steps", "warmup_steps", "warmup_ratio", "schedule", "weight_decay",
   "max_grad_norm", "logging_steps", "save_steps", "save_total_limit", "resume", "on_log", "eos", "progress",
-  "beta", "loss", "label_smoothing", "reference", "reference_cache", "rpo_alpha" }
+  "beta", "loss", "label_smoothing", "reference", "reference_cache", "rpo_alpha",
+  "eval_pairs", "eval_steps", "keep_best" }
 
 ---DPO on {prompt, chosen, rejected} pairs, training the model's LoRA adapters; the reference is the
 ---same model with its adapters switched off, or another model with the same vocabulary (reference = m2);
@@ -254,7 +255,8 @@ local DPO_FIELDS = { "model", "pairs", "out", "seed", "epochs", "max_steps", "le
 ---fingerprint of pairs, reference model and tokenizer. Metrics use TRL's names (rewards/chosen, ...).
 ---@param opts table { model=, pairs={{prompt=, chosen=, rejected=},...}, out=, beta=0.1, loss="sigmoid",
 ---  label_smoothing=0, reference="adapter_off" | model, reference_cache=false,
----  rpo_alpha=0 (loss += rpo_alpha * chosen NLL, logged as nll_loss), ... the trainer options of cai.train.sft }
+---  rpo_alpha=0 (loss += rpo_alpha * chosen NLL, logged as nll_loss), eval_pairs={...}, eval_steps=N,
+---  keep_best="eval_loss" | "eval_rewards/accuracies" | ..., ... the trainer options of cai.train.sft }
 ---@return table metrics the last logged metrics plus steps=, interrupted=, checkpoint=, resumed_from=
 function train.dpo(opts)
   local fname = "cai.train.dpo"
@@ -313,9 +315,17 @@ function train.dpo(opts)
   if #prompts ~= #pairs_ then
     error(string.format("%s: pairs[%d] is nil (the list has a hole)", fname, #prompts + 1), 2)
   end
+  check_number(fname, opts, "eval_steps", nil)
+  if opts.keep_best ~= nil and type(opts.keep_best) ~= "string" then
+    error(fname .. ": field 'keep_best' must be an eval metric name such as \"eval_loss\", got " .. type(opts.keep_best), 2)
+  end
   local options = {}
   for k, v in pairs(opts) do
-    if k ~= "model" and k ~= "pairs" and k ~= "on_log" then options[k] = v end
+    if k ~= "model" and k ~= "pairs" and k ~= "on_log" and k ~= "eval_pairs" then options[k] = v end
+  end
+  if opts.eval_pairs ~= nil then
+    local e = split_records(fname, "eval_pairs", opts.eval_pairs, { "prompt", "chosen", "rejected" })
+    options.eval_prompts, options.eval_chosen, options.eval_rejected = e.prompt, e.chosen, e.rejected
   end
   local json = require "cai.json"
   local on_log = nil
@@ -323,11 +333,12 @@ function train.dpo(opts)
     local user = opts.on_log
     on_log = function(line) user(json.decode(line)) end
   end
-  local ok, last, steps, interrupted, checkpoint, resumed_from =
+  local ok, last, steps, interrupted, checkpoint, resumed_from, best, best_step, best_value =
     pcall(prim.dpo, opts.model, prompts, chosen, rejected, options, on_log)
   if not ok then error(last, 2) end
   local result = json.decode(last)
   result.steps, result.interrupted = steps, interrupted
+  if best ~= "" then result.best = { dir = best, step = best_step, value = best_value } end
   result.checkpoint = checkpoint ~= "" and checkpoint or nil
   result.resumed_from = resumed_from ~= "" and resumed_from or nil
   return result

@@ -223,7 +223,8 @@ int l_train_sft(lua_State* L) {
 const std::vector<std::string> dpo_option_keys = {
     "out", "seed", "epochs", "max_steps", "gradient_accumulation_steps", "learning_rate", "weight_decay",
     "max_grad_norm", "schedule", "warmup_steps", "warmup_ratio", "batch_size", "max_tokens", "logging_steps",
-    "save_steps", "save_total_limit", "beta", "loss", "label_smoothing", "reference", "reference_cache", "rpo_alpha", "eos", "resume", "progress"};
+    "save_steps", "save_total_limit", "beta", "loss", "label_smoothing", "reference", "reference_cache", "rpo_alpha", "eos", "resume", "progress",
+    "eval_prompts", "eval_chosen", "eval_rejected", "eval_steps", "keep_best"};
 
 // dpo(model, prompts, chosen, rejected, options, on_log | nil)
 //   -> last_metrics (JSON text), steps, interrupted, final_checkpoint, resumed_from
@@ -251,6 +252,21 @@ int l_train_dpo(lua_State* L) {
         lua_pop(L, 1);
         o.reference_cache = cai::opt_boolean(L, 5, "reference_cache", false, fname);
         o.rpo_alpha = cai::opt_number(L, 5, "rpo_alpha", 0.0, fname);
+        o.eval.eval_steps = cai::opt_integer(L, 5, "eval_steps", 0, fname);
+        o.eval.keep_best = cai::opt_string(L, 5, "keep_best", "", fname);
+        lua_getfield(L, 5, "eval_prompts");
+        if (!lua_isnil(L, -1)) {
+            std::vector<std::string> ep = string_list(L, lua_gettop(L), fname, "eval_pairs prompt");
+            lua_getfield(L, 5, "eval_chosen");
+            std::vector<std::string> ec = string_list(L, lua_gettop(L), fname, "eval_pairs chosen");
+            lua_getfield(L, 5, "eval_rejected");
+            std::vector<std::string> er = string_list(L, lua_gettop(L), fname, "eval_pairs rejected");
+            lua_pop(L, 2);
+            if (ep.size() != ec.size() || ep.size() != er.size())
+                cai::fail(fname, ": eval_pairs: lists of different lengths");
+            for (size_t i = 0; i < ep.size(); ++i) o.eval_pairs.push_back({ep[i], ec[i], er[i]});
+        }
+        lua_pop(L, 1);
         o.eos = cai::opt_boolean(L, 5, "eos", true, fname);
         o.resume = cai::opt_boolean(L, 5, "resume", true, fname);
         o.show_progress = cai::opt_boolean(L, 5, "progress", true, fname);
@@ -264,7 +280,10 @@ int l_train_dpo(lua_State* L) {
         lua_pushboolean(L, r.interrupted);
         lua_pushstring(L, r.final_checkpoint.c_str());
         lua_pushstring(L, r.resumed_from.c_str());
-        return 5;
+        lua_pushstring(L, r.best_checkpoint.c_str());
+        lua_pushinteger(L, static_cast<lua_Integer>(r.best_step));
+        lua_pushnumber(L, r.best_value);
+        return 8;
     });
 }
 

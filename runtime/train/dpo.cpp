@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <cstdio>
+#include <map>
 #include <memory>
 
 #include "core/error.h"
@@ -19,6 +20,7 @@
 #include "tokenizer/tokenizer.h"
 #include "train/dpo_loss.h"
 #include "train/lora.h"
+#include "train/metrics.h"
 
 namespace cai {
 
@@ -233,6 +235,28 @@ dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_opt
         lengths.push_back((int64_t)std::max(chosen.back().ids.size(), rejected.back().ids.size()));
     }
     log_info("dpo: ", pairs.size(), " pairs, loss ", options.loss, ", beta ", options.beta);
+    std::vector<dpo_tokens> eval_chosen, eval_rejected;
+    for (size_t i = 0; i < options.eval_pairs.size(); ++i) {
+        const dpo_pair& p = options.eval_pairs[i];
+        eval_chosen.push_back(tokenize_completion(m, p.prompt, p.chosen, eos_id, i, "chosen"));
+        eval_rejected.push_back(tokenize_completion(m, p.prompt, p.rejected, eos_id, i, "rejected"));
+    }
+    if (options.eval.eval_steps < 0) fail("dpo: eval_steps must be >= 0, got ", options.eval.eval_steps);
+    if (!eval_chosen.empty() && options.eval.eval_steps == 0)
+        fail("dpo: eval_pairs is given but eval_steps is 0; set eval_steps = N to evaluate every N steps");
+    if (!options.eval.keep_best.empty() && eval_chosen.empty())
+        fail("dpo: keep_best needs an eval set (eval_pairs) and eval_steps");
+    // TRL's order of the metric names.
+    std::vector<std::string> metric_names = {"rewards/chosen", "rewards/rejected", "rewards/accuracies",
+                                             "rewards/margins", "logps/chosen", "logps/rejected"};
+    if (options.rpo_alpha > 0) metric_names.push_back("nll_loss");
+    std::unique_ptr<best_keeper> keeper;
+    if (!options.eval.keep_best.empty()) {
+        std::vector<std::string> valid = {"eval_loss"};
+        for (const auto& n : metric_names) valid.push_back("eval_" + n);
+        keeper = std::make_unique<best_keeper>(options.trainer.out_dir, options.eval.keep_best, valid,
+                                               [&m](const std::string& dir) { lora_save(m, dir); }, "dpo");
+    }
     const bool average = options.loss == "ipo";
     // Reference log-probs (2N): the chosen completions then the rejected ones of rows.
     auto reference_logps = [&](const at::Tensor& ids, const at::Tensor& mask,
@@ -303,7 +327,9 @@ dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_opt
     // The file as resume() left it; its last line is the result if no step is left to run.
     uint64_t metrics_offset = 0;
     std::vector<std::string> earlier = new_lines(metrics_path, metrics_offset);
-    std::string seen_line = earlier.empty() ? "" : earlier.back();
+    std::string seen_line;
+    for (const auto& line : earlier)
+        if (line.find("\"eval_") == std::string::npos) seen_line = line;
     struct training_mode {
         model& m;
         explicit training_mode(model& m_) : m(m_) { lora_set_training(m, true); }
@@ -369,10 +395,50 @@ dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_opt
                 if (kv.first == name) ordered.push_back(kv);
         const double lr = loop.current_lr();
         loop.finish_step(loss_sum / double(micro.size()), ordered);
+        if (!eval_chosen.empty() && !loop.interrupted() && eval_due(options.eval, loop.step())) {
+            // Loss and metrics over the eval pairs (means weighted by pairs), dropout off, no gradient.
+            at::NoGradGuard no_grad;
+            const size_t chunk = options.trainer.batches.batch_size > 0 ? (size_t)options.trainer.batches.batch_size : 8;
+            double loss_total = 0;
+            std::map<std::string, double> totals;
+            for (size_t s = 0; s < eval_chosen.size(); s += chunk) {
+                const size_t e = std::min(eval_chosen.size(), s + chunk);
+                const int64_t n = (int64_t)(e - s);
+                std::vector<const dpo_tokens*> rows;
+                for (size_t i = s; i < e; ++i) rows.push_back(&eval_chosen[i]);
+                for (size_t i = s; i < e; ++i) rows.push_back(&eval_rejected[i]);
+                auto [ids, mask] = pad_rows(m, rows);
+                at::Tensor reference = reference_logps(ids, mask, rows);
+                lora_set_training(m, false);
+                auto [token_logp, weights] = completion_token_logps(m.forward(ids, mask), rows);
+                at::Tensor policy = logps_of(token_logp, weights, average);
+                reference = reference.to(policy.device());
+                at::Tensor pc = policy.slice(0, 0, n), pr = policy.slice(0, n, 2 * n);
+                dpo_loss_result r = dpo_loss_forward(pc, pr, reference.slice(0, 0, n), reference.slice(0, n, 2 * n),
+                                                     options.beta, options.loss, options.label_smoothing);
+                at::Tensor loss = r.losses.mean();
+                auto metrics = dpo_metrics(r, pc, pr);
+                if (options.rpo_alpha > 0) {
+                    at::Tensor nll =
+                        -(token_logp.slice(0, 0, n) * weights.slice(0, 0, n)).sum() / weights.slice(0, 0, n).sum();
+                    loss = loss + options.rpo_alpha * nll;
+                    metrics["nll_loss"] = nll.item<double>();
+                }
+                loss_total += loss.item<double>() * double(n);
+                for (const auto& kv : metrics) totals[kv.first] += kv.second * double(n);
+            }
+            lora_set_training(m, true);
+            const double count = double(eval_chosen.size());
+            std::vector<std::pair<std::string, double>> em = {{"eval_loss", loss_total / count}};
+            for (const auto& name : metric_names)
+                if (totals.count(name)) em.push_back({"eval_" + name, totals[name] / count});
+            metrics_log(metrics_path).append(loop.step(), em);
+            if (keeper) keeper->offer(loop.step(), em);
+        }
         if (bar) bar->update((long)loop.step(), "loss " + format_number(loss_sum / double(micro.size())) + " lr " +
                                                     format_number(lr));
         for (const std::string& line : new_lines(metrics_path, metrics_offset)) {
-            seen_line = line;
+            if (line.find("\"eval_") == std::string::npos) seen_line = line;
             if (options.on_log) options.on_log(line);
         }
     }
@@ -381,6 +447,11 @@ dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_opt
     result.final_checkpoint = result.interrupted ? latest_checkpoint(options.trainer.out_dir) : loop.save_final();
     result.steps = loop.step();
     result.last_metrics = seen_line.empty() ? "{}" : seen_line;
+    if (keeper && keeper->best_step() >= 0) {
+        result.best_checkpoint = keeper->dir();
+        result.best_step = keeper->best_step();
+        result.best_value = keeper->best_value();
+    }
     return result;
 }
 

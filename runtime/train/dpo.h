@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "train/eval.h"
 #include "train/trainer.h"
 
 namespace cai {
@@ -53,6 +54,10 @@ struct dpo_options {
     bool show_progress = true;
     bool resume = true;
     std::function<void(const std::string&)> on_log;  // each metrics line (JSON text)
+    // Eval pairs: eval_loss and eval_rewards/... (TRL's names with "eval_")
+    // every eval.eval_steps steps; eval.keep_best keeps the best adapter in out/best/.
+    std::vector<dpo_pair> eval_pairs;
+    eval_options eval;
 };
 
 struct dpo_result {
@@ -61,6 +66,9 @@ struct dpo_result {
     std::string resumed_from;
     std::string final_checkpoint;
     std::string last_metrics;  // "{}" if none
+    std::string best_checkpoint;  // out/best when keep_best saved one, else ""
+    int64_t best_step = -1;
+    double best_value = 0;
 };
 
 // One completion (chosen or rejected) of a pair, tokenized.

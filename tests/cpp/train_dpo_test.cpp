@@ -314,3 +314,56 @@ TEST_CASE("dpo: rpo_alpha adds alpha times the chosen tokens' mean NLL, logged a
     o.rpo_alpha = -1;
     REQUIRE_THAT(error_of([&] { cai::dpo_train(*m, pairs, o); }), Contains("rpo_alpha"));
 }
+
+TEST_CASE("dpo: eval pairs logged as eval_loss and eval_rewards/... every eval_steps; keep_best by accuracies", "[dpo]") {
+    auto m = make();
+    const std::vector<cai::dpo_pair> eval_set = {pairs[0], pairs[3], pairs[4]};
+    std::string out = temp_dir();
+    cai::dpo_options o = options_for(out);
+    o.eval_pairs = eval_set;
+    o.eval.eval_steps = 5;
+    o.eval.keep_best = "rewards/accuracies";
+    std::vector<std::string> evals;
+    o.on_log = [&](const std::string& line) {
+        if (line.find("\"eval_loss\"") != std::string::npos) evals.push_back(line);
+    };
+    auto r = cai::dpo_train(*m, pairs, o);
+    REQUIRE(evals.size() == 6);
+    REQUIRE(evals[1].rfind("{\"step\":10,", 0) == 0);
+    REQUIRE(r.last_metrics.find("eval_") == std::string::npos);
+    for (const char* name : {"eval_rewards/chosen", "eval_rewards/rejected", "eval_rewards/margins",
+                             "eval_logps/chosen", "eval_logps/rejected"})
+        REQUIRE(evals[0].find(std::string("\"") + name + "\":") != std::string::npos);
+    // The last evaluation by hand: the trained policy's summed chosen log-probs.
+    {
+        at::NoGradGuard g;
+        double sum = 0;
+        for (const auto& p : eval_set) {
+            cai::pair_ids t = cai::tokenize_pair(*m->tok, p.prompt, p.chosen);
+            t.ids.push_back(2);
+            at::Tensor ids = at::tensor(std::vector<int64_t>(t.ids.begin(), t.ids.end()), at::kLong).unsqueeze(0);
+            at::Tensor lp = m->logprobs(ids);
+            for (size_t j = t.completion_start; j < t.ids.size(); ++j) sum += lp[0][(int64_t)j].item<double>();
+        }
+        REQUIRE(field(evals.back(), "eval_logps/chosen") == Approx(sum / 3.0).epsilon(1e-4));
+    }
+    // Greater is better for accuracies: the first step reaching the maximum is kept.
+    double best = -1;
+    int64_t best_step = -1;
+    for (const auto& line : evals)
+        if (field(line, "eval_rewards/accuracies") > best) {
+            best = field(line, "eval_rewards/accuracies");
+            best_step = (int64_t)field(line, "step");
+        }
+    REQUIRE(r.best_step == best_step);
+    REQUIRE(r.best_value == best);
+    REQUIRE(r.best_checkpoint == cai::path_join(out, "best"));
+    REQUIRE(cai::file_exists(cai::path_join(out, "best/adapter_model.safetensors")));
+    REQUIRE(cai::read_file(cai::path_join(out, "best.json")).find("eval_rewards/accuracies") != std::string::npos);
+
+    cai::dpo_options bad = options_for(temp_dir());
+    bad.eval_pairs = eval_set;
+    bad.eval.eval_steps = 5;
+    bad.eval.keep_best = "eval_nll_loss";  // only with rpo_alpha
+    REQUIRE_THAT(error_of([&] { cai::dpo_train(*make(), pairs, bad); }), Contains("eval_rewards/margins"));
+}

@@ -100,6 +100,14 @@ spec.describe("cai.train.dpo", function()
     local rpo = run("rpo", { rpo_alpha = 0.5 })
     spec.eq(type(rpo.nll_loss), "number", "nll_loss logged")
     spec.eq(plain.nll_loss, nil)
+    local evals = {}
+    local ev = run("eval", { eval_pairs = { pairs_[1], pairs_[2] }, eval_steps = 1, keep_best = "eval_loss",
+                             on_log = function(t) if t.eval_loss then evals[#evals + 1] = t end end })
+    spec.eq(#evals, ev.steps)
+    spec.eq(type(evals[1]["eval_rewards/accuracies"]), "number")
+    spec.eq(ev.best.dir, root .. "/eval/best")
+    spec.raises(function() run("eval_bad", { eval_pairs = { { prompt = "a" } }, eval_steps = 1 }) end,
+      "eval_pairs%[1%]%.chosen must be a string")
     local f = io.open(root .. "/ref_cache/reference_logps.json")
     spec.truthy(f ~= nil, "reference_logps.json written")
     if f then f:close() end

@@ -1,0 +1,169 @@
+-- quickstart.lua: the whole Stage 1 pipeline in one run, on the embedded tiny
+-- model by default (any Hugging Face directory with model=).
+--
+--   base answers held-out instructions
+--   -> SFT on Instruction:/Response:/END data (loss on the response only)
+--   -> negatives of the five types on the SFT model's own answers -> pairs
+--   -> DPO from the SFT model (its merged weights are the reference)
+--   -> base, SFT and DPO evaluated on held-out instructions: the nine criteria
+--      and preference accuracy, each with a 95% interval
+--   -> out/: config.json, pairs.jsonl, metrics.jsonl, samples.jsonl,
+--      summary.json, checkpoints (sft/, dpo/), report.html
+--
+--   build/cairun recipes/quickstart.lua out=runs/quickstart
+local cai = require "cai"
+local template = cai.template
+
+local args = cai.args{
+  model = "tiny",              -- "tiny" or a Hugging Face model directory
+  out = "runs/quickstart",     -- run directory
+  seed = 42,                   -- decides data, init, dropout and sampling
+  sft_examples = 400,          -- training instructions with reference answers
+  pair_examples = 300,         -- instructions turned into preference pairs
+  eval_examples = 80,          -- held-out instructions
+  max_new_tokens = 40,         -- per generated answer
+  sft_steps = 300,
+  sft_lr = 2e-3,
+  dpo_steps = 150,
+  dpo_lr = 1e-3,
+  beta = 0.1,                  -- DPO temperature
+  loss = "sigmoid",            -- any TRL DPO loss name
+  lora_r = 16,
+  lora_alpha = 32,
+  batch_size = 16,
+}
+
+local out = args.out
+os.execute("mkdir -p '" .. out .. "'")
+
+local function write_json(path, value)
+  local tmp = path .. ".tmp"
+  local f = assert(io.open(tmp, "w"))
+  f:write(cai.json.encode(value, { indent = 2 }), "\n")
+  f:close()
+  assert(os.rename(tmp, path))
+end
+write_json(out .. "/config.json", cai.resolved_args())
+
+-- Data: a seeded synthetic world with disjoint train and held-out instructions.
+local world = cai.world.new{ seed = args.seed }
+local train_items = world:instructions(args.sft_examples, { split = "train" })
+local pair_items = world:instructions(args.pair_examples, { split = "train" })
+local heldout = world:instructions(args.eval_examples, { split = "heldout" })
+
+local function prompts_of(items)
+  local out_prompts = {}
+  for i, item in ipairs(items) do out_prompts[i] = template.instruction_prompt(item.instruction) end
+  return out_prompts
+end
+local heldout_prompts = prompts_of(heldout)
+local gen = { max_new_tokens = args.max_new_tokens, temperature = 0, stop = { "END" }, seed = args.seed }
+
+-- Held-out preference pairs: the reference answer against a negative.
+local heldout_pairs = cai.negatives.generate((function()
+  local items = {}
+  for i, r in ipairs(heldout) do items[i] = { instruction = r.instruction, response = r.reference } end
+  return items
+end)(), { seed = args.seed + 1 })
+
+local function preference_accuracy(m, opts)
+  local prompts, chosen, rejected = {}, {}, {}
+  for i, p in ipairs(heldout_pairs) do prompts[i], chosen[i], rejected[i] = p.prompt, p.chosen, p.rejected end
+  local lc = m:logprobs(prompts, chosen, opts)
+  local lr = m:logprobs(prompts, rejected, opts)
+  local wins = 0
+  for i = 1, #prompts do
+    if lc[i].sum > lr[i].sum then wins = wins + 1 end
+  end
+  local lo, hi = cai.stats.wilson(wins, #prompts)
+  return { pass = wins, n = #prompts, rate = wins / #prompts, lo = lo, hi = hi }
+end
+
+-- 1. The base model.
+local base = cai.model.load(args.model)
+cai.log.info("stage base: answering " .. #heldout .. " held-out instructions")
+local outputs, accuracy = {}, {}
+outputs.base = base:generate(heldout_prompts, gen)
+accuracy.base = preference_accuracy(base)
+
+-- 2. SFT with LoRA, loss on the response (and END, EOS) only.
+local sft_data = {}
+for i, r in ipairs(train_items) do
+  sft_data[i] = { prompt = template.instruction_prompt(r.instruction), response = " " .. r.reference .. "\nEND" }
+end
+base:add_lora{ r = args.lora_r, alpha = args.lora_alpha, targets = "all-linear", seed = args.seed }
+cai.log.info("stage sft: " .. #sft_data .. " examples")
+cai.train.sft{ model = base, data = sft_data, out = out .. "/sft", seed = args.seed, max_steps = args.sft_steps,
+  learning_rate = args.sft_lr, batch_size = args.batch_size, warmup_ratio = 0.05, schedule = "cosine",
+  logging_steps = 10 }
+outputs.sft = base:generate(heldout_prompts, gen)
+accuracy.sft = preference_accuracy(base)
+
+-- 3. Pairs: chosen = the SFT model's answer, rejected = a negative of the five types.
+local sft_answers = base:generate(prompts_of(pair_items), gen)
+local items = {}
+for i, r in ipairs(pair_items) do
+  local answer = template.strip_end(sft_answers[i].text)
+  if answer == "" then answer = r.reference end
+  items[i] = { instruction = r.instruction, response = answer }
+end
+local pref_pairs, pair_stats = cai.negatives.generate(items, { seed = args.seed })
+cai.jsonl.write(out .. "/pairs.jsonl", pref_pairs)
+cai.log.info("stage pairs: " .. #pref_pairs .. " pairs written")
+
+-- 4. DPO from the SFT model: merge SFT, save, reload, new adapters; the
+--    reference is the SFT model (adapters off).
+base:merge_lora()
+base:save(out .. "/sft/merged")
+base:release()
+local policy = cai.model.load(out .. "/sft/merged")
+policy:add_lora{ r = args.lora_r, alpha = args.lora_alpha, targets = "all-linear", seed = args.seed + 2 }
+local dpo_pairs = {}
+for i, p in ipairs(pref_pairs) do dpo_pairs[i] = { prompt = p.prompt, chosen = p.chosen, rejected = p.rejected } end
+cai.log.info("stage dpo: " .. #dpo_pairs .. " pairs, beta " .. args.beta)
+cai.train.dpo{ model = policy, pairs = dpo_pairs, out = out .. "/dpo", seed = args.seed, beta = args.beta,
+  loss = args.loss, max_steps = args.dpo_steps, learning_rate = args.dpo_lr, batch_size = args.batch_size,
+  warmup_ratio = 0.1, schedule = "cosine", logging_steps = 10 }
+outputs.dpo = policy:generate(heldout_prompts, gen)
+accuracy.dpo = preference_accuracy(policy)
+policy:save_lora(out .. "/dpo/adapter")
+
+-- 5. Evaluation: the nine criteria and preference accuracy, with intervals.
+local eval_items = world:eval_items(heldout)
+local report = cai.eval.run(eval_items, outputs, { stop_means_end = true, factual_judge = world:factual_judge() })
+local summary = { models = {} }
+for _, name in ipairs({ "base", "sft", "dpo" }) do
+  local entry = {}
+  for criterion, r in pairs(report.models[name].rates) do entry[criterion] = r end
+  entry.preference_accuracy = accuracy[name]
+  summary.models[name] = entry
+end
+summary.comparisons = { base_sft = cai.eval.compare(report, "base", "sft"), sft_dpo = cai.eval.compare(report, "sft", "dpo") }
+summary.pairs = pair_stats
+write_json(out .. "/summary.json", summary)
+
+local samples = {}
+for i = 1, math.min(12, #heldout) do
+  samples[i] = { instruction = heldout[i].instruction, reference = heldout[i].reference,
+    base = outputs.base[i].text, sft = outputs.sft[i].text, dpo = outputs.dpo[i].text }
+end
+cai.jsonl.write(out .. "/samples.jsonl", samples)
+
+-- metrics.jsonl: both stages' trainer logs, each line tagged with its stage.
+local metrics = {}
+for _, stage in ipairs({ "sft", "dpo" }) do
+  for _, line in ipairs(cai.jsonl.read(out .. "/" .. stage .. "/metrics.jsonl")) do
+    line.stage = stage
+    metrics[#metrics + 1] = line
+  end
+end
+cai.jsonl.write(out .. "/metrics.jsonl", metrics)
+cai.report.build(out)
+
+print(cai.eval.format(report))
+for _, name in ipairs({ "base", "sft", "dpo" }) do
+  local e, a = summary.models[name].ends_with_end, accuracy[name]
+  print(string.format("%-4s ends_with_end %.2f [%.2f, %.2f]   preference_accuracy %.2f [%.2f, %.2f]", name,
+    e.rate or 0, e.lo or 0, e.hi or 0, a.rate, a.lo, a.hi))
+end
+print("quickstart: done, report in " .. out .. "/report.html")

@@ -2,8 +2,6 @@
 #include "train/dpo.h"
 
 #include <chrono>
-#include <filesystem>
-#include <fstream>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -25,31 +23,6 @@
 namespace cai {
 
 namespace {
-
-// Lines appended to a file since byte `offset` (moved past them); the file
-// is read from the offset only, so a long run does not re-read its log.
-std::vector<std::string> new_lines(const std::string& path, uint64_t& offset) {
-    std::vector<std::string> lines;
-    std::error_code ec;
-    const uint64_t size = std::filesystem::file_size(path, ec);
-    if (ec || size <= offset) return lines;
-    std::ifstream in(path, std::ios::binary);
-    in.seekg((std::streamoff)offset);
-    std::string line;
-    while (std::getline(in, line)) {
-        if (in.eof()) break;  // a line without its newline is not complete yet
-        offset += line.size() + 1;
-        lines.push_back(line);
-    }
-    return lines;
-}
-
-
-std::string format_number(double v) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.4g", v);
-    return buf;
-}
 
 dpo_tokens tokenize_completion(const model& m, const std::string& prompt, const std::string& completion,
                                int32_t eos_id, size_t index, const char* field) {
@@ -80,7 +53,6 @@ std::pair<at::Tensor, at::Tensor> pad_rows(const model& m, const std::vector<con
         }
     return {ids, mask};
 }
-
 
 // FNV-1a 64 over everything fed to it.
 struct fnv64 {
@@ -326,7 +298,7 @@ dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_opt
     const std::string metrics_path = path_join(options.trainer.out_dir, "metrics.jsonl");
     // The file as resume() left it; its last line is the result if no step is left to run.
     uint64_t metrics_offset = 0;
-    std::vector<std::string> earlier = new_lines(metrics_path, metrics_offset);
+    std::vector<std::string> earlier = read_new_lines(metrics_path, metrics_offset);
     std::string seen_line;
     for (const auto& line : earlier)
         if (line.find("\"eval_") == std::string::npos) seen_line = line;
@@ -435,9 +407,9 @@ dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_opt
             metrics_log(metrics_path).append(loop.step(), em);
             if (keeper) keeper->offer(loop.step(), em);
         }
-        if (bar) bar->update((long)loop.step(), "loss " + format_number(loss_sum / double(micro.size())) + " lr " +
-                                                    format_number(lr));
-        for (const std::string& line : new_lines(metrics_path, metrics_offset)) {
+        if (bar) bar->update((long)loop.step(), "loss " + format_metric(loss_sum / double(micro.size())) + " lr " +
+                                                    format_metric(lr));
+        for (const std::string& line : read_new_lines(metrics_path, metrics_offset)) {
             if (line.find("\"eval_") == std::string::npos) seen_line = line;
             if (options.on_log) options.on_log(line);
         }

@@ -5,7 +5,10 @@
 
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -59,6 +62,28 @@ void metrics_log::truncate_after(int64_t step) {
         if (j["step"].get<int64_t>() <= step) kept += line + "\n";
     }
     write_file_atomic(path_, kept);
+}
+
+std::vector<std::string> read_new_lines(const std::string& path, uint64_t& offset) {
+    std::vector<std::string> lines;
+    std::error_code ec;
+    const uint64_t size = std::filesystem::file_size(path, ec);
+    if (ec || size <= offset) return lines;
+    std::ifstream in(path, std::ios::binary);
+    in.seekg((std::streamoff)offset);
+    std::string line;
+    while (std::getline(in, line)) {
+        if (in.eof()) break;  // a line without its newline is not complete yet
+        offset += line.size() + 1;
+        lines.push_back(line);
+    }
+    return lines;
+}
+
+std::string format_metric(double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.4g", v);
+    return buf;
 }
 
 }  // namespace cai

@@ -25,4 +25,11 @@ private:
     std::string path_;
 };
 
+// Complete lines appended to a log since byte `offset`, which moves past
+// them; only the new part is read, so a long run never re-reads its log.
+std::vector<std::string> read_new_lines(const std::string& path, uint64_t& offset);
+
+// A metric as the progress bar shows it ("%.4g").
+std::string format_metric(double v);
+
 }  // namespace cai

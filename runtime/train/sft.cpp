@@ -2,8 +2,6 @@
 #include "train/sft.h"
 
 #include <chrono>
-#include <filesystem>
-#include <fstream>
 #include <memory>
 #include <cstdio>
 #include <sstream>
@@ -39,31 +37,6 @@ std::string boundary_text(const tokenizer& tok, const sft_tokens& t) {
     std::vector<int32_t> before(t.ids.begin() + from, t.ids.begin() + t.response_start);
     std::vector<int32_t> after(t.ids.begin() + t.response_start, t.ids.begin() + to);
     return "\"" + tok.decode(before, false) + "\" | \"" + tok.decode(after, false) + "\"";
-}
-
-// Lines appended to a file since byte `offset` (moved past them); the file
-// is read from the offset only, so a long run does not re-read its log.
-std::vector<std::string> new_lines(const std::string& path, uint64_t& offset) {
-    std::vector<std::string> lines;
-    std::error_code ec;
-    const uint64_t size = std::filesystem::file_size(path, ec);
-    if (ec || size <= offset) return lines;
-    std::ifstream in(path, std::ios::binary);
-    in.seekg((std::streamoff)offset);
-    std::string line;
-    while (std::getline(in, line)) {
-        if (in.eof()) break;  // a line without its newline is not complete yet
-        offset += line.size() + 1;
-        lines.push_back(line);
-    }
-    return lines;
-}
-
-
-std::string format_number(double v) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.4g", v);
-    return buf;
 }
 
 }  // namespace
@@ -188,7 +161,7 @@ sft_result sft_train(model& m, const std::vector<sft_example>& data, const sft_o
     const std::string metrics_path = path_join(options.trainer.out_dir, "metrics.jsonl");
     // The file as resume() left it; its last line is the result if no step is left to run.
     uint64_t metrics_offset = 0;
-    std::vector<std::string> earlier = new_lines(metrics_path, metrics_offset);
+    std::vector<std::string> earlier = read_new_lines(metrics_path, metrics_offset);
     std::string seen_line;
     for (const auto& line : earlier)
         if (line.find("\"eval_") == std::string::npos) seen_line = line;
@@ -251,11 +224,11 @@ sft_result sft_train(model& m, const std::vector<sft_example>& data, const sft_o
         }
         if (bar) {
             double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-            bar->update((long)loop.step(), "loss " + format_number(loss_sum / double(micro.size())) + " lr " +
-                                              format_number(lr) + " " +
-                                              format_number(secs > 0 ? tokens_seen / secs : 0) + " tok/s");
+            bar->update((long)loop.step(), "loss " + format_metric(loss_sum / double(micro.size())) + " lr " +
+                                              format_metric(lr) + " " +
+                                              format_metric(secs > 0 ? tokens_seen / secs : 0) + " tok/s");
         }
-        for (const std::string& line : new_lines(metrics_path, metrics_offset)) {
+        for (const std::string& line : read_new_lines(metrics_path, metrics_offset)) {
             if (line.find("\"eval_") == std::string::npos) seen_line = line;
             if (options.on_log) options.on_log(line);
         }

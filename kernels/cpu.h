@@ -1,0 +1,38 @@
+#pragma once
+// What the fused kernels may use on this CPU, and the switch that turns them
+// off (the plain ATen path, used by tests and benchmarks to compare against).
+//
+// Kernels whose file name ends in _avx512.cpp or _avx2.cpp are compiled for
+// that instruction set only (see CMakeLists.txt); callers pick one at run time
+// with cpu_isa(). Those files keep to raw pointers, <ATen/cpu/vec/vec.h> and
+// at::parallel_for, whose vector types live in a per-ISA namespace.
+
+namespace cai::kernels {
+
+enum class isa { generic, avx2, avx512 };
+
+// The best instruction set both this CPU and this build support, lowered by
+// CAI_KERNELS_ISA=generic|avx2|avx512 (never raised above what the CPU has).
+isa cpu_isa();
+const char* isa_name(isa);
+// AVX512-BF16 dot products (vdpbf16ps) are available on this CPU.
+bool cpu_has_avx512_bf16();
+
+// Fused kernels on (the default) or off. CAI_KERNELS=0 turns them off for the
+// whole process; set_enabled() changes it for this process at run time.
+bool enabled();
+void set_enabled(bool on);
+
+// Runs a scope with the kernels switched on or off, restoring the old state.
+class scoped_enabled {
+ public:
+  explicit scoped_enabled(bool on) : old_(enabled()) { set_enabled(on); }
+  ~scoped_enabled() { set_enabled(old_); }
+  scoped_enabled(const scoped_enabled&) = delete;
+  scoped_enabled& operator=(const scoped_enabled&) = delete;
+
+ private:
+  bool old_;
+};
+
+}  // namespace cai::kernels

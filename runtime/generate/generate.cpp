@@ -4,10 +4,12 @@
 #include <c10/core/InferenceMode.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "core/error.h"
 #include "core/progress.h"
 #include "core/rng.h"
+#include "dist/dist.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
@@ -51,6 +53,48 @@ size_t find_stop(const std::string& text, const std::vector<std::string>& stop) 
     return best;
 }
 
+// Length-prefixed fields for gathering results across ranks.
+void put_u64(std::string& out, uint64_t v) { out.append(reinterpret_cast<const char*>(&v), sizeof v); }
+void put_str(std::string& out, const std::string& s) {
+    put_u64(out, s.size());
+    out += s;
+}
+struct reader {
+    const std::string& in;
+    size_t at = 0;
+    uint64_t u64() {
+        if (at + 8 > in.size()) fail("dist: a gathered result is truncated");
+        uint64_t v;
+        std::memcpy(&v, in.data() + at, 8);
+        at += 8;
+        return v;
+    }
+    std::string str() {
+        const uint64_t n = u64();
+        if (at + n > in.size()) fail("dist: a gathered result is truncated");
+        std::string s = in.substr(at, n);
+        at += n;
+        return s;
+    }
+};
+
+// Every rank's part of a list, concatenated in rank order (= the original order).
+template <class T, class Put, class Get>
+std::vector<T> gather_in_order(const std::vector<T>& mine, size_t total, const char* what, Put put, Get get) {
+    std::string bytes;
+    put_u64(bytes, mine.size());
+    for (const T& x : mine) put(bytes, x);
+    std::vector<T> all;
+    all.reserve(total);
+    for (const std::string& part : dist::all_gather_bytes(bytes, what)) {
+        reader r{part};
+        const uint64_t n = r.u64();
+        for (uint64_t i = 0; i < n; ++i) all.push_back(get(r));
+    }
+    if (all.size() != total) fail("dist: ", what, ": gathered ", all.size(), " results for ", total, " inputs");
+    return all;
+}
+
 }  // namespace
 
 std::vector<generation> generate(const model& m, const std::vector<std::vector<int32_t>>& prompts,
@@ -68,6 +112,31 @@ std::vector<generation> generate(const model& m, const std::vector<std::vector<i
                 fail("generate: prompt ", i + 1, " holds token id ", id, ", outside the vocabulary [0, ",
                      m.config.vocab_size, ")");
     }
+    if (o.shard && dist::world_size() > 1) {
+        const dist::shard part = dist::shard_of(prompts.size());
+        generate_options local = o;
+        local.shard = false;
+        local.first_index = o.first_index + part.begin;
+        local.show_progress = o.show_progress && dist::is_main();
+        std::vector<std::vector<int32_t>> mine(prompts.begin() + part.begin, prompts.begin() + part.end);
+        std::vector<generation> done = generate(m, mine, local);
+        return gather_in_order(
+            done, prompts.size(), "generated text",
+            [](std::string& out, const generation& g) {
+                put_str(out, g.text);
+                put_str(out, g.finish);
+                put_str(out, std::string(reinterpret_cast<const char*>(g.tokens.data()), g.tokens.size() * 4));
+            },
+            [](reader& r) {
+                generation g;
+                g.text = r.str();
+                g.finish = r.str();
+                const std::string t = r.str();
+                g.tokens.resize(t.size() / 4);
+                if (!t.empty()) std::memcpy(g.tokens.data(), t.data(), t.size());
+                return g;
+            });
+    }
     c10::InferenceMode no_grad;
     std::vector<generation> results(prompts.size());
     std::unique_ptr<progress> bar;
@@ -81,7 +150,7 @@ std::vector<generation> generate(const model& m, const std::vector<std::vector<i
         const int64_t B = end - begin;
         std::vector<row_state> rows(B);
         for (int64_t b = 0; b < B; ++b) {
-            rows[b].stream = rng(rng::derive(o.seed, begin + b));
+            rows[b].stream = rng(rng::derive(o.seed, o.first_index + begin + b));
             rows[b].context = prompts[begin + b];
             rows[b].out.finish = "length";
         }
@@ -155,7 +224,7 @@ pair_ids tokenize_pair(const tokenizer& tok, const std::string& prompt, const st
 
 std::vector<completion_logprob> score_completions(const model& m, const std::vector<std::vector<int32_t>>& prompts,
                                                   const std::vector<std::vector<int32_t>>& completions,
-                                                  int64_t batch_size) {
+                                                  int64_t batch_size, bool shard) {
     if (prompts.size() != completions.size())
         fail("logprobs: ", prompts.size(), " prompts but ", completions.size(), " completions");
     if (batch_size < 1) fail("logprobs: batch_size must be >= 1");
@@ -164,6 +233,24 @@ std::vector<completion_logprob> score_completions(const model& m, const std::vec
         if (prompts[i].empty()) fail("logprobs: prompt ", i + 1, " has no tokens");
         joined[i] = prompts[i];
         joined[i].insert(joined[i].end(), completions[i].begin(), completions[i].end());
+    }
+    if (shard && dist::world_size() > 1) {
+        const dist::shard part = dist::shard_of(prompts.size());
+        std::vector<std::vector<int32_t>> p(prompts.begin() + part.begin, prompts.begin() + part.end);
+        std::vector<std::vector<int32_t>> c(completions.begin() + part.begin, completions.begin() + part.end);
+        std::vector<completion_logprob> done = score_completions(m, p, c, batch_size, false);
+        return gather_in_order(
+            done, prompts.size(), "completion log-probs",
+            [](std::string& out, const completion_logprob& x) {
+                put_str(out, std::string(reinterpret_cast<const char*>(&x), sizeof x));
+            },
+            [](reader& r) {
+                completion_logprob x;
+                const std::string b = r.str();
+                if (b.size() != sizeof x) fail("dist: a gathered log-prob has ", b.size(), " bytes");
+                std::memcpy(&x, b.data(), sizeof x);
+                return x;
+            });
     }
     std::vector<completion_logprob> out(prompts.size());
     for (size_t begin = 0; begin < joined.size(); begin += batch_size) {

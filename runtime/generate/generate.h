@@ -5,6 +5,12 @@
 // so its sample depends on (seed, its index, the prompt) and never on the
 // batch it shares. A sequence ends on an EOS id ("eos"), on a stop string
 // ("stop": text is cut before it) or after max_new_tokens ("length").
+//
+// In a data-parallel run (dist::world_size() > 1) generate and
+// score_completions are collective: every rank must call them with the same
+// prompts; each computes its contiguous share (dist::shard_of) and every rank
+// gets the whole list back in the original order, the same as one process
+// gives (a prompt's stream is derived from its index in the whole list).
 #pragma once
 
 #include <cstdint>
@@ -25,6 +31,8 @@ struct generate_options {
     uint64_t seed = 0;
     int64_t batch_size = 16;
     bool show_progress = true;
+    bool shard = true;         // data-parallel: share the prompts among the ranks (false: all on this rank)
+    uint64_t first_index = 0;  // prompts[i] samples from rng::derive(seed, first_index + i)
 };
 
 struct generation {
@@ -55,6 +63,6 @@ struct completion_logprob {
 // One forward per batch; prompts must be non-empty.
 std::vector<completion_logprob> score_completions(const model& m, const std::vector<std::vector<int32_t>>& prompts,
                                                   const std::vector<std::vector<int32_t>>& completions,
-                                                  int64_t batch_size = 8);
+                                                  int64_t batch_size = 8, bool shard = true);
 
 }  // namespace cai

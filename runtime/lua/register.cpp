@@ -15,6 +15,7 @@ void register_bindings(lua_State* L) {
         {"cai._model", luaopen_cai_model},
         {"cai._reward", luaopen_cai_reward},
         {"cai._lora", luaopen_cai_lora},
+        {"cai._dist", luaopen_cai_dist},
         {nullptr, nullptr},
     };
     lua_getglobal(L, "package");

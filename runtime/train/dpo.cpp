@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "core/progress.h"
 #include "core/rng.h"
+#include "dist/dist.h"
 #include "generate/generate.h"
 #include "model/model.h"
 #include "model/save.h"
@@ -227,7 +228,10 @@ dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_opt
         std::vector<std::string> valid = {"eval_loss"};
         for (const auto& n : metric_names) valid.push_back("eval_" + n);
         keeper = std::make_unique<best_keeper>(options.trainer.out_dir, options.eval.keep_best, valid,
-                                               [&m](const std::string& dir) { lora_save(m, dir); }, "dpo");
+                                               [&m](const std::string& dir) {
+                                                   if (dist::is_main()) lora_save(m, dir);  // rank 0 writes
+                                               },
+                                               "dpo");
     }
     const bool average = options.loss == "ipo";
     // Reference log-probs (2N): the chosen completions then the rejected ones of rows.
@@ -279,7 +283,7 @@ dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_opt
             }
             nlohmann::json j = {{"fingerprint", fingerprint}, {"chosen", cached_chosen}, {"rejected", cached_rejected}};
             make_directories(options.trainer.out_dir);
-            write_file_atomic(cache_path, j.dump());
+            if (dist::is_main()) write_file_atomic(cache_path, j.dump());  // every rank computed the same
             log_info("dpo: reference log-probs of ", pairs.size(), " pairs written to ", cache_path);
         }
     }
@@ -320,8 +324,26 @@ dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_opt
         lora_set_dropout_seed(m, rng::derive(options.trainer.seed, (uint64_t)loop.step()));
         auto micro = loop.next_micro_batches();
         double loss_sum = 0;
+        // Every rank reports every metric (a rank may get no pair of a micro-batch).
         std::vector<std::pair<std::string, double>> metric_sums;
-        for (const auto& batch : micro) {
+        for (const auto& name : metric_names) metric_sums.push_back({name, 0.0});
+        for (const auto& full_batch : micro) {
+            // This rank's pairs of the micro-batch (all of them in one process).
+            // Loss and metrics are means over the whole micro-batch's pairs (the
+            // nll over its chosen tokens), so a rank's means are scaled by its
+            // share: summed over ranks they are the 1-process values.
+            const dist::shard part = dist::shard_of(full_batch.size());
+            const std::vector<int64_t> batch(full_batch.begin() + part.begin, full_batch.begin() + part.end);
+            if (batch.empty()) continue;
+            const double pair_share = double(batch.size()) / double(full_batch.size());
+            int64_t batch_chosen_tokens = 0, part_chosen_tokens = 0;
+            for (size_t k = 0; k < full_batch.size(); ++k) {
+                const dpo_tokens& c = chosen[full_batch[k]];
+                const int64_t t = (int64_t)(c.ids.size() - c.completion_start);
+                batch_chosen_tokens += t;
+                if (part.contains(k)) part_chosen_tokens += t;
+            }
+            const double token_share = double(part_chosen_tokens) / double(batch_chosen_tokens);
             // rows: the batch's chosen completions, then its rejected ones.
             std::vector<const dpo_tokens*> rows;
             for (int64_t i : batch) rows.push_back(&chosen[i]);
@@ -345,18 +367,19 @@ dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_opt
             dpo_loss_result r = dpo_loss_forward(pc, pr, reference.slice(0, 0, n), reference.slice(0, n, 2 * n),
                                                  options.beta, options.loss, options.label_smoothing);
             at::Tensor loss = r.losses.mean();
+            if (pair_share != 1.0) loss = loss * pair_share;
             at::Tensor nll;
             if (options.rpo_alpha > 0) {
                 // mean -log p over the chosen rows' completion tokens
                 nll = -(token_logp.slice(0, 0, n) * weights.slice(0, 0, n)).sum() / weights.slice(0, 0, n).sum();
+                if (token_share != 1.0) nll = nll * token_share;
                 loss = loss + options.rpo_alpha * nll;
             }
             (loss / double(micro.size())).backward();
             loss_sum += loss.item<double>();
             auto metrics = dpo_metrics(r, pc, pr);
+            for (auto& kv : metrics) kv.second *= pair_share;
             if (nll.defined()) metrics["nll_loss"] = nll.item<double>();
-            if (metric_sums.empty())
-                for (const auto& kv : metrics) metric_sums.push_back({kv.first, 0.0});
             for (auto& kv : metric_sums) kv.second += metrics.at(kv.first) / double(micro.size());
         }
         // TRL's order of the metric names.

@@ -14,6 +14,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "dist/dist.h"
 
 namespace cai {
 
@@ -32,6 +33,7 @@ void metrics_log::append(int64_t step, const std::vector<std::pair<std::string, 
         else
             line[kv.first] = nullptr;
     }
+    if (!dist::is_main()) return;  // in a data-parallel run rank 0 writes the log
     const std::string text = line.dump() + "\n";
     int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd < 0) fail(path_, ": cannot open for appending: ", std::strerror(errno));
@@ -43,7 +45,7 @@ void metrics_log::append(int64_t step, const std::vector<std::pair<std::string, 
 }
 
 void metrics_log::truncate_after(int64_t step) {
-    if (!file_exists(path_)) return;
+    if (!dist::is_main() || !file_exists(path_)) return;
     std::istringstream in(read_file(path_));
     std::string kept, line;
     int64_t line_number = 0;

@@ -1,6 +1,8 @@
 // metrics.jsonl: one JSON object per log step, {"step": N, "loss": ..., ...},
 // appended with a single write() on an O_APPEND file so a line is never torn
 // by a crash or a concurrent reader. Non-finite values are written as null.
+// In a data-parallel run only rank 0 writes (append and truncate_after are
+// no-ops on the other ranks).
 #pragma once
 
 #include <cstdint>

@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "core/progress.h"
 #include "core/rng.h"
+#include "dist/dist.h"
 #include "generate/generate.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
@@ -139,6 +140,7 @@ sft_result sft_train(model& m, const std::vector<sft_example>& data, const sft_o
         keeper = std::make_unique<best_keeper>(options.trainer.out_dir, options.eval.keep_best,
                                                std::vector<std::string>{"eval_loss"},
                                                [&m, &options](const std::string& dir) {
+                                                   if (!dist::is_main()) return;  // rank 0 writes
                                                    if (options.full)
                                                        save_model(m, dir, m.dtype);
                                                    else
@@ -189,12 +191,25 @@ sft_result sft_train(model& m, const std::vector<sft_example>& data, const sft_o
         auto micro = loop.next_micro_batches();
         double loss_sum = 0;
         for (const auto& batch : micro) {
+            // This rank's rows of the micro-batch (all of them in one process).
+            // The loss is a mean over the whole micro-batch's response tokens,
+            // so a rank's mean is scaled by its share of them: the sum over
+            // ranks of the scaled losses (and gradients) is the 1-process value.
+            const dist::shard part = dist::shard_of(batch.size());
             std::vector<const sft_tokens*> rows;
-            for (int64_t i : batch) {
-                rows.push_back(&examples[i]);
-                tokens_seen += (int64_t)examples[i].ids.size();
+            int64_t batch_trained = 0, part_trained = 0;
+            for (size_t k = 0; k < batch.size(); ++k) {
+                const sft_tokens& e = examples[batch[k]];
+                const int64_t trained = (int64_t)(e.ids.size() - e.response_start);
+                batch_trained += trained;
+                if (!part.contains(k)) continue;
+                rows.push_back(&e);
+                part_trained += trained;
+                tokens_seen += (int64_t)e.ids.size();
             }
+            if (rows.empty()) continue;
             at::Tensor loss = sft_loss(m, rows);
+            if (part_trained != batch_trained) loss = loss * (double(part_trained) / double(batch_trained));
             (loss / double(micro.size())).backward();
             loss_sum += loss.item<double>();
         }

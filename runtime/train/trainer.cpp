@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/log.h"
+#include "dist/dist.h"
 #include "train/interrupt.h"
 
 namespace cai {
@@ -102,7 +103,8 @@ std::string trainer_loop::resume() {
     resumed_metadata_ = meta.dump();
     step_ = state.step;
     saved_step_ = state.step;
-    metrics_.truncate_after(step_);
+    metrics_.truncate_after(step_);  // rank 0 only; the others wait for it
+    dist::barrier("resuming from " + dir);
     log_info("trainer: resumed from ", dir, " at step ", step_, " of ", total_steps_);
     return dir;
 }
@@ -114,9 +116,24 @@ std::vector<std::vector<int64_t>> trainer_loop::next_micro_batches() {
     return out;
 }
 
-void trainer_loop::finish_step(double loss, const std::vector<std::pair<std::string, double>>& metrics) {
-    check_finite("loss", loss, step_ + 1);
+void trainer_loop::finish_step(double loss, const std::vector<std::pair<std::string, double>>& metrics_in) {
+    std::vector<std::pair<std::string, double>> metrics = metrics_in;
+    bool interrupted = interrupt_requested();
     const auto& params = optimizer_.parameters();
+    if (dist::active()) {
+        // Each rank brought its share: the sums are the step's values. Ctrl-C
+        // on any rank stops all of them at the same step.
+        std::vector<double> values = {loss, interrupted ? 1.0 : 0.0};
+        for (const auto& kv : metrics) values.push_back(kv.second);
+        dist::all_reduce_sum(values, "the loss and metrics of step " + std::to_string(step_ + 1));
+        loss = values[0];
+        interrupted = values[1] > 0;
+        for (size_t i = 0; i < metrics.size(); ++i) metrics[i].second = values[i + 2];
+        std::vector<at::Tensor> tensors;
+        for (const auto& p : params) tensors.push_back(p.value);
+        dist::all_reduce_gradients(tensors);
+    }
+    check_finite("loss", loss, step_ + 1);
     const double norm = options_.max_grad_norm > 0 ? clip_grad_norm(params, options_.max_grad_norm) : grad_norm(params);
     check_finite("grad norm", norm, step_ + 1);
     const double lr = current_lr();
@@ -129,7 +146,7 @@ void trainer_loop::finish_step(double loss, const std::vector<std::pair<std::str
     window_steps_ += 1;
     if (step_ % options_.logging_steps == 0 || step_ == total_steps_) log_line(norm, lr);
 
-    if (interrupt_requested()) {
+    if (interrupted) {
         stopped_ = true;
         clear_interrupt();
         std::string dir = save();
@@ -145,7 +162,9 @@ void trainer_loop::log_line(double last_grad_norm, double last_lr) {
     values.emplace_back("grad_norm", last_grad_norm);
     values.emplace_back("learning_rate", last_lr);
     values.emplace_back("epoch", epoch());
-    metrics_.append(step_, values);
+    metrics_.append(step_, values);  // rank 0 only
+    // Every rank reads the line back (on_log) once it is there.
+    dist::barrier("the metrics line of step " + std::to_string(step_));
     window_sums_.clear();
     window_steps_ = 0;
 }
@@ -171,10 +190,16 @@ std::string trainer_loop::save() {
     for (const auto& kv : window_sums_) sums[kv.first] = kv.second;
     meta["log_window"] = {{"steps", window_steps_}, {"sums", sums}};
     state.metadata = meta.dump();
-    if (extra_files) state.files = extra_files();
-    std::string dir = save_checkpoint(options_.out_dir, state);
+    // Only rank 0 writes (the ranks hold the same tensors); the others wait
+    // until the checkpoint is complete, so a resume on any rank sees it.
+    std::string dir = checkpoint_dir(options_.out_dir, step_);
+    if (dist::is_main()) {
+        if (extra_files) state.files = extra_files();
+        dir = save_checkpoint(options_.out_dir, state);
+        if (options_.save_total_limit > 0) prune_checkpoints(options_.out_dir, options_.save_total_limit);
+    }
+    dist::barrier("saving " + dir);
     saved_step_ = step_;
-    if (options_.save_total_limit > 0) prune_checkpoints(options_.out_dir, options_.save_total_limit);
     return dir;
 }
 

@@ -78,6 +78,13 @@ public:
     // (then done() is true). A metrics line holds the means of loss and the
     // caller's metrics since the last line (as TRL averages them), then this
     // step's grad_norm (pre-clip) and learning_rate (the one it used), and epoch.
+    //
+    // Data-parallel (dist::active()): every rank computes its share of each
+    // micro-batch (dist::shard_of), scaled so that the SUM over ranks of the
+    // gradients, of loss and of each metric is the step's value; finish_step
+    // sums them (every rank must pass the same metric names in the same
+    // order), so all ranks take the same update. Only rank 0 writes
+    // metrics.jsonl and checkpoints; the others wait at a barrier after it.
     void finish_step(double loss, const std::vector<std::pair<std::string, double>>& metrics = {});
 
     // Writes a checkpoint of the current step now; returns its directory.

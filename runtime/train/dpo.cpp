@@ -37,9 +37,10 @@ dpo_tokens tokenize_completion(const model& m, const std::string& prompt, const 
     return t;
 }
 
-// Padded ids and attention mask (B, T) of rows.
-std::pair<at::Tensor, at::Tensor> pad_rows(const model& m, const std::vector<const dpo_tokens*>& rows) {
-    int64_t T = 0;
+// Padded ids and attention mask (B, T) of rows, T at least min_length.
+std::pair<at::Tensor, at::Tensor> pad_rows(const model& m, const std::vector<const dpo_tokens*>& rows,
+                                           int64_t min_length = 0) {
+    int64_t T = min_length;
     for (const auto* r : rows) T = std::max<int64_t>(T, (int64_t)r->ids.size());
     const int64_t B = (int64_t)rows.size();
     const int32_t pad = m.tok && m.tok->pad_id >= 0 ? m.tok->pad_id : 0;
@@ -344,12 +345,17 @@ dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_opt
                 if (part.contains(k)) part_chosen_tokens += t;
             }
             const double token_share = double(part_chosen_tokens) / double(batch_chosen_tokens);
+            // A rank pads its rows as long as the whole micro-batch's, so it
+            // computes them in the shapes one process would.
+            int64_t batch_length = 0;
+            for (int64_t i : full_batch)
+                batch_length = std::max<int64_t>(batch_length, (int64_t)std::max(chosen[i].ids.size(), rejected[i].ids.size()));
             // rows: the batch's chosen completions, then its rejected ones.
             std::vector<const dpo_tokens*> rows;
             for (int64_t i : batch) rows.push_back(&chosen[i]);
             for (int64_t i : batch) rows.push_back(&rejected[i]);
             const int64_t n = (int64_t)batch.size();
-            auto [ids, mask] = pad_rows(m, rows);
+            auto [ids, mask] = pad_rows(m, rows, batch_length);
             at::Tensor reference;  // (2N)
             if (options.reference_cache) {
                 std::vector<float> r;

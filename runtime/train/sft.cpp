@@ -90,8 +90,8 @@ at::Tensor sft_loss_from_logits(const at::Tensor& logits, const std::vector<cons
     return -(token_logp * weights).sum() / weights.sum();
 }
 
-at::Tensor sft_loss(const model& m, const std::vector<const sft_tokens*>& rows) {
-    int64_t T = 0;
+at::Tensor sft_loss(const model& m, const std::vector<const sft_tokens*>& rows, int64_t min_length) {
+    int64_t T = min_length;
     for (const auto* r : rows) T = std::max<int64_t>(T, (int64_t)r->ids.size());
     const int64_t B = (int64_t)rows.size();
     const int32_t pad = m.tok && m.tok->pad_id >= 0 ? m.tok->pad_id : 0;
@@ -197,18 +197,19 @@ sft_result sft_train(model& m, const std::vector<sft_example>& data, const sft_o
             // ranks of the scaled losses (and gradients) is the 1-process value.
             const dist::shard part = dist::shard_of(batch.size());
             std::vector<const sft_tokens*> rows;
-            int64_t batch_trained = 0, part_trained = 0;
+            int64_t batch_trained = 0, part_trained = 0, batch_length = 0;
             for (size_t k = 0; k < batch.size(); ++k) {
                 const sft_tokens& e = examples[batch[k]];
                 const int64_t trained = (int64_t)(e.ids.size() - e.response_start);
                 batch_trained += trained;
+                batch_length = std::max<int64_t>(batch_length, (int64_t)e.ids.size());
                 if (!part.contains(k)) continue;
                 rows.push_back(&e);
                 part_trained += trained;
                 tokens_seen += (int64_t)e.ids.size();
             }
             if (rows.empty()) continue;
-            at::Tensor loss = sft_loss(m, rows);
+            at::Tensor loss = sft_loss(m, rows, batch_length);
             if (part_trained != batch_trained) loss = loss * (double(part_trained) / double(batch_trained));
             (loss / double(micro.size())).backward();
             loss_sum += loss.item<double>();

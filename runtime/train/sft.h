@@ -69,7 +69,9 @@ std::vector<sft_tokens> sft_tokenize(const model& m, const std::vector<sft_examp
 // T; mean cross-entropy over the trained (response) positions.
 at::Tensor sft_loss_from_logits(const at::Tensor& logits, const std::vector<const sft_tokens*>& rows);
 // Forward + sft_loss_from_logits for rows of a dataset.
-at::Tensor sft_loss(const model& m, const std::vector<const sft_tokens*>& rows);
+// min_length: pad the rows at least this long (a data-parallel rank pads its
+// share as long as the whole micro-batch, so it computes one process's shapes).
+at::Tensor sft_loss(const model& m, const std::vector<const sft_tokens*>& rows, int64_t min_length = 0);
 
 sft_result sft_train(model& m, const std::vector<sft_example>& data, const sft_options& options);
 

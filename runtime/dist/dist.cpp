@@ -4,6 +4,7 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <c10/core/InferenceMode.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -47,9 +48,8 @@ void guarded(const std::string& what, F&& f) {
         std::string msg = e.what();
         size_t nl = msg.find('\n');  // c10 errors append a backtrace after the first line
         if (nl != std::string::npos) msg = msg.substr(0, nl);
-        fail("dist: rank ", s.env.rank, " of ", s.env.world_size, ": ", what,
-             " failed; another rank stopped or did not answer within ", s.env.timeout_s,
-             " s (CAI_DIST_TIMEOUT): ", msg);
+        fail("dist: rank ", s.env.rank, " of ", s.env.world_size, ": ", what, " failed: ", msg,
+             " (a rank that stopped, or no answer within ", s.env.timeout_s, " s (CAI_DIST_TIMEOUT), ends here)");
     }
 }
 
@@ -142,12 +142,20 @@ void all_reduce_sum(at::Tensor& t, const std::string& what) {
     group_state& s = state();
     if (!s.pg) return;
     if (!t.is_contiguous()) fail("dist: all_reduce_sum of ", what, ": the tensor must be contiguous");
-    guarded("all_reduce of " + what, [&] {
-        std::vector<at::Tensor> ts = {t};
-        c10d::AllreduceOptions o;
-        o.reduceOp = c10d::ReduceOp::SUM;
-        wait_for(s.pg->allreduce(ts, o));
-    });
+    at::Tensor buffer;
+    {
+        // Gloo writes the result from its own threads, outside any
+        // InferenceMode of the caller: it needs a normal tensor.
+        c10::InferenceMode normal_tensors(false);
+        buffer = t.is_inference() ? t.clone() : t;
+        guarded("all_reduce of " + what, [&] {
+            std::vector<at::Tensor> ts = {buffer};
+            c10d::AllreduceOptions o;
+            o.reduceOp = c10d::ReduceOp::SUM;
+            wait_for(s.pg->allreduce(ts, o));
+        });
+    }
+    if (!buffer.is_same(t)) t.copy_(buffer);
 }
 
 void all_reduce_sum(std::vector<double>& values, const std::string& what) {
@@ -162,6 +170,7 @@ std::vector<std::string> all_gather_bytes(const std::string& mine, const std::st
     group_state& s = state();
     if (!s.pg) return {mine};
     const int n = s.env.world_size;
+    c10::InferenceMode normal_tensors(false);  // Gloo fills them from its own threads
     // Lengths first, then every rank's bytes padded to the longest.
     at::Tensor lengths = at::zeros({n}, at::kLong);
     lengths[s.env.rank] = (int64_t)mine.size();

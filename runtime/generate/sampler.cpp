@@ -7,8 +7,53 @@
 #include <unordered_set>
 
 #include "core/error.h"
+#include "kernels/cpu.h"
 
 namespace cai {
+
+namespace {
+
+// The most likely tokens first, ties by lower id: the order a stable sort by
+// descending probability gives.
+struct more_likely {
+    const std::vector<double>& probs;
+    bool operator()(int64_t a, int64_t b) const { return probs[a] > probs[b] || (probs[a] == probs[b] && a < b); }
+};
+
+// Marks score[i] = -inf for every token outside the smallest set of most
+// likely tokens whose mass reaches top_p. Sorts only a growing prefix (64,
+// 256, ... tokens) until the mass is reached, adding the probabilities in
+// the same order as a full sort would, so the kept set is identical.
+void drop_outside_top_p(std::vector<double>& score, const std::vector<double>& probs, double top_p) {
+    const int64_t vocab = (int64_t)probs.size();
+    const double minus_inf = -std::numeric_limits<double>::infinity();
+    std::vector<int64_t> order(vocab);
+    std::iota(order.begin(), order.end(), 0);
+    if (!kernels::enabled()) {  // the plain path: sort everything
+        std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return probs[a] > probs[b]; });
+        double before = 0;
+        for (int64_t i : order) {
+            if (before >= top_p) score[i] = minus_inf;
+            before += probs[i];
+        }
+        return;
+    }
+    int64_t sorted = 0;
+    double before = 0;
+    for (int64_t want = std::min<int64_t>(64, vocab);; want = std::min<int64_t>(want * 4, vocab)) {
+        std::partial_sort(order.begin() + sorted, order.begin() + want, order.end(), more_likely{probs});
+        for (; sorted < want; ++sorted) {
+            if (before >= top_p) {  // every remaining token is dropped
+                for (int64_t j = sorted; j < vocab; ++j) score[order[j]] = minus_inf;
+                return;
+            }
+            before += probs[order[sorted]];
+        }
+        if (want == vocab) return;
+    }
+}
+
+}  // namespace
 
 void sampling_options::check() const {
     if (!(temperature >= 0) || std::isinf(temperature)) fail("generate: temperature must be >= 0, got ", temperature);
@@ -54,14 +99,7 @@ std::vector<double> sampling_distribution(const float* logits, int64_t vocab, co
     };
     softmax();
     if (o.top_p < 1.0) {  // the smallest set of most likely tokens whose mass reaches top_p
-        std::vector<int64_t> order(vocab);
-        std::iota(order.begin(), order.end(), 0);
-        std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return probs[a] > probs[b]; });
-        double before = 0;
-        for (int64_t i : order) {
-            if (before >= o.top_p) score[i] = minus_inf;
-            before += probs[i];
-        }
+        drop_outside_top_p(score, probs, o.top_p);
         softmax();
     }
     if (o.min_p > 0) {  // drop tokens less likely than min_p times the most likely one

@@ -23,4 +23,5 @@ int luaopen_cai_model(lua_State* L);      // lua_model.cpp: models and tensors (
 int luaopen_cai_reward(lua_State* L);     // lua_reward.cpp: reward models (cai.model.load_reward)
 int luaopen_cai_lora(lua_State* L);       // lua_lora.cpp: LoRA adapters, saving models (cai.model)
 int luaopen_cai_dist(lua_State* L);       // lua_dist.cpp: rank, world size, barrier (cai.dist)
+int luaopen_cai_kernels(lua_State* L);    // lua_kernels.cpp: the fused kernels switch (cai.kernels)
 }

@@ -16,6 +16,7 @@ void register_bindings(lua_State* L) {
         {"cai._reward", luaopen_cai_reward},
         {"cai._lora", luaopen_cai_lora},
         {"cai._dist", luaopen_cai_dist},
+        {"cai._kernels", luaopen_cai_kernels},
         {nullptr, nullptr},
     };
     lua_getglobal(L, "package");

@@ -8,6 +8,11 @@
 
 #include "core/error.h"
 #include "core/rng.h"
+#include "kernels/attention.h"
+#include "kernels/gate.h"
+#include "kernels/matvec.h"
+#include "kernels/rms_norm.h"
+#include "kernels/rotary.h"
 
 namespace cai {
 
@@ -32,9 +37,18 @@ at::Tensor dropout_mask(rng& r, at::IntArrayRef sizes, double p) {
 
 }  // namespace
 
-at::Tensor linear::forward(const at::Tensor& x) const {
-    at::Tensor y = at::linear(x, weight, bias);
-    if (!lora_enabled || !lora_a.defined() || !lora_b.defined()) return y;
+namespace {
+
+bool lora_active(const linear& l) { return l.lora_enabled && l.lora_a.defined() && l.lora_b.defined(); }
+
+// y + the adapter's delta for x (y unchanged when no adapter is on).
+at::Tensor add_lora(const linear& l, const at::Tensor& x, const at::Tensor& y) {
+    if (!lora_active(l)) return y;
+    const at::Tensor& lora_a = l.lora_a;
+    const at::Tensor& lora_b = l.lora_b;
+    const double lora_dropout = l.lora_dropout, lora_scale = l.lora_scale;
+    const auto& lora_rng = l.lora_rng;
+    const bool training = l.training;
     at::Tensor lora_x = x.to(lora_a.scalar_type());  // (..., in) float32
     if (training && lora_dropout > 0) {
         if (!lora_rng) fail("linear: LoRA dropout is on but the adapter has no generator");
@@ -44,7 +58,40 @@ at::Tensor linear::forward(const at::Tensor& x) const {
     return (y + delta).to(y.scalar_type());
 }
 
+// Several linears applied to the same x: one pass over all their weights
+// with the decode kernel when it applies, else one at::linear each.
+std::vector<at::Tensor> project(const at::Tensor& x, std::initializer_list<const linear*> ls) {
+    bool fused = true;
+    for (const linear* l : ls) fused = fused && kernels::matvec_applies(x, l->weight, l->bias);
+    std::vector<at::Tensor> out;
+    if (!fused) {
+        for (const linear* l : ls) out.push_back(l->forward(x));
+        return out;
+    }
+    std::vector<at::Tensor> ws, bs;
+    for (const linear* l : ls) {
+        ws.push_back(l->weight);
+        bs.push_back(l->bias);
+    }
+    out = kernels::matvec_forward_many(x, ws, bs);
+    size_t i = 0;
+    for (const linear* l : ls) {
+        out[i] = add_lora(*l, x, out[i]);
+        ++i;
+    }
+    return out;
+}
+
+}  // namespace
+
+at::Tensor linear::forward(const at::Tensor& x) const {
+    at::Tensor y = kernels::matvec_applies(x, weight, bias) ? kernels::matvec_forward(x, weight, bias)
+                                                            : at::linear(x, weight, bias);
+    return add_lora(*this, x, y);
+}
+
 at::Tensor rms_norm::forward(const at::Tensor& x) const {
+    if (kernels::rms_norm_applies(x, weight)) return kernels::rms_norm(x, weight, eps, one_plus);
     at::Tensor x32 = x.to(at::kFloat);
     at::Tensor variance = x32.pow(2).mean(-1, /*keepdim=*/true);
     at::Tensor normed = x32 * at::rsqrt(variance + eps);
@@ -81,8 +128,17 @@ at::Tensor rotate_half(const at::Tensor& x) {
     return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
 }
 
-// x: (B, T, heads, D); cos, sin: (B, T, D)
-at::Tensor apply_rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+// x: (B, T, heads, D); cos, sin: (B, T, D). The kernel rotates x in place
+// when no gradient is wanted (x is the projection's fresh output).
+at::Tensor apply_rotary(at::Tensor x, const at::Tensor& cos, const at::Tensor& sin) {
+    if (kernels::rotary_applies(x, cos)) {
+        if (at::GradMode::is_enabled() && x.requires_grad()) return kernels::rotary(x, cos, sin);
+        if (x.is_contiguous()) {
+            kernels::rotary_forward_(x, cos, sin);
+            return x;
+        }
+        return kernels::rotary_forward(x, cos, sin);
+    }
     at::Tensor c = cos.unsqueeze(2), s = sin.unsqueeze(2);
     return x * c + rotate_half(x) * s;
 }
@@ -102,6 +158,13 @@ double lowest(at::ScalarType type) {
 
 at::Tensor softcap(const at::Tensor& x, double cap) { return at::tanh(x / cap) * cap; }
 
+// act(gate) * up, fused when the kernel has the activation.
+at::Tensor gated(const std::string& name, const at::Tensor& gate, const at::Tensor& up) {
+    kernels::gate_act act;
+    if (kernels::gate_activation(name, &act) && kernels::gate_applies(gate, up)) return kernels::gate(gate, up, act);
+    return activation(name, gate) * up;
+}
+
 }  // namespace
 
 std::pair<at::Tensor, at::Tensor> model::rotary(const at::Tensor& positions) const {
@@ -114,7 +177,8 @@ std::pair<at::Tensor, at::Tensor> model::rotary(const at::Tensor& positions) con
 at::Tensor model::layer_forward(size_t index, const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
                                 const at::Tensor& allowed, const at::Tensor& allowed_sliding, kv_cache* cache,
                                 const at::Tensor& write_rows, const at::Tensor& write_cols,
-                                const at::Tensor& write_slots, int64_t key_len) const {
+                                const at::Tensor& write_slots, int64_t key_len, const at::Tensor& positions,
+                                const at::Tensor& filled) const {
     const decoder_layer& layer = layers[index];
     const model_config& c = config;
     const int64_t B = x.size(0), T = x.size(1), H = c.num_heads, Hkv = c.num_kv_heads, D = c.head_dim;
@@ -123,9 +187,10 @@ at::Tensor model::layer_forward(size_t index, const at::Tensor& x, const at::Ten
     // Attention block.
     at::Tensor residual = x;
     at::Tensor h = layer.input_norm.forward(x);                       // (B, T, C)
-    at::Tensor query = layer.q_proj.forward(h).view({B, T, H, D});    // (B, T, H, D)
-    at::Tensor key = layer.k_proj.forward(h).view({B, T, Hkv, D});    // (B, T, Hkv, D)
-    at::Tensor value = layer.v_proj.forward(h).view({B, T, Hkv, D});  // (B, T, Hkv, D)
+    std::vector<at::Tensor> qkv = project(h, {&layer.q_proj, &layer.k_proj, &layer.v_proj});
+    at::Tensor query = qkv[0].view({B, T, H, D});    // (B, T, H, D)
+    at::Tensor key = qkv[1].view({B, T, Hkv, D});    // (B, T, Hkv, D)
+    at::Tensor value = qkv[2].view({B, T, Hkv, D});  // (B, T, Hkv, D)
     query = apply_rotary(query, cos, sin);
     key = apply_rotary(key, cos, sin);
 
@@ -134,6 +199,19 @@ at::Tensor model::layer_forward(size_t index, const at::Tensor& x, const at::Ten
         // Store each real token at its row's next free slot, then attend over the slots.
         cache->k[index].index_put_({write_rows, write_slots}, key.index({write_rows, write_cols}));
         cache->v[index].index_put_({write_rows, write_slots}, value.index({write_rows, write_cols}));
+        if (T <= kernels::matvec_max_rows && kernels::attention_decode_applies(query, cache->k[index])) {
+            // Decode: scores, softmax and the weighted values in one pass over the cache.
+            kernels::attention_options o;
+            o.key_len = key_len;
+            o.window = layer.sliding ? c.sliding_window : 0;
+            o.scale = c.attn_scale;
+            o.softcap = c.attn_logit_softcapping;
+            at::Tensor attended = kernels::attention_decode_forward(query, cache->k[index], cache->v[index], positions,
+                                                                    filled, o);  // (B, T, H*D)
+            at::Tensor attn_out = layer.o_proj.forward(attended);              // (B, T, C)
+            if (c.sandwich_norms) attn_out = layer.post_attention_norm.forward(attn_out);
+            return feed_forward(layer, residual + attn_out);
+        }
         keys = cache->k[index].narrow(1, 0, key_len).transpose(1, 2);
         values = cache->v[index].narrow(1, 0, key_len).transpose(1, 2);
     } else {
@@ -153,14 +231,17 @@ at::Tensor model::layer_forward(size_t index, const at::Tensor& x, const at::Ten
     attended = attended.view({B, H, T, D}).transpose(1, 2).reshape({B, T, H * D});
     at::Tensor attn_out = layer.o_proj.forward(attended);  // (B, T, C)
     if (c.sandwich_norms) attn_out = layer.post_attention_norm.forward(attn_out);
-    at::Tensor after_attention = residual + attn_out;
+    return feed_forward(layer, residual + attn_out);
+}
 
+at::Tensor model::feed_forward(const decoder_layer& layer, const at::Tensor& after_attention) const {
+    const model_config& c = config;
     // Feed-forward block: down(act(gate(h)) * up(h)).
-    h = c.sandwich_norms ? layer.pre_feedforward_norm.forward(after_attention)
-                         : layer.post_attention_norm.forward(after_attention);
-    at::Tensor gate = activation(c.hidden_act, layer.gate_proj.forward(h));  // (B, T, I)
-    at::Tensor up = layer.up_proj.forward(h);                                // (B, T, I)
-    at::Tensor mlp_out = layer.down_proj.forward(gate * up);                 // (B, T, C)
+    at::Tensor h = c.sandwich_norms ? layer.pre_feedforward_norm.forward(after_attention)
+                                    : layer.post_attention_norm.forward(after_attention);
+    std::vector<at::Tensor> gate_up = project(h, {&layer.gate_proj, &layer.up_proj});  // (B, T, I) each
+    at::Tensor gated_up = gated(c.hidden_act, gate_up[0], gate_up[1]);                // (B, T, I)
+    at::Tensor mlp_out = layer.down_proj.forward(gated_up);                           // (B, T, C)
     if (c.sandwich_norms) mlp_out = layer.post_feedforward_norm.forward(mlp_out);
     return after_attention + mlp_out;
 }
@@ -188,7 +269,7 @@ at::Tensor model::hidden_states(const at::Tensor& ids_in, const at::Tensor& atte
 
     const bool any_sliding = config.sliding_window > 0;
     const int64_t window = config.sliding_window;
-    at::Tensor positions, allowed, allowed_sliding, rows, cols, slots;
+    at::Tensor positions, allowed, allowed_sliding, rows, cols, slots, filled;
     at::Tensor counts = real.sum(1);  // (B) real tokens per row
     int64_t key_len = T;
     if (!cache) {
@@ -203,7 +284,7 @@ at::Tensor model::hidden_states(const at::Tensor& ids_in, const at::Tensor& atte
         if (cache->batch() != B) fail("model: cache holds ", cache->batch(), " rows, ids have ", B);
         at::Tensor offset = at::tensor(cache->length, at::kLong).view({B, 1});
         positions = (offset + real.to(at::kLong).cumsum(1) - 1).clamp_min(0);  // (B, T)
-        at::Tensor filled = offset.view({B}) + counts;                         // (B)
+        filled = offset.view({B}) + counts;                                    // (B)
         key_len = filled.max().item<int64_t>();
         if (key_len > cache->capacity)
             fail("model: the cache holds ", cache->capacity, " positions per row, ", key_len, " are needed");
@@ -220,7 +301,7 @@ at::Tensor model::hidden_states(const at::Tensor& ids_in, const at::Tensor& atte
     }
     auto [cos, sin] = rotary(positions);
     for (size_t i = 0; i < layers.size(); ++i)
-        x = layer_forward(i, x, cos, sin, allowed, allowed_sliding, cache, rows, cols, slots, key_len);
+        x = layer_forward(i, x, cos, sin, allowed, allowed_sliding, cache, rows, cols, slots, key_len, positions, filled);
     if (cache) {
         auto n = counts.accessor<int64_t, 1>();
         for (int64_t b = 0; b < B; ++b) cache->length[b] += n[b];

@@ -121,7 +121,10 @@ private:
     at::Tensor layer_forward(size_t index, const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
                              const at::Tensor& allowed, const at::Tensor& allowed_sliding, kv_cache* cache,
                              const at::Tensor& write_rows, const at::Tensor& write_cols,
-                             const at::Tensor& write_slots, int64_t key_len) const;
+                             const at::Tensor& write_slots, int64_t key_len, const at::Tensor& positions,
+                             const at::Tensor& filled) const;
+    // The feed-forward half of a layer, residual included.
+    at::Tensor feed_forward(const decoder_layer& layer, const at::Tensor& after_attention) const;
 };
 
 // Rotary inverse frequencies for a config (rope_type default, linear, llama3), float32 (D/2).

@@ -1,0 +1,226 @@
+// The decode and layer kernels fused vs the plain ATen path (kernels switched
+// off), as ratios measured in one process: each kernel on its own, then the
+// whole decode step (batch 1 and 4) and prefill of a random ~100M Llama in
+// fp32 and bf16. Decode tokens/s are also shown as a fraction of the bound
+// bandwidth / bytes of weights streamed per step, with the read bandwidth
+// measured here too.
+//
+//   build/bench_kernels            kernels and the model
+//   build/bench_kernels ops        kernels only
+//   build/bench_kernels model      the model only
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+#include <torch/csrc/autograd/autograd.h>
+
+#include <cstdio>
+#include <string>
+
+#include "kernels/attention.h"
+#include "kernels/cpu.h"
+#include "kernels/gate.h"
+#include "kernels/matvec.h"
+#include "kernels/rms_norm.h"
+#include "kernels/rotary.h"
+#include "machine.h"
+#include "model/config.h"
+#include "model/model.h"
+#include "model/random.h"
+
+namespace {
+
+using cai::kernels::scoped_enabled;
+
+// Best-of timings of fn with the kernels on and off; prints and returns plain / fused.
+template <class F>
+double compare(const char* name, F&& fn, int repeats = 20) {
+    double fused, plain;
+    {
+        scoped_enabled on(true);
+        fn();
+        fused = bench::best_time(fn, repeats);
+    }
+    {
+        scoped_enabled off(false);
+        fn();
+        plain = bench::best_time(fn, repeats);
+    }
+    std::printf("  %-44s fused %9.1f us  plain %9.1f us  %5.2fx\n", name, fused * 1e6, plain * 1e6, plain / fused);
+    return plain / fused;
+}
+
+void bench_ops() {
+    std::printf("kernels (fused vs plain ATen):\n");
+    for (at::ScalarType type : {at::kFloat, at::kBFloat16}) {
+        const std::string t = cai::dtype_name(type);
+        auto opts = at::TensorOptions().dtype(type);
+        at::Tensor w = at::randn({2048, 768}, opts), w2 = at::randn({2048, 768}, opts);
+        at::Tensor wq = at::randn({768, 768}, opts), wk = at::randn({256, 768}, opts), wv = at::randn({256, 768}, opts);
+        for (int64_t rows : {1, 4}) {
+            at::Tensor x = at::randn({rows, 768}, opts);
+            compare((t + " matvec 768->2048, rows " + std::to_string(rows)).c_str(), [&] {
+                if (cai::kernels::matvec_applies(x, w)) cai::kernels::matvec_forward(x, w);
+                else at::linear(x, w);
+            });
+            compare((t + " fused gate+up 2x(768->2048), rows " + std::to_string(rows)).c_str(), [&] {
+                if (cai::kernels::matvec_applies(x, w)) cai::kernels::matvec_forward_many(x, {w, w2});
+                else at::linear(x, w), at::linear(x, w2);
+            });
+        }
+        {
+            at::Tensor x = at::randn({1, 768}, opts);
+            compare((t + " fused qkv 768->768+256+256, rows 1").c_str(), [&] {
+                if (cai::kernels::matvec_applies(x, wq)) cai::kernels::matvec_forward_many(x, {wq, wk, wv});
+                else at::linear(x, wq), at::linear(x, wk), at::linear(x, wv);
+            });
+        }
+        {  // decode attention over 512 cached slots, GQA 12/4, D 64
+            const int64_t S = 512, H = 12, Hkv = 4, D = 64;
+            at::Tensor q = at::randn({1, 1, H, D}, opts);
+            at::Tensor kc = at::randn({1, S, Hkv, D}, opts), vc = at::randn({1, S, Hkv, D}, opts);
+            at::Tensor pos = at::full({1, 1}, S - 1, at::kLong), filled = at::full({1}, S, at::kLong);
+            cai::kernels::attention_options o;
+            o.key_len = S;
+            o.scale = 0.125;
+            compare((t + " attention decode, 512 slots, 12/4 heads").c_str(), [&] {
+                if (cai::kernels::attention_decode_applies(q, kc)) {
+                    cai::kernels::attention_decode_forward(q, kc, vc, pos, filled, o);
+                    return;
+                }
+                at::Tensor keys = kc.transpose(1, 2), values = vc.transpose(1, 2);  // (1, Hkv, S, D)
+                at::Tensor gq = q.transpose(1, 2).reshape({1, Hkv, H / Hkv, D});
+                at::Tensor scores = at::matmul(gq, keys.transpose(-1, -2)) * 0.125;
+                at::Tensor mask = at::ones({1, 1, 1, S}, at::kBool);
+                scores = scores.masked_fill(at::logical_not(mask), -1e30);
+                at::Tensor wts = at::softmax(scores, -1, at::kFloat).to(type);
+                at::matmul(wts, values).reshape({1, 1, H * D});
+            });
+        }
+        for (int64_t rows : {1, 2048}) {
+            at::Tensor x = at::randn({rows, 768}, opts), nw = at::randn({768}, opts);
+            compare((t + " rms_norm forward, rows " + std::to_string(rows)).c_str(), [&] {
+                if (cai::kernels::rms_norm_applies(x, nw)) {
+                    cai::kernels::rms_norm_forward(x, nw, 1e-6, false);
+                    return;
+                }
+                at::Tensor x32 = x.to(at::kFloat);
+                at::Tensor normed = x32 * at::rsqrt(x32.pow(2).mean(-1, true) + 1e-6);
+                (nw * normed.to(type));
+            });
+            at::Tensor g = at::randn({rows, 2048}, opts), u = at::randn({rows, 2048}, opts);
+            compare((t + " swiglu gate forward, rows " + std::to_string(rows)).c_str(), [&] {
+                if (cai::kernels::gate_applies(g, u)) cai::kernels::gate_forward(g, u, cai::kernels::gate_act::silu);
+                else at::silu(g) * u;
+            });
+            at::Tensor qr = at::randn({1, rows, 12, 64}, opts), cs = at::randn({1, rows, 64}, opts),
+                       sn = at::randn({1, rows, 64}, opts);
+            compare((t + " rotary q, tokens " + std::to_string(rows)).c_str(), [&] {
+                if (cai::kernels::rotary_applies(qr, cs)) {
+                    cai::kernels::rotary_forward(qr, cs, sn);
+                    return;
+                }
+                at::Tensor c = cs.unsqueeze(2), s = sn.unsqueeze(2);
+                at::Tensor rot = at::cat({-qr.narrow(-1, 32, 32), qr.narrow(-1, 0, 32)}, -1);
+                qr* c + rot * s;
+            });
+        }
+        {  // training: forward + backward of rms_norm and the gate over 2048 tokens
+            c10::InferenceMode off_inference(false);
+            at::Tensor x = at::randn({2048, 768}, opts).requires_grad_(), nw = at::randn({768}, opts).requires_grad_();
+            compare((t + " rms_norm forward+backward, rows 2048").c_str(), [&] {
+                at::Tensor y;
+                if (cai::kernels::rms_norm_applies(x, nw)) {
+                    y = cai::kernels::rms_norm(x, nw, 1e-6, false);
+                } else {
+                    at::Tensor x32 = x.to(at::kFloat);
+                    y = nw * (x32 * at::rsqrt(x32.pow(2).mean(-1, true) + 1e-6)).to(type);
+                }
+                torch::autograd::grad({y.sum()}, {x, nw});
+            }, 5);
+            at::Tensor g = at::randn({2048, 2048}, opts).requires_grad_(), u = at::randn({2048, 2048}, opts).requires_grad_();
+            compare((t + " swiglu gate forward+backward, rows 2048").c_str(), [&] {
+                at::Tensor y = cai::kernels::gate_applies(g, u) ? cai::kernels::gate(g, u, cai::kernels::gate_act::silu)
+                                                                : at::silu(g) * u;
+                torch::autograd::grad({y.sum()}, {g, u});
+            }, 5);
+        }
+    }
+}
+
+const char* llama_100m = R"({"model_type":"llama","vocab_size":32000,"hidden_size":768,"intermediate_size":2048,
+      "num_hidden_layers":8,"num_attention_heads":12,"num_key_value_heads":4})";
+
+const int64_t prompt_len = 64, decode_steps = 16;
+
+// Seconds per decode step (batch rows each) after a prefill of prompt_len tokens.
+double decode_step_seconds(const cai::model& m, const at::Tensor& ids) {
+    double best = 1e30;
+    for (int rep = 0; rep < 2; ++rep) {
+        cai::kv_cache cache = m.new_cache(ids.size(0), prompt_len + decode_steps);
+        m.hidden_states(ids, {}, &cache);
+        at::Tensor next = ids.narrow(1, prompt_len - 1, 1).contiguous();
+        auto t0 = std::chrono::steady_clock::now();
+        for (int64_t s = 0; s < decode_steps; ++s) next = m.forward(next, {}, &cache).argmax(-1);
+        best = std::min(best, bench::seconds_since(t0) / decode_steps);
+    }
+    return best;
+}
+
+void bench_model(double bandwidth_gbs) {
+    cai::model_config c = cai::parse_model_config(llama_100m);
+    auto tensors = cai::random_model_tensors(c, 1);
+    std::printf("\n~100M Llama (fused vs plain; bound = read bandwidth / bytes of weights streamed per step):\n");
+    std::printf("%-5s %-16s %12s %12s %7s %14s\n", "dtype", "step", "fused tok/s", "plain tok/s", "ratio",
+                "fused / bound");
+    for (at::ScalarType type : {at::kFloat, at::kBFloat16}) {
+        auto m = cai::model::from_tensors(c, tensors, type, "100m");
+        const double elem = type == at::kFloat ? 4 : 2;
+        // Every weight but the embedding table is read once per decode step.
+        const double streamed = (double)(m->parameter_count() - m->embed_tokens.numel()) * elem;
+        const double bound = bandwidth_gbs * 1e9 / streamed;
+        for (int64_t batch : {1, 4}) {
+            at::Tensor ids = at::randint(c.vocab_size, {batch, prompt_len}, at::kLong);
+            double fused, plain;
+            {
+                scoped_enabled on(true);
+                fused = decode_step_seconds(*m, ids);
+            }
+            {
+                scoped_enabled off(false);
+                plain = decode_step_seconds(*m, ids);
+            }
+            std::printf("%-5s decode batch %-3lld %12.1f %12.1f %6.2fx %13.0f%%\n", cai::dtype_name(type).c_str(),
+                        (long long)batch, batch / fused, batch / plain, plain / fused, 100.0 / fused / bound);
+        }
+        at::Tensor ids = at::randint(c.vocab_size, {1, prompt_len}, at::kLong);
+        double fused, plain;
+        {
+            scoped_enabled on(true);
+            m->forward(ids);
+            fused = bench::best_time([&] { m->forward(ids); }, 2);
+        }
+        {
+            scoped_enabled off(false);
+            m->forward(ids);
+            plain = bench::best_time([&] { m->forward(ids); }, 2);
+        }
+        std::printf("%-5s prefill %-8lld %12.0f %12.0f %6.2fx\n", cai::dtype_name(type).c_str(), (long long)prompt_len,
+                    prompt_len / fused, prompt_len / plain, plain / fused);
+        std::printf("      %s: %.0f MB streamed per decode step, bound %.1f tok/s at batch 1\n",
+                    cai::dtype_name(type).c_str(), streamed / 1e6, bound);
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    bench::use_openblas_avx512_kernels(argv);
+    const std::string only = argc > 1 ? argv[1] : "";
+    c10::InferenceMode no_grad;
+    const double bandwidth = bench::memory_bandwidth_gbs();
+    std::printf("machine: memory read %.1f GB/s, threads %d, kernels isa %s%s\n", bandwidth, at::get_num_threads(),
+                cai::kernels::isa_name(cai::kernels::cpu_isa()),
+                cai::kernels::cpu_has_avx512_bf16() ? " (+avx512_bf16)" : "");
+    if (only.empty() || only == "ops") bench_ops();
+    if (only.empty() || only == "model") bench_model(bandwidth);
+    return 0;
+}

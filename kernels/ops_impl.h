@@ -1,0 +1,541 @@
+// The inner loops of kernels/ops_isa.h, included once per instruction set by
+// kernels/ops_avx512.cpp and kernels/ops_avx2.cpp with CAI_ISA_NS naming the
+// namespace; at::vec::Vectorized<float> has that ISA's width there.
+// Raw pointers, at::vec and at::parallel_for only.
+// GCC 12 warns about the undefined upper lanes its own AVX-512 widening intrinsics use.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/vec.h>
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "kernels/ops_isa.h"
+
+#ifndef CAI_ISA_NS
+#error "define CAI_ISA_NS before including kernels/ops_impl.h"
+#endif
+
+namespace cai::kernels::CAI_ISA_NS {
+namespace {
+
+using fvec = at::vec::Vectorized<float>;
+constexpr int W = fvec::size();
+
+// bf16 <-> float32 (round to nearest even, as c10::BFloat16 does).
+inline float bf16_to_float(uint16_t b) {
+    uint32_t u = (uint32_t)b << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+inline uint16_t float_to_bf16(float f) {
+    if (std::isnan(f)) return 0x7fc0;
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    u += 0x7fff + ((u >> 16) & 1);
+    return (uint16_t)(u >> 16);
+}
+
+#if defined(CPU_CAPABILITY_AVX512)
+inline fvec load_bf16(const uint16_t* p) {
+    __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16));
+}
+#else
+inline fvec load_bf16(const uint16_t* p) {
+    __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16));
+}
+#endif
+inline fvec load_bf16(const uint16_t* p, int64_t count) {
+    uint16_t tmp[W] = {};
+    std::memcpy(tmp, p, count * 2);
+    return load_bf16(tmp);
+}
+inline void store_bf16(uint16_t* p, const fvec& v, int64_t count = W) {
+    float tmp[W];
+    v.store(tmp);
+    for (int64_t i = 0; i < count; ++i) p[i] = float_to_bf16(tmp[i]);
+}
+
+// Loads and stores of float32 or bf16 data as float32 vectors.
+template <bool BF>
+inline fvec load(const void* p, int64_t i, int64_t count = W) {
+    if constexpr (BF) {
+        const uint16_t* q = static_cast<const uint16_t*>(p) + i;
+        return count == W ? load_bf16(q) : load_bf16(q, count);
+    } else {
+        return fvec::loadu(static_cast<const float*>(p) + i, count);
+    }
+}
+template <bool BF>
+inline void store(void* p, int64_t i, const fvec& v, int64_t count = W) {
+    if constexpr (BF) store_bf16(static_cast<uint16_t*>(p) + i, v, count);
+    else v.store(static_cast<float*>(p) + i, count);
+}
+template <bool BF>
+inline float load1(const void* p, int64_t i) {
+    if constexpr (BF) return bf16_to_float(static_cast<const uint16_t*>(p)[i]);
+    else return static_cast<const float*>(p)[i];
+}
+template <bool BF>
+inline void store1(void* p, int64_t i, float v) {
+    if constexpr (BF) static_cast<uint16_t*>(p)[i] = float_to_bf16(v);
+    else static_cast<float*>(p)[i] = v;
+}
+// Rounds to the storage dtype and back (the plain path's intermediate cast).
+template <bool BF>
+inline float round_to(float v) {
+    if constexpr (BF) return bf16_to_float(float_to_bf16(v));
+    else return v;
+}
+
+inline float hsum(const fvec& v) {
+    float tmp[W];
+    v.store(tmp);
+    float s = 0;
+    for (int i = 0; i < W; ++i) s += tmp[i];
+    return s;
+}
+
+// ---------------------------------------------------------------- matvec
+
+// ROWS output rows n0.. of one segment for R input rows: each weight vector
+// is loaded once and multiplied into every input row.
+template <bool BF, int R, int ROWS>
+inline void matvec_rows(const void* w, const float* x, int64_t K, int64_t n0, float (&out)[ROWS][R]) {
+    fvec acc[ROWS][R];
+    for (int i = 0; i < ROWS; ++i)
+        for (int r = 0; r < R; ++r) acc[i][r] = fvec(0.0f);
+    int64_t k = 0;
+    for (; k + W <= K; k += W) {
+        fvec xv[R];
+        for (int r = 0; r < R; ++r) xv[r] = fvec::loadu(x + r * K + k);
+        for (int i = 0; i < ROWS; ++i) {
+            fvec wv = load<BF>(w, (n0 + i) * K + k);
+            for (int r = 0; r < R; ++r) acc[i][r] = at::vec::fmadd(wv, xv[r], acc[i][r]);
+        }
+    }
+    if (k < K) {
+        const int64_t rest = K - k;
+        for (int i = 0; i < ROWS; ++i) {
+            fvec wv = load<BF>(w, (n0 + i) * K + k, rest);
+            for (int r = 0; r < R; ++r) acc[i][r] = at::vec::fmadd(wv, fvec::loadu(x + r * K + k, rest), acc[i][r]);
+        }
+    }
+    for (int i = 0; i < ROWS; ++i)
+        for (int r = 0; r < R; ++r) out[i][r] = hsum(acc[i][r]);
+}
+
+#if defined(CPU_CAPABILITY_AVX512)
+// bf16 weights times bf16 x with vdpbf16ps: 32 products per instruction, each
+// exact in float32 (x came from bf16, so rounding it back is exact), summed
+// in float32. xb: (R, K) bf16 bits.
+template <int R, int ROWS>
+inline void matvec_rows_dp(const uint16_t* w, const uint16_t* xb, int64_t K, int64_t n0, float (&out)[ROWS][R]) {
+    __m512 acc[ROWS][R];
+    for (int i = 0; i < ROWS; ++i)
+        for (int r = 0; r < R; ++r) acc[i][r] = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 32 <= K; k += 32) {
+        __m512i xv[R];
+        for (int r = 0; r < R; ++r) xv[r] = _mm512_loadu_si512(xb + r * K + k);
+        for (int i = 0; i < ROWS; ++i) {
+            __m512i wv = _mm512_loadu_si512(w + (n0 + i) * K + k);
+            for (int r = 0; r < R; ++r) acc[i][r] = _mm512_dpbf16_ps(acc[i][r], (__m512bh)wv, (__m512bh)xv[r]);
+        }
+    }
+    if (k < K) {
+        const __mmask32 m = (__mmask32)((1ull << (K - k)) - 1);
+        for (int i = 0; i < ROWS; ++i) {
+            __m512i wv = _mm512_maskz_loadu_epi16(m, w + (n0 + i) * K + k);
+            for (int r = 0; r < R; ++r)
+                acc[i][r] = _mm512_dpbf16_ps(acc[i][r], (__m512bh)wv, (__m512bh)_mm512_maskz_loadu_epi16(m, xb + r * K + k));
+        }
+    }
+    for (int i = 0; i < ROWS; ++i)
+        for (int r = 0; r < R; ++r) out[i][r] = _mm512_reduce_add_ps(acc[i][r]);
+}
+
+inline bool has_dpbf16() {
+    static const bool has = [] {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx512bf16") != 0;
+    }();
+    return has;
+}
+#endif
+
+template <bool BF, int R>
+void matvec_range(const float* x, const uint16_t* xb, int64_t K, const mv_segment& s, int64_t begin, int64_t end) {
+    constexpr int ROWS = R >= 4 ? 1 : (R >= 2 ? 2 : 4);
+    auto finish = [&](int64_t n, int r, float v) {
+        if (s.bias) v += load1<BF>(s.bias, n);
+        store1<BF>(s.out, r * s.n + n, v);
+    };
+    int64_t n = begin;
+#if defined(CPU_CAPABILITY_AVX512)
+    if constexpr (BF) {
+        if (xb) {
+            const uint16_t* w = static_cast<const uint16_t*>(s.w);
+            for (; n + ROWS <= end; n += ROWS) {
+                float out[ROWS][R];
+                matvec_rows_dp<R, ROWS>(w, xb, K, n, out);
+                for (int i = 0; i < ROWS; ++i)
+                    for (int r = 0; r < R; ++r) finish(n + i, r, out[i][r]);
+            }
+            for (; n < end; ++n) {
+                float out[1][R];
+                matvec_rows_dp<R, 1>(w, xb, K, n, out);
+                for (int r = 0; r < R; ++r) finish(n, r, out[0][r]);
+            }
+            return;
+        }
+    }
+#endif
+    for (; n + ROWS <= end; n += ROWS) {
+        float out[ROWS][R];
+        matvec_rows<BF, R, ROWS>(s.w, x, K, n, out);
+        for (int i = 0; i < ROWS; ++i)
+            for (int r = 0; r < R; ++r) finish(n + i, r, out[i][r]);
+    }
+    for (; n < end; ++n) {
+        float out[1][R];
+        matvec_rows<BF, R, 1>(s.w, x, K, n, out);
+        for (int r = 0; r < R; ++r) finish(n, r, out[0][r]);
+    }
+}
+
+template <bool BF, int R>
+void matvec_all(const float* x, int64_t K, const mv_segment* segs, int nsegs) {
+    int64_t total = 0;
+    for (int i = 0; i < nsegs; ++i) total += segs[i].n;
+    const int64_t grain = std::max<int64_t>(16, (int64_t)(65536 / std::max<int64_t>(K, 1)));
+    std::vector<uint16_t> xb;  // x as bf16 for vdpbf16ps (exact: x came from bf16)
+#if defined(CPU_CAPABILITY_AVX512)
+    if (BF && has_dpbf16()) {
+        xb.resize((size_t)R * K);
+        for (int64_t i = 0; i < R * K; ++i) xb[i] = float_to_bf16(x[i]);
+    }
+#endif
+    at::parallel_for(0, total, grain, [&](int64_t begin, int64_t end) {
+        int64_t base = 0;
+        for (int i = 0; i < nsegs && base < end; base += segs[i].n, ++i) {
+            int64_t lo = std::max(begin, base) - base, hi = std::min(end, base + segs[i].n) - base;
+            if (lo < hi) matvec_range<BF, R>(x, xb.empty() ? nullptr : xb.data(), K, segs[i], lo, hi);
+        }
+    });
+}
+
+template <bool BF>
+void matvec_typed(const float* x, int64_t R, int64_t K, const mv_segment* segs, int nsegs) {
+    switch (R) {
+        case 1: return matvec_all<BF, 1>(x, K, segs, nsegs);
+        case 2: return matvec_all<BF, 2>(x, K, segs, nsegs);
+        case 3: return matvec_all<BF, 3>(x, K, segs, nsegs);
+        case 4: return matvec_all<BF, 4>(x, K, segs, nsegs);
+        case 5: return matvec_all<BF, 5>(x, K, segs, nsegs);
+        case 6: return matvec_all<BF, 6>(x, K, segs, nsegs);
+        case 7: return matvec_all<BF, 7>(x, K, segs, nsegs);
+        case 8: return matvec_all<BF, 8>(x, K, segs, nsegs);
+    }
+}
+
+// ------------------------------------------------------------- attention
+
+template <bool BF>
+void attention_typed(const void* q, const void* k, const void* v, void* out, const int64_t* positions,
+                     const int64_t* filled, const attention_shape& s) {
+    const int64_t groups = s.H / s.Hkv, D = s.D;
+    const int64_t kv_token = s.Hkv * D, kv_row = s.capacity * kv_token;
+    at::parallel_for(0, s.B * s.T * s.H, 1, [&](int64_t begin, int64_t end) {
+        std::vector<float> score((size_t)std::max<int64_t>(s.key_len, 1));
+        std::vector<float> acc((size_t)D);
+        for (int64_t task = begin; task < end; ++task) {
+            const int64_t h = task % s.H, bt = task / s.H, b = bt / s.T;
+            const int64_t kh = h / groups;
+            const int64_t q_off = task * D;
+            const int64_t pos = positions[bt];
+            // Slots this query may see: filled, not in its future, inside the window.
+            int64_t lo = 0, hi = std::min(filled[b], pos + 1);
+            hi = std::min(hi, s.key_len);
+            if (s.window > 0) lo = std::max<int64_t>(0, pos - s.window + 1);
+            bool uniform = false;
+            if (hi <= lo) {  // nothing visible: the plain path's softmax over all-masked scores is uniform
+                lo = 0;
+                hi = s.key_len;
+                uniform = true;
+            }
+            const int64_t base = b * kv_row + kh * D;
+            float mx = -INFINITY;
+            for (int64_t j = lo; j < hi; ++j) {
+                float dot = 0;
+                if (!uniform) {
+                    fvec a(0.0f);
+                    int64_t d = 0;
+                    for (; d + W <= D; d += W)
+                        a = at::vec::fmadd(load<BF>(q, q_off + d), load<BF>(k, base + j * kv_token + d), a);
+                    if (d < D)
+                        a = at::vec::fmadd(load<BF>(q, q_off + d, D - d), load<BF>(k, base + j * kv_token + d, D - d), a);
+                    dot = hsum(a) * s.scale;
+                    if (s.softcap > 0) dot = std::tanh(dot / s.softcap) * s.softcap;
+                }
+                score[j - lo] = dot;
+                mx = std::max(mx, dot);
+            }
+            float sum = 0;
+            for (int64_t j = lo; j < hi; ++j) sum += (score[j - lo] = std::exp(score[j - lo] - mx));
+            std::fill(acc.begin(), acc.end(), 0.0f);
+            for (int64_t j = lo; j < hi; ++j) {
+                const fvec p(round_to<BF>(score[j - lo] / sum));
+                int64_t d = 0;
+                for (; d + W <= D; d += W)
+                    at::vec::fmadd(p, load<BF>(v, base + j * kv_token + d), fvec::loadu(acc.data() + d)).store(acc.data() + d);
+                if (d < D)
+                    at::vec::fmadd(p, load<BF>(v, base + j * kv_token + d, D - d), fvec::loadu(acc.data() + d, D - d))
+                        .store(acc.data() + d, D - d);
+            }
+            for (int64_t d = 0; d < D; ++d) store1<BF>(out, q_off + d, acc[d]);
+        }
+    });
+}
+
+// -------------------------------------------------------------- rms_norm
+
+template <bool BF>
+float sum_squares(const void* x, int64_t off, int64_t C) {
+    fvec a(0.0f);
+    int64_t c = 0;
+    for (; c + W <= C; c += W) {
+        fvec xv = load<BF>(x, off + c);
+        a = at::vec::fmadd(xv, xv, a);
+    }
+    if (c < C) {
+        fvec xv = load<BF>(x, off + c, C - c);
+        a = at::vec::fmadd(xv, xv, a);
+    }
+    return hsum(a);
+}
+
+template <bool BF>
+void rms_norm_forward_typed(const void* x, const void* w, void* y, float* inv, int64_t N, int64_t C, float eps,
+                            bool one_plus) {
+    at::parallel_for(0, N, std::max<int64_t>(1, 16384 / std::max<int64_t>(C, 1)), [&](int64_t begin, int64_t end) {
+        for (int64_t n = begin; n < end; ++n) {
+            const int64_t off = n * C;
+            const float r = 1.0f / std::sqrt(sum_squares<BF>(x, off, C) / (float)C + eps);
+            inv[n] = r;
+            const fvec rv(r), one(1.0f);
+            for (int64_t c = 0; c < C; c += W) {
+                const int64_t cnt = std::min<int64_t>(W, C - c);
+                fvec normed = load<BF>(x, off + c, cnt) * rv;
+                fvec wv = load<BF>(w, c, cnt);
+                fvec out;
+                if (one_plus) {
+                    out = normed * (wv + one);
+                } else if constexpr (BF) {  // llama casts the normed value back before scaling
+                    float tmp[W];
+                    normed.store(tmp);
+                    for (int i = 0; i < W; ++i) tmp[i] = round_to<BF>(tmp[i]);
+                    out = fvec::loadu(tmp) * wv;
+                } else {
+                    out = normed * wv;
+                }
+                store<BF>(y, off + c, out, cnt);
+            }
+        }
+    });
+}
+
+template <bool BF>
+void rms_norm_backward_typed(const void* dy, const void* x, const void* w, const float* inv, void* dx, float* dw,
+                             int64_t N, int64_t C, bool one_plus) {
+    const int threads = at::get_num_threads();
+    std::vector<float> dw_part(dw ? (size_t)threads * C : 0, 0.0f);
+    at::parallel_for(0, N, std::max<int64_t>(1, 16384 / std::max<int64_t>(C, 1)), [&](int64_t begin, int64_t end) {
+        float* part = dw ? dw_part.data() + (size_t)at::get_thread_num() * C : nullptr;
+        for (int64_t n = begin; n < end; ++n) {
+            const int64_t off = n * C;
+            const fvec rv(inv[n]), one(1.0f);
+            // dot = sum(dn * normed) where dn = dy * w (or dy * (1 + w)).
+            fvec dotv(0.0f);
+            for (int64_t c = 0; c < C; c += W) {
+                const int64_t cnt = std::min<int64_t>(W, C - c);
+                fvec normed = load<BF>(x, off + c, cnt) * rv;
+                fvec g = load<BF>(dy, off + c, cnt), wv = load<BF>(w, c, cnt);
+                fvec dn = one_plus ? g * (wv + one) : g * wv;
+                dotv = at::vec::fmadd(dn, normed, dotv);
+                if (part) {
+                    fvec nv = normed;
+                    if constexpr (BF) {
+                        if (!one_plus) {
+                            float tmp[W];
+                            nv.store(tmp);
+                            for (int i = 0; i < W; ++i) tmp[i] = round_to<BF>(tmp[i]);
+                            nv = fvec::loadu(tmp);
+                        }
+                    }
+                    at::vec::fmadd(g, nv, fvec::loadu(part + c, cnt)).store(part + c, cnt);
+                }
+            }
+            const fvec mean(hsum(dotv) / (float)C);
+            for (int64_t c = 0; c < C; c += W) {
+                const int64_t cnt = std::min<int64_t>(W, C - c);
+                fvec normed = load<BF>(x, off + c, cnt) * rv;
+                fvec g = load<BF>(dy, off + c, cnt), wv = load<BF>(w, c, cnt);
+                fvec dn = one_plus ? g * (wv + one) : g * wv;
+                store<BF>(dx, off + c, (dn - normed * mean) * rv, cnt);
+            }
+        }
+    });
+    if (dw)
+        for (int t = 0; t < threads; ++t)
+            for (int64_t c = 0; c < C; ++c) dw[c] += dw_part[(size_t)t * C + c];
+}
+
+// ---------------------------------------------------------------- rotary
+
+template <bool BF>
+void rotary_typed(const void* x, void* y, const void* cos, const void* sin, int64_t BT, int64_t heads, int64_t D,
+                  int64_t head_stride, int64_t token_stride, bool inverse) {
+    const int64_t half = D / 2;
+    at::parallel_for(0, BT * heads, std::max<int64_t>(1, 4096 / std::max<int64_t>(D, 1)), [&](int64_t begin, int64_t end) {
+        for (int64_t task = begin; task < end; ++task) {
+            const int64_t bt = task / heads, h = task % heads;
+            const int64_t off = bt * token_stride + h * head_stride, cs = bt * D;
+            for (int64_t i = 0; i < half; i += W) {
+                const int64_t cnt = std::min<int64_t>(W, half - i);
+                fvec a = load<BF>(x, off + i, cnt), b = load<BF>(x, off + half + i, cnt);
+                fvec c1 = load<BF>(cos, cs + i, cnt), c2 = load<BF>(cos, cs + half + i, cnt);
+                fvec s1 = load<BF>(sin, cs + i, cnt), s2 = load<BF>(sin, cs + half + i, cnt);
+                fvec ya, yb;
+                if (!inverse) {  // y = x cos + rotate_half(x) sin, rotate_half(x) = (-b, a)
+                    ya = a * c1 - b * s1;
+                    yb = b * c2 + a * s2;
+                } else {  // the transpose: dx = dy cos + rotate_half^T(dy sin)
+                    ya = a * c1 + b * s2;
+                    yb = b * c2 - a * s1;
+                }
+                store<BF>(y, off + i, ya, cnt);
+                store<BF>(y, off + half + i, yb, cnt);
+            }
+        }
+    });
+}
+
+// ------------------------------------------------------------------ gate
+
+constexpr float kSqrt2OverPi = 0.7978845608028654f, kGeluC = 0.044715f, kInvSqrt2 = 0.7071067811865476f;
+
+inline fvec act_forward(const fvec& g, gate_act act) {
+    const fvec one(1.0f), half(0.5f);
+    switch (act) {
+        case gate_act::silu: return g / (one + g.neg().exp());
+        case gate_act::gelu_tanh: {
+            fvec inner = fvec(kSqrt2OverPi) * (g + fvec(kGeluC) * g * g * g);
+            return half * g * (one + inner.tanh());
+        }
+        case gate_act::gelu_erf: return half * g * (one + (g * fvec(kInvSqrt2)).erf());
+        case gate_act::relu: return at::vec::maximum(g, fvec(0.0f));
+    }
+    return g;
+}
+
+// d act(g) / dg
+inline fvec act_derivative(const fvec& g, gate_act act) {
+    const fvec one(1.0f), half(0.5f);
+    switch (act) {
+        case gate_act::silu: {
+            fvec s = one / (one + g.neg().exp());
+            return s * (one + g * (one - s));
+        }
+        case gate_act::gelu_tanh: {
+            fvec g2 = g * g;
+            fvec t = (fvec(kSqrt2OverPi) * (g + fvec(kGeluC) * g2 * g)).tanh();
+            fvec dinner = fvec(kSqrt2OverPi) * (one + fvec(3 * kGeluC) * g2);
+            return half * (one + t) + half * g * (one - t * t) * dinner;
+        }
+        case gate_act::gelu_erf: {
+            fvec cdf = half * (one + (g * fvec(kInvSqrt2)).erf());
+            fvec pdf = (g * g * fvec(-0.5f)).exp() * fvec(0.3989422804014327f);
+            return cdf + g * pdf;
+        }
+        case gate_act::relu: {
+            float tmp[W];
+            g.store(tmp);
+            for (int i = 0; i < W; ++i) tmp[i] = tmp[i] > 0 ? 1.0f : 0.0f;
+            return fvec::loadu(tmp);
+        }
+    }
+    return one;
+}
+
+template <bool BF>
+void gate_forward_typed(const void* g, const void* u, void* y, int64_t n, gate_act act) {
+    at::parallel_for(0, (n + W - 1) / W, 256, [&](int64_t begin, int64_t end) {
+        for (int64_t blk = begin; blk < end; ++blk) {
+            const int64_t i = blk * W, cnt = std::min<int64_t>(W, n - i);
+            store<BF>(y, i, act_forward(load<BF>(g, i, cnt), act) * load<BF>(u, i, cnt), cnt);
+        }
+    });
+}
+
+template <bool BF>
+void gate_backward_typed(const void* dy, const void* g, const void* u, void* dg, void* du, int64_t n, gate_act act) {
+    at::parallel_for(0, (n + W - 1) / W, 256, [&](int64_t begin, int64_t end) {
+        for (int64_t blk = begin; blk < end; ++blk) {
+            const int64_t i = blk * W, cnt = std::min<int64_t>(W, n - i);
+            fvec gv = load<BF>(g, i, cnt), dyv = load<BF>(dy, i, cnt);
+            if (dg) store<BF>(dg, i, dyv * load<BF>(u, i, cnt) * act_derivative(gv, act), cnt);
+            if (du) store<BF>(du, i, dyv * act_forward(gv, act), cnt);
+        }
+    });
+}
+
+}  // namespace
+
+void matvec(const float* x, int64_t R, int64_t K, const mv_segment* segs, int nsegs, bool bf16) {
+    if (bf16) matvec_typed<true>(x, R, K, segs, nsegs);
+    else matvec_typed<false>(x, R, K, segs, nsegs);
+}
+
+void attention_decode(const void* q, const void* k, const void* v, void* out, const int64_t* positions,
+                      const int64_t* filled, const attention_shape& s, bool bf16) {
+    if (bf16) attention_typed<true>(q, k, v, out, positions, filled, s);
+    else attention_typed<false>(q, k, v, out, positions, filled, s);
+}
+
+void rms_norm_forward(const void* x, const void* w, void* y, float* inv, int64_t N, int64_t C, float eps,
+                      bool one_plus, bool bf16) {
+    if (bf16) rms_norm_forward_typed<true>(x, w, y, inv, N, C, eps, one_plus);
+    else rms_norm_forward_typed<false>(x, w, y, inv, N, C, eps, one_plus);
+}
+
+void rms_norm_backward(const void* dy, const void* x, const void* w, const float* inv, void* dx, float* dw,
+                       int64_t N, int64_t C, bool one_plus, bool bf16) {
+    if (bf16) rms_norm_backward_typed<true>(dy, x, w, inv, dx, dw, N, C, one_plus);
+    else rms_norm_backward_typed<false>(dy, x, w, inv, dx, dw, N, C, one_plus);
+}
+
+void rotary(const void* x, void* y, const void* cos, const void* sin, int64_t BT, int64_t heads, int64_t D,
+            int64_t x_head_stride, int64_t x_token_stride, bool inverse, bool bf16) {
+    if (bf16) rotary_typed<true>(x, y, cos, sin, BT, heads, D, x_head_stride, x_token_stride, inverse);
+    else rotary_typed<false>(x, y, cos, sin, BT, heads, D, x_head_stride, x_token_stride, inverse);
+}
+
+void gate_forward(const void* g, const void* u, void* y, int64_t n, gate_act act, bool bf16) {
+    if (bf16) gate_forward_typed<true>(g, u, y, n, act);
+    else gate_forward_typed<false>(g, u, y, n, act);
+}
+
+void gate_backward(const void* dy, const void* g, const void* u, void* dg, void* du, int64_t n, gate_act act,
+                   bool bf16) {
+    if (bf16) gate_backward_typed<true>(dy, g, u, dg, du, n, act);
+    else gate_backward_typed<false>(dy, g, u, dg, du, n, act);
+}
+
+}  // namespace cai::kernels::CAI_ISA_NS

@@ -1,0 +1,57 @@
+#pragma once
+// Raw-pointer inner loops of the decode and layer kernels, compiled once per
+// instruction set (kernels/ops_avx512.cpp, kernels/ops_avx2.cpp from
+// kernels/ops_impl.h). The tensor-level wrappers (matvec.h, attention.h,
+// rms_norm.h, rotary.h, gate.h) check shapes and pick one with cpu_isa().
+// bf16 values travel as uint16_t bit patterns; all math is float32.
+
+#include <cstdint>
+
+namespace cai::kernels {
+
+// One projection of a fused matrix-vector product: out (R, n) = x (R, K) w^T + bias.
+struct mv_segment {
+    const void* w;     // (n, K) float32 or bf16, contiguous
+    const void* bias;  // (n) same dtype as w, or null
+    void* out;         // (R, n) same dtype as w
+    int64_t n;
+};
+
+// Shapes of a decode attention over a (B, capacity, Hkv, D) cache.
+struct attention_shape {
+    int64_t B, T, H, Hkv, D, capacity;
+    int64_t key_len;   // slots attended at most (the plain path's S)
+    int64_t window;    // sliding window (0: none)
+    float scale;       // applied to q.k
+    float softcap;     // 0: none; else tanh(s / cap) * cap
+};
+
+enum class gate_act { silu, gelu_tanh, gelu_erf, relu };
+
+#define CAI_KERNELS_DECLARE_ISA(ns)                                                                          \
+    namespace ns {                                                                                           \
+    /* x: (R, K) float32; R in 1..8 */                                                                       \
+    void matvec(const float* x, int64_t R, int64_t K, const mv_segment* segs, int nsegs, bool bf16);         \
+    /* q, out: (B, T, H, D); k, v: (B, capacity, Hkv, D); positions: (B, T); filled: (B) */                  \
+    void attention_decode(const void* q, const void* k, const void* v, void* out, const int64_t* positions, \
+                          const int64_t* filled, const attention_shape& s, bool bf16);                       \
+    /* x, y: (N, C); w: (C); inv: (N) float32 1/rms (written) */                                             \
+    void rms_norm_forward(const void* x, const void* w, void* y, float* inv, int64_t N, int64_t C,          \
+                          float eps, bool one_plus, bool bf16);                                              \
+    /* dy, x, dx: (N, C); dw: (C) float32 (accumulated into); x's dtype also dy's and dx's */                \
+    void rms_norm_backward(const void* dy, const void* x, const void* w, const float* inv, void* dx,        \
+                           float* dw, int64_t N, int64_t C, bool one_plus, bool bf16);                      \
+    /* x, y: (B, T, heads, D) with row strides; cos, sin: (B, T, D); y may equal x; inverse: -sin */         \
+    void rotary(const void* x, void* y, const void* cos, const void* sin, int64_t BT, int64_t heads,       \
+                int64_t D, int64_t x_head_stride, int64_t x_token_stride, bool inverse, bool bf16);          \
+    /* g, u, y: (n) */                                                                                        \
+    void gate_forward(const void* g, const void* u, void* y, int64_t n, gate_act act, bool bf16);           \
+    /* dy, g, u, dg, du: (n) */                                                                              \
+    void gate_backward(const void* dy, const void* g, const void* u, void* dg, void* du, int64_t n,        \
+                       gate_act act, bool bf16);                                                            \
+    }
+
+CAI_KERNELS_DECLARE_ISA(avx512)
+CAI_KERNELS_DECLARE_ISA(avx2)
+
+}  // namespace cai::kernels

@@ -8,6 +8,8 @@
 
 #include "core/error.h"
 #include "core/rng.h"
+#include "kernels/cpu.h"
+#include "kernels/linear_logprob.h"
 #include "kernels/attention.h"
 #include "kernels/gate.h"
 #include "kernels/matvec.h"
@@ -321,6 +323,21 @@ at::Tensor model::forward(const at::Tensor& ids, const at::Tensor& attention_mas
 
 at::Tensor model::logprobs(const at::Tensor& ids, const at::Tensor& attention_mask) const {
     const int64_t B = ids.size(0), T = ids.size(1);
+    if (kernels::enabled() && kernels::lm_head_fusable(*this)) {
+        // Fused head: log p of each next token without the (B, T, V) logits.
+        at::Tensor hidden = hidden_states(ids, attention_mask);  // (B, T, C)
+        at::Tensor zeros = at::zeros({B, 1}, at::kFloat);
+        if (T == 1) return zeros;
+        at::Tensor next = ids.to(at::kLong).narrow(1, 1, T - 1).clamp(0, config.vocab_size - 1);  // (B, T-1)
+        if (attention_mask.defined()) {  // a token counts when it and the token before it are real
+            at::Tensor real = attention_mask.ne(0);
+            next = next.masked_fill(at::logical_not(real.narrow(1, 1, T - 1) & real.narrow(1, 0, T - 1)), -100);
+        }
+        at::Tensor rows = hidden.narrow(1, 0, T - 1).reshape({B * (T - 1), hidden.size(2)});  // (B*(T-1), C)
+        at::Tensor picked = kernels::linear_logprob(rows, lm_head.weight, next.reshape({-1}),
+                                                    config.final_logit_softcapping);  // (B*(T-1))
+        return at::cat({zeros, picked.view({B, T - 1})}, 1);
+    }
     at::Tensor logits = forward(ids, attention_mask).to(at::kFloat);  // (B, T, V)
     at::Tensor zeros = at::zeros({B, 1}, logits.options());
     if (T == 1) return zeros;

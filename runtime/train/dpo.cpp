@@ -13,6 +13,9 @@
 #include "core/rng.h"
 #include "dist/dist.h"
 #include "generate/generate.h"
+#include "kernels/cpu.h"
+#include "kernels/dpo_loss.h"
+#include "kernels/linear_logprob.h"
 #include "model/model.h"
 #include "model/save.h"
 #include <nlohmann/json.hpp>
@@ -169,6 +172,45 @@ at::Tensor logps_of(const at::Tensor& token_logp, const at::Tensor& weights, boo
     return average ? sums / weights.sum(1) : sums;
 }
 
+// completion_token_logps of m's forward pass on ids and mask (B, T). With the
+// kernels on, only the positions that predict a completion token enter the
+// fused head (kernels/linear_logprob.h); the (B, T, V) logits never exist.
+std::pair<at::Tensor, at::Tensor> model_completion_token_logps(const model& m, const at::Tensor& ids,
+                                                               const at::Tensor& mask,
+                                                               const std::vector<const dpo_tokens*>& rows) {
+    if (!kernels::enabled() || !kernels::lm_head_fusable(m)) return completion_token_logps(m.forward(ids, mask), rows);
+    const int64_t B = ids.size(0), T = ids.size(1);
+    at::Tensor hidden = m.hidden_states(ids, mask);  // (B, T, C)
+    at::Tensor weights = at::zeros({B, T - 1}, at::kFloat);
+    auto w = weights.accessor<float, 2>();
+    // Entry i: hidden row positions[i] (b * T + t) predicts targets[i], stored at slots[i] (b * (T-1) + t).
+    std::vector<int64_t> positions, slots, targets;
+    for (int64_t b = 0; b < B; ++b)
+        for (size_t j = rows[b]->completion_start; j < rows[b]->ids.size(); ++j) {
+            positions.push_back(b * T + (int64_t)j - 1);
+            slots.push_back(b * (T - 1) + (int64_t)j - 1);
+            targets.push_back(rows[b]->ids[j]);
+            w[b][j - 1] = 1.0f;
+        }
+    at::Tensor picked = hidden.reshape({B * T, hidden.size(2)}).index_select(0, at::tensor(positions, at::kLong));
+    at::Tensor logp = kernels::lm_head_logprob(m, picked, at::tensor(targets, at::kLong));  // (N)
+    at::Tensor token_logp =
+        at::zeros({B * (T - 1)}, at::kFloat).index_copy(0, at::tensor(slots, at::kLong), logp).view({B, T - 1});
+    return {token_logp, weights};
+}
+
+// dpo_loss_forward and dpo_metrics, or the fused kernel (kernels/dpo_loss.h)
+// computing both in one pass when the kernels are on.
+dpo_loss_result dpo_loss_and_metrics(const at::Tensor& pc, const at::Tensor& pr, const at::Tensor& rc,
+                                     const at::Tensor& rr, const dpo_options& o,
+                                     std::map<std::string, double>& metrics) {
+    if (kernels::enabled())
+        return kernels::dpo_loss_fused(pc, pr, rc, rr, o.beta, o.loss, o.label_smoothing, false, 0.05, &metrics);
+    dpo_loss_result r = dpo_loss_forward(pc, pr, rc, rr, o.beta, o.loss, o.label_smoothing, false, 0.05);
+    metrics = dpo_metrics(r, pc, pr);
+    return r;
+}
+
 }  // namespace
 
 at::Tensor completion_logps(const at::Tensor& logits, const std::vector<const dpo_tokens*>& rows, bool average) {
@@ -239,10 +281,14 @@ dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_opt
     auto reference_logps = [&](const at::Tensor& ids, const at::Tensor& mask,
                                const std::vector<const dpo_tokens*>& rows) {
         at::NoGradGuard no_grad;
-        if (!adapter_off) return completion_logps(options.reference_model->forward(ids, mask), rows, average);
+        if (!adapter_off) {
+            auto [token_logp, weights] = model_completion_token_logps(*options.reference_model, ids, mask, rows);
+            return logps_of(token_logp, weights, average);
+        }
         lora_set_training(m, false);
         m.set_lora_enabled(false);
-        at::Tensor r = completion_logps(m.forward(ids, mask), rows, average);
+        auto [token_logp, weights] = model_completion_token_logps(m, ids, mask, rows);
+        at::Tensor r = logps_of(token_logp, weights, average);
         m.set_lora_enabled(true);
         return r;
     };
@@ -366,12 +412,13 @@ dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_opt
                 reference = reference_logps(ids, mask, rows);
                 lora_set_training(m, true);
             }
-            auto [token_logp, weights] = completion_token_logps(m.forward(ids, mask), rows);  // (2N, T-1)
+            auto [token_logp, weights] = model_completion_token_logps(m, ids, mask, rows);  // (2N, T-1)
             at::Tensor policy = logps_of(token_logp, weights, average);                        // (2N)
             reference = reference.to(policy.device());
             at::Tensor pc = policy.slice(0, 0, n), pr = policy.slice(0, n, 2 * n);
-            dpo_loss_result r = dpo_loss_forward(pc, pr, reference.slice(0, 0, n), reference.slice(0, n, 2 * n),
-                                                 options.beta, options.loss, options.label_smoothing);
+            std::map<std::string, double> metrics;
+            dpo_loss_result r = dpo_loss_and_metrics(pc, pr, reference.slice(0, 0, n), reference.slice(0, n, 2 * n),
+                                                     options, metrics);
             at::Tensor loss = r.losses.mean();
             if (pair_share != 1.0) loss = loss * pair_share;
             at::Tensor nll;
@@ -383,7 +430,6 @@ dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_opt
             }
             (loss / double(micro.size())).backward();
             loss_sum += loss.item<double>();
-            auto metrics = dpo_metrics(r, pc, pr);
             for (auto& kv : metrics) kv.second *= pair_share;
             if (nll.defined()) metrics["nll_loss"] = nll.item<double>();
             for (auto& kv : metric_sums) kv.second += metrics.at(kv.first) / double(micro.size());
@@ -411,14 +457,14 @@ dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_opt
                 auto [ids, mask] = pad_rows(m, rows);
                 at::Tensor reference = reference_logps(ids, mask, rows);
                 lora_set_training(m, false);
-                auto [token_logp, weights] = completion_token_logps(m.forward(ids, mask), rows);
+                auto [token_logp, weights] = model_completion_token_logps(m, ids, mask, rows);
                 at::Tensor policy = logps_of(token_logp, weights, average);
                 reference = reference.to(policy.device());
                 at::Tensor pc = policy.slice(0, 0, n), pr = policy.slice(0, n, 2 * n);
-                dpo_loss_result r = dpo_loss_forward(pc, pr, reference.slice(0, 0, n), reference.slice(0, n, 2 * n),
-                                                     options.beta, options.loss, options.label_smoothing);
+                std::map<std::string, double> metrics;
+                dpo_loss_result r = dpo_loss_and_metrics(pc, pr, reference.slice(0, 0, n),
+                                                         reference.slice(0, n, 2 * n), options, metrics);
                 at::Tensor loss = r.losses.mean();
-                auto metrics = dpo_metrics(r, pc, pr);
                 if (options.rpo_alpha > 0) {
                     at::Tensor nll =
                         -(token_logp.slice(0, 0, n) * weights.slice(0, 0, n)).sum() / weights.slice(0, 0, n).sum();

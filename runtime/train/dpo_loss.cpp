@@ -45,10 +45,9 @@ std::string dpo_loss_types_joined() {
     return out;
 }
 
-dpo_loss_result dpo_loss_forward(const at::Tensor& policy_chosen, const at::Tensor& policy_rejected,
-                                 const at::Tensor& reference_chosen, const at::Tensor& reference_rejected,
-                                 double beta, const std::string& loss_type, double label_smoothing,
-                                 bool reference_free, double discopop_tau) {
+void dpo_loss_check_inputs(const at::Tensor& policy_chosen, const at::Tensor& policy_rejected,
+                           const at::Tensor& reference_chosen, const at::Tensor& reference_rejected, double beta,
+                           const std::string& loss_type, double label_smoothing, double discopop_tau) {
     if (!is_dpo_loss_type(loss_type))
         fail("dpo_loss: unknown loss \"", loss_type, "\"; valid losses: ", dpo_loss_types_joined());
     if (!policy_chosen.defined() || policy_chosen.dim() != 1)
@@ -64,6 +63,14 @@ dpo_loss_result dpo_loss_forward(const at::Tensor& policy_chosen, const at::Tens
     if (loss_type == "robust" && label_smoothing >= 0.5)
         fail("dpo_loss: the robust loss divides by (1 - 2 * label_smoothing); label_smoothing must be < 0.5");
     if (!(discopop_tau > 0)) fail("dpo_loss: discopop_tau must be positive, got ", discopop_tau);
+}
+
+dpo_loss_result dpo_loss_forward(const at::Tensor& policy_chosen, const at::Tensor& policy_rejected,
+                                 const at::Tensor& reference_chosen, const at::Tensor& reference_rejected,
+                                 double beta, const std::string& loss_type, double label_smoothing,
+                                 bool reference_free, double discopop_tau) {
+    dpo_loss_check_inputs(policy_chosen, policy_rejected, reference_chosen, reference_rejected, beta, loss_type,
+                          label_smoothing, discopop_tau);
 
     // All (N). The reference is dropped from these three when reference_free.
     const double use_reference = reference_free ? 0.0 : 1.0;

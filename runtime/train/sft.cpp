@@ -13,6 +13,8 @@
 #include "core/rng.h"
 #include "dist/dist.h"
 #include "generate/generate.h"
+#include "kernels/cpu.h"
+#include "kernels/linear_logprob.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 #include "train/lora.h"
@@ -104,6 +106,20 @@ at::Tensor sft_loss(const model& m, const std::vector<const sft_tokens*>& rows, 
             id[b][t] = rows[b]->ids[t];
             mk[b][t] = 1;
         }
+    if (kernels::enabled() && kernels::lm_head_fusable(m)) {
+        // Fused head: only the positions that predict a response token enter
+        // the vocabulary GEMM, and their (N, V) logits are never held whole.
+        at::Tensor hidden = m.hidden_states(ids, mask);  // (B, T, C)
+        std::vector<int64_t> positions, targets;         // (N) position b*T + t predicts targets[i]
+        for (int64_t b = 0; b < B; ++b)
+            for (size_t j = rows[b]->response_start; j < rows[b]->ids.size(); ++j) {
+                positions.push_back(b * T + (int64_t)j - 1);
+                targets.push_back(rows[b]->ids[j]);
+            }
+        at::Tensor picked = hidden.reshape({B * T, hidden.size(2)}).index_select(0, at::tensor(positions, at::kLong));
+        at::Tensor token_logp = kernels::lm_head_logprob(m, picked, at::tensor(targets, at::kLong));  // (N)
+        return -token_logp.sum() / double(positions.size());
+    }
     at::Tensor logits = m.forward(ids, mask);  // (B, T, V)
     return sft_loss_from_logits(logits, rows);
 }

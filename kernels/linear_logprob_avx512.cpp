@@ -1,0 +1,2 @@
+// linear_logprob's inner loops for AVX512 (see linear_logprob_isa.h).
+#include "kernels/linear_logprob_isa.h"

@@ -1,0 +1,332 @@
+// kernels/linear_logprob and kernels/dpo_loss against the plain ATen
+// composition of the same math (values and gradients, float32 and bfloat16,
+// odd shapes), and SFT / DPO runs with the kernels on and off giving the
+// same adapters.
+#include <catch2/catch.hpp>
+
+#include <ATen/ATen.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu.h"
+#include "kernels/dpo_loss.h"
+#include "kernels/linear_logprob.h"
+#include "model/config.h"
+#include "model/model.h"
+#include "model/random.h"
+#include "tokenizer/tokenizer.h"
+#include "train/dpo.h"
+#include "train/dpo_loss.h"
+#include "train/lora.h"
+#include "train/optim.h"
+#include "train/sft.h"
+#include "test_util.h"
+
+namespace {
+
+using at::Tensor;
+using test_util::temp_dir;
+
+// Largest |a - b| relative to the largest |b| (or absolute below 1).
+double rel_diff(const Tensor& a, const Tensor& b) {
+    Tensor a64 = a.to(at::kDouble), b64 = b.to(at::kDouble);
+    return (a64 - b64).abs().max().item<double>() / std::max(1.0, b64.abs().max().item<double>());
+}
+
+struct lp_case {
+    int64_t n, c, v, chunk;
+    double softcap;
+    int padding;  // rows with target -100
+};
+
+// Runs fused and plain on the same inputs with gradients for the hidden
+// states and (optionally) the weight; returns {value, d hidden, d weight} diffs.
+std::vector<double> compare_linear_logprob(const lp_case& k, at::ScalarType dtype, bool weight_grad) {
+    at::manual_seed(7 + k.n + k.v);
+    Tensor hidden = (at::randn({k.n, k.c}) * 2).to(dtype);
+    Tensor weight = (at::randn({k.v, k.c}) * 0.5).to(dtype);
+    Tensor targets = at::randint(0, k.v, {k.n}, at::kLong);
+    for (int i = 0; i < k.padding && i < k.n; ++i) targets[(i * 3) % k.n] = -100;
+    Tensor upstream = at::randn({k.n});
+    std::vector<Tensor> outs[2];
+    for (int fused = 0; fused < 2; ++fused) {
+        Tensor h = hidden.clone().requires_grad_(true);
+        Tensor w = weight.clone().requires_grad_(weight_grad);
+        Tensor lp = fused ? cai::kernels::linear_logprob(h, w, targets, k.softcap, k.chunk)
+                          : cai::kernels::linear_logprob_plain(h, w, targets, k.softcap);
+        REQUIRE(lp.scalar_type() == at::kFloat);
+        REQUIRE(lp.sizes() == at::IntArrayRef{k.n});
+        (lp * upstream).sum().backward();
+        outs[fused] = {lp.detach(), h.grad(), weight_grad ? w.grad() : Tensor()};
+    }
+    // Ignored rows are exactly 0 and get no gradient.
+    for (int64_t i = 0; i < k.n; ++i)
+        if (targets[i].item<int64_t>() < 0) {
+            REQUIRE(outs[1][0][i].item<float>() == 0.0f);
+            REQUIRE(outs[1][1][i].abs().max().item<double>() == 0.0);
+        }
+    std::vector<double> d = {rel_diff(outs[1][0], outs[0][0]), rel_diff(outs[1][1], outs[0][1])};
+    if (weight_grad) d.push_back(rel_diff(outs[1][2], outs[0][2]));
+    return d;
+}
+
+const std::vector<lp_case> cases = {
+    {1, 16, 37, 0, 0, 0},         // one row
+    {13, 24, 1000, 256, 0, 3},    // V not a multiple of the chunk, padding rows
+    {9, 32, 777, 100, 5.0, 2},    // softcap
+    {40, 64, 3001, 512, 0, 10},   // larger
+    {6, 8, 50, 7, 30.0, 0},       // tiny chunks (vector tails), softcap
+};
+
+}  // namespace
+
+TEST_CASE("linear_logprob: float32 values and gradients equal log_softmax(linear) gathered", "[kernels]") {
+    for (const auto& k : cases)
+        for (bool weight_grad : {false, true}) {
+            INFO("n " << k.n << " c " << k.c << " v " << k.v << " chunk " << k.chunk << " softcap " << k.softcap
+                      << " weight_grad " << weight_grad);
+            auto d = compare_linear_logprob(k, at::kFloat, weight_grad);
+            REQUIRE(d[0] < 1e-5);
+            REQUIRE(d[1] < 1e-5);
+            if (weight_grad) REQUIRE(d[2] < 1e-5);
+        }
+}
+
+TEST_CASE("linear_logprob: bfloat16 within bfloat16 tolerance of the plain path", "[kernels]") {
+    for (const auto& k : cases)
+        for (bool weight_grad : {false, true}) {
+            INFO("n " << k.n << " v " << k.v << " softcap " << k.softcap << " weight_grad " << weight_grad);
+            auto d = compare_linear_logprob(k, at::kBFloat16, weight_grad);
+            REQUIRE(d[0] < 3e-2);
+            REQUIRE(d[1] < 3e-2);
+            if (weight_grad) REQUIRE(d[2] < 3e-2);
+        }
+}
+
+TEST_CASE("linear_logprob: no gradient mode, all rows ignored, bad targets", "[kernels]") {
+    at::manual_seed(1);
+    Tensor h = at::randn({5, 8}).requires_grad_(true), w = at::randn({20, 8});
+    Tensor t = at::tensor(std::vector<int64_t>{1, 2, 3, 4, 19}, at::kLong);
+    {
+        at::NoGradGuard no_grad;
+        Tensor lp = cai::kernels::linear_logprob(h, w, t);
+        REQUIRE_FALSE(lp.requires_grad());
+        REQUIRE(rel_diff(lp, cai::kernels::linear_logprob_plain(h, w, t)) < 1e-5);
+    }
+    Tensor none = at::full({5}, -100, at::kLong);
+    Tensor z = cai::kernels::linear_logprob(h, w, none);
+    REQUIRE(z.abs().max().item<double>() == 0.0);
+    z.sum().backward();
+    REQUIRE(h.grad().abs().max().item<double>() == 0.0);
+    std::string e = test_util::error_of([&] { cai::kernels::linear_logprob(h, w, t + 1); });
+    REQUIRE(e.find("outside the vocabulary") != std::string::npos);
+}
+
+TEST_CASE("dpo_loss_fused: every loss type equals dpo_loss_forward, values, rewards, metrics and gradients",
+          "[kernels]") {
+    at::manual_seed(5);
+    const int64_t n = 7;
+    Tensor pc0 = at::randn({n}, at::kDouble) * 3 - 20, pr0 = at::randn({n}, at::kDouble) * 3 - 21;
+    Tensor rc0 = at::randn({n}, at::kDouble) * 3 - 20, rr0 = at::randn({n}, at::kDouble) * 3 - 20;
+    Tensor upstream = at::rand({n}, at::kDouble);
+    for (const auto& type : cai::dpo_loss_types())
+        for (double ls : {0.0, 0.1, 0.3})
+            for (bool reference_free : {false, true})
+                for (double beta : {0.1, 0.5}) {
+                    INFO(type << " ls " << ls << " reference_free " << reference_free << " beta " << beta);
+                    std::vector<Tensor> grads[2];
+                    cai::dpo_loss_result results[2];
+                    std::map<std::string, double> metrics[2];
+                    for (int fused = 0; fused < 2; ++fused) {
+                        std::vector<Tensor> in = {pc0.clone().requires_grad_(true), pr0.clone().requires_grad_(true),
+                                                  rc0.clone().requires_grad_(true), rr0.clone().requires_grad_(true)};
+                        cai::dpo_loss_result r =
+                            fused ? cai::kernels::dpo_loss_fused(in[0], in[1], in[2], in[3], beta, type, ls,
+                                                                 reference_free, 0.05, &metrics[1])
+                                  : cai::dpo_loss_forward(in[0], in[1], in[2], in[3], beta, type, ls, reference_free,
+                                                          0.05);
+                        if (!fused) metrics[0] = cai::dpo_metrics(r, in[0], in[1]);
+                        (r.losses * upstream).sum().backward();
+                        for (auto& t : in) grads[fused].push_back(t.grad().defined() ? t.grad() : at::zeros({n}, at::kDouble));
+                        results[fused] = r;
+                    }
+                    REQUIRE(results[1].losses.scalar_type() == at::kDouble);
+                    REQUIRE(rel_diff(results[1].losses, results[0].losses) < 1e-10);
+                    REQUIRE(rel_diff(results[1].chosen_rewards, results[0].chosen_rewards) < 1e-12);
+                    REQUIRE(rel_diff(results[1].rejected_rewards, results[0].rejected_rewards) < 1e-12);
+                    REQUIRE_FALSE(results[1].chosen_rewards.requires_grad());
+                    for (int j = 0; j < 4; ++j) {
+                        INFO("input " << j);
+                        REQUIRE(rel_diff(grads[1][j], grads[0][j]) < 1e-9);
+                    }
+                    REQUIRE(metrics[1].size() == metrics[0].size());
+                    for (const auto& kv : metrics[0]) {
+                        INFO(kv.first);
+                        REQUIRE(metrics[1].at(kv.first) == Approx(kv.second).margin(1e-12));
+                    }
+                }
+}
+
+TEST_CASE("dpo_loss_fused: float32 inputs, float32 losses; errors as dpo_loss_forward", "[kernels]") {
+    Tensor a = at::tensor(std::vector<float>{-1, -2}), b = at::tensor(std::vector<float>{-2, -1});
+    auto r = cai::kernels::dpo_loss_fused(a, b, b, a, 0.5, "sigmoid");
+    REQUIRE(r.losses.scalar_type() == at::kFloat);
+    REQUIRE(rel_diff(r.losses, cai::dpo_loss_forward(a, b, b, a, 0.5, "sigmoid").losses) < 1e-6);
+    std::string e = test_util::error_of([&] { cai::kernels::dpo_loss_fused(a, b, b, a, 0.5, "kto"); });
+    REQUIRE(e.find("unknown loss \"kto\"") != std::string::npos);
+}
+
+namespace {
+
+// Characters a..z are ids 3..28, ' ' 29, '.' 30; 0 pad, 1 BOS, 2 EOS.
+class char_tokenizer : public cai::tokenizer {
+public:
+    char_tokenizer() {
+        bos_id = 1;
+        eos_id = 2;
+        pad_id = 0;
+        add_bos = true;
+    }
+    std::vector<int32_t> encode(const std::string& text, bool add_special_tokens) const override {
+        std::vector<int32_t> out;
+        if (add_special_tokens) out.push_back(bos_id);
+        for (char c : text) out.push_back(piece_to_id(std::string(1, c)));
+        return out;
+    }
+    std::string decode(const std::vector<int32_t>& ids, bool) const override {
+        std::string out;
+        for (int32_t id : ids)
+            if (id >= 3) out += id_to_piece(id);
+        return out;
+    }
+    std::string id_to_piece(int32_t id) const override {
+        return id == 29 ? " " : id == 30 ? "." : id < 3 ? "<" + std::to_string(id) + ">" : std::string(1, char('a' + id - 3));
+    }
+    int32_t piece_to_id(const std::string& p) const override {
+        if (p.size() != 1) return -1;
+        if (p[0] >= 'a' && p[0] <= 'z') return p[0] - 'a' + 3;
+        return p == " " ? 29 : p == "." ? 30 : -1;
+    }
+    int32_t vocab_size() const override { return 32; }
+};
+
+std::shared_ptr<cai::model> make_model(const char* json, at::ScalarType dtype = at::kFloat) {
+    cai::model_config c = cai::parse_model_config(json);
+    auto m = cai::model::from_tensors(c, cai::random_model_tensors(c, 5, 0.3), dtype, "test");
+    m->tok = std::make_shared<char_tokenizer>();
+    return m;
+}
+
+const char* llama_json = R"({"model_type":"llama","vocab_size":32,"hidden_size":16,"intermediate_size":24,
+  "num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2})";
+const char* gemma2_json = R"({"model_type":"gemma2","vocab_size":32,"hidden_size":16,"intermediate_size":24,
+  "num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,"head_dim":4,
+  "final_logit_softcapping":3.0,"sliding_window":4})";
+
+void add_lora(cai::model& m) {
+    cai::lora_options lo;
+    lo.r = 4;
+    lo.alpha = 8;
+    lo.targets = {"all-linear"};
+    lo.seed = 3;
+    cai::lora_add(m, lo);
+}
+
+std::map<std::string, Tensor> adapter_of(const cai::model& m) {
+    std::map<std::string, Tensor> out;
+    for (const auto& [name, t] : cai::lora_named_tensors(m)) out[name] = t.detach().clone();
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("model logprobs: kernels on equal kernels off (llama, gemma2 soft-capped, left padding)", "[kernels]") {
+    for (const char* json : {llama_json, gemma2_json}) {
+        auto m = make_model(json);
+        Tensor ids = at::randint(3, 31, {3, 9}, at::kLong);
+        Tensor mask = at::ones({3, 9}, at::kLong);
+        mask.narrow(1, 0, 3).select(0, 1).fill_(0);  // row 1 left-padded by 3
+        at::NoGradGuard no_grad;
+        Tensor on, off;
+        {
+            cai::kernels::scoped_enabled k(true);
+            on = m->logprobs(ids, mask);
+        }
+        {
+            cai::kernels::scoped_enabled k(false);
+            off = m->logprobs(ids, mask);
+        }
+        REQUIRE(on.sizes() == off.sizes());
+        REQUIRE(rel_diff(on, off) < 1e-5);
+    }
+}
+
+TEST_CASE("sft and dpo: kernels on and off train the same adapter", "[kernels]") {
+    const std::vector<cai::sft_example> data = {
+        {"the cat", " sat."}, {"a dog", " ran far."}, {"bird", " flew."}, {"fish", " swam."}, {"an ant", " dug."}};
+    const std::vector<cai::dpo_pair> pairs = {{"the cat", " sat.", " ran."},
+                                              {"a dog", " ran far.", " flew"},
+                                              {"bird", " flew.", " swam far."},
+                                              {"fish", " swam.", " sat."}};
+    for (const char* json : {llama_json, gemma2_json}) {
+        std::map<std::string, Tensor> sft_adapter[2], dpo_adapter[2];
+        for (int on = 0; on < 2; ++on) {
+            cai::kernels::scoped_enabled k(on == 1);
+            auto m = make_model(json);
+            add_lora(*m);
+            cai::sft_options o;
+            o.trainer.out_dir = temp_dir();
+            o.trainer.seed = 11;
+            o.trainer.epochs = 2;
+            o.trainer.learning_rate = 3e-2;
+            o.trainer.batches.batch_size = 2;
+            o.trainer.logging_steps = 1;
+            o.show_progress = false;
+            cai::sft_train(*m, data, o);
+            sft_adapter[on] = adapter_of(*m);
+
+            cai::dpo_options d;
+            d.trainer = o.trainer;
+            d.trainer.out_dir = temp_dir();
+            d.loss = "sigmoid";
+            d.beta = 0.5;
+            d.rpo_alpha = 0.5;
+            d.show_progress = false;
+            cai::dpo_train(*m, pairs, d);
+            dpo_adapter[on] = adapter_of(*m);
+        }
+        for (auto* adapters : {sft_adapter, dpo_adapter}) {
+            REQUIRE(adapters[0].size() == adapters[1].size());
+            REQUIRE_FALSE(adapters[0].empty());
+            for (const auto& [name, t] : adapters[0]) {
+                INFO(json << " " << name);
+                REQUIRE(rel_diff(adapters[1].at(name), t) < 1e-4);
+            }
+        }
+    }
+}
+
+TEST_CASE("sft full fine-tuning with tied embeddings: kernels on and off give the same gradients", "[kernels]") {
+    auto m = make_model(gemma2_json);  // tie_word_embeddings: the head is embed_tokens
+    REQUIRE(m->config.tie_word_embeddings);
+    std::vector<cai::named_parameter> params = cai::trainable_parameters(*m, true);
+    std::vector<cai::sft_example> data = {{"the cat", " sat."}, {"a dog", " ran far."}};
+    auto tokens = cai::sft_tokenize(*m, data, true);
+    std::vector<const cai::sft_tokens*> rows = {&tokens[0], &tokens[1]};
+    std::vector<Tensor> grads[2];
+    for (int on = 0; on < 2; ++on) {
+        cai::kernels::scoped_enabled k(on == 1);
+        for (auto& p : params)
+            if (p.value.grad().defined()) p.value.mutable_grad().zero_();
+        cai::sft_loss(*m, rows).backward();
+        for (auto& p : params) grads[on].push_back(p.value.grad().defined() ? p.value.grad().clone() : at::zeros_like(p.value));
+    }
+    REQUIRE(grads[0].size() == grads[1].size());
+    for (size_t i = 0; i < grads[0].size(); ++i) {
+        INFO("parameter " << i);
+        REQUIRE(rel_diff(grads[1][i], grads[0][i]) < 1e-5);
+    }
+}

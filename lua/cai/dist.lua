@@ -47,6 +47,16 @@ function M.all_gather(s)
   return d.all_gather(s)
 end
 
+---Runs fn(...) as a single process (rank 0 of 1): training, generation and
+---barriers inside do not involve the other ranks, and it writes its outputs.
+---For work one rank does while the others wait, e.g. building a cache:
+---  if cai.dist.is_main() then cai.dist.alone(build) end; cai.dist.barrier("the cache")
+---@param fn function
+function M.alone(fn, ...)
+  if type(fn) ~= "function" then error("cai.dist.alone: expected a function, got " .. type(fn), 2) end
+  return d.alone(fn, ...)
+end
+
 ---This rank's contiguous share of a list: the items in rank order make up the list.
 ---@param list table
 ---@return table

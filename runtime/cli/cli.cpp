@@ -147,9 +147,15 @@ int launch_ranks(int nproc, const std::vector<std::string>& args) {
         pids[rank] = -1;
         --running;
         const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-        if (ok || stopping) continue;
-        std::fprintf(stderr, "cairun: rank %d of %d %s; stopping the other ranks\n", rank, nproc,
-                     describe_exit(status).c_str());
+        if (ok) continue;
+        // Every rank that failed by itself is named (the first one reaped is
+        // not always the cause); ranks the launcher stopped are not.
+        const bool stopped_here =
+            stopping && WIFSIGNALED(status) && (WTERMSIG(status) == SIGTERM || WTERMSIG(status) == SIGKILL);
+        if (stopped_here) continue;
+        std::fprintf(stderr, "cairun: rank %d of %d %s%s\n", rank, nproc, describe_exit(status).c_str(),
+                     stopping ? "" : "; stopping the other ranks");
+        if (stopping) continue;
         rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
         stopping = true;
         stop_others(SIGTERM);

@@ -30,6 +30,8 @@ group_state& state() {
     return s;
 }
 
+int alone_depth = 0;  // live dist::alone scopes
+
 long parse_int_env(const char* name, const char* value, long lo, long hi) {
     char* end = nullptr;
     long v = std::strtol(value, &end, 10);
@@ -127,20 +129,23 @@ void shutdown(bool ok) {
     s.store.reset();
 }
 
-bool active() { return (bool)state().pg; }
-int rank() { return state().env.rank; }
-int world_size() { return state().pg ? state().env.world_size : 1; }
+bool active() { return state().pg && alone_depth == 0; }
+int rank() { return alone_depth > 0 ? 0 : state().env.rank; }
+int world_size() { return active() ? state().env.world_size : 1; }
+
+alone::alone() { ++alone_depth; }
+alone::~alone() { --alone_depth; }
 int local_rank() { return state().env.local_rank; }
 
 void barrier(const std::string& what) {
     group_state& s = state();
-    if (!s.pg) return;
+    if (!active()) return;
     guarded(what, [&] { wait_for(s.pg->barrier()); });
 }
 
 void all_reduce_sum(at::Tensor& t, const std::string& what) {
     group_state& s = state();
-    if (!s.pg) return;
+    if (!active()) return;
     if (!t.is_contiguous()) fail("dist: all_reduce_sum of ", what, ": the tensor must be contiguous");
     at::Tensor buffer;
     {
@@ -168,7 +173,7 @@ void all_reduce_sum(std::vector<double>& values, const std::string& what) {
 
 std::vector<std::string> all_gather_bytes(const std::string& mine, const std::string& what) {
     group_state& s = state();
-    if (!s.pg) return {mine};
+    if (!active()) return {mine};
     const int n = s.env.world_size;
     c10::InferenceMode normal_tensors(false);  // Gloo fills them from its own threads
     // Lengths first, then every rank's bytes padded to the longest.

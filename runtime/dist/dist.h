@@ -44,9 +44,19 @@ bool init_from_env();
 // Leaves the job (after a barrier when ok); safe to call when never initialised.
 void shutdown(bool ok = true);
 
-bool active();  // a process group with world_size > 1 is set up
+bool active();  // a process group with world_size > 1 is set up (and not alone)
 int rank();
 int world_size();
+
+// While one lives, this process acts as a single process (rank 0 of 1): no
+// sharding, no collectives, and it writes its outputs. For work one rank
+// does by itself while the others wait at a barrier (building a cache).
+struct alone {
+    alone();
+    ~alone();
+    alone(const alone&) = delete;
+    alone& operator=(const alone&) = delete;
+};
 int local_rank();
 inline bool is_main() { return rank() == 0; }
 

@@ -69,10 +69,23 @@ int l_dist_shard(lua_State* L) {
     });
 }
 
+// cai.dist._alone(fn, ...) -> fn(...)'s results, run as a single process
+// (rank 0 of 1: no sharding, no collectives); an error in fn is re-raised.
+int l_dist_alone(lua_State* L) {
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    int status;
+    {
+        cai::dist::alone scope;
+        status = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);  // [results...] or [err]
+    }
+    if (status != 0) return lua_error(L);
+    return lua_gettop(L);
+}
+
 const luaL_Reg dist_functions[] = {
     {"rank", l_dist_rank},         {"world_size", l_dist_world_size}, {"local_rank", l_dist_local_rank},
     {"is_main", l_dist_is_main},   {"barrier", l_dist_barrier},       {"all_gather", l_dist_all_gather},
-    {"shard", l_dist_shard},       {nullptr, nullptr},
+    {"shard", l_dist_shard},       {"alone", l_dist_alone},           {nullptr, nullptr},
 };
 
 }  // namespace

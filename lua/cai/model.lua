@@ -60,7 +60,15 @@ function M.load(path, opts)
   if opts.dtype ~= nil and opts.dtype ~= "fp32" and opts.dtype ~= "bf16" then
     error('cai.model.load: dtype must be "fp32" or "bf16", got ' .. tostring(opts.dtype), 2)
   end
-  if path == "tiny" then path = require("cai.tiny").path() end  -- the embedded default, built once
+  if path == "tiny" then  -- the embedded default, built once
+    -- In a data-parallel job rank 0 builds it by itself while the others wait.
+    local tiny, dist = require "cai.tiny", require "cai.dist"
+    if dist.world_size() > 1 then
+      if dist.is_main() then dist.alone(tiny.path) end
+      dist.barrier("building the tiny model (raise CAI_DIST_TIMEOUT if it takes longer)")
+    end
+    path = tiny.path()
+  end
   return _model.load(path, opts.dtype or "fp32")
 end
 

@@ -56,7 +56,40 @@ inline fvec load_bf16(const uint16_t* p, int64_t count) {
     std::memcpy(tmp, p, count * 2);
     return load_bf16(tmp);
 }
+
+// Rounds float32 lanes to bf16 (nearest even) and stores W of them. NaNs are
+// kept NaN by the scalar path only (the model never stores NaN on purpose).
+#if defined(CPU_CAPABILITY_AVX512)
+inline __m512i round_bits(const fvec& v) {
+    __m512i u = _mm512_castps_si512(v);
+    __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    return _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+}
+inline void store_bf16_full(uint16_t* p, const fvec& v) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(round_bits(v)));
+}
+inline fvec round_bf16(const fvec& v) { return _mm512_castsi512_ps(_mm512_slli_epi32(round_bits(v), 16)); }
+inline bool any_nan(const fvec& v) { return _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) != 0; }
+#else
+inline __m256i round_bits(const fvec& v) {
+    __m256i u = _mm256_castps_si256(v);
+    __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+    return _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))), 16);
+}
+inline void store_bf16_full(uint16_t* p, const fvec& v) {
+    __m256i b = round_bits(v);
+    __m128i packed = _mm_packus_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), packed);
+}
+inline fvec round_bf16(const fvec& v) { return _mm256_castsi256_ps(_mm256_slli_epi32(round_bits(v), 16)); }
+inline bool any_nan(const fvec& v) { return _mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)) != 0; }
+#endif
+
 inline void store_bf16(uint16_t* p, const fvec& v, int64_t count = W) {
+    if (count == W && !any_nan(v)) {
+        store_bf16_full(p, v);
+        return;
+    }
     float tmp[W];
     v.store(tmp);
     for (int64_t i = 0; i < count; ++i) p[i] = float_to_bf16(tmp[i]);
@@ -338,10 +371,7 @@ void rms_norm_forward_typed(const void* x, const void* w, void* y, float* inv, i
                 if (one_plus) {
                     out = normed * (wv + one);
                 } else if constexpr (BF) {  // llama casts the normed value back before scaling
-                    float tmp[W];
-                    normed.store(tmp);
-                    for (int i = 0; i < W; ++i) tmp[i] = round_to<BF>(tmp[i]);
-                    out = fvec::loadu(tmp) * wv;
+                    out = round_bf16(normed) * wv;
                 } else {
                     out = normed * wv;
                 }
@@ -372,12 +402,7 @@ void rms_norm_backward_typed(const void* dy, const void* x, const void* w, const
                 if (part) {
                     fvec nv = normed;
                     if constexpr (BF) {
-                        if (!one_plus) {
-                            float tmp[W];
-                            nv.store(tmp);
-                            for (int i = 0; i < W; ++i) tmp[i] = round_to<BF>(tmp[i]);
-                            nv = fvec::loadu(tmp);
-                        }
+                        if (!one_plus) nv = round_bf16(nv);
                     }
                     at::vec::fmadd(g, nv, fvec::loadu(part + c, cnt)).store(part + c, cnt);
                 }

@@ -91,15 +91,22 @@ void init(const launch_env& env) {
     if (env.world_size <= 1) return;
     const auto timeout = std::chrono::milliseconds((int64_t)(env.timeout_s * 1000));
     log_debug("dist: rank ", env.rank, " of ", env.world_size, " joining ", env.master_addr, ":", env.master_port);
+    // torchrun's agent may serve the store on MASTER_PORT itself (it says so
+    // with TORCHELASTIC_USE_AGENT_STORE=True); then every rank is a client,
+    // under the agent's per-attempt prefix, as PyTorch's env:// does.
+    const char* agent = std::getenv("TORCHELASTIC_USE_AGENT_STORE");
+    const bool agent_store = agent && std::string(agent) == "True";
+    const char* attempt = std::getenv("TORCHELASTIC_RESTART_COUNT");
+    const std::string prefix = agent_store ? "/worker/attempt_" + std::string(attempt ? attempt : "0") + "/cai" : "cai";
     guarded("rendezvous at " + env.master_addr + ":" + std::to_string(env.master_port), [&] {
         c10d::TCPStoreOptions so;
         so.port = (uint16_t)env.master_port;
-        so.isServer = env.rank == 0;
+        so.isServer = env.rank == 0 && !agent_store;
         so.numWorkers = (size_t)env.world_size;
-        so.waitWorkers = true;
+        so.waitWorkers = !agent_store;  // clients count themselves in; the server waits for all
         so.timeout = timeout;
         auto tcp = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
-        s.store = c10::make_intrusive<c10d::PrefixStore>("cai", tcp);
+        s.store = c10::make_intrusive<c10d::PrefixStore>(prefix, tcp);
         auto options = c10d::ProcessGroupGloo::Options::create(timeout);
         if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"))
             options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));

@@ -363,7 +363,7 @@ dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_opt
     } mode(m);
 
     std::unique_ptr<progress> bar;
-    if (options.show_progress) {
+    if (options.show_progress && dist::is_main()) {  // one bar for the job
         bar = std::make_unique<progress>("dpo", (long)loop.total_steps(), "step");
         bar->update((long)loop.step());
     }

@@ -196,7 +196,7 @@ sft_result sft_train(model& m, const std::vector<sft_example>& data, const sft_o
     } mode(m, lora);
 
     std::unique_ptr<progress> bar;
-    if (options.show_progress) {
+    if (options.show_progress && dist::is_main()) {  // one bar for the job
         bar = std::make_unique<progress>("sft", (long)loop.total_steps(), "step");
         bar->update((long)loop.step());
     }

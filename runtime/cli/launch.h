@@ -62,7 +62,8 @@ inline std::string describe_exit(int status) {
 
 // `cairun --nproc N ...`: runs this same command N times as ranks 0..N-1 of
 // a job on loopback, as torchrun would. When a rank fails, the others are
-// stopped and the launcher names it; its exit status is the failed rank's.
+// stopped and the launcher names every rank that failed by itself; its exit
+// status is the first failed rank's.
 inline int launch_ranks(int nproc, const std::vector<std::string>& args) {
     if (std::getenv("RANK") && std::getenv("WORLD_SIZE")) {
         std::fprintf(stderr, "cairun: --nproc: this process is already rank %s of a job (RANK is set); use either "
@@ -110,23 +111,38 @@ inline int launch_ranks(int nproc, const std::vector<std::string>& args) {
         }
         pids[r] = pid;
     }
+    // After the first failure the others get a short grace to exit by
+    // themselves: a rank whose own exit closed its connections is often
+    // reaped after the peer that failed on that closed connection, and it
+    // must still be named with its own status. Then they are stopped (TERM,
+    // and KILL after 5 s).
+    constexpr auto grace = std::chrono::seconds(3);
+    constexpr auto never = std::chrono::steady_clock::time_point::max();
     int running = nproc, rc = 0;
-    bool stopping = false;
-    auto stop_deadline = std::chrono::steady_clock::time_point::max();
-    auto stop_others = [&](int sig) {
+    bool failed = false, signalled = false;
+    auto term_at = never, kill_at = never;
+    auto signal_all = [&](int sig) {
         for (pid_t p : pids)
             if (p > 0) ::kill(p, sig);
+        signalled = true;
     };
     while (running > 0) {
-        if (launcher_signal && !stopping) {
-            stop_others(launcher_signal);
-            stopping = true;
-            rc = 128 + launcher_signal;
-            stop_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        const auto now = std::chrono::steady_clock::now();
+        if (launcher_signal && !signalled) {
+            signal_all(launcher_signal);
+            if (!failed) rc = 128 + launcher_signal;
+            failed = true;
+            term_at = never;
+            kill_at = now + std::chrono::seconds(10);
         }
-        if (stopping && std::chrono::steady_clock::now() > stop_deadline) {
-            stop_others(SIGKILL);
-            stop_deadline = std::chrono::steady_clock::time_point::max();
+        if (now > term_at) {
+            signal_all(SIGTERM);
+            term_at = never;
+            kill_at = now + std::chrono::seconds(5);
+        }
+        if (now > kill_at) {
+            signal_all(SIGKILL);
+            kill_at = never;
         }
         int status = 0;
         pid_t pid = ::waitpid(-1, &status, WNOHANG);
@@ -146,15 +162,14 @@ inline int launch_ranks(int nproc, const std::vector<std::string>& args) {
         // Every rank that failed by itself is named (the first one reaped is
         // not always the cause); ranks the launcher stopped are not.
         const bool stopped_here =
-            stopping && WIFSIGNALED(status) && (WTERMSIG(status) == SIGTERM || WTERMSIG(status) == SIGKILL);
+            signalled && WIFSIGNALED(status) && (WTERMSIG(status) == SIGTERM || WTERMSIG(status) == SIGKILL);
         if (stopped_here) continue;
         std::fprintf(stderr, "cairun: rank %d of %d %s%s\n", rank, nproc, describe_exit(status).c_str(),
-                     stopping ? "" : "; stopping the other ranks");
-        if (stopping) continue;
+                     failed ? "" : "; stopping the other ranks");
+        if (failed) continue;
         rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        stopping = true;
-        stop_others(SIGTERM);
-        stop_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+        failed = true;
+        term_at = now + grace;
     }
     return rc;
 }

@@ -135,17 +135,11 @@ function analysis.to_json(r)
   return json.encode(r)
 end
 
----Writes the report as JSON (atomically, through cai.json.write when present).
+---Writes the report as JSON, all-or-nothing.
 function analysis.write(r, path)
   if type(path) ~= "string" then error("cai.analysis.write: path must be a string", 2) end
-  local text = analysis.to_json(r)
-  local tmp = path .. ".tmp"
-  local f, err = io.open(tmp, "wb")
-  if not f then error("cai.analysis.write: cannot write " .. path .. ": " .. tostring(err), 2) end
-  f:write(text, "\n")
-  f:close()
-  local ok, rerr = os.rename(tmp, path)
-  if not ok then error("cai.analysis.write: cannot rename into " .. path .. ": " .. tostring(rerr), 2) end
+  local ok, err = pcall(require("cai._core").write_file, path, analysis.to_json(r) .. "\n")
+  if not ok then error("cai.analysis.write: " .. tostring(err), 2) end
 end
 
 return analysis

@@ -40,6 +40,20 @@ function cai.global(name, value)
   require("cai.strict").declare(name, value)
 end
 
+---Writes text to path all-or-nothing (a temporary file renamed into place),
+---creating the parent directories.
+---@param path string
+---@param text string
+cai.write_file = core.write_file
+
+---Creates a directory and its parents (mkdir -p).
+---@param path string
+cai.mkdir = core.mkdir
+
+---Whether a file or directory exists at path.
+---@param path string
+cai.exists = core.exists
+
 ---Seconds from a monotonic clock (for timing inside recipes).
 cai.clock = core.clock
 

@@ -2,6 +2,7 @@
 -- Empty tables encode as [] unless marked with cai.json.object(t);
 -- JSON null decodes to cai.json.null.
 local c = require "cai._json"
+local core = require "cai._core"
 
 return {
   ---@param value any
@@ -12,4 +13,14 @@ return {
   array = c.array,
   object = c.object,
   null = c.null,
+  ---Writes value as JSON (indent 2 unless opts.indent says otherwise) and a
+  ---newline to path, all-or-nothing.
+  ---@param path string
+  ---@param value any
+  ---@param opts table|nil { indent = 2 }
+  write = function(path, value, opts)
+    if type(path) ~= "string" or path == "" then error("cai.json.write: path must be a non-empty string", 2) end
+    if opts ~= nil and type(opts) ~= "table" then error("cai.json.write: opts must be a table", 2) end
+    core.write_file(path, c.encode(value, { indent = opts and opts.indent or 2 }) .. "\n")
+  end,
 }

@@ -10,7 +10,9 @@
 --                  rewards/{chosen,rejected,margins,accuracies}, logps/{chosen,rejected}
 --                                                            -> "Training curves" (SVG, per stage)
 --   summary.json   { models = { base = { criterion = { rate, lo, hi, n } }, sft =, dpo = },
---                    comparisons = ... }                      -> "Evaluation" (table + interval plot)
+--                    comparisons = ..., preference_tests = { name = { b, c, p } } }
+--                                                            -> "Evaluation" (table + interval plot);
+--                  preference_accuracy.by_type = { type = rate } -> a table per negative type
 --   pairs.jsonl    { prompt, chosen, rejected, type|negative_type, principle|principle_id|principle_ids }
 --                                                            -> "Preference pairs", "Usage"
 --   samples.jsonl  { instruction, base, sft, dpo }            -> "Samples"
@@ -532,6 +534,37 @@ local function eval_section(summary)
   else
     parts[#parts + 1] = '<p class="missing">No comparisons in summary.json.</p>'
   end
+  if type(summary.preference_tests) == "table" and next(summary.preference_tests) ~= nil then
+    parts[#parts + 1] = comparison_table("preference accuracy, paired (McNemar: b = first model only, c = second only)",
+      summary.preference_tests)
+  end
+  -- Preference accuracy per negative type (preference_accuracy.by_type).
+  local kinds, kind_set = {}, {}
+  for _, m in ipairs(models) do
+    local pa = type(models_in[m]) == "table" and models_in[m].preference_accuracy
+    if type(pa) == "table" and type(pa.by_type) == "table" then
+      for k in pairs(pa.by_type) do
+        if not kind_set[k] then kind_set[k] = true; kinds[#kinds + 1] = k end
+      end
+    end
+  end
+  if #kinds > 0 then
+    table.sort(kinds)
+    local t = { '<h3>Preference accuracy by negative type</h3>\n<table class="num">', table.concat(head) }
+    for _, k in ipairs(kinds) do
+      local cells = { "<tr><th>" .. esc(k) .. "</th>" }
+      for _, m in ipairs(models) do
+        local pa = type(models_in[m]) == "table" and models_in[m].preference_accuracy
+        local r = type(pa) == "table" and type(pa.by_type) == "table" and as_rate(pa.by_type[k]) or nil
+        cells[#cells + 1] = r and is_number(r.rate)
+          and string.format("<td>%s%s</td>", pct(r.rate), r.n and string.format(" <small>n=%s</small>", esc(num(r.n))) or "")
+          or '<td class="na">-</td>'
+      end
+      t[#t + 1] = table.concat(cells) .. "</tr>"
+    end
+    t[#t + 1] = "</table>"
+    parts[#parts + 1] = table.concat(t, "\n")
+  end
   return section("evaluation", "Evaluation", table.concat(parts, "\n"))
 end
 
@@ -923,20 +956,8 @@ function report.build(run_dir, opts)
   opts = opts or {}
   local html = report.render(report.load(run_dir), opts)
   local path = opts.output or (run_dir:gsub("/+$", "") .. "/report.html")
-  local tmp = path .. ".tmp"
-  local f, err = io.open(tmp, "wb")
-  if not f then error("cai.report.build: cannot write " .. tmp .. ": " .. tostring(err), 2) end
-  local ok, werr = f:write(html)
-  f:close()
-  if not ok then
-    os.remove(tmp)
-    error("cai.report.build: cannot write " .. tmp .. ": " .. tostring(werr), 2)
-  end
-  local renamed, rerr = os.rename(tmp, path)
-  if not renamed then
-    os.remove(tmp)
-    error("cai.report.build: cannot rename " .. tmp .. " to " .. path .. ": " .. tostring(rerr), 2)
-  end
+  local ok, err = pcall(require("cai._core").write_file, path, html)
+  if not ok then error("cai.report.build: " .. tostring(err), 2) end
   return path
 end
 

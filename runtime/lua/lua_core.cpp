@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "core/fs.h"
 #include "core/log.h"
 #include "core/progress.h"
 #include "lua/bindings.h"
@@ -79,6 +80,37 @@ int l_core_isatty(lua_State* L) {
     return 1;
 }
 
+// cai._core.write_file(path, text): complete under its name or absent
+// (temp file, fsync, rename); creates the parent directories.
+int l_core_write_file(lua_State* L) {
+    return lua_guarded(L, [&] {
+        std::string path = cai::arg_string(L, 1, "cai.write_file", "path");
+        if (path.empty()) cai::fail("cai.write_file: path must not be empty");
+        std::string text = cai::arg_string(L, 2, "cai.write_file", "text");
+        cai::write_file_atomic(path, text);
+        return 0;
+    });
+}
+
+// cai._core.mkdir(path): mkdir -p.
+int l_core_mkdir(lua_State* L) {
+    return lua_guarded(L, [&] {
+        std::string path = cai::arg_string(L, 1, "cai.mkdir", "path");
+        if (path.empty()) cai::fail("cai.mkdir: path must not be empty");
+        cai::make_directories(path);
+        return 0;
+    });
+}
+
+// cai._core.exists(path) -> boolean (a file or a directory)
+int l_core_exists(lua_State* L) {
+    return lua_guarded(L, [&] {
+        std::string path = cai::arg_string(L, 1, "cai.exists", "path");
+        lua_pushboolean(L, cai::file_exists(path));
+        return 1;
+    });
+}
+
 // cai._core.progress(label, total, unit)
 int l_progress_new(lua_State* L) {
     return lua_guarded(L, [&] {
@@ -136,6 +168,9 @@ const luaL_Reg core_functions[] = {
     {"clock", l_core_clock},
     {"isatty", l_core_isatty},
     {"progress", l_progress_new},
+    {"write_file", l_core_write_file},
+    {"mkdir", l_core_mkdir},
+    {"exists", l_core_exists},
     {nullptr, nullptr},
 };
 

@@ -2,7 +2,9 @@
 --
 --   local pairs, stats = cai.negatives.generate(items, { constitution = c, seed = 1 })
 --
--- items: { instruction=, response= } with a good response (no END marker).
+-- items: { instruction=, response= } with a good response (no END marker);
+-- should_refuse = true marks a request the good response refuses: it never
+-- gets an unwarranted_refusal negative (another type takes its slot).
 -- The five Stage 1 types and default shares (30/25/20/15/10):
 --   unwarranted_refusal  a refusal of a harmless request
 --   format_violation     echoed instruction, stray labels, or running on into a new instruction without END
@@ -170,8 +172,14 @@ local function change_fact(text, rng)
   return nil
 end
 
----Whether the programmatic transform of this type can change this item.
-function negatives.applicable(kind, item)
+---Whether a negative of this type fits this item: a refusal is no negative
+---for an item that should be refused (item.should_refuse), and the
+---programmatic transform must be able to change the item (opts.model_made:
+---a model writes it, so only the first rule applies).
+---@param opts table|nil { model_made = false }
+function negatives.applicable(kind, item, opts)
+  if kind == "unwarranted_refusal" and item.should_refuse == true then return false end
+  if opts and opts.model_made then return true end
   if kind ~= "incorrect_factual" then return true end
   local text = item.response or ""
   if text:find("%d") then return true end
@@ -311,22 +319,28 @@ function negatives.generate(items, opts)
     end
   end
 
-  -- Keep the mix exact: an item a programmatic transform cannot change swaps
-  -- its type with an item that can take it.
+  -- Keep the mix exact: an item a type does not fit (a refusal for an item
+  -- that should be refused, a transform with nothing to change) swaps its
+  -- type with an item that can take it.
+  local function fits(kind, i)
+    return not KNOWN[kind] or negatives.applicable(kind, items[i], { model_made = model_slot[i] })
+  end
   for i, kind in ipairs(plan) do
-    if not model_slot[i] and KNOWN[kind] and not negatives.applicable(kind, items[i]) then
+    if not fits(kind, i) then
       local swapped = false
       for j = 1, n do
-        if j ~= i and plan[j] ~= kind and not model_slot[j] and negatives.applicable(kind, items[j])
-          and negatives.applicable(plan[j], items[i]) then
+        if j ~= i and plan[j] ~= kind and fits(kind, j) and fits(plan[j], i) then
           plan[i], plan[j] = plan[j], plan[i]
           swapped = true
           break
         end
       end
       if not swapped then
-        error(string.format("cai.negatives.generate: items[%d] has nothing a programmatic %s transform can change "
-          .. "and no other item can swap with it; pass model= for model-prompted negatives or change the mix", i, kind), 2)
+        local why = kind == "unwarranted_refusal" and items[i].should_refuse == true
+          and "should be refused, so a refusal is no negative for it,"
+          or "has nothing a programmatic " .. kind .. " transform can change"
+        error(string.format("cai.negatives.generate: items[%d] %s and no other item can swap with it; pass model= "
+          .. "for model-prompted negatives or change the mix", i, why), 2)
       end
     end
   end

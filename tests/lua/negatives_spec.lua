@@ -84,6 +84,16 @@ spec.describe("negatives", function()
     spec.eq(pairs[3].prompt, "Question 3?")
   end)
 
+  spec.it("never gives a request that should be refused a refusal as its negative", function()
+    local items = make_items(10)
+    for i = 1, 6 do items[i].should_refuse = true end  -- 3 refusal slots, only 4 items can take them
+    local pairs, stats = N.generate(items, { seed = 3, format = "raw" })
+    spec.eq(stats.by_type.unwarranted_refusal, 3)
+    for i = 1, 6 do spec.truthy(pairs[i].negative_type ~= "unwarranted_refusal", "item " .. i) end
+    for i = 1, 8 do items[i].should_refuse = true end  -- 2 items left for 3 refusals
+    spec.raises(function() N.generate(items, { seed = 3, format = "raw" }) end, "should be refused", true)
+  end)
+
   spec.it("uses the constitution's mix and templates", function()
     local c = cai.constitution.load("constitutions/stage1_instruction_following.yaml")
     local _, stats = N.generate(make_items(10), { constitution = c, seed = 2 })

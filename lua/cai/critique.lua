@@ -233,7 +233,7 @@ end
 local OPTION_KEYS = {
   constitution = true, principles = true, rounds = true, per_round = true, strategy = true, tags = true,
   seed = true, rng = true, mode = true, generate = true, answer_generate = true, min_words = true,
-  few_shot = true, templates = true,
+  few_shot = true, templates = true, first_index = true,
 }
 
 local function merged(defaults, overrides)
@@ -264,7 +264,10 @@ end
 ---@param items table list of strings or { instruction=, answer= }
 ---@param opts table { constitution= or principles=, rounds=1, per_round=1, strategy="weighted", tags=,
 ---  seed=0, rng=, mode="combined"|"two_step", generate={...}, answer_generate={...}, min_words=5,
----  few_shot=3, templates= }
+---  few_shot=3, templates=, first_index= }
+--- first_index (0-based position of items[1] in a longer list) gives every item
+--- its own principle draws and sampling streams, so a list done in chunks
+--- (cai.stage) gives the same records as done at once.
 ---@return table records, table stats
 function critique.run(model, items, opts)
   if type(model) ~= "table" and type(model) ~= "userdata" then error("cai.critique.run: model is required", 2) end
@@ -286,6 +289,14 @@ function critique.run(model, items, opts)
   local per_round = opts.per_round or 1
   local seed = opts.seed or 0
   local rng = opts.rng or require("cai").rng(seed)
+  local first_index = opts.first_index
+  if first_index ~= nil and (type(first_index) ~= "number" or first_index < 0 or first_index ~= math.floor(first_index)) then
+    error("cai.critique.run: first_index must be a non-negative integer", 2)
+  end
+  local item_rngs = {}  -- with first_index: one stream per item, from its position in the whole list
+  if first_index then
+    for i = 1, #items do item_rngs[i] = rng:derive(first_index + i) end
+  end
   local templates = opts.templates or (c and c.templates) or {}
   local prompt_opts = { templates = templates, few_shot = opts.few_shot }
   local gen = merged({ temperature = 0.3, max_new_tokens = 300 }, opts.generate)
@@ -313,6 +324,12 @@ function critique.run(model, items, opts)
   if #need > 0 then
     local answer_gen = merged({ temperature = 0.7, max_new_tokens = 500, stop = template.stop, seed = seed },
       opts.answer_generate)
+    if first_index then
+      if #need ~= #work then
+        error("cai.critique.run: with first_index, give every item an answer or none (streams follow item positions)", 2)
+      end
+      answer_gen.first_index = first_index
+    end
     local texts = call_generate(model, need_prompts, answer_gen)
     for k, i in ipairs(need) do work[i].answer = (template.strip_end(texts[k])) end
   end
@@ -326,11 +343,11 @@ function critique.run(model, items, opts)
   for round = 1, rounds do
     local picked = {}
     for i, w in ipairs(work) do
-      picked[i] = principles_mod.sample(list, per_round, { strategy = opts.strategy or "weighted", rng = rng,
+      picked[i] = principles_mod.sample(list, per_round, { strategy = opts.strategy or "weighted", rng = item_rngs[i] or rng,
         tags = opts.tags, prompt = w.instruction, state = state, usage = usage })
       if #picked[i] == 0 then error("cai.critique.run: no principle could be selected (all weights 0 or no tag match?)", 2) end
     end
-    local round_gen = merged(gen, { seed = seed + round })
+    local round_gen = merged(gen, { seed = seed + round, first_index = first_index })
     local critiques, parsed = {}, {}
     if mode == "combined" then
       local prompts = {}

@@ -92,7 +92,9 @@ function M.load_reward(dir, opts)
 end
 
 --- Writes a random model directory (config.json + model.safetensors) for
---- tests and benchmarks; add a tokenizer to the directory to load it.
+--- tests and benchmarks; add a tokenizer to the directory to load it. With
+--- config.architectures = { "LlamaForSequenceClassification" } (num_labels,
+--- default 1) it is a random reward model: a score head instead of lm_head.
 ---@param dir string
 ---@param config table config.json fields (model_type, vocab_size, hidden_size, ...)
 ---@param opts table|nil { seed = 0, dtype = "fp32"|"bf16" }
@@ -109,7 +111,8 @@ end
 ---@param prompts table list of strings (encoded with BOS) or token-id lists
 ---@param opts table|nil { max_new_tokens = 256, temperature = 0 (greedy), top_k = 0, top_p = 1,
 ---  min_p = 0, repetition_penalty = 1, stop = { "END" }, seed = 0, batch_size = 16, progress = true,
----  use_lora = nil }
+---  use_lora = nil, first_index = 0 } -- prompts[i] samples from stream (seed, first_index + i - 1), so a
+---  long list done in chunks samples as if done at once
 ---@return table list of { text =, finish = "stop"|"eos"|"length", tokens = { ... } }
 function Model:generate(prompts, opts)
   check_list("m:generate", "prompts", prompts)
@@ -122,7 +125,9 @@ end
 --- concatenated, so no token spans the boundary.
 ---@param prompts table list of strings or token-id lists
 ---@param completions table list of strings or token-id lists, same length
----@param opts table|nil { batch_size = 8, use_lora = nil }
+--- With eos = true each completion ends with the model's EOS token, as
+--- cai.train.dpo scores a response (a finished answer, not a prefix).
+---@param opts table|nil { batch_size = 8, use_lora = nil, eos = false }
 ---@return table list of { sum =, mean =, n = }
 function Model:logprobs(prompts, completions, opts)
   check_list("m:logprobs", "prompts", prompts)

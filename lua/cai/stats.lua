@@ -123,13 +123,15 @@ end
 ---McNemar's test on the discordant counts of a paired 2x2 table:
 ---b = passes under A only, c = passes under B only. Exact binomial when
 ---b + c < 25 (or opts.exact = true), else chi-square with continuity correction.
----@return table { b=, c=, statistic=, p=, method=, odds_ratio= }
+---@return table { b=, c=, statistic=, p=, method=, odds_ratio= (nil when c = 0), odds_ratio_corrected= }
 function stats.mcnemar(b, c, opts)
   check_count("mcnemar", b, "b")
   check_count("mcnemar", c, "c")
   opts = opts or {}
   local n = b + c
-  local r = { b = b, c = c, odds_ratio = c > 0 and b / c or math.huge }
+  -- odds_ratio is b / c, absent when c = 0 (infinite: JSON cannot hold it);
+  -- odds_ratio_corrected adds 0.5 to both counts (Haldane) and is always finite.
+  local r = { b = b, c = c, odds_ratio = c > 0 and b / c or nil, odds_ratio_corrected = (b + 0.5) / (c + 0.5) }
   if n == 0 then
     r.statistic, r.p, r.method = 0, 1, "exact"
     return r

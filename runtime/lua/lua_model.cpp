@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json.h"
 #include "generate/generate.h"
 #include "lua/bindings.h"
 #include "lua/lua_json.h"
@@ -106,7 +107,20 @@ int l_model_write_random(lua_State* L) {
         long long seed = cai::arg_integer(L, 3, fname, "seed");
         std::string dtype = cai::arg_string(L, 4, fname, "dtype");
         cai::model_config c = cai::parse_model_config(json, fname);
-        cai::write_model_dir(dir, json, cai::random_model_tensors(c, (uint64_t)seed), cai::parse_dtype(dtype));
+        // architectures = { "...ForSequenceClassification" }: a random reward model (score head, no lm_head).
+        nlohmann::json j = cai::parse_json(json, fname);
+        bool reward = false;
+        if (j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty() &&
+            j["architectures"][0].is_string()) {
+            const std::string arch = j["architectures"][0].get<std::string>();
+            const std::string suffix = "ForSequenceClassification";
+            reward = arch.size() >= suffix.size() && arch.compare(arch.size() - suffix.size(), suffix.size(), suffix) == 0;
+        }
+        int64_t labels = j.contains("num_labels") && j["num_labels"].is_number_integer() ? j["num_labels"].get<int64_t>() : 1;
+        if (labels < 1) cai::fail(fname, ": config field \"num_labels\" must be >= 1, got ", labels);
+        auto tensors = reward ? cai::random_reward_tensors(c, (uint64_t)seed, labels)
+                              : cai::random_model_tensors(c, (uint64_t)seed);
+        cai::write_model_dir(dir, json, tensors, cai::parse_dtype(dtype));
         lua_pushvalue(L, 1);
         return 1;
     });
@@ -119,7 +133,7 @@ int l_model_generate(lua_State* L) {
         auto m = self(L);
         cai::check_option_keys(L, 3, fname,
                                {"max_new_tokens", "temperature", "top_k", "top_p", "min_p", "repetition_penalty",
-                                "stop", "seed", "batch_size", "progress", "use_lora"});
+                                "stop", "seed", "batch_size", "progress", "use_lora", "first_index"});
         auto prompts = token_lists(L, 2, *m, fname, "prompts", true);
         cai::generate_options o;
         o.max_new_tokens = cai::opt_integer(L, 3, "max_new_tokens", 256, fname);
@@ -131,6 +145,9 @@ int l_model_generate(lua_State* L) {
         o.seed = (uint64_t)cai::opt_integer(L, 3, "seed", 0, fname);
         o.batch_size = cai::opt_integer(L, 3, "batch_size", 16, fname);
         o.show_progress = cai::opt_boolean(L, 3, "progress", true, fname);
+        const int64_t first_index = cai::opt_integer(L, 3, "first_index", 0, fname);
+        if (first_index < 0) cai::fail(fname, ": opts.first_index must be >= 0, got ", first_index);
+        o.first_index = (uint64_t)first_index;
         if (!lua_isnoneornil(L, 3)) {
             lua_getfield(L, 3, "stop");  // [stop]
             int top = lua_gettop(L);
@@ -168,11 +185,19 @@ int l_model_logprobs(lua_State* L) {
     return lua_guarded(L, [&] {
         const char* fname = "m:logprobs";
         auto m = self(L);
-        cai::check_option_keys(L, 4, fname, {"batch_size", "use_lora"});
+        cai::check_option_keys(L, 4, fname, {"batch_size", "use_lora", "eos"});
         auto prompts = token_lists(L, 2, *m, fname, "prompts", true);
         auto completions = token_lists(L, 3, *m, fname, "completions", false);
         if (prompts.size() != completions.size())
             cai::fail(fname, ": ", prompts.size(), " prompts but ", completions.size(), " completions");
+        if (cai::opt_boolean(L, 4, "eos", false, fname)) {
+            // The completion as a finished response, as cai.train.dpo scores it.
+            int32_t eos = m->tok && m->tok->eos_id >= 0 ? m->tok->eos_id
+                          : !m->eos_ids.empty()         ? (int32_t)m->eos_ids.front()
+                                                        : -1;
+            if (eos < 0) cai::fail(fname, ": eos = true but the tokenizer and config name no EOS token");
+            for (auto& c : completions) c.push_back(eos);
+        }
         int64_t batch_size = cai::opt_integer(L, 4, "batch_size", 8, fname);
         lora_choice lora(*m, L, 4, fname);
         c10::InferenceMode no_grad;

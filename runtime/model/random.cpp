@@ -52,6 +52,16 @@ std::vector<std::pair<std::string, at::Tensor>> random_model_tensors(const model
     return out;
 }
 
+std::vector<std::pair<std::string, at::Tensor>> random_reward_tensors(const model_config& c, uint64_t seed,
+                                                                      int64_t labels, double std) {
+    std::vector<std::pair<std::string, at::Tensor>> out;
+    for (auto& [name, t] : random_model_tensors(c, seed, std))
+        if (name != "lm_head.weight") out.emplace_back(name, t);
+    rng r(rng::derive(seed, 0x73636f7265));  // "score": its own stream, the body stays the causal model's
+    out.emplace_back("score.weight", normal_tensor(r, {labels, c.hidden_size}, 0, std));
+    return out;
+}
+
 void write_model_dir(const std::string& dir, const std::string& config_json,
                      const std::vector<std::pair<std::string, at::Tensor>>& tensors, at::ScalarType dtype) {
     make_directories(dir);

@@ -19,6 +19,11 @@ namespace cai {
 std::vector<std::pair<std::string, at::Tensor>> random_model_tensors(const model_config& config, uint64_t seed,
                                                                      double std = 0.02);
 
+// The checkpoint of a *ForSequenceClassification reward model instead: the
+// same body, no lm_head, and a random score head "score.weight" (labels, C).
+std::vector<std::pair<std::string, at::Tensor>> random_reward_tensors(const model_config& config, uint64_t seed,
+                                                                      int64_t labels = 1, double std = 0.02);
+
 // Writes config.json (the given text) and model.safetensors (tensors in
 // `dtype`) into dir, creating it.
 void write_model_dir(const std::string& dir, const std::string& config_json,

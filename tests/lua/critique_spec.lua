@@ -90,6 +90,30 @@ spec.describe("critique.run", function()
     spec.eq(stats.outcomes.revised, 2)
   end)
 
+  spec.it("first_index: items done in chunks draw the principles and streams of the whole list", function()
+    local many = {}
+    for i = 1, 6 do many[i] = { id = "p" .. i, title = "P" .. i, critique = "C" .. i, revision = "R" .. i, weight = 1,
+      tags = {}, examples = {} } end
+    local items = {}
+    for i = 1, 5 do items[i] = { instruction = "Q" .. i, answer = "A" .. i } end
+    local function respond() return "Short.\nRevision: A revised answer with enough words." end
+    local opts = { principles = many, per_round = 2, seed = 9, first_index = 0 }
+    local whole_model = fake_model(respond)
+    local whole = C.run(whole_model, items, opts)
+    local head_model, tail_model = fake_model(respond), fake_model(respond)
+    local head = C.run(head_model, { items[1], items[2] }, opts)
+    local tail = C.run(tail_model, { items[3], items[4], items[5] },
+      { principles = many, per_round = 2, seed = 9, first_index = 2 })
+    local chunked = { head[1], head[2], tail[1], tail[2], tail[3] }
+    for i = 1, 5 do spec.eq(chunked[i].principle_ids, whole[i].principle_ids, "item " .. i) end
+    spec.eq(tail_model.calls[1].opts.first_index, 2)
+    spec.eq(tail_model.calls[1].opts.seed, whole_model.calls[1].opts.seed)
+    spec.raises(function() C.run(fake_model(respond), items, { principles = many, first_index = -1 }) end,
+      "first_index must be a non-negative integer", true)
+    spec.raises(function() C.run(fake_model(respond), { "Q1", { instruction = "Q2", answer = "A2" } },
+      { principles = many, first_index = 0 }) end, "give every item an answer or none", true)
+  end)
+
   spec.it("includes few-shot examples of the chosen principle", function()
     local m = fake_model(function() return "ok\nRevision: KEEP_ORIGINAL" end)
     C.run(m, { { instruction = "Q", answer = "A" } }, { principles = { principles[1] }, seed = 1 })

@@ -59,6 +59,16 @@ spec.describe("cai.model", function()
     for i = 1, #prompts do spec.eq(b[i].tokens, a[i].tokens) end
   end)
 
+  spec.it("first_index: a list done in chunks samples as if done at once", function()
+    local opts = { max_new_tokens = 8, temperature = 1.0, seed = 5, progress = false }
+    local whole = m:generate(prompts, opts)
+    opts.first_index = 1
+    local tail = m:generate({ prompts[2], prompts[3] }, opts)
+    spec.eq(tail[1].tokens, whole[2].tokens)
+    spec.eq(tail[2].tokens, whole[3].tokens)
+    spec.raises(function() m:generate(prompts, { first_index = -1, progress = false }) end, "first_index must be >= 0", true)
+  end)
+
   spec.it("cuts at a stop string", function()
     local free = m:generate({ prompts[1] }, { max_new_tokens = 10, progress = false })[1]
     if #free.text >= 3 then
@@ -78,6 +88,20 @@ spec.describe("cai.model", function()
     spec.near(s.sum, t.sum, 1e-9)
     spec.near(s.mean, s.sum / s.n, 1e-9)
     spec.truthy(s.sum < 0)
+  end)
+
+  spec.it("eos = true scores the completion as a finished answer (completion + EOS)", function()
+    local p = m.tokenizer:encode("the cat", { add_special_tokens = true })
+    local c = m.tokenizer:encode(" sat down", { add_special_tokens = false })
+    local eos = m.tokenizer.eos_id
+    spec.truthy(eos, "the test tokenizer names an EOS token")
+    local with = m:logprobs({ "the cat" }, { " sat down" }, { eos = true })[1]
+    local ids = {}
+    for i, t in ipairs(c) do ids[i] = t end
+    ids[#ids + 1] = eos
+    local by_hand = m:logprobs({ p }, { ids })[1]
+    spec.eq(with.n, #c + 1)
+    spec.near(with.sum, by_hand.sum, 1e-9)
   end)
 
   spec.it("gives left-padded rows the logits of the unpadded row", function()

@@ -120,6 +120,24 @@ spec.describe("cai.model.load_reward", function()
     scorer:release()
   end)
 
+  spec.it("cai.model.random writes a random reward model for a ForSequenceClassification config", function()
+    local dir = spec.tmpdir() .. "/random_rm"
+    local c = {}
+    for k, v in pairs(rm_config) do c[k] = v end
+    cai.model.random(dir, c, { seed = 4 })
+    local f = assert(io.open(base_dir .. "/tokenizer.json", "rb"))
+    local tok = f:read("*a")
+    f:close()
+    write(dir .. "/tokenizer.json", tok)
+    local r = cai.model.load_reward(dir)
+    local s = r:score(texts)
+    spec.eq(#s, #texts)
+    spec.truthy(s[1] == s[1] and s[1] ~= s[2])
+    r:release()
+    c.num_labels = 0
+    spec.raises(function() cai.model.random(dir .. "2", c) end, "num_labels\" must be >= 1", true)
+  end)
+
   spec.it("checks its arguments", function()
     spec.raises(function() cai.model.load_reward(42) end, "cai.model.load_reward: dir must be a string", true)
     spec.raises(function() cai.model.load_reward(rm_dir, { dtyp = "fp32" }) end, "unknown option 'dtyp'", true)

@@ -28,22 +28,14 @@ local args = cai.args{
   dpo_lr = 1e-3,
   beta = 0.1,                  -- DPO temperature
   loss = "sigmoid",            -- any TRL DPO loss name
+  rpo_alpha = 1.0,             -- weight of the NLL of the chosen answer added to DPO (0: plain DPO)
   lora_r = 16,
   lora_alpha = 32,
   batch_size = 16,
 }
 
 local out = args.out
-os.execute("mkdir -p '" .. out .. "'")
-
-local function write_json(path, value)
-  local tmp = path .. ".tmp"
-  local f = assert(io.open(tmp, "w"))
-  f:write(cai.json.encode(value, { indent = 2 }), "\n")
-  f:close()
-  assert(os.rename(tmp, path))
-end
-write_json(out .. "/config.json", cai.resolved_args())
+cai.run.open(out)  -- config.json; a rerun must use the same settings
 
 -- Data: a seeded synthetic world with disjoint train and held-out instructions.
 local world = cai.world.new{ seed = args.seed }
@@ -62,21 +54,40 @@ local gen = { max_new_tokens = args.max_new_tokens, temperature = 0, stop = { "E
 -- Held-out preference pairs: the reference answer against a negative.
 local heldout_pairs = cai.negatives.generate((function()
   local items = {}
-  for i, r in ipairs(heldout) do items[i] = { instruction = r.instruction, response = r.reference } end
+  for i, r in ipairs(heldout) do
+    items[i] = { instruction = r.instruction, response = r.reference, should_refuse = r.should_refuse }
+  end
   return items
 end)(), { seed = args.seed + 1 })
 
-local function preference_accuracy(m, opts)
+-- Preference accuracy: the share of held-out pairs where the model gives the
+-- chosen response the higher log-prob (overall and per negative type). Each
+-- response is scored as a finished answer (ending in EOS), as DPO trains on
+-- it; otherwise a response cut before END would be a prefix of the chosen
+-- one and always "win".
+local preference_wins = {}  -- model name -> list of booleans, for the paired test
+local function rate(pass, n)
+  local lo, hi = cai.stats.wilson(pass, n)
+  return { pass = pass, n = n, rate = pass / n, lo = lo, hi = hi }
+end
+local function preference_accuracy(m, name)
   local prompts, chosen, rejected = {}, {}, {}
   for i, p in ipairs(heldout_pairs) do prompts[i], chosen[i], rejected[i] = p.prompt, p.chosen, p.rejected end
-  local lc = m:logprobs(prompts, chosen, opts)
-  local lr = m:logprobs(prompts, rejected, opts)
-  local wins = 0
-  for i = 1, #prompts do
-    if lc[i].sum > lr[i].sum then wins = wins + 1 end
+  local lc = m:logprobs(prompts, chosen, { eos = true })
+  local lr = m:logprobs(prompts, rejected, { eos = true })
+  local wins, won, by_type = 0, {}, {}
+  for i, p in ipairs(heldout_pairs) do
+    won[i] = lc[i].sum > lr[i].sum
+    if won[i] then wins = wins + 1 end
+    local t = by_type[p.negative_type] or { pass = 0, n = 0 }
+    t.pass, t.n = t.pass + (won[i] and 1 or 0), t.n + 1
+    by_type[p.negative_type] = t
   end
-  local lo, hi = cai.stats.wilson(wins, #prompts)
-  return { pass = wins, n = #prompts, rate = wins / #prompts, lo = lo, hi = hi }
+  preference_wins[name] = won
+  local result = rate(wins, #prompts)
+  result.by_type = {}
+  for kind, t in pairs(by_type) do result.by_type[kind] = rate(t.pass, t.n) end
+  return result
 end
 
 -- 1. The base model.
@@ -84,7 +95,7 @@ local base = cai.model.load(args.model)
 cai.log.info("stage base: answering " .. #heldout .. " held-out instructions")
 local outputs, accuracy = {}, {}
 outputs.base = base:generate(heldout_prompts, gen)
-accuracy.base = preference_accuracy(base)
+accuracy.base = preference_accuracy(base, "base")
 
 -- 2. SFT with LoRA, loss on the response (and END, EOS) only.
 local sft_data = {}
@@ -97,7 +108,7 @@ cai.train.sft{ model = base, data = sft_data, out = out .. "/sft", seed = args.s
   learning_rate = args.sft_lr, batch_size = args.batch_size, warmup_ratio = 0.05, schedule = "cosine",
   logging_steps = 10 }
 outputs.sft = base:generate(heldout_prompts, gen)
-accuracy.sft = preference_accuracy(base)
+accuracy.sft = preference_accuracy(base, "sft")
 
 -- 3. Pairs: chosen = the SFT model's answer, rejected = a negative of the five types.
 local sft_answers = base:generate(prompts_of(pair_items), gen)
@@ -105,14 +116,17 @@ local items = {}
 for i, r in ipairs(pair_items) do
   local answer = template.strip_end(sft_answers[i].text)
   if answer == "" then answer = r.reference end
-  items[i] = { instruction = r.instruction, response = answer }
+  items[i] = { instruction = r.instruction, response = answer, should_refuse = r.should_refuse }
 end
 local pref_pairs, pair_stats = cai.negatives.generate(items, { seed = args.seed })
 cai.jsonl.write(out .. "/pairs.jsonl", pref_pairs)
 cai.log.info("stage pairs: " .. #pref_pairs .. " pairs written")
 
 -- 4. DPO from the SFT model: merge SFT, save, reload, new adapters; the
---    reference is the SFT model (adapters off).
+--    reference is the SFT model (adapters off). Plain DPO only widens the
+--    margin, and does so by lowering the rejected *and* the chosen answers'
+--    likelihood (END included); the NLL term on the chosen answer (TRL's
+--    rpo_alpha) keeps the chosen answers likely.
 base:merge_lora()
 base:save(out .. "/sft/merged")
 base:release()
@@ -123,9 +137,9 @@ for i, p in ipairs(pref_pairs) do dpo_pairs[i] = { prompt = p.prompt, chosen = p
 cai.log.info("stage dpo: " .. #dpo_pairs .. " pairs, beta " .. args.beta)
 cai.train.dpo{ model = policy, pairs = dpo_pairs, out = out .. "/dpo", seed = args.seed, beta = args.beta,
   loss = args.loss, max_steps = args.dpo_steps, learning_rate = args.dpo_lr, batch_size = args.batch_size,
-  warmup_ratio = 0.1, schedule = "cosine", logging_steps = 10 }
+  warmup_ratio = 0.1, schedule = "cosine", logging_steps = 10, rpo_alpha = args.rpo_alpha > 0 and args.rpo_alpha or nil }
 outputs.dpo = policy:generate(heldout_prompts, gen)
-accuracy.dpo = preference_accuracy(policy)
+accuracy.dpo = preference_accuracy(policy, "dpo")
 policy:save_lora(out .. "/dpo/adapter")
 
 -- 5. Evaluation: the nine criteria and preference accuracy, with intervals.
@@ -139,8 +153,13 @@ for _, name in ipairs({ "base", "sft", "dpo" }) do
   summary.models[name] = entry
 end
 summary.comparisons = { base_sft = cai.eval.compare(report, "base", "sft"), sft_dpo = cai.eval.compare(report, "sft", "dpo") }
+-- Preference accuracy, paired over the same held-out pairs (McNemar).
+summary.preference_tests = {
+  base_sft = cai.stats.mcnemar_paired(preference_wins.sft, preference_wins.base),
+  sft_dpo = cai.stats.mcnemar_paired(preference_wins.dpo, preference_wins.sft),
+}
 summary.pairs = pair_stats
-write_json(out .. "/summary.json", summary)
+cai.json.write(out .. "/summary.json", summary)
 
 local samples = {}
 for i = 1, math.min(12, #heldout) do

@@ -18,17 +18,15 @@ local args = cai.args{
 }
 
 -- 1. corpus
-os.execute("mkdir -p '" .. args.out .. "'")
+cai.mkdir(args.out)
 local world = cai.world.new{ seed = args.seed }
 local corpus_path = args.out .. "/corpus.txt"
-local corpus = assert(io.open(corpus_path, "w"))
-for _, line in ipairs(world:pretraining_corpus(args.lines)) do corpus:write(line, "\n") end
-corpus:close()
+cai.write_file(corpus_path, table.concat(world:pretraining_corpus(args.lines), "\n") .. "\n")
 cai.log.info("corpus:", args.lines, "lines in", corpus_path)
 
 -- 2. tokenizer (kept when a previous run already trained it)
 local model_dir = args.out .. "/model"
-if not io.open(model_dir .. "/tokenizer.model") then
+if not cai.exists(model_dir .. "/tokenizer.model") then
   cai.tokenizer.train{ input = corpus_path, dir = model_dir, vocab_size = args.vocab_size }
 end
 local tok = cai.tokenizer.load(model_dir)

@@ -1,0 +1,178 @@
+-- cai_pipeline.lua: the Constitutional AI self-critique pipeline, scaled by
+-- milestones. For each instruction:
+--
+--   initial answer (T 0.7, up to 500 tokens)
+--   -> principle(s) from the constitution
+--   -> critique (T 0.3, up to 300 tokens) -> revision
+--   -> a record { instruction, initial_answer, principle, critique,
+--                 revised_answer, preference_pair = { prompt, chosen, rejected } }
+--   -> DPO on the pairs (chosen = revision, rejected = initial answer)
+--   -> does the model prefer the revised answers, before and after DPO?
+--
+-- Milestones (n=): 1 (the mechanism works; a 1-step DPO), 10 (two principles
+-- each, ~10 DPO steps, >70% meaningful critiques, DPO loss decreases), 100
+-- (100+ DPO steps, revised preferred >80%), 5000 (production scale, several
+-- epochs). Steps default to the milestone's; every size is an argument.
+--
+--   build/cairun recipes/cai_pipeline.lua n=10 out=runs/cai_m1
+--   build/cairun recipes/cai_pipeline.lua model=/models/qwen2.5-0.5b n=100 constitution=constitutions/default.yaml
+--
+-- answers.jsonl and records.jsonl grow as items finish; rerun the same
+-- command after a stop and they continue where they were.
+local cai = require "cai"
+local template = cai.template
+
+local args = cai.args{
+  model = "tiny",
+  out = "",                     -- default runs/cai_pipeline_n<N>
+  n = 10,                       -- instructions: 1, 10, 100, 5000 are the milestones
+  seed = 42,
+  constitution = "constitutions/default.yaml",
+  instructions = "",            -- a JSONL of { instruction= } (or strings); "" = the synthetic world's
+  principles_per_item = 0,      -- 0: 1 at n=1, else 2
+  answer_temperature = 0.7,
+  answer_tokens = 500,
+  critique_temperature = 0.3,
+  critique_tokens = 300,
+  mode = "combined",            -- "combined" (one call writes critique and revision) or "two_step"
+  gen_batch = 16,
+  dpo_steps = 0,                -- 0: the milestone's (1, 10, 100, or 3 epochs)
+  dpo_lr = 5e-4,                -- the 32B recipe used 5e-6; a model this small needs more
+  beta = 0.1,
+  lora_r = 32,
+  lora_alpha = 64,
+  batch_size = 4,
+}
+local n = args.n
+if n < 1 then error("cai_pipeline.lua: n must be >= 1, got " .. n, 0) end
+local out = args.out ~= "" and args.out or ("runs/cai_pipeline_n" .. n)
+local milestone = n <= 1 and 0 or n <= 10 and 1 or n <= 100 and 2 or 3
+local per_item = args.principles_per_item > 0 and args.principles_per_item or (n == 1 and 1 or 2)
+cai.run.open(out, { may_change = { "gen_batch" } })
+local constitution = cai.constitution.load(args.constitution)
+
+-- 1. Instructions --------------------------------------------------------
+local instructions = {}
+if args.instructions ~= "" then
+  for i, r in ipairs(cai.jsonl.read(args.instructions)) do
+    local text = type(r) == "string" and r or (type(r) == "table" and r.instruction)
+    if type(text) ~= "string" or text == "" then
+      error(string.format("%s:%d: expected a string or { instruction = string }", args.instructions, i), 0)
+    end
+    instructions[#instructions + 1] = text
+    if #instructions == n then break end
+  end
+  if #instructions < n then
+    error(string.format("%s: has %d instructions, n = %d", args.instructions, #instructions, n), 0)
+  end
+else
+  for i, r in ipairs(cai.world.new{ seed = args.seed }:instructions(n, { split = "train" })) do
+    instructions[i] = r.instruction
+  end
+end
+
+local m = cai.model.load(args.model)
+
+-- 2. Initial answers -------------------------------------------------------
+local answers = cai.stage.open(out .. "/answers.jsonl", { name = "answers" }):run(instructions,
+  function(batch, first_index)
+    local prompts = {}
+    for i, instruction in ipairs(batch) do prompts[i] = template.instruction_prompt(instruction) end
+    local outs = m:generate(prompts, { temperature = args.answer_temperature, max_new_tokens = args.answer_tokens,
+      stop = template.stop, seed = args.seed, first_index = first_index, progress = false })
+    local records = {}
+    for i, o in ipairs(outs) do records[i] = { instruction = batch[i], answer = template.strip_end(o.text) } end
+    return records
+  end, { batch_size = args.gen_batch })
+
+-- 3. Principles, critique, revision -------------------------------------------
+local usage = {}
+local records = cai.stage.open(out .. "/records.jsonl", { name = "critiques" }):run(answers,
+  function(batch, first_index)
+    local items = {}
+    for i, a in ipairs(batch) do items[i] = { instruction = a.instruction, answer = a.answer } end
+    local recs = cai.critique.run(m, items, { constitution = constitution, per_round = per_item, mode = args.mode,
+      seed = args.seed, first_index = first_index,
+      generate = { temperature = args.critique_temperature, max_new_tokens = args.critique_tokens, progress = false } })
+    return recs
+  end, { batch_size = args.gen_batch })
+local outcomes = {}
+for _, r in ipairs(records) do
+  for _, id in ipairs(r.principle_ids or {}) do usage[id] = (usage[id] or 0) + 1 end
+  for _, o in ipairs(r.outcomes or {}) do outcomes[o] = (outcomes[o] or 0) + 1 end
+end
+
+-- 4. Pairs: revision over initial answer; pairs whose revision changed nothing teach nothing.
+local pref_pairs, pair_stats = cai.filters.apply(records, { min_score_delta = false, near_duplicate = false,
+  meta = true, quiet = true })
+local dpo_pairs = {}
+for i, p in ipairs(pref_pairs) do
+  local v = cai.filters.view(p)
+  dpo_pairs[i] = { prompt = template.instruction_prompt(v.prompt),
+    chosen = " " .. v.chosen .. "\n" .. template.END, rejected = " " .. v.rejected .. "\n" .. template.END }
+end
+cai.jsonl.write(out .. "/pairs.jsonl", dpo_pairs)
+cai.log.info(string.format("cai_pipeline: %d records, %d pairs kept for DPO", #records, #dpo_pairs))
+
+-- 5. Preference for the revised answers, before and after DPO.
+local function prefers_revised(use_lora)
+  if #dpo_pairs == 0 then return nil end
+  local prompts, chosen, rejected = {}, {}, {}
+  for i, p in ipairs(dpo_pairs) do prompts[i], chosen[i], rejected[i] = p.prompt, p.chosen, p.rejected end
+  local lc = m:logprobs(prompts, chosen, { eos = true, use_lora = use_lora })
+  local lr = m:logprobs(prompts, rejected, { eos = true, use_lora = use_lora })
+  local k = 0
+  for i = 1, #prompts do if lc[i].sum > lr[i].sum then k = k + 1 end end
+  local lo, hi = cai.stats.wilson(k, #prompts)
+  return { pass = k, n = #prompts, rate = k / #prompts, lo = lo, hi = hi }
+end
+local before = prefers_revised()
+
+local steps = args.dpo_steps
+if steps == 0 then
+  steps = ({ [0] = 1, 10, 100 })[milestone] or math.max(100, math.ceil(3 * #dpo_pairs / args.batch_size))
+end
+local result, after
+if #dpo_pairs > 0 then
+  m:add_lora{ r = args.lora_r, alpha = args.lora_alpha, targets = "all-linear", seed = args.seed + 1 }
+  result = cai.train.dpo{ model = m, pairs = dpo_pairs, out = out .. "/dpo", seed = args.seed, beta = args.beta,
+    max_steps = steps, learning_rate = args.dpo_lr, batch_size = math.min(args.batch_size, #dpo_pairs),
+    warmup_ratio = milestone >= 2 and 0.1 or 0, logging_steps = 1, save_steps = math.max(10, math.floor(steps / 5)) }
+  m:save_lora(out .. "/dpo/adapter")
+  after = prefers_revised(true)
+else
+  cai.log.warn("cai_pipeline: no revision differs from its answer; nothing to train DPO on (see records.jsonl)")
+end
+
+-- 6. Milestone criteria --------------------------------------------------------
+local losses = {}
+if #dpo_pairs > 0 then
+  for _, line in ipairs(cai.jsonl.read(out .. "/dpo/metrics.jsonl")) do
+    if line.loss then losses[#losses + 1] = line.loss end
+  end
+end
+local meaningful = (outcomes.revised or 0) / math.max(1, #records)
+local checks = { pipeline_completed = #records == n }
+if milestone >= 1 then
+  checks.meaningful_critiques_over_70pct = meaningful > 0.7
+  checks.dpo_loss_decreases = #losses >= 2 and losses[#losses] < losses[1]
+end
+if milestone >= 2 then checks.prefers_revised_over_80pct = after ~= nil and after.rate > 0.8 end
+local summary = { milestone = milestone, n = n, records = #records, pairs = #dpo_pairs, dpo_steps = result and steps or 0,
+  outcomes = outcomes, meaningful_critique_rate = meaningful, principle_usage = usage, filter = pair_stats,
+  prefers_revised = { before = before, after = after }, dpo_loss = { first = losses[1], last = losses[#losses] },
+  checks = checks }
+cai.json.write(out .. "/summary.json", summary)
+
+print(string.format("cai_pipeline: milestone %d, %d records, %d DPO pairs, %d steps", milestone, #records,
+  #dpo_pairs, summary.dpo_steps))
+for _, row in ipairs(cai.principles.usage_report(usage)) do
+  print(string.format("  principle %-28s %4d  %5.1f%%", row.id, row.count, 100 * row.share))
+end
+if before then print(string.format("prefers revised: before %.2f, after %s", before.rate,
+  after and string.format("%.2f", after.rate) or "-")) end
+local names = {}
+for k in pairs(checks) do names[#names + 1] = k end
+table.sort(names)
+for _, k in ipairs(names) do print(string.format("  %-34s %s", k, checks[k] and "yes" or "NO")) end
+print("cai_pipeline: done, records in " .. out .. "/records.jsonl")

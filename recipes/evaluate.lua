@@ -1,0 +1,142 @@
+-- evaluate.lua: compares any set of models and adapters on one JSONL set.
+--
+--   models=  comma-separated name=dir or name=dir+adapter_dir
+--            ("tiny" is the embedded model; an adapter is a PEFT directory)
+--   data=    JSONL; records with "instruction" (and optional "reference",
+--            "facts", "should_refuse", "min_words", "max_words") are answered
+--            and checked on the nine criteria; records with "prompt",
+--            "chosen" and "rejected" give preference accuracy. "" = the
+--            synthetic world's held-out instructions and pairs.
+--
+--   build/cairun recipes/evaluate.lua \
+--     models=base=tiny,sft=runs/quickstart/sft/merged,dpo=runs/quickstart/sft/merged+runs/quickstart/dpo/adapter
+--
+-- Writes out/outputs/<name>.jsonl (resumable), summary.json (rates with 95%
+-- intervals, each model against the first with paired tests) and report.html.
+local cai = require "cai"
+local template = cai.template
+
+local args = cai.args{
+  models = "base=tiny",
+  data = "",
+  out = "runs/evaluate",
+  seed = 42,
+  n = 100,                   -- with data = "": held-out instructions drawn
+  max_new_tokens = 64,
+  gen_batch = 32,
+}
+local out = args.out
+cai.run.open(out, { may_change = { "gen_batch" } })
+
+-- Models: name=dir[+adapter], in the order given.
+local specs = {}
+for entry in args.models:gmatch("[^,]+") do
+  local name, dir = entry:match("^%s*([%w_%-]+)%s*=%s*(.-)%s*$")
+  if not name or dir == "" then
+    error("evaluate.lua: models= entries must be name=dir or name=dir+adapter, got \"" .. entry .. "\"", 0)
+  end
+  local base, adapter = dir:match("^(.-)%+(.+)$")
+  specs[#specs + 1] = { name = name, dir = base or dir, adapter = adapter }
+end
+if #specs == 0 then error("evaluate.lua: models= names no model", 0) end
+
+-- Data.
+local items, pref, judge = {}, {}, nil
+if args.data ~= "" then
+  for i, r in ipairs(cai.jsonl.read(args.data)) do
+    if type(r) ~= "table" then error(string.format("%s:%d: expected a JSON object", args.data, i), 0) end
+    if type(r.prompt) == "string" and type(r.chosen) == "string" and type(r.rejected) == "string" then
+      pref[#pref + 1] = { prompt = r.prompt, chosen = r.chosen, rejected = r.rejected }
+    elseif type(r.instruction) == "string" then
+      items[#items + 1] = r
+    else
+      error(string.format("%s:%d: expected \"instruction\" or \"prompt\"/\"chosen\"/\"rejected\" string fields",
+        args.data, i), 0)
+    end
+  end
+else
+  local world = cai.world.new{ seed = args.seed }
+  local heldout = world:instructions(args.n, { split = "heldout" })
+  items = world:eval_items(heldout)
+  judge = world:factual_judge()
+  local with_ref = {}
+  for i, r in ipairs(heldout) do with_ref[i] = { instruction = r.instruction, response = r.reference } end
+  for i, p in ipairs(cai.negatives.generate(with_ref, { seed = args.seed + 1 })) do
+    pref[i] = { prompt = p.prompt, chosen = p.chosen, rejected = p.rejected }
+  end
+end
+if #items == 0 and #pref == 0 then error("evaluate.lua: " .. args.data .. " holds no records", 0) end
+local instructions = {}
+for i, it in ipairs(items) do instructions[i] = it.instruction end
+
+-- Each model in turn: answers (a resumable stage), preference accuracy.
+local outputs, accuracy, wins = {}, {}, {}
+for _, s in ipairs(specs) do
+  local m = cai.model.load(s.dir)
+  if s.adapter then m:load_lora(s.adapter) end
+  if #items > 0 then
+    local st = cai.stage.open(out .. "/outputs/" .. s.name .. ".jsonl", { name = "answers " .. s.name })
+    local answers = st:run(instructions, function(batch, first_index)
+      local prompts = {}
+      for i, instruction in ipairs(batch) do prompts[i] = template.instruction_prompt(instruction) end
+      local outs = m:generate(prompts, { max_new_tokens = args.max_new_tokens, temperature = 0, stop = { template.END },
+        seed = args.seed, first_index = first_index, progress = false })
+      local records = {}
+      for i, o in ipairs(outs) do records[i] = { instruction = batch[i], text = o.text, finish = o.finish } end
+      return records
+    end, { batch_size = args.gen_batch })
+    outputs[s.name] = {}
+    for i, a in ipairs(answers) do outputs[s.name][i] = { text = a.text, finish = a.finish } end
+  end
+  if #pref > 0 then
+    local prompts, chosen, rejected = {}, {}, {}
+    for i, p in ipairs(pref) do prompts[i], chosen[i], rejected[i] = p.prompt, p.chosen, p.rejected end
+    local lc = m:logprobs(prompts, chosen, { eos = true })
+    local lr = m:logprobs(prompts, rejected, { eos = true })
+    local won, k = {}, 0
+    for i = 1, #pref do
+      won[i] = lc[i].sum > lr[i].sum
+      if won[i] then k = k + 1 end
+    end
+    local lo, hi = cai.stats.wilson(k, #won)
+    accuracy[s.name] = { pass = k, n = #won, rate = k / #won, lo = lo, hi = hi }
+    wins[s.name] = won
+  end
+  m:release()
+end
+
+-- Summary: rates per model, each model against the first.
+local summary = { models = {}, comparisons = {}, preference_tests = {} }
+local report
+if #items > 0 then
+  report = cai.eval.run(items, outputs, { stop_means_end = true, factual_judge = judge })
+end
+local first = specs[1].name
+for _, s in ipairs(specs) do
+  local entry = {}
+  if report then for criterion, r in pairs(report.models[s.name].rates) do entry[criterion] = r end end
+  entry.preference_accuracy = accuracy[s.name]
+  summary.models[s.name] = entry
+  if s.name ~= first then
+    local key = first .. "_" .. s.name
+    if report then summary.comparisons[key] = cai.eval.compare(report, first, s.name) end
+    if wins[s.name] then summary.preference_tests[key] = cai.stats.mcnemar_paired(wins[s.name], wins[first]) end
+  end
+end
+cai.json.write(out .. "/summary.json", summary)
+if #items > 0 then
+  local samples = {}
+  for i = 1, math.min(12, #items) do
+    samples[i] = { instruction = items[i].instruction, reference = items[i].reference }
+    for _, s in ipairs(specs) do samples[i][s.name] = outputs[s.name][i].text end
+  end
+  cai.jsonl.write(out .. "/samples.jsonl", samples)
+end
+cai.report.build(out)
+
+if report then print(cai.eval.format(report)) end
+for _, s in ipairs(specs) do
+  local a = accuracy[s.name]
+  if a then print(string.format("%-10s preference_accuracy %.2f [%.2f, %.2f] (n=%d)", s.name, a.rate, a.lo, a.hi, a.n)) end
+end
+print("evaluate: done, summary in " .. out .. "/summary.json")

@@ -12,6 +12,7 @@ packages=(
   libsentencepiece-dev sentencepiece
   libyaml-cpp-dev nlohmann-json3-dev libpcre2-dev libicu-dev
   catch2
+  chromium  # tests only: the run report is loaded and screenshotted in headless Chromium
 )
 
 missing=()

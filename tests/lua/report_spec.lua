@@ -184,6 +184,8 @@ spec.describe("cai.report", function()
     local image = read(png)
     spec.eq(image:sub(1, 8), "\137PNG\r\n\26\n", "a PNG screenshot")
     spec.truthy(#image > 20000, "the screenshot has content (" .. #image .. " bytes)")
+    local build = os.getenv("CAI_TEST_BUILD_DIR")  -- keep the screenshot for a look after the run
+    if build and build ~= "" then cai.write_file(build .. "/test-runs/report.png", image) end
     spec.truthy(run_ok(string.format("timeout 120 chromium %s --dump-dom file://%s >%s/dom.html 2>%s/dom.log",
       flags, abs, dir, dir)), "chromium --dump-dom failed")
     local dom = read(dir .. "/dom.html")

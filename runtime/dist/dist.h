@@ -62,6 +62,13 @@ inline bool is_main() { return rank() == 0; }
 
 // Every rank waits for all others; `what` names the point in errors.
 void barrier(const std::string& what = "barrier");
+// Rank 0 writes (a file or directory every rank may read next) while the
+// others wait; in one process it just writes. Every rank must call it.
+template <class Write>
+void main_writes(const std::string& what, Write&& write) {
+    if (is_main()) write();
+    barrier(what);
+}
 // Sums over ranks, in place. t: any shape, CPU; floating or integer dtype.
 void all_reduce_sum(at::Tensor& t, const std::string& what);
 // values[i] summed over ranks, in place (float64).

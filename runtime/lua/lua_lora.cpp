@@ -5,6 +5,7 @@
 #include <lua.hpp>
 
 #include "core/error.h"
+#include "dist/dist.h"
 #include "lua/bindings.h"
 #include "lua/lua_model.h"
 #include "lua/lua_util.h"
@@ -85,7 +86,8 @@ int l_lora_info(lua_State* L) {
 int l_lora_save(lua_State* L) {
     return lua_guarded(L, [&] {
         auto m = cai::check_model(L, 1);
-        cai::lora_save(*m, cai::arg_string(L, 2, "m:save_lora", "dir"));
+        std::string dir = cai::arg_string(L, 2, "m:save_lora", "dir");
+        cai::dist::main_writes("saving the adapter " + dir, [&] { cai::lora_save(*m, dir); });
         return 0;
     });
 }
@@ -113,13 +115,14 @@ int l_lora_unmerge(lua_State* L) {
 }
 
 // cai._lora.save_model(m, dir, dtype or nil): dtype defaults to the model's compute dtype.
+// Saving (here and in l_lora_save) is rank 0's in a data-parallel job; the others wait.
 int l_lora_save_model(lua_State* L) {
     return lua_guarded(L, [&] {
         auto m = cai::check_model(L, 1);
         std::string dir = cai::arg_string(L, 2, "m:save", "dir");
         at::ScalarType dtype = m->dtype;
         if (!lua_isnoneornil(L, 3)) dtype = cai::parse_dtype(cai::arg_string(L, 3, "m:save", "dtype"));
-        cai::save_model(*m, dir, dtype);
+        cai::dist::main_writes("saving the model " + dir, [&] { cai::save_model(*m, dir, dtype); });
         return 0;
     });
 }

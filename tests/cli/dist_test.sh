@@ -79,6 +79,27 @@ wait 2>/dev/null
 pids=()
 if grep -qE 'rank 1 of 2 main=false all=0,1 shard=c$' "$dir/r1.txt"; then passed=$((passed + 1)); echo "ok   torchrun environment: rank 1"; else failed=$((failed + 1)); echo "FAIL torchrun environment: rank 1"; sed 's/^/    /' "$dir/r1.txt"; fi
 
+# Saving a model or an adapter in a data-parallel job: rank 0 writes, every rank then sees it.
+cat > "$dir/save.lua" <<'LUA'
+local cai = require "cai"
+local d = assert(os.getenv("SAVE_DIR"))
+if cai.dist.is_main() then
+  cai.model.random(d .. "/m", { model_type = "llama", vocab_size = 512, hidden_size = 16, intermediate_size = 32,
+    num_hidden_layers = 1, num_attention_heads = 2, num_key_value_heads = 1 })
+  cai.write_file(d .. "/m/tokenizer.json", assert(io.open("tests/data/tokenizers/gpt2/tokenizer.json")):read("*a"))
+end
+cai.dist.barrier("the model")
+local m = cai.model.load(d .. "/m")
+m:add_lora{ r = 2, alpha = 4, seed = 1 }
+m:save_lora(d .. "/adapter")
+m:merge_lora()
+m:save(d .. "/merged")
+print(string.format("rank %d sees adapter=%s merged=%s", cai.dist.rank(), tostring(cai.exists(d .. "/adapter/adapter_config.json")),
+  tostring(cai.exists(d .. "/merged/model.safetensors"))))
+LUA
+check "save on 2 ranks"       0 'rank 0 sees adapter=true merged=true' -- env SAVE_DIR="$dir/save" "$cairun" --nproc 2 "$dir/save.lua"
+expect "save on 2 ranks: rank 1 sees it" 'rank 1 sees adapter=true merged=true'
+
 # A killed rank: the launcher names it, stops the others, exits non-zero.
 cat > "$dir/killed.lua" <<'LUA'
 local cai = require "cai"

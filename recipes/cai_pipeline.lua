@@ -117,14 +117,7 @@ cai.log.info(string.format("cai_pipeline: %d records, %d pairs kept for DPO", #r
 -- 5. Preference for the revised answers, before and after DPO.
 local function prefers_revised(use_lora)
   if #dpo_pairs == 0 then return nil end
-  local prompts, chosen, rejected = {}, {}, {}
-  for i, p in ipairs(dpo_pairs) do prompts[i], chosen[i], rejected[i] = p.prompt, p.chosen, p.rejected end
-  local lc = m:logprobs(prompts, chosen, { eos = true, use_lora = use_lora })
-  local lr = m:logprobs(prompts, rejected, { eos = true, use_lora = use_lora })
-  local k = 0
-  for i = 1, #prompts do if lc[i].sum > lr[i].sum then k = k + 1 end end
-  local lo, hi = cai.stats.wilson(k, #prompts)
-  return { pass = k, n = #prompts, rate = k / #prompts, lo = lo, hi = hi }
+  return (cai.eval.preference_accuracy(m, dpo_pairs, { use_lora = use_lora }))
 end
 local before = prefers_revised()
 

@@ -11,6 +11,7 @@
 --      the worst revisions
 --   -> DPO with warmup, held-out eval pairs every eval_steps, the best
 --      checkpoint by eval_loss kept in dpo/best, resume from dpo/checkpoints
+--   -> summary.json, report.html
 --
 --   build/cairun recipes/critique_revision.lua reward_model=/models/rm n=200 out=runs/stage3_v2
 --
@@ -142,6 +143,8 @@ local summary = { records = #records, pairs = #dpo_pairs, train_pairs = #train_p
   filter = filter_stats, principle_usage = usage, revised_win_rate = (report.chosen.revised or 0) / math.max(1, #records),
   dpo = result }
 cai.json.write(out .. "/summary.json", summary)
+cai.report.collect_metrics(out, { "dpo" })
+cai.report.build(out)  -- DPO curves, pair quality, principle usage
 print(string.format("critique_revision: %d records, %d pairs after filters, DPO %d steps; best %s at step %s",
   #records, #dpo_pairs, result.steps or 0, result.best and tostring(result.best.value) or "-",
   result.best and tostring(result.best.step) or "-"))

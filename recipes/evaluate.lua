@@ -46,7 +46,8 @@ if args.data ~= "" then
   for i, r in ipairs(cai.jsonl.read(args.data)) do
     if type(r) ~= "table" then error(string.format("%s:%d: expected a JSON object", args.data, i), 0) end
     if type(r.prompt) == "string" and type(r.chosen) == "string" and type(r.rejected) == "string" then
-      pref[#pref + 1] = { prompt = r.prompt, chosen = r.chosen, rejected = r.rejected }
+      pref[#pref + 1] = { prompt = r.prompt, chosen = r.chosen, rejected = r.rejected,
+        negative_type = r.negative_type or r.type }
     elseif type(r.instruction) == "string" then
       items[#items + 1] = r
     else
@@ -60,9 +61,11 @@ else
   items = world:eval_items(heldout)
   judge = world:factual_judge()
   local with_ref = {}
-  for i, r in ipairs(heldout) do with_ref[i] = { instruction = r.instruction, response = r.reference } end
+  for i, r in ipairs(heldout) do
+    with_ref[i] = { instruction = r.instruction, response = r.reference, should_refuse = r.should_refuse }
+  end
   for i, p in ipairs(cai.negatives.generate(with_ref, { seed = args.seed + 1 })) do
-    pref[i] = { prompt = p.prompt, chosen = p.chosen, rejected = p.rejected }
+    pref[i] = { prompt = p.prompt, chosen = p.chosen, rejected = p.rejected, negative_type = p.negative_type }
   end
 end
 if #items == 0 and #pref == 0 then error("evaluate.lua: " .. args.data .. " holds no records", 0) end
@@ -89,18 +92,7 @@ for _, s in ipairs(specs) do
     for i, a in ipairs(answers) do outputs[s.name][i] = { text = a.text, finish = a.finish } end
   end
   if #pref > 0 then
-    local prompts, chosen, rejected = {}, {}, {}
-    for i, p in ipairs(pref) do prompts[i], chosen[i], rejected[i] = p.prompt, p.chosen, p.rejected end
-    local lc = m:logprobs(prompts, chosen, { eos = true })
-    local lr = m:logprobs(prompts, rejected, { eos = true })
-    local won, k = {}, 0
-    for i = 1, #pref do
-      won[i] = lc[i].sum > lr[i].sum
-      if won[i] then k = k + 1 end
-    end
-    local lo, hi = cai.stats.wilson(k, #won)
-    accuracy[s.name] = { pass = k, n = #won, rate = k / #won, lo = lo, hi = hi }
-    wins[s.name] = won
+    accuracy[s.name], wins[s.name] = cai.eval.preference_accuracy(m, pref)
   end
   m:release()
 end

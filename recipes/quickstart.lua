@@ -61,32 +61,12 @@ local heldout_pairs = cai.negatives.generate((function()
 end)(), { seed = args.seed + 1 })
 
 -- Preference accuracy: the share of held-out pairs where the model gives the
--- chosen response the higher log-prob (overall and per negative type). Each
--- response is scored as a finished answer (ending in EOS), as DPO trains on
--- it; otherwise a response cut before END would be a prefix of the chosen
--- one and always "win".
+-- chosen response the higher log-prob (overall and per negative type), each
+-- response scored as a finished answer.
 local preference_wins = {}  -- model name -> list of booleans, for the paired test
-local function rate(pass, n)
-  local lo, hi = cai.stats.wilson(pass, n)
-  return { pass = pass, n = n, rate = pass / n, lo = lo, hi = hi }
-end
 local function preference_accuracy(m, name)
-  local prompts, chosen, rejected = {}, {}, {}
-  for i, p in ipairs(heldout_pairs) do prompts[i], chosen[i], rejected[i] = p.prompt, p.chosen, p.rejected end
-  local lc = m:logprobs(prompts, chosen, { eos = true })
-  local lr = m:logprobs(prompts, rejected, { eos = true })
-  local wins, won, by_type = 0, {}, {}
-  for i, p in ipairs(heldout_pairs) do
-    won[i] = lc[i].sum > lr[i].sum
-    if won[i] then wins = wins + 1 end
-    local t = by_type[p.negative_type] or { pass = 0, n = 0 }
-    t.pass, t.n = t.pass + (won[i] and 1 or 0), t.n + 1
-    by_type[p.negative_type] = t
-  end
-  preference_wins[name] = won
-  local result = rate(wins, #prompts)
-  result.by_type = {}
-  for kind, t in pairs(by_type) do result.by_type[kind] = rate(t.pass, t.n) end
+  local result, wins = cai.eval.preference_accuracy(m, heldout_pairs)
+  preference_wins[name] = wins
   return result
 end
 
@@ -168,15 +148,7 @@ for i = 1, math.min(12, #heldout) do
 end
 cai.jsonl.write(out .. "/samples.jsonl", samples)
 
--- metrics.jsonl: both stages' trainer logs, each line tagged with its stage.
-local metrics = {}
-for _, stage in ipairs({ "sft", "dpo" }) do
-  for _, line in ipairs(cai.jsonl.read(out .. "/" .. stage .. "/metrics.jsonl")) do
-    line.stage = stage
-    metrics[#metrics + 1] = line
-  end
-end
-cai.jsonl.write(out .. "/metrics.jsonl", metrics)
+cai.report.collect_metrics(out, { "sft", "dpo" })  -- metrics.jsonl: both trainers' logs, tagged
 cai.report.build(out)
 
 print(cai.eval.format(report))

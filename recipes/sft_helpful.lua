@@ -9,7 +9,7 @@
 --   -> held-out: response NLL / perplexity of base and tuned, the nine criteria
 --      on their generations, paired tests
 --   -> side_by_side.jsonl and side_by_side.md: base and tuned answers next to
---      the reference
+--      the reference; report.html
 --
 --   build/cairun recipes/sft_helpful.lua data=helpful.jsonl model=/models/gemma-2b out=runs/helpful
 local cai = require "cai"
@@ -121,6 +121,9 @@ for i = 1, math.min(args.side_by_side, #eval_rows) do
 end
 cai.jsonl.write(out .. "/side_by_side.jsonl", rows)
 cai.write_file(out .. "/side_by_side.md", table.concat(md, "\n"))
+cai.jsonl.write(out .. "/samples.jsonl", rows)  -- the report's side-by-side section
+cai.report.collect_metrics(out, { "sft" })
+cai.report.build(out)
 
 print(cai.eval.format(report))
 print(cai.eval.format_comparison(summary.comparison))

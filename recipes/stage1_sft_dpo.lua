@@ -120,7 +120,8 @@ if not cai.exists(pairs_path) then
   for i, r in ipairs(responses) do
     local answer = template.strip_end(r.response)
     -- An empty SFT answer cannot be "chosen"; the world's reference stands in (counted below).
-    items[i] = { instruction = r.instruction, response = answer ~= "" and answer or pair_items[i].reference }
+    items[i] = { instruction = r.instruction, response = answer ~= "" and answer or pair_items[i].reference,
+      should_refuse = pair_items[i].should_refuse }
   end
   local made, stats = cai.negatives.generate(items, { seed = args.seed })
   cai.jsonl.write(pairs_path, made)
@@ -149,7 +150,9 @@ local heldout = world:instructions(args.eval_examples, { split = "heldout" })
 local heldout_instructions = {}
 for i, r in ipairs(heldout) do heldout_instructions[i] = r.instruction end
 local held_items = {}
-for i, r in ipairs(heldout) do held_items[i] = { instruction = r.instruction, response = r.reference } end
+for i, r in ipairs(heldout) do
+  held_items[i] = { instruction = r.instruction, response = r.reference, should_refuse = r.should_refuse }
+end
 local heldout_pairs = cai.negatives.generate(held_items, { seed = args.seed + 1 })
 
 local outputs, wins, accuracy = {}, {}, {}
@@ -157,18 +160,7 @@ local function evaluate(m, name, use_lora)
   local answers = answer_stage(m, out .. "/eval/" .. name .. ".jsonl", "eval " .. name, heldout_instructions, use_lora)
   outputs[name] = {}
   for i, a in ipairs(answers) do outputs[name][i] = { text = a.response, finish = a.finish } end
-  local prompts, chosen, rejected = {}, {}, {}
-  for i, p in ipairs(heldout_pairs) do prompts[i], chosen[i], rejected[i] = p.prompt, p.chosen, p.rejected end
-  local lc = m:logprobs(prompts, chosen, { eos = true, use_lora = use_lora })
-  local lr = m:logprobs(prompts, rejected, { eos = true, use_lora = use_lora })
-  local won, k = {}, 0
-  for i = 1, #prompts do
-    won[i] = lc[i].sum > lr[i].sum
-    if won[i] then k = k + 1 end
-  end
-  wins[name] = won
-  local lo, hi = cai.stats.wilson(k, #won)
-  accuracy[name] = { pass = k, n = #won, rate = k / #won, lo = lo, hi = hi }
+  accuracy[name], wins[name] = cai.eval.preference_accuracy(m, heldout_pairs, { use_lora = use_lora })
 end
 evaluate(sft_model, "dpo")
 evaluate(sft_model, "sft", false)  -- the SFT model is the DPO model with its adapter off
@@ -198,14 +190,7 @@ for i = 1, math.min(12, #heldout) do
     base = outputs.base[i].text, sft = outputs.sft[i].text, dpo = outputs.dpo[i].text }
 end
 cai.jsonl.write(out .. "/samples.jsonl", samples)
-local metrics = {}
-for _, stage in ipairs({ "sft", "dpo" }) do
-  for _, line in ipairs(cai.jsonl.read(out .. "/" .. stage .. "/metrics.jsonl")) do
-    line.stage = stage
-    metrics[#metrics + 1] = line
-  end
-end
-cai.jsonl.write(out .. "/metrics.jsonl", metrics)
+cai.report.collect_metrics(out, { "sft", "dpo" })
 cai.report.build(out)
 
 print(cai.eval.format(report))

@@ -335,6 +335,58 @@ function eval.compare(report, a, b, opts)
   return { a = a, b = b, rows = rows }
 end
 
+---Preference accuracy: the share of pairs where the model gives the chosen
+---response the higher log-probability, with a Wilson 95% interval, overall
+---and per pair type. Each response is scored as a finished answer (ending
+---in EOS), as the DPO trainer scores it; otherwise a response cut before
+---its end marker would score as a prefix of the other and always "win".
+---@param model table a cai.model (anything with :logprobs(prompts, completions, opts))
+---@param pref_pairs table list of { prompt=, chosen=, rejected= [, negative_type= ] }
+---@param opts table|nil { use_lora = nil (as the model is) or boolean, by = "negative_type" }
+---@return table { pass, n, rate, lo, hi, by_type = { type -> { pass, n, rate, lo, hi } } }, table wins (booleans)
+function eval.preference_accuracy(model, pref_pairs, opts)
+  if (type(model) ~= "table" and type(model) ~= "userdata") or not model.logprobs then
+    error("cai.eval.preference_accuracy: model must have :logprobs", 2)
+  end
+  if type(pref_pairs) ~= "table" or #pref_pairs == 0 then error("cai.eval.preference_accuracy: pairs must be a non-empty list", 2) end
+  opts = opts or {}
+  for k in pairs(opts) do
+    if k ~= "use_lora" and k ~= "by" then error("cai.eval.preference_accuracy: unknown option '" .. tostring(k) .. "'", 2) end
+  end
+  local by = opts.by or "negative_type"
+  local prompts, chosen, rejected = {}, {}, {}
+  for i, p in ipairs(pref_pairs) do
+    if type(p) ~= "table" or type(p.prompt) ~= "string" or type(p.chosen) ~= "string" or type(p.rejected) ~= "string" then
+      error("cai.eval.preference_accuracy: pairs[" .. i .. "] must have string prompt, chosen and rejected", 2)
+    end
+    prompts[i], chosen[i], rejected[i] = p.prompt, p.chosen, p.rejected
+  end
+  local lp_opts = { eos = true, use_lora = opts.use_lora }
+  local lc = model:logprobs(prompts, chosen, lp_opts)
+  local lr = model:logprobs(prompts, rejected, lp_opts)
+  local function rate(pass, n)
+    local lo, hi = stats.wilson(pass, n)
+    return { pass = pass, n = n, rate = pass / n, lo = lo, hi = hi }
+  end
+  local wins, pass, groups = {}, 0, {}
+  for i, p in ipairs(pref_pairs) do
+    wins[i] = lc[i].sum > lr[i].sum
+    if wins[i] then pass = pass + 1 end
+    local key = p[by]
+    if key ~= nil then
+      local g = groups[tostring(key)] or { 0, 0 }
+      g[1], g[2] = g[1] + (wins[i] and 1 or 0), g[2] + 1
+      groups[tostring(key)] = g
+    end
+  end
+  local result = rate(pass, #pref_pairs)
+  if next(groups) then
+    result.by_type = {}
+    for key, g in pairs(groups) do result.by_type[key] = rate(g[1], g[2]) end
+  end
+  return result, wins
+end
+
 local function fmt_rate(x) return x and string.format("%5.1f%%", 100 * x) or "    -" end
 
 ---A report as a text table (criteria x models).

@@ -946,6 +946,32 @@ function report.load(run_dir)
   return data
 end
 
+---Writes run_dir/metrics.jsonl from the trainers' logs in run_dir/<stage>/
+---metrics.jsonl, each line tagged with its stage (stages without a log are
+---skipped), for the training curves of a run with several stages.
+---@param run_dir string
+---@param stages table list of stage names, in order (e.g. { "sft", "dpo" })
+---@return integer lines written
+function report.collect_metrics(run_dir, stages)
+  if type(run_dir) ~= "string" or run_dir == "" then error("cai.report.collect_metrics: run_dir must be a path string", 2) end
+  if type(stages) ~= "table" then error("cai.report.collect_metrics: stages must be a list of names", 2) end
+  local cai = require "cai"
+  local dir = run_dir:gsub("/+$", "")
+  local lines = {}
+  for i, stage in ipairs(stages) do
+    if type(stage) ~= "string" then error("cai.report.collect_metrics: stages[" .. i .. "] must be a string", 2) end
+    local path = dir .. "/" .. stage .. "/metrics.jsonl"
+    if exists(path) then
+      for _, line in ipairs(cai.jsonl.read(path)) do
+        line.stage = stage
+        lines[#lines + 1] = line
+      end
+    end
+  end
+  cai.jsonl.write(dir .. "/metrics.jsonl", lines)
+  return #lines
+end
+
 ---Builds run_dir/report.html (written to a temporary name, then renamed).
 ---@param run_dir string
 ---@param opts table|nil { max_samples = 20, max_pairs = 5, output = path }

@@ -92,4 +92,40 @@ spec.describe("eval.run and compare", function()
     spec.raises(function() E.check({}, "x") end, "item must be")
   end)
 end)
+
+spec.describe("eval.preference_accuracy", function()
+  -- A fake model: log-prob = minus the completion's length, so the shorter side wins.
+  local seen = {}
+  local fake = { logprobs = function(_, prompts, completions, opts)
+    seen[#seen + 1] = opts
+    local out = {}
+    for i, c in ipairs(completions) do out[i] = { sum = -#c, n = #c, mean = -1 } end
+    return out
+  end }
+  local pairs_in = {
+    { prompt = "p", chosen = "ab", rejected = "abcd", negative_type = "verbose" },
+    { prompt = "p", chosen = "abcdef", rejected = "a", negative_type = "refusal" },
+    { prompt = "p", chosen = "x", rejected = "xyz", negative_type = "verbose" },
+    { prompt = "p", chosen = "xy", rejected = "xy", negative_type = "refusal" },  -- a tie is not a win
+  }
+  spec.it("counts wins, with a Wilson interval, per type, and hands the wins back for paired tests", function()
+    local r, wins = E.preference_accuracy(fake, pairs_in, { use_lora = false })
+    spec.eq(wins, { true, false, true, false })
+    spec.eq(r.pass, 2)
+    spec.eq(r.n, 4)
+    spec.near(r.rate, 0.5, 1e-12)
+    local lo, hi = cai.stats.wilson(2, 4)
+    spec.near(r.lo, lo, 1e-12)
+    spec.near(r.hi, hi, 1e-12)
+    spec.eq(r.by_type.verbose.pass, 2)
+    spec.eq(r.by_type.refusal.rate, 0)
+    spec.eq(seen[1], { eos = true, use_lora = false }, "finished answers, the adapter choice passed on")
+  end)
+  spec.it("checks its arguments", function()
+    spec.raises(function() E.preference_accuracy({}, pairs_in) end, "model must have :logprobs", true)
+    spec.raises(function() E.preference_accuracy(fake, {}) end, "pairs must be a non-empty list", true)
+    spec.raises(function() E.preference_accuracy(fake, { { prompt = "p", chosen = "a" } }) end, "pairs[1] must have", true)
+    spec.raises(function() E.preference_accuracy(fake, pairs_in, { lora = true }) end, "unknown option 'lora'", true)
+  end)
+end)
 spec.run()

@@ -166,6 +166,16 @@ spec.describe("cai.report", function()
     has(html, "10000 records, last step 10000")
   end)
 
+  spec.it("collect_metrics tags each trainer's log with its stage, skipping stages without one", function()
+    local dir = spec.tmpdir()
+    cai.jsonl.write(dir .. "/sft/metrics.jsonl", { { step = 1, loss = 2 }, { step = 2, loss = 1 } })
+    cai.jsonl.write(dir .. "/dpo/metrics.jsonl", { { step = 1, loss = 0.6 } })
+    spec.eq(report.collect_metrics(dir, { "sft", "rm", "dpo" }), 3)
+    spec.eq(cai.jsonl.read(dir .. "/metrics.jsonl"), { { step = 1, loss = 2, stage = "sft" },
+      { step = 2, loss = 1, stage = "sft" }, { step = 1, loss = 0.6, stage = "dpo" } })
+    spec.raises(function() report.collect_metrics(dir, { 1 }) end, "stages[1] must be a string", true)
+  end)
+
   spec.it("loads in headless Chromium without errors (when installed)", function()
     if not run_ok("command -v chromium >/dev/null 2>&1") then
       io.write("note: chromium is not installed; skipping the browser check\n")

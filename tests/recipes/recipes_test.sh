@@ -110,7 +110,7 @@ lua "critique_revision: scores, pair report, best checkpoint by eval_loss" "
   local scored = jsonl(D .. '/cr/scored.jsonl')
   return #scored == 24 and type(scored[1].base_score) == 'number' and type(scored[1].revised_score) == 'number'
     and rep.total == 24 and s.dpo.best ~= nil and cai.exists(D .. '/cr/dpo/best/adapter_config.json')
-    and s.eval_pairs >= 1"
+    and s.eval_pairs >= 1 and cai.exists(D .. '/cr/report.html') and #jsonl(D .. '/cr/metrics.jsonl') > 0"
 check "analyze_pairs" 0 'analyze_pairs: report in' -- "$cairun" recipes/analyze_pairs.lua pairs="$dir/cr/scored.jsonl"
 lua "analyze_pairs: report beside the input" "local r = read(D .. '/cr/scored.report.json'); return r.total == 24"
 
@@ -125,7 +125,7 @@ lua "sft_helpful: held-out NLL for both, side by side, best adapter" "
   local s = read(D .. '/sh/summary.json')
   return s.heldout == 6 and s.train == 34 and s.heldout_nll.base.tokens > 0 and s.heldout_nll.tuned.tokens > 0
     and #jsonl(D .. '/sh/side_by_side.jsonl') == 6 and cai.exists(D .. '/sh/side_by_side.md')
-    and cai.exists(D .. '/sh/sft/best/adapter_config.json')"
+    and cai.exists(D .. '/sh/sft/best/adapter_config.json') and cai.exists(D .. '/sh/report.html')"
 printf '{"instruction": "a", "response": "b"}\n{"instruction": "c"}\n' > "$dir/bad.jsonl"
 check "sft_helpful: a record without a response" nz 'bad.jsonl:2: each record needs string fields "instruction"' -- "$cairun" recipes/sft_helpful.lua data="$dir/bad.jsonl" out="$dir/sh-bad"
 printf '{"instruction": "a", "response": "b"}\n{"instruction": \n' > "$dir/broken.jsonl"

@@ -6,26 +6,7 @@ set -u
 cairun=${1:?usage: cli_test.sh path/to/cairun}
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
-passed=0
-failed=0
-
-# check NAME EXPECTED_RC PATTERN -- command...: runs the command, checks its
-# exit status (0, or "nz" for any non-zero) and that stdout+stderr match PATTERN.
-check() {
-  local name=$1 want=$2 pattern=$3
-  shift 4
-  local out rc
-  out=$("$@" 2>&1)
-  rc=$?
-  local ok=1
-  if [ "$want" = nz ]; then [ $rc -ne 0 ] || ok=0; else [ $rc -eq "$want" ] || ok=0; fi
-  if [ $ok -eq 1 ] && ! grep -qE -- "$pattern" <<<"$out"; then ok=0; fi
-  if [ $ok -eq 1 ]; then
-    passed=$((passed + 1)); echo "ok   $name"
-  else
-    failed=$((failed + 1)); echo "FAIL $name (rc=$rc, want $want, pattern: $pattern)"; sed 's/^/    /' <<<"$out"
-  fi
-}
+. "$(dirname "$0")/check.sh"
 
 cat > "$dir/typed.lua" <<'LUA'
 local cai = require "cai"

@@ -8,39 +8,8 @@ cairun=${1:?usage: dist_test.sh path/to/cairun}
 dir=$(mktemp -d)
 pids=()
 trap 'for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$dir"' EXIT
-passed=0
-failed=0
-export CAI_LOG=warn
-
-# check NAME EXPECTED_RC PATTERN -- command...: runs the command (stopped
-# after 60 s: a hang fails), checks its exit status (0, or "nz" for any
-# non-zero) and that stdout+stderr match PATTERN; out_last keeps the output.
-check() {
-  local name=$1 want=$2 pattern=$3
-  shift 4
-  local out rc
-  out=$(timeout 60 "$@" 2>&1)
-  rc=$?
-  out_last=$out
-  local ok=1
-  if [ $rc -eq 124 ]; then ok=0; out="(still running after 60 s)
-$out"; fi
-  if [ "$want" = nz ]; then [ $rc -ne 0 ] || ok=0; else [ $rc -eq "$want" ] || ok=0; fi
-  if [ $ok -eq 1 ] && ! grep -qE -- "$pattern" <<<"$out"; then ok=0; fi
-  if [ $ok -eq 1 ]; then
-    passed=$((passed + 1)); echo "ok   $name"
-  else
-    failed=$((failed + 1)); echo "FAIL $name (rc=$rc, want $want, pattern: $pattern)"; sed 's/^/    /' <<<"$out"
-  fi
-}
-# expect NAME PATTERN: the output of the last check also matches PATTERN.
-expect() {
-  if grep -qE -- "$2" <<<"$out_last"; then passed=$((passed + 1)); echo "ok   $1"; else failed=$((failed + 1)); echo "FAIL $1"; sed 's/^/    /' <<<"$out_last"; fi
-}
-# refute NAME PATTERN: the output of the last check must not match PATTERN.
-refute() {
-  if grep -qE -- "$2" <<<"$out_last"; then failed=$((failed + 1)); echo "FAIL $1"; else passed=$((passed + 1)); echo "ok   $1"; fi
-}
+CHECK_TIMEOUT=60  # a hang fails
+. "$(dirname "$0")/check.sh"
 
 cat > "$dir/ranks.lua" <<'LUA'
 local cai = require "cai"
@@ -77,7 +46,8 @@ pids+=($!)
 check "torchrun environment"  0 'rank 0 of 2 main=true all=0,1 shard=ab$' -- env RANK=0 WORLD_SIZE=2 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port "$cairun" "$dir/ranks.lua"
 wait 2>/dev/null
 pids=()
-if grep -qE 'rank 1 of 2 main=false all=0,1 shard=c$' "$dir/r1.txt"; then passed=$((passed + 1)); echo "ok   torchrun environment: rank 1"; else failed=$((failed + 1)); echo "FAIL torchrun environment: rank 1"; sed 's/^/    /' "$dir/r1.txt"; fi
+out_last=$(cat "$dir/r1.txt")
+expect "torchrun environment: rank 1" 'rank 1 of 2 main=false all=0,1 shard=c$'
 
 # Saving a model or an adapter in a data-parallel job: rank 0 writes, every rank then sees it.
 cat > "$dir/save.lua" <<'LUA'
@@ -129,5 +99,4 @@ check "killed peer, no launcher" nz 'rank 0 of 2: the barrier after the kill fai
 wait 2>/dev/null
 pids=()
 
-echo "$passed passed, $failed failed"
-[ $failed -eq 0 ]
+finish

@@ -8,26 +8,8 @@ set -u
 cairun=${1:?usage: recipes_test.sh path/to/cairun}
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
-passed=0
-failed=0
+. "$(dirname "$0")/../cli/check.sh"
 
-# check NAME EXPECTED_RC PATTERN -- command...: runs the command, checks its
-# exit status (0, or "nz" for any non-zero) and that stdout+stderr match PATTERN.
-check() {
-  local name=$1 want=$2 pattern=$3
-  shift 4
-  local out rc
-  out=$("$@" 2>&1)
-  rc=$?
-  local ok=1
-  if [ "$want" = nz ]; then [ $rc -ne 0 ] || ok=0; else [ $rc -eq "$want" ] || ok=0; fi
-  if [ $ok -eq 1 ] && ! grep -qE -- "$pattern" <<<"$out"; then ok=0; fi
-  if [ $ok -eq 1 ]; then
-    passed=$((passed + 1)); echo "ok   $name"
-  else
-    failed=$((failed + 1)); echo "FAIL $name (rc=$rc, want $want, pattern: $pattern)"; tail -n 30 <<<"$out" | sed 's/^/    /'
-  fi
-}
 # lua NAME CODE: CODE (a Lua chunk with `cai` and read(path) -> decoded
 # JSON, jsonl(path) -> records) must return true; D is the test directory.
 lua() {
@@ -37,9 +19,6 @@ local D = '$dir'
 local function read(p) return cai.json.decode(assert(io.open(p)):read('*a')) end
 local function jsonl(p) return cai.jsonl.read(p) end
 print(tostring((function() $code end)()))"
-}
-same() {  # same NAME FILE_A FILE_B: the two files hold the same bytes
-  if cmp -s "$2" "$3"; then passed=$((passed + 1)); echo "ok   $1"; else failed=$((failed + 1)); echo "FAIL $1"; diff "$2" "$3" | head -5 | sed 's/^/    /'; fi
 }
 
 # Fixtures.
@@ -140,5 +119,4 @@ lua "evaluate: every model, comparisons and paired preference tests against the 
     and s.comparisons.base_dpo ~= nil and s.preference_tests.base_sft ~= nil and #jsonl(D .. '/ev/outputs/sft.jsonl') == 12"
 check "evaluate: a bad models= entry" nz 'models= entries must be name=dir' -- "$cairun" recipes/evaluate.lua out="$dir/ev-bad" models="tiny"
 
-echo "$passed passed, $failed failed"
-[ $failed -eq 0 ]
+finish

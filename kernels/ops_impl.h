@@ -128,11 +128,15 @@ inline float round_to(float v) {
 }
 
 inline float hsum(const fvec& v) {
+#if defined(CPU_CAPABILITY_AVX512)
+    return _mm512_reduce_add_ps(v);  // a shuffle tree instead of 16 scalar adds (a matvec row pays it once)
+#else
     float tmp[W];
     v.store(tmp);
     float s = 0;
     for (int i = 0; i < W; ++i) s += tmp[i];
     return s;
+#endif
 }
 
 // ---------------------------------------------------------------- matvec

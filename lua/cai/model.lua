@@ -93,8 +93,9 @@ end
 
 --- Writes a random model directory (config.json + model.safetensors) for
 --- tests and benchmarks; add a tokenizer to the directory to load it. With
---- config.architectures = { "LlamaForSequenceClassification" } (num_labels,
---- default 1) it is a random reward model: a score head instead of lm_head.
+--- config.architectures = { "LlamaForSequenceClassification" } and num_labels = 1
+--- it is a random reward model (a score head instead of lm_head), checked as
+--- cai.model.load_reward checks one.
 ---@param dir string
 ---@param config table config.json fields (model_type, vocab_size, hidden_size, ...)
 ---@param opts table|nil { seed = 0, dtype = "fp32"|"bf16" }

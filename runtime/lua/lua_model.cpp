@@ -7,7 +7,6 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
-#include "core/json.h"
 #include "generate/generate.h"
 #include "lua/bindings.h"
 #include "lua/lua_json.h"
@@ -15,6 +14,7 @@
 #include "lua/lua_util.h"
 #include "model/model.h"
 #include "model/random.h"
+#include "model/reward.h"
 #include "model/safetensors.h"
 #include "tokenizer/tokenizer.h"
 
@@ -107,19 +107,11 @@ int l_model_write_random(lua_State* L) {
         long long seed = cai::arg_integer(L, 3, fname, "seed");
         std::string dtype = cai::arg_string(L, 4, fname, "dtype");
         cai::model_config c = cai::parse_model_config(json, fname);
-        // architectures = { "...ForSequenceClassification" }: a random reward model (score head, no lm_head).
-        nlohmann::json j = cai::parse_json(json, fname);
-        bool reward = false;
-        if (j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty() &&
-            j["architectures"][0].is_string()) {
-            const std::string arch = j["architectures"][0].get<std::string>();
-            const std::string suffix = "ForSequenceClassification";
-            reward = arch.size() >= suffix.size() && arch.compare(arch.size() - suffix.size(), suffix.size(), suffix) == 0;
-        }
-        int64_t labels = j.contains("num_labels") && j["num_labels"].is_number_integer() ? j["num_labels"].get<int64_t>() : 1;
-        if (labels < 1) cai::fail(fname, ": config field \"num_labels\" must be >= 1, got ", labels);
-        auto tensors = reward ? cai::random_reward_tensors(c, (uint64_t)seed, labels)
-                              : cai::random_model_tensors(c, (uint64_t)seed);
+        // architectures = { "...ForSequenceClassification" }: a random reward model (score head, no
+        // lm_head), checked by the reward loader's own rules so that it loads.
+        auto tensors = cai::names_reward_architecture(json, fname)
+                           ? cai::random_reward_tensors(c, (uint64_t)seed, cai::parse_reward_config(json, fname).num_labels)
+                           : cai::random_model_tensors(c, (uint64_t)seed);
         cai::write_model_dir(dir, json, tensors, cai::parse_dtype(dtype));
         lua_pushvalue(L, 1);
         return 1;

@@ -118,6 +118,13 @@ std::vector<std::unique_ptr<mapped_file>> open_checkpoint(const std::string& dir
 
 }  // namespace
 
+bool names_reward_architecture(const std::string& json_text, const std::string& where) {
+    nlohmann::json j = parse_json(json_text, where);
+    return j.is_object() && j.contains("architectures") && j["architectures"].is_array() &&
+           !j["architectures"].empty() && j["architectures"][0].is_string() &&
+           ends_with(j["architectures"][0].get<std::string>(), suffix);
+}
+
 reward_head_config parse_reward_config(const std::string& json_text, const std::string& where) {
     nlohmann::json j = parse_json(json_text, where);
     if (!j.is_object()) fail(where, ": expected a JSON object");

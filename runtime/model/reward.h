@@ -38,6 +38,9 @@ struct reward_head_config {
 // Checks that config.json text describes a one-label *ForSequenceClassification
 // model; errors name `where`, the field and how to fix it.
 reward_head_config parse_reward_config(const std::string& json_text, const std::string& where);
+// Whether config.json text names a *ForSequenceClassification class in
+// architectures[0] (then parse_reward_config says whether it is usable).
+bool names_reward_architecture(const std::string& json_text, const std::string& where);
 
 class reward_model {
 public:

@@ -321,7 +321,8 @@ function negatives.generate(items, opts)
 
   -- Keep the mix exact: an item a type does not fit (a refusal for an item
   -- that should be refused, a transform with nothing to change) swaps its
-  -- type with an item that can take it.
+  -- type with an item that can take it, among slots of the same source (so
+  -- each type's model-made share stays as planned).
   local function fits(kind, i)
     return not KNOWN[kind] or negatives.applicable(kind, items[i], { model_made = model_slot[i] })
   end
@@ -329,7 +330,8 @@ function negatives.generate(items, opts)
     if not fits(kind, i) then
       local swapped = false
       for j = 1, n do
-        if j ~= i and plan[j] ~= kind and fits(kind, j) and fits(plan[j], i) then
+        if j ~= i and plan[j] ~= kind and not model_slot[j] == not model_slot[i] and fits(kind, j)
+          and fits(plan[j], i) then
           plan[i], plan[j] = plan[j], plan[i]
           swapped = true
           break

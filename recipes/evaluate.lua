@@ -112,7 +112,7 @@ for _, s in ipairs(specs) do
   if s.name ~= first then
     local key = first .. "_" .. s.name
     if report then summary.comparisons[key] = cai.eval.compare(report, first, s.name) end
-    if wins[s.name] then summary.preference_tests[key] = cai.stats.mcnemar_paired(wins[s.name], wins[first]) end
+    if wins[s.name] then summary.preference_tests[key] = cai.stats.mcnemar_paired(wins[first], wins[s.name]) end
   end
 end
 cai.json.write(out .. "/summary.json", summary)

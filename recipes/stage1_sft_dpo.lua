@@ -180,8 +180,8 @@ for _, name in ipairs({ "base", "sft", "dpo" }) do
 end
 summary.comparisons.base_sft = cai.eval.compare(report, "base", "sft")
 summary.comparisons.sft_dpo = cai.eval.compare(report, "sft", "dpo")
-summary.preference_tests.base_sft = cai.stats.mcnemar_paired(wins.sft, wins.base)
-summary.preference_tests.sft_dpo = cai.stats.mcnemar_paired(wins.dpo, wins.sft)
+summary.preference_tests.base_sft = cai.stats.mcnemar_paired(wins.base, wins.sft)
+summary.preference_tests.sft_dpo = cai.stats.mcnemar_paired(wins.sft, wins.dpo)
 cai.json.write(out .. "/summary.json", summary)
 
 local samples = {}

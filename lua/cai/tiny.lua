@@ -91,8 +91,16 @@ function tiny.cache_root()
   return home .. "/.cache/cairun"
 end
 
+-- This process's id (a temporary name no concurrent builder shares).
+local function pid()
+  local f = io.open("/proc/self/stat", "r")
+  local id = f and f:read("*n")
+  if f then f:close() end
+  return id or os.time()
+end
+
 local function build(dir, recipe)
-  local tmp = string.format("%s.tmp.%d", dir, os.time())
+  local tmp = string.format("%s.tmp.%d", dir, pid())
   os.execute("rm -rf " .. shell_quote(tmp) .. " && mkdir -p " .. shell_quote(tmp))
   cai.log.info("building the tiny default model into " .. dir .. " (once; cached)")
 
@@ -128,9 +136,13 @@ local function build(dir, recipe)
     metrics.loss or 0 / 0))
   m:save(tmp .. "/final")
   m:release()
-  local rc = os.execute("mv " .. shell_quote(tmp .. "/final") .. " " .. shell_quote(dir) ..
-    " && rm -rf " .. shell_quote(tmp))
-  if rc ~= 0 and rc ~= true then error("cai.tiny: cannot move the built model into " .. dir, 3) end
+  -- Two processes may build at once (two tests on a fresh cache): the first
+  -- rename wins, the other finds the model there and drops its own copy.
+  local moved, err = os.rename(tmp .. "/final", dir)
+  os.execute("rm -rf " .. shell_quote(tmp))
+  if not moved and not exists(dir .. "/config.json") then
+    error("cai.tiny: cannot move the built model into " .. dir .. ": " .. tostring(err), 3)
+  end
 end
 
 ---The directory of the tiny model, built first when it is not cached.

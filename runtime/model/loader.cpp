@@ -13,6 +13,7 @@
 #include "core/log.h"
 #include "model/model.h"
 #include "model/safetensors.h"
+#include "model/weight_memory.h"
 #include "tokenizer/tokenizer.h"
 
 namespace cai {
@@ -48,6 +49,9 @@ std::shared_ptr<model> build(const model_config& c, const tensor_source& src, at
     std::set<std::string> available;
     for (const auto& n : src.names()) available.insert(n);
     std::set<std::string> used;
+    // Matrices go to 2 MiB pages (decode streams them once per token); vectors stay where they are.
+    const bool huge_pages = huge_pages_wanted();
+    weight_memory matrices;
 
     auto take = [&](const std::string& name, std::vector<int64_t> shape) {
         if (!available.count(name))
@@ -56,7 +60,8 @@ std::shared_ptr<model> build(const model_config& c, const tensor_source& src, at
         if (got != shape)
             fail(src.where, ": tensor \"", name, "\" has shape ", shape_string(got), ", expected ", shape_string(shape));
         used.insert(name);
-        return src.load(name, dtype).contiguous();
+        at::Tensor t = src.load(name, dtype);
+        return huge_pages && shape.size() == 2 ? matrices.place(t) : t.contiguous();
     };
     auto take_linear = [&](const std::string& prefix, int64_t out, int64_t in, bool bias) {
         linear l;

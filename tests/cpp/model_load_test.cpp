@@ -13,6 +13,7 @@
 #include "model/model.h"
 #include "model/random.h"
 #include "model/safetensors.h"
+#include "model/weight_memory.h"
 
 namespace {
 
@@ -70,6 +71,39 @@ TEST_CASE("load: a written directory loads and equals the in-memory model") {
     REQUIRE(m->eos_ids == std::vector<int64_t>{2, 5});
     REQUIRE(m->config.num_kv_heads == 1);
     REQUIRE(m->config.head_dim == 4);
+}
+
+TEST_CASE("weight_memory: copies stay exact and outlive the allocator") {
+    at::Tensor small = at::randn({3, 5}), large = at::randn({700, 800}).to(at::kBFloat16), vec = at::randn({7});
+    at::Tensor a, b, c, d;
+    {
+        cai::weight_memory memory(int64_t(2) << 20);  // one 2 MiB block: `large` (1.1 MB) gets its own
+        a = memory.place(small);
+        b = memory.place(large);
+        c = memory.place(vec);
+        d = memory.place(small.t());  // a non-contiguous source is copied contiguous
+    }
+    REQUIRE(at::equal(a, small));
+    REQUIRE(at::equal(b, large));
+    REQUIRE(b.scalar_type() == at::kBFloat16);
+    REQUIRE(at::equal(c, vec));
+    REQUIRE(at::equal(d, small.t()));
+    REQUIRE(d.is_contiguous());
+    REQUIRE(reinterpret_cast<uintptr_t>(a.data_ptr()) % 64 == 0);
+    REQUIRE(reinterpret_cast<uintptr_t>(c.data_ptr()) % 64 == 0);
+    a.add_(1);  // weights are trained in place
+    REQUIRE(at::equal(a, small + 1));
+    REQUIRE(at::equal(c, vec));
+}
+
+TEST_CASE("load: matrices in huge-page memory give the same model as ordinary memory") {
+    tensor_list t = tensors_for(llama_json);
+    auto in_blocks = cai::model::from_tensors(cai::parse_model_config(llama_json), t, at::kFloat, "mem");
+    setenv("CAI_HUGE_PAGES", "0", 1);
+    auto ordinary = cai::model::from_tensors(cai::parse_model_config(llama_json), t, at::kFloat, "mem");
+    unsetenv("CAI_HUGE_PAGES");
+    at::Tensor ids = at::tensor({1, 4, 9}, at::kLong).view({1, 3});
+    REQUIRE(at::equal(in_blocks->forward(ids), ordinary->forward(ids)));
 }
 
 TEST_CASE("load: bf16 weights load into fp32 compute exactly") {

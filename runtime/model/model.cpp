@@ -11,6 +11,7 @@
 #include "kernels/cpu.h"
 #include "kernels/linear_logprob.h"
 #include "kernels/attention.h"
+#include "kernels/lora_linear.h"
 #include "kernels/gate.h"
 #include "kernels/matvec.h"
 #include "kernels/rms_norm.h"
@@ -87,9 +88,16 @@ std::vector<at::Tensor> project(const at::Tensor& x, std::initializer_list<const
 }  // namespace
 
 at::Tensor linear::forward(const at::Tensor& x) const {
-    at::Tensor y = kernels::matvec_applies(x, weight, bias) ? kernels::matvec_forward(x, weight, bias)
-                                                            : at::linear(x, weight, bias);
-    return add_lora(*this, x, y);
+    if (kernels::matvec_applies(x, weight, bias)) return add_lora(*this, x, kernels::matvec_forward(x, weight, bias));
+    if (lora_active(*this) && kernels::lora_linear_applies(x, weight, bias, lora_a, lora_b)) {
+        at::Tensor dropped;  // the same mask, drawn from the same generator, as add_lora's
+        if (training && lora_dropout > 0) {
+            if (!lora_rng) fail("linear: LoRA dropout is on but the adapter has no generator");
+            dropped = x * dropout_mask(*lora_rng, x.sizes(), lora_dropout);
+        }
+        return kernels::lora_linear(x, weight, bias, lora_a, lora_b, lora_scale, dropped);
+    }
+    return add_lora(*this, x, at::linear(x, weight, bias));
 }
 
 at::Tensor rms_norm::forward(const at::Tensor& x) const {

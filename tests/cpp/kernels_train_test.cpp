@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <ATen/ATen.h>
+#include <torch/csrc/autograd/autograd.h>
 
 #include <map>
 #include <memory>
@@ -14,6 +15,7 @@
 #include "kernels/cpu.h"
 #include "kernels/dpo_loss.h"
 #include "kernels/linear_logprob.h"
+#include "kernels/lora_linear.h"
 #include "model/config.h"
 #include "model/model.h"
 #include "model/random.h"
@@ -123,6 +125,74 @@ TEST_CASE("linear_logprob: no gradient mode, all rows ignored, bad targets", "[k
     REQUIRE(h.grad().abs().max().item<double>() == 0.0);
     std::string e = test_util::error_of([&] { cai::kernels::linear_logprob(h, w, t + 1); });
     REQUIRE(e.find("outside the vocabulary") != std::string::npos);
+}
+
+TEST_CASE("lora_linear: values and gradients equal the plain composition (dropout, bias, odd shapes; fp32, bf16)",
+          "[kernels]") {
+    struct shape {
+        std::vector<int64_t> x;
+        int64_t out, r;
+    };
+    for (at::ScalarType dtype : {at::kFloat, at::kBFloat16})
+    for (const shape& sh : {shape{{1, 5}, 3, 1}, shape{{2, 7, 13}, 9, 4}, shape{{33, 16}, 17, 8}})
+    for (bool dropout : {false, true})
+    for (bool bias : {false, true})
+    for (bool train_w : {false, true}) {
+        INFO(dtype << " x " << at::IntArrayRef(sh.x) << " out " << sh.out << " r " << sh.r << " dropout " << dropout
+                   << " bias " << bias << " train_w " << train_w);
+        at::manual_seed(5);
+        const int64_t in = sh.x.back();
+        auto opts = at::TensorOptions().dtype(dtype);
+        Tensor x0 = at::randn(sh.x, opts), w0 = at::randn({sh.out, in}, opts) * 0.3;
+        Tensor a0 = at::randn({sh.r, in}, opts) * 0.3, b0 = at::randn({sh.out, sh.r}, opts) * 0.3;
+        Tensor bias0 = bias ? at::randn({sh.out}, opts) : Tensor();
+        Tensor mask = dropout ? (at::rand(sh.x) > 0.3).to(dtype) * 2 : Tensor();
+        std::vector<Tensor> grads[2], values;
+        for (int fused = 0; fused < 2; ++fused) {
+            Tensor x = x0.clone().requires_grad_(), w = w0.clone().requires_grad_(train_w);
+            Tensor a = a0.clone().requires_grad_(), b = b0.clone().requires_grad_();
+            Tensor bi = bias ? bias0.clone().requires_grad_() : Tensor();
+            Tensor xd = dropout ? x * mask : Tensor();
+            Tensor y;
+            if (fused) {
+                REQUIRE(cai::kernels::lora_linear_applies(x, w, bi, a, b, xd));
+                y = cai::kernels::lora_linear(x, w, bi, a, b, 0.75, xd);
+            } else {
+                cai::kernels::scoped_enabled off(false);
+                REQUIRE_FALSE(cai::kernels::lora_linear_applies(x, w, bi, a, b, xd));
+                y = at::linear(x, w, bi) + at::linear(at::linear(dropout ? xd : x, a), b) * 0.75;
+            }
+            values.push_back(y.detach());
+            Tensor upstream = at::linspace(-1, 1, y.numel(), at::kFloat).view(y.sizes()).to(dtype);
+            std::vector<Tensor> wrt = {x, a, b};
+            if (train_w) wrt.push_back(w);
+            if (bias) wrt.push_back(bi);
+            grads[fused] = torch::autograd::grad({y}, wrt, {upstream});
+        }
+        const double tol = dtype == at::kFloat ? 1e-5 : 3e-2;
+        REQUIRE(values[1].sizes() == values[0].sizes());
+        REQUIRE(rel_diff(values[1], values[0]) < tol);
+        for (size_t i = 0; i < grads[0].size(); ++i) {
+            INFO("gradient " << i);
+            REQUIRE(rel_diff(grads[1][i], grads[0][i]) < tol);
+        }
+    }
+}
+
+TEST_CASE("lora_linear: no gradient mode; mismatched inputs do not apply and are errors", "[kernels]") {
+    Tensor x = at::randn({4, 6}), w = at::randn({5, 6}), a = at::randn({2, 6}), b = at::randn({5, 2});
+    {
+        at::NoGradGuard g;
+        Tensor y = cai::kernels::lora_linear(x, w, Tensor(), a, b, 2.0);
+        REQUIRE(rel_diff(y, at::linear(x, w) + at::linear(at::linear(x, a), b) * 2.0) < 1e-5);
+    }
+    REQUIRE_FALSE(cai::kernels::lora_linear_applies(x, w, Tensor(), a.to(at::kBFloat16), b));
+    REQUIRE_FALSE(cai::kernels::lora_linear_applies(x, w, Tensor(), at::randn({2, 7}), b));
+    REQUIRE_FALSE(cai::kernels::lora_linear_applies(x, w, Tensor(), a, at::randn({4, 2})));
+    REQUIRE_FALSE(cai::kernels::lora_linear_applies(x, w, at::randn({4}), a, b));
+    REQUIRE_FALSE(cai::kernels::lora_linear_applies(x, w, Tensor(), a, b, at::randn({3, 6})));
+    REQUIRE_THROWS_WITH(cai::kernels::lora_linear(x, w, Tensor(), at::randn({2, 7}), b, 1.0),
+                        Catch::Contains("lora_linear") && Catch::Contains("do not fit"));
 }
 
 TEST_CASE("dpo_loss_fused: every loss type equals dpo_loss_forward, values, rewards, metrics and gradients",

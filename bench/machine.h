@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <vector>
 
+#include "cli/memory_reuse.h"
 #include "model/weight_memory.h"
 
 namespace bench {
@@ -57,8 +58,10 @@ inline double memory_bandwidth_gbs(int64_t bytes = int64_t(1) << 30) {
 }
 
 // Benchmarks run outside cairun, so they make the same OpenBLAS kernel
-// choice cairun makes (see runtime/cli/main.cpp) by re-executing themselves.
+// choice cairun makes (see runtime/cli/main.cpp) by re-executing themselves,
+// and reuse freed memory as cairun does (runtime/cli/memory_reuse.h).
 inline void use_openblas_avx512_kernels(char** argv) {
+    keep_freed_memory();
     if (std::getenv("OPENBLAS_CORETYPE")) return;
     __builtin_cpu_init();
     if (!__builtin_cpu_supports("avx512f")) return;

@@ -13,7 +13,6 @@
 #include <dlfcn.h>
 #include <libgen.h>
 #include <limits.h>
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,23 +22,12 @@
 #include <vector>
 
 #include "launch.h"
+#include "memory_reuse.h"
 
 static void choose_openblas_kernels(void) {
     if (getenv("OPENBLAS_CORETYPE")) return;  // the user's choice wins
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f")) setenv("OPENBLAS_CORETYPE", "SkylakeX", 0);
-}
-
-// libtorch frees and allocates its activation and gradient buffers anew at
-// every step. glibc serves blocks above its mmap threshold (128 KiB at
-// first) with fresh mappings, so each step page-faults and zeroes them
-// again: about half of a small model's training time on this machine
-// class. Blocks up to 32 MiB stay in the heap and the heap is trimmed only
-// above 256 MiB free, so freed memory is reused. The user's settings win.
-static void keep_freed_memory(void) {
-    if (getenv("MALLOC_MMAP_THRESHOLD_") || getenv("MALLOC_TRIM_THRESHOLD_") || getenv("GLIBC_TUNABLES")) return;
-    mallopt(M_MMAP_THRESHOLD, 32 << 20);
-    mallopt(M_TRIM_THRESHOLD, 256 << 20);
 }
 
 // The command line without "--nproc N" (which may only come before the

@@ -11,8 +11,8 @@
 #include "kernels/cpu.h"
 #include "kernels/linear_logprob.h"
 #include "kernels/attention.h"
-#include "kernels/lora_linear.h"
 #include "kernels/gate.h"
+#include "kernels/lora_linear.h"
 #include "kernels/matvec.h"
 #include "kernels/rms_norm.h"
 #include "kernels/rotary.h"
@@ -44,19 +44,21 @@ namespace {
 
 bool lora_active(const linear& l) { return l.lora_enabled && l.lora_a.defined() && l.lora_b.defined(); }
 
+// x times the adapter's dropout mask when dropout is on in training, else undefined.
+at::Tensor lora_dropped(const linear& l, const at::Tensor& x) {
+    if (!l.training || l.lora_dropout <= 0) return at::Tensor();
+    if (!l.lora_rng) fail("linear: LoRA dropout is on but the adapter has no generator");
+    return x * dropout_mask(*l.lora_rng, x.sizes(), l.lora_dropout);
+}
+
 // y + the adapter's delta for x (y unchanged when no adapter is on).
 at::Tensor add_lora(const linear& l, const at::Tensor& x, const at::Tensor& y) {
     if (!lora_active(l)) return y;
     const at::Tensor& lora_a = l.lora_a;
     const at::Tensor& lora_b = l.lora_b;
-    const double lora_dropout = l.lora_dropout, lora_scale = l.lora_scale;
-    const auto& lora_rng = l.lora_rng;
-    const bool training = l.training;
+    const double lora_scale = l.lora_scale;
     at::Tensor lora_x = x.to(lora_a.scalar_type());  // (..., in) float32
-    if (training && lora_dropout > 0) {
-        if (!lora_rng) fail("linear: LoRA dropout is on but the adapter has no generator");
-        lora_x = lora_x * dropout_mask(*lora_rng, lora_x.sizes(), lora_dropout);
-    }
+    if (at::Tensor dropped = lora_dropped(l, lora_x); dropped.defined()) lora_x = dropped;
     at::Tensor delta = at::linear(at::linear(lora_x, lora_a), lora_b) * lora_scale;  // (..., out) float32
     return (y + delta).to(y.scalar_type());
 }
@@ -90,12 +92,7 @@ std::vector<at::Tensor> project(const at::Tensor& x, std::initializer_list<const
 at::Tensor linear::forward(const at::Tensor& x) const {
     if (kernels::matvec_applies(x, weight, bias)) return add_lora(*this, x, kernels::matvec_forward(x, weight, bias));
     if (lora_active(*this) && kernels::lora_linear_applies(x, weight, bias, lora_a, lora_b)) {
-        at::Tensor dropped;  // the same mask, drawn from the same generator, as add_lora's
-        if (training && lora_dropout > 0) {
-            if (!lora_rng) fail("linear: LoRA dropout is on but the adapter has no generator");
-            dropped = x * dropout_mask(*lora_rng, x.sizes(), lora_dropout);
-        }
-        return kernels::lora_linear(x, weight, bias, lora_a, lora_b, lora_scale, dropped);
+        return kernels::lora_linear(x, weight, bias, lora_a, lora_b, lora_scale, lora_dropped(*this, x));
     }
     return add_lora(*this, x, at::linear(x, weight, bias));
 }

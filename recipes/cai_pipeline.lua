@@ -54,14 +54,7 @@ local constitution = cai.constitution.load(args.constitution)
 -- 1. Instructions --------------------------------------------------------
 local instructions = {}
 if args.instructions ~= "" then
-  for i, r in ipairs(cai.jsonl.read(args.instructions)) do
-    local text = type(r) == "string" and r or (type(r) == "table" and r.instruction)
-    if type(text) ~= "string" or text == "" then
-      error(string.format("%s:%d: expected a string or { instruction = string }", args.instructions, i), 0)
-    end
-    instructions[#instructions + 1] = text
-    if #instructions == n then break end
-  end
+  instructions = cai.jsonl.instructions(args.instructions, n)
   if #instructions < n then
     error(string.format("%s: has %d instructions, n = %d", args.instructions, #instructions, n), 0)
   end

@@ -61,14 +61,7 @@ cai.run.open(out, { may_change = { "gen_batch" } })
 
 local instructions = {}
 if args.instructions ~= "" then
-  for i, r in ipairs(cai.jsonl.read(args.instructions)) do
-    local text = type(r) == "string" and r or (type(r) == "table" and r.instruction)
-    if type(text) ~= "string" or text == "" then
-      error(string.format("%s:%d: expected a string or { instruction = string }", args.instructions, i), 0)
-    end
-    instructions[#instructions + 1] = text
-    if #instructions == args.n then break end
-  end
+  instructions = cai.jsonl.instructions(args.instructions, args.n)
 else
   for i, r in ipairs(cai.world.new{ seed = args.seed }:instructions(args.n, { split = "train" })) do
     instructions[i] = r.instruction

@@ -1,9 +1,34 @@
 -- cai.jsonl: one JSON value per line. read names the file and line of a
 -- malformed record; write is all-or-nothing (temp file + rename); append
--- adds one complete line per call (for resumable generation stages).
+-- adds one complete line per call (for resumable generation stages);
+-- instructions reads an instruction file (strings or { instruction = ... }).
 local c = require "cai._json"
 
+-- The first n instruction texts of path (all when n is nil): each line a
+-- string or a record with a non-empty `instruction` string; anything else
+-- is an error naming the file and line.
+---@param path string
+---@param n integer|nil
+local function instructions(path, n)
+  if type(path) ~= "string" then error("cai.jsonl.instructions: path must be a string", 2) end
+  if n ~= nil and (type(n) ~= "number" or n < 0 or n % 1 ~= 0) then
+    error("cai.jsonl.instructions: n must be a non-negative integer", 2)
+  end
+  local out = {}
+  if n == 0 then return out end
+  for i, r in ipairs(c.jsonl_read(path)) do
+    local text = type(r) == "string" and r or (type(r) == "table" and r.instruction)
+    if type(text) ~= "string" or text == "" then
+      error(string.format("%s:%d: expected a string or { instruction = string }", path, i), 0)
+    end
+    out[#out + 1] = text
+    if #out == n then break end
+  end
+  return out
+end
+
 return {
+  instructions = instructions,
   ---@param path string
   read = c.jsonl_read,
   ---@param path string

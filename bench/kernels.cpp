@@ -8,12 +8,20 @@
 //   build/bench_kernels            kernels and the model
 //   build/bench_kernels ops        kernels only
 //   build/bench_kernels model      the model only
+//
+// Side by side with llama.cpp on the same weights (bench/llamacpp/run.sh):
+//   build/bench_kernels export DIR          the ~100M Llama as an HF directory + DIR/prompt.txt
+//   build/bench_kernels decode DIR f32|bf16 decode tok/s of that directory loaded as users
+//                                           load it; greedy tokens and DIR/cairun_<dtype>.logits
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
 #include <torch/csrc/autograd/autograd.h>
 
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "kernels/attention.h"
 #include "kernels/cpu.h"
@@ -21,6 +29,7 @@
 #include "kernels/matvec.h"
 #include "kernels/rms_norm.h"
 #include "kernels/rotary.h"
+#include "core/fs.h"
 #include "machine.h"
 #include "model/config.h"
 #include "model/model.h"
@@ -147,7 +156,8 @@ void bench_ops() {
 }
 
 const char* llama_100m = R"({"model_type":"llama","vocab_size":32000,"hidden_size":768,"intermediate_size":2048,
-      "num_hidden_layers":8,"num_attention_heads":12,"num_key_value_heads":4})";
+      "num_hidden_layers":8,"num_attention_heads":12,"num_key_value_heads":4,"rms_norm_eps":1e-06,
+      "rope_theta":10000.0,"max_position_embeddings":2048,"tie_word_embeddings":false,"hidden_act":"silu"})";
 
 const int64_t prompt_len = 64, decode_steps = 16;
 
@@ -215,12 +225,75 @@ void bench_model() {
     }
 }
 
+// The model of bench_model as a loadable HF directory, and a seeded 64-token prompt.
+void export_model(const std::string& dir) {
+    cai::model_config c = cai::parse_model_config(llama_100m);
+    cai::write_model_dir(dir, llama_100m, cai::random_model_tensors(c, 1), at::kFloat);
+    at::manual_seed(1);
+    at::Tensor ids = at::randint(3, c.vocab_size, {prompt_len}, at::TensorOptions().dtype(at::kLong));
+    std::ostringstream text;
+    for (int64_t i = 0; i < prompt_len; ++i) text << (i ? " " : "") << ids[i].item<int64_t>();
+    cai::write_file_atomic(dir + "/prompt.txt", text.str() + "\n");
+    std::printf("export: %s (config.json, model.safetensors fp32, prompt.txt)\n", dir.c_str());
+}
+
+// Loads dir as users do, prefills prompt.txt, writes the last position's logits
+// (float32) to dir/cairun_<dtype>.logits, then times greedy decode steps; the
+// best of 3 runs of prefill and decode, printed in one line for
+// bench/llamacpp/run.sh to read.
+void decode_dir(const std::string& dir, const std::string& dtype_arg) {
+    if (dtype_arg != "f32" && dtype_arg != "bf16") throw std::runtime_error("decode: dtype must be f32 or bf16");
+    const at::ScalarType type = dtype_arg == "f32" ? at::kFloat : at::kBFloat16;
+    auto m = cai::model::load(dir, type, false);
+    std::ifstream in(dir + "/prompt.txt");
+    std::vector<int64_t> prompt;
+    for (int64_t id; in >> id;) prompt.push_back(id);
+    if (prompt.empty()) throw std::runtime_error(dir + "/prompt.txt: no token ids");
+    const int64_t steps = 32;
+    at::Tensor ids = at::tensor(prompt, at::kLong).unsqueeze(0);
+    double best = 1e30, best_prefill = 1e30;
+    std::vector<int64_t> tokens;
+    for (int run = 0; run < 3; ++run) {
+        cai::kv_cache cache = m->new_cache(1, ids.size(1) + steps + 1);
+        auto p0 = std::chrono::steady_clock::now();
+        at::Tensor last = m->forward(ids, {}, &cache).select(1, ids.size(1) - 1).to(at::kFloat).contiguous();
+        best_prefill = std::min(best_prefill, bench::seconds_since(p0));
+        if (run == 0) {
+            std::string bytes((const char*)last.data_ptr<float>(), last.numel() * sizeof(float));
+            cai::write_file_atomic(dir + "/cairun_" + dtype_arg + ".logits", bytes);
+        }
+        at::Tensor next = last.argmax(-1, true);
+        tokens.assign(1, next.item<int64_t>());
+        auto t0 = std::chrono::steady_clock::now();
+        for (int64_t s = 0; s < steps; ++s) {
+            next = m->forward(next, {}, &cache).argmax(-1);
+            tokens.push_back(next.item<int64_t>());
+        }
+        best = std::min(best, bench::seconds_since(t0) / steps);
+    }
+    std::printf("cairun %s decode_tok_s %.2f prefill_tok_s %.1f tokens", dtype_arg.c_str(), 1.0 / best,
+                ids.size(1) / best_prefill);
+    for (int64_t t : tokens) std::printf(" %lld", (long long)t);
+    std::printf("\n");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     bench::use_openblas_avx512_kernels(argv);
     const std::string only = argc > 1 ? argv[1] : "";
     c10::InferenceMode no_grad;
+    try {
+        if (only == "export" && argc == 3) return export_model(argv[2]), 0;
+        if (only == "decode" && argc == 4) return decode_dir(argv[2], argv[3]), 0;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "bench_kernels: %s\n", e.what());
+        return 1;
+    }
+    if (only == "export" || only == "decode") {
+        std::fprintf(stderr, "usage: bench_kernels export DIR | bench_kernels decode DIR f32|bf16\n");
+        return 2;
+    }
     std::printf("machine: threads %d, kernels isa %s%s\n", at::get_num_threads(),
                 cai::kernels::isa_name(cai::kernels::cpu_isa()),
                 cai::kernels::cpu_has_avx512_bf16() ? " (+avx512_bf16)" : "");

@@ -294,7 +294,8 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "usage: bench_kernels export DIR | bench_kernels decode DIR f32|bf16\n");
         return 2;
     }
-    std::printf("machine: threads %d, kernels isa %s%s\n", at::get_num_threads(),
+    std::printf("machine: threads %d (matrix-vector products: %d), kernels isa %s%s\n", at::get_num_threads(),
+                cai::kernels::matvec_threads(),
                 cai::kernels::isa_name(cai::kernels::cpu_isa()),
                 cai::kernels::cpu_has_avx512_bf16() ? " (+avx512_bf16)" : "");
     if (only.empty() || only == "ops") bench_ops();

@@ -1,5 +1,8 @@
 #include "kernels/cpu.h"
 
+#include <ATen/Parallel.h>
+#include <sched.h>
+
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -61,6 +64,18 @@ bool cpu_has_avx512_bf16() {
     return cpu_isa() == isa::avx512 && __builtin_cpu_supports("avx512bf16");
   }();
   return has;
+}
+
+int matvec_threads() {
+  const char* omp = std::getenv("OMP_NUM_THREADS");
+  if (omp != nullptr && *omp != '\0') return at::get_num_threads();
+  static const int cpus = [] {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
+    return CPU_COUNT(&set) > 0 ? CPU_COUNT(&set) : 1;
+  }();
+  return cpus;
 }
 
 bool enabled() { return enabled_flag().load(std::memory_order_relaxed); }

@@ -3,6 +3,7 @@
 #include <ATen/core/grad_mode.h>
 
 #include "core/error.h"
+#include "kernels/cpu.h"
 #include "kernels/dispatch.h"
 
 namespace cai::kernels {
@@ -45,7 +46,7 @@ std::vector<at::Tensor> matvec_forward_many(const at::Tensor& x, const std::vect
         const at::Tensor b = biases.empty() || !biases[i].defined() ? at::Tensor() : biases[i].contiguous();
         segs.push_back({ws[i].data_ptr(), b.defined() ? b.data_ptr() : nullptr, outs.back().data_ptr(), N});
     }
-    CAI_KERNELS_CALL(matvec, x32.data_ptr<float>(), R, K, segs.data(), (int)segs.size(), bf16);
+    CAI_KERNELS_CALL(matvec, x32.data_ptr<float>(), R, K, segs.data(), (int)segs.size(), bf16, matvec_threads());
     std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
     for (size_t i = 0; i < ws.size(); ++i) {
         shape.back() = ws[i].size(0);

@@ -7,6 +7,9 @@
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/vec.h>
 #include <immintrin.h>
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -269,8 +272,30 @@ void matvec_range(const float* x, const uint16_t* xb, int64_t K, const mv_segmen
     }
 }
 
+// Runs fn(begin, end) over [0, total) split into one contiguous part per
+// thread, at most `threads` OpenMP threads and parts of at least `grain`,
+// part edges on multiples of `align`. (at::parallel_for would take libtorch's
+// intra-op thread count instead.)
+template <class F>
+void parallel_parts(int64_t total, int64_t grain, int64_t align, int threads, const F& fn) {
+    const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(threads, total / std::max<int64_t>(grain, 1)));
+#if defined(_OPENMP)
+    if (parts > 1) {
+#pragma omp parallel num_threads((int)parts)
+        {
+            const int64_t n = omp_get_num_threads(), p = omp_get_thread_num();
+            const int64_t chunk = (total / n + align - 1) / align * align;
+            const int64_t begin = std::min(total, p * chunk), end = p == n - 1 ? total : std::min(total, begin + chunk);
+            if (begin < end) fn(begin, end);
+        }
+        return;
+    }
+#endif
+    fn(0, total);
+}
+
 template <bool BF, int R>
-void matvec_all(const float* x, int64_t K, const mv_segment* segs, int nsegs) {
+void matvec_all(const float* x, int64_t K, const mv_segment* segs, int nsegs, int threads) {
     int64_t total = 0;
     for (int i = 0; i < nsegs; ++i) total += segs[i].n;
     const int64_t grain = std::max<int64_t>(16, (int64_t)(65536 / std::max<int64_t>(K, 1)));
@@ -281,7 +306,7 @@ void matvec_all(const float* x, int64_t K, const mv_segment* segs, int nsegs) {
         for (int64_t i = 0; i < R * K; ++i) xb[i] = float_to_bf16(x[i]);
     }
 #endif
-    at::parallel_for(0, total, grain, [&](int64_t begin, int64_t end) {
+    parallel_parts(total, grain, 8, threads, [&](int64_t begin, int64_t end) {
         int64_t base = 0;
         for (int i = 0; i < nsegs && base < end; base += segs[i].n, ++i) {
             int64_t lo = std::max(begin, base) - base, hi = std::min(end, base + segs[i].n) - base;
@@ -291,16 +316,16 @@ void matvec_all(const float* x, int64_t K, const mv_segment* segs, int nsegs) {
 }
 
 template <bool BF>
-void matvec_typed(const float* x, int64_t R, int64_t K, const mv_segment* segs, int nsegs) {
+void matvec_typed(const float* x, int64_t R, int64_t K, const mv_segment* segs, int nsegs, int threads) {
     switch (R) {
-        case 1: return matvec_all<BF, 1>(x, K, segs, nsegs);
-        case 2: return matvec_all<BF, 2>(x, K, segs, nsegs);
-        case 3: return matvec_all<BF, 3>(x, K, segs, nsegs);
-        case 4: return matvec_all<BF, 4>(x, K, segs, nsegs);
-        case 5: return matvec_all<BF, 5>(x, K, segs, nsegs);
-        case 6: return matvec_all<BF, 6>(x, K, segs, nsegs);
-        case 7: return matvec_all<BF, 7>(x, K, segs, nsegs);
-        case 8: return matvec_all<BF, 8>(x, K, segs, nsegs);
+        case 1: return matvec_all<BF, 1>(x, K, segs, nsegs, threads);
+        case 2: return matvec_all<BF, 2>(x, K, segs, nsegs, threads);
+        case 3: return matvec_all<BF, 3>(x, K, segs, nsegs, threads);
+        case 4: return matvec_all<BF, 4>(x, K, segs, nsegs, threads);
+        case 5: return matvec_all<BF, 5>(x, K, segs, nsegs, threads);
+        case 6: return matvec_all<BF, 6>(x, K, segs, nsegs, threads);
+        case 7: return matvec_all<BF, 7>(x, K, segs, nsegs, threads);
+        case 8: return matvec_all<BF, 8>(x, K, segs, nsegs, threads);
     }
 }
 
@@ -549,9 +574,9 @@ void gate_backward_typed(const void* dy, const void* g, const void* u, void* dg,
 
 }  // namespace
 
-void matvec(const float* x, int64_t R, int64_t K, const mv_segment* segs, int nsegs, bool bf16) {
-    if (bf16) matvec_typed<true>(x, R, K, segs, nsegs);
-    else matvec_typed<false>(x, R, K, segs, nsegs);
+void matvec(const float* x, int64_t R, int64_t K, const mv_segment* segs, int nsegs, bool bf16, int threads) {
+    if (bf16) matvec_typed<true>(x, R, K, segs, nsegs, threads);
+    else matvec_typed<false>(x, R, K, segs, nsegs, threads);
 }
 
 void attention_decode(const void* q, const void* k, const void* v, void* out, const int64_t* positions,

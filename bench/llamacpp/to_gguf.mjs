@@ -45,7 +45,7 @@ const eps = field("rms_norm_eps", (v) => typeof v === "number" && v > 0, "a posi
 const theta = field("rope_theta", (v) => typeof v === "number" && v > 0, "a positive number");
 const context = field("max_position_embeddings", positive, "a positive integer");
 field("tie_word_embeddings", (v) => v === false, "false");
-field("rope_scaling", (v) => v === undefined || v === null, "absent (only linear-free llama is converted)");
+field("rope_scaling", (v) => v === undefined || v === null, "absent (llama without rope scaling only)");
 field("hidden_act", (v) => v === undefined || v === "silu", '"silu"');
 if (hidden % heads !== 0) fail(`${configPath}: hidden_size ${hidden} is not a multiple of num_attention_heads ${heads}`);
 const headDim = hidden / heads;

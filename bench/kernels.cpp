@@ -161,6 +161,10 @@ const char* llama_100m = R"({"model_type":"llama","vocab_size":32000,"hidden_siz
 
 const int64_t prompt_len = 64, decode_steps = 16;
 
+// The greedy token of each row's last logits, picked as cai::generate picks:
+// from the logits in float32 (ATen's argmax over bf16 takes ~4x as long).
+at::Tensor greedy(const at::Tensor& logits) { return logits.to(at::kFloat).argmax(-1); }
+
 // Seconds per decode step (batch rows each) after a prefill of prompt_len tokens.
 double decode_step_seconds(const cai::model& m, const at::Tensor& ids) {
     double best = 1e30;
@@ -169,7 +173,7 @@ double decode_step_seconds(const cai::model& m, const at::Tensor& ids) {
         m.hidden_states(ids, {}, &cache);
         at::Tensor next = ids.narrow(1, prompt_len - 1, 1).contiguous();
         auto t0 = std::chrono::steady_clock::now();
-        for (int64_t s = 0; s < decode_steps; ++s) next = m.forward(next, {}, &cache).argmax(-1);
+        for (int64_t s = 0; s < decode_steps; ++s) next = greedy(m.forward(next, {}, &cache));
         best = std::min(best, bench::seconds_since(t0) / decode_steps);
     }
     return best;
@@ -266,7 +270,7 @@ void decode_dir(const std::string& dir, const std::string& dtype_arg) {
         tokens.assign(1, next.item<int64_t>());
         auto t0 = std::chrono::steady_clock::now();
         for (int64_t s = 0; s < steps; ++s) {
-            next = m->forward(next, {}, &cache).argmax(-1);
+            next = greedy(m->forward(next, {}, &cache));
             tokens.push_back(next.item<int64_t>());
         }
         best = std::min(best, bench::seconds_since(t0) / steps);

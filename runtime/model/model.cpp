@@ -4,6 +4,7 @@
 #include "model/model.h"
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "core/error.h"
@@ -181,6 +182,34 @@ std::pair<at::Tensor, at::Tensor> model::rotary(const at::Tensor& positions) con
     return {emb.cos().to(dtype), emb.sin().to(dtype)};
 }
 
+namespace {
+
+// cache[rows[i], slots[i]] = src[rows[i], cols[i]] for every real token i.
+// cache: (B, capacity, Hkv, D); src: (B, T, Hkv, D); rows, cols, slots: (N)
+// int64. With the kernels on and both contiguous in one dtype, one copy per
+// token; otherwise the indexing ops (a decode step would spend more on
+// their dispatch than on the copy).
+void write_cache(at::Tensor& cache, const at::Tensor& src, const at::Tensor& rows, const at::Tensor& cols,
+                 const at::Tensor& slots) {
+    if (!kernels::enabled() || !cache.is_contiguous() || !src.is_contiguous() ||
+        cache.scalar_type() != src.scalar_type() || rows.scalar_type() != at::kLong ||
+        !rows.is_contiguous() || !cols.is_contiguous() || !slots.is_contiguous()) {
+        cache.index_put_({rows, slots}, src.index({rows, cols}));
+        return;
+    }
+    const int64_t token = src.size(2) * src.size(3) * src.element_size();  // bytes of one token's heads
+    const int64_t T = src.size(1), capacity = cache.size(1);
+    const int64_t* r = rows.data_ptr<int64_t>();
+    const int64_t* c = cols.data_ptr<int64_t>();
+    const int64_t* s = slots.data_ptr<int64_t>();
+    auto* out = static_cast<char*>(cache.data_ptr());
+    const auto* in = static_cast<const char*>(src.data_ptr());
+    for (int64_t i = 0, n = rows.numel(); i < n; ++i)
+        std::memcpy(out + (r[i] * capacity + s[i]) * token, in + (r[i] * T + c[i]) * token, (size_t)token);
+}
+
+}  // namespace
+
 at::Tensor model::layer_forward(size_t index, const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
                                 const at::Tensor& allowed, const at::Tensor& allowed_sliding, kv_cache* cache,
                                 const at::Tensor& write_rows, const at::Tensor& write_cols,
@@ -204,8 +233,8 @@ at::Tensor model::layer_forward(size_t index, const at::Tensor& x, const at::Ten
     at::Tensor keys, values;  // (B, Hkv, S, D)
     if (cache) {
         // Store each real token at its row's next free slot, then attend over the slots.
-        cache->k[index].index_put_({write_rows, write_slots}, key.index({write_rows, write_cols}));
-        cache->v[index].index_put_({write_rows, write_slots}, value.index({write_rows, write_cols}));
+        write_cache(cache->k[index], key, write_rows, write_cols, write_slots);
+        write_cache(cache->v[index], value, write_rows, write_cols, write_slots);
         if (T <= kernels::matvec_max_rows && kernels::attention_decode_applies(query, cache->k[index])) {
             // Decode: scores, softmax and the weighted values in one pass over the cache.
             kernels::attention_options o;
@@ -302,8 +331,8 @@ at::Tensor model::hidden_states(const at::Tensor& ids_in, const at::Tensor& atte
         allowed = key_valid.view({B, 1, 1, key_len}) & (distance >= 0);
         if (any_sliding) allowed_sliding = allowed & (distance < window);
         at::Tensor where_real = real.nonzero();  // (N, 2)
-        rows = where_real.select(1, 0);
-        cols = where_real.select(1, 1);
+        rows = where_real.select(1, 0).contiguous();
+        cols = where_real.select(1, 1).contiguous();
         slots = positions.index({rows, cols});
     }
     auto [cos, sin] = rotary(positions);

@@ -67,8 +67,11 @@ bool cpu_has_avx512_bf16() {
 }
 
 int matvec_threads() {
-  const char* omp = std::getenv("OMP_NUM_THREADS");
-  if (omp != nullptr && *omp != '\0') return at::get_num_threads();
+  static const bool omp_set = [] {
+    const char* omp = std::getenv("OMP_NUM_THREADS");
+    return omp != nullptr && *omp != '\0';
+  }();
+  if (omp_set) return at::get_num_threads();
   static const int cpus = [] {
     cpu_set_t set;
     CPU_ZERO(&set);

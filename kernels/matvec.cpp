@@ -2,8 +2,6 @@
 
 #include <ATen/core/grad_mode.h>
 
-#include <cstdint>
-#include <cstring>
 #include <vector>
 
 #include "core/error.h"
@@ -41,22 +39,9 @@ std::vector<at::Tensor> matvec_forward_many(const at::Tensor& x, const std::vect
     }
     const int64_t K = x.size(-1), R = x.numel() / K;
     const bool bf16 = ws[0].scalar_type() == at::kBFloat16;
-    // x as (R, K) float32, without a tensor op where x is already contiguous:
-    // a decode step makes dozens of these calls on a few thousand numbers.
+    // x as (R, K) in its own dtype: no tensor op where x is already contiguous
+    // (a decode step makes dozens of these calls on a few thousand numbers).
     const at::Tensor xc = x.is_contiguous() ? x : x.contiguous();
-    std::vector<float> widened;
-    const float* x32 = nullptr;
-    if (bf16) {
-        const auto* xb = static_cast<const uint16_t*>(xc.data_ptr());
-        widened.resize((size_t)(R * K));
-        for (int64_t i = 0; i < R * K; ++i) {
-            const uint32_t bits = (uint32_t)xb[i] << 16;
-            std::memcpy(&widened[(size_t)i], &bits, sizeof bits);
-        }
-        x32 = widened.data();
-    } else {
-        x32 = xc.data_ptr<float>();
-    }
     std::vector<at::Tensor> outs;  // each (..., N_i): x's leading dimensions
     std::vector<mv_segment> segs;
     std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
@@ -67,7 +52,7 @@ std::vector<at::Tensor> matvec_forward_many(const at::Tensor& x, const std::vect
         const at::Tensor b = biases.empty() || !biases[i].defined() ? at::Tensor() : biases[i].contiguous();
         segs.push_back({ws[i].data_ptr(), b.defined() ? b.data_ptr() : nullptr, outs.back().data_ptr(), N});
     }
-    CAI_KERNELS_CALL(matvec, x32, R, K, segs.data(), (int)segs.size(), bf16, matvec_threads());
+    CAI_KERNELS_CALL(matvec, xc.data_ptr(), R, K, segs.data(), (int)segs.size(), bf16, matvec_threads());
     return outs;
 }
 

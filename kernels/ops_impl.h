@@ -295,28 +295,34 @@ void parallel_parts(int64_t total, int64_t grain, int64_t align, int threads, co
 }
 
 template <bool BF, int R>
-void matvec_all(const float* x, int64_t K, const mv_segment* segs, int nsegs, int threads) {
+// x: (R, K) in the weights' dtype. bf16 x goes to vdpbf16ps as it is where
+// the CPU has it, and is widened to float32 once otherwise.
+void matvec_all(const void* x_in, int64_t K, const mv_segment* segs, int nsegs, int threads) {
     int64_t total = 0;
     for (int i = 0; i < nsegs; ++i) total += segs[i].n;
     const int64_t grain = std::max<int64_t>(16, (int64_t)(65536 / std::max<int64_t>(K, 1)));
-    std::vector<uint16_t> xb;  // x as bf16 for vdpbf16ps (exact: x came from bf16)
+    const float* x = BF ? nullptr : static_cast<const float*>(x_in);
+    const uint16_t* xb = nullptr;
+    std::vector<float> widened;
 #if defined(CPU_CAPABILITY_AVX512)
-    if (BF && has_dpbf16()) {
-        xb.resize((size_t)R * K);
-        for (int64_t i = 0; i < R * K; ++i) xb[i] = float_to_bf16(x[i]);
-    }
+    if (BF && has_dpbf16()) xb = static_cast<const uint16_t*>(x_in);
 #endif
+    if (BF && !xb) {
+        widened.resize((size_t)(R * K));
+        for (int64_t i = 0; i < R * K; ++i) widened[(size_t)i] = bf16_to_float(static_cast<const uint16_t*>(x_in)[i]);
+        x = widened.data();
+    }
     parallel_parts(total, grain, 8, threads, [&](int64_t begin, int64_t end) {
         int64_t base = 0;
         for (int i = 0; i < nsegs && base < end; base += segs[i].n, ++i) {
             int64_t lo = std::max(begin, base) - base, hi = std::min(end, base + segs[i].n) - base;
-            if (lo < hi) matvec_range<BF, R>(x, xb.empty() ? nullptr : xb.data(), K, segs[i], lo, hi);
+            if (lo < hi) matvec_range<BF, R>(x, xb, K, segs[i], lo, hi);
         }
     });
 }
 
 template <bool BF>
-void matvec_typed(const float* x, int64_t R, int64_t K, const mv_segment* segs, int nsegs, int threads) {
+void matvec_typed(const void* x, int64_t R, int64_t K, const mv_segment* segs, int nsegs, int threads) {
     switch (R) {
         case 1: return matvec_all<BF, 1>(x, K, segs, nsegs, threads);
         case 2: return matvec_all<BF, 2>(x, K, segs, nsegs, threads);
@@ -574,7 +580,7 @@ void gate_backward_typed(const void* dy, const void* g, const void* u, void* dg,
 
 }  // namespace
 
-void matvec(const float* x, int64_t R, int64_t K, const mv_segment* segs, int nsegs, bool bf16, int threads) {
+void matvec(const void* x, int64_t R, int64_t K, const mv_segment* segs, int nsegs, bool bf16, int threads) {
     if (bf16) matvec_typed<true>(x, R, K, segs, nsegs, threads);
     else matvec_typed<false>(x, R, K, segs, nsegs, threads);
 }

@@ -30,8 +30,8 @@ enum class gate_act { silu, gelu_tanh, gelu_erf, relu };
 
 #define CAI_KERNELS_DECLARE_ISA(ns)                                                                          \
     namespace ns {                                                                                           \
-    /* x: (R, K) float32; R in 1..8; rows split over up to `threads` OpenMP threads */                      \
-    void matvec(const float* x, int64_t R, int64_t K, const mv_segment* segs, int nsegs, bool bf16,         \
+    /* x: (R, K) in the weights' dtype; R in 1..8; rows split over up to `threads` OpenMP threads */        \
+    void matvec(const void* x, int64_t R, int64_t K, const mv_segment* segs, int nsegs, bool bf16,          \
                 int threads);                                                                                \
     /* q, out: (B, T, H, D); k, v: (B, capacity, Hkv, D); positions: (B, T); filled: (B) */                  \
     void attention_decode(const void* q, const void* k, const void* v, void* out, const int64_t* positions, \

@@ -191,9 +191,9 @@ namespace {
 // their dispatch than on the copy).
 void write_cache(at::Tensor& cache, const at::Tensor& src, const at::Tensor& rows, const at::Tensor& cols,
                  const at::Tensor& slots) {
+    auto plain_index = [](const at::Tensor& t) { return t.scalar_type() == at::kLong && t.is_contiguous(); };
     if (!kernels::enabled() || !cache.is_contiguous() || !src.is_contiguous() ||
-        cache.scalar_type() != src.scalar_type() || rows.scalar_type() != at::kLong ||
-        !rows.is_contiguous() || !cols.is_contiguous() || !slots.is_contiguous()) {
+        cache.scalar_type() != src.scalar_type() || !plain_index(rows) || !plain_index(cols) || !plain_index(slots)) {
         cache.index_put_({rows, slots}, src.index({rows, cols}));
         return;
     }

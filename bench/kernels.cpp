@@ -252,7 +252,8 @@ void decode_dir(const std::string& dir, const std::string& dtype_arg) {
     std::ifstream in(dir + "/prompt.txt");
     std::vector<int64_t> prompt;
     for (int64_t id; in >> id;) prompt.push_back(id);
-    if (prompt.empty()) throw std::runtime_error(dir + "/prompt.txt: no token ids");
+    if (!in.eof() || prompt.empty())
+        throw std::runtime_error(dir + "/prompt.txt: expected whitespace-separated token ids (bench_kernels export writes it)");
     const int64_t steps = 32;
     at::Tensor ids = at::tensor(prompt, at::kLong).unsqueeze(0);
     double best = 1e30, best_prefill = 1e30;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "cli/memory_reuse.h"
+#include "kernels/cpu.h"
 #include "model/weight_memory.h"
 
 namespace bench {
@@ -43,15 +44,16 @@ inline double gemm_gflops(int n = 1024, at::ScalarType dtype = at::kFloat) {
 // Reads a buffer much larger than the caches: bytes read per second, the
 // best of the buffer in ordinary 4 KiB pages and in 2 MiB pages (where the
 // kernel grants them), as the model's weights are held (model/weight_memory.h),
-// each read by one thread and by one thread per core. libtorch may run fewer
+// each read by one thread and by one thread per CPU the process may use
+// (kernels::cpu_count(), the matrix-vector product's threads). libtorch may run fewer
 // intra-op threads than there are cores (half the cores by default), and one
 // core does not always reach the machine's bandwidth: a bound taken from one
 // thread alone would flatter whatever runs against it.
 inline double memory_bandwidth_gbs(int64_t bytes = int64_t(1) << 30) {
     const int before = at::get_num_threads();
-    const long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    const int cores = cai::kernels::cpu_count();
     std::vector<int> thread_counts = {1};
-    if (cores > 1) thread_counts.push_back((int)cores);
+    if (cores > 1) thread_counts.push_back(cores);
     double best = 0;
     for (bool huge : {false, true}) {
         at::Tensor data = at::ones({bytes / 4}, at::kFloat);

@@ -66,12 +66,7 @@ bool cpu_has_avx512_bf16() {
   return has;
 }
 
-int matvec_threads() {
-  static const bool omp_set = [] {
-    const char* omp = std::getenv("OMP_NUM_THREADS");
-    return omp != nullptr && *omp != '\0';
-  }();
-  if (omp_set) return at::get_num_threads();
+int cpu_count() {
   static const int cpus = [] {
     cpu_set_t set;
     CPU_ZERO(&set);
@@ -79,6 +74,14 @@ int matvec_threads() {
     return CPU_COUNT(&set) > 0 ? CPU_COUNT(&set) : 1;
   }();
   return cpus;
+}
+
+int matvec_threads() {
+  static const bool omp_set = [] {
+    const char* omp = std::getenv("OMP_NUM_THREADS");
+    return omp != nullptr && *omp != '\0';
+  }();
+  return omp_set ? at::get_num_threads() : cpu_count();
 }
 
 bool enabled() { return enabled_flag().load(std::memory_order_relaxed); }

@@ -18,8 +18,11 @@ const char* isa_name(isa);
 // AVX512-BF16 dot products (vdpbf16ps) are available on this CPU.
 bool cpu_has_avx512_bf16();
 
+// The CPUs this process may run on (its affinity mask; at least 1).
+int cpu_count();
+
 // Threads the matrix-vector products of decode run on: one per CPU this
-// process may use (its affinity mask). Memory bandwidth, not arithmetic,
+// process may use (cpu_count()). Memory bandwidth, not arithmetic,
 // limits them, and one core does not reach the machine's bandwidth, while
 // libtorch's intra-op pool defaults to half the cores (one on a 2-core
 // machine). OMP_NUM_THREADS, when set, decides instead (libtorch's count).

@@ -26,6 +26,18 @@ struct attention_shape {
     float softcap;     // 0: none; else tanh(s / cap) * cap
 };
 
+// Shapes of a causal attention without a cache (training, prefill): q (B, T,
+// H, D), k and v (B, T, Hkv, D), each with its own strides (elements) for
+// batch, token and head, and D contiguous. Query t sees keys j <= t whose
+// key_valid[b, j] is set (and positions[b, t] - positions[b, j] < window).
+struct causal_attention_shape {
+    int64_t B, T, H, Hkv, D;
+    int64_t q_stride[3], k_stride[3], v_stride[3];  // batch, token, head
+    int64_t window;                                 // sliding window (0: none)
+    float scale;                                    // applied to q.k
+    float softcap;                                  // 0: none; else tanh(s / cap) * cap
+};
+
 enum class gate_act { silu, gelu_tanh, gelu_erf, relu };
 
 #define CAI_KERNELS_DECLARE_ISA(ns)                                                                          \
@@ -36,6 +48,16 @@ enum class gate_act { silu, gelu_tanh, gelu_erf, relu };
     /* q, out: (B, T, H, D); k, v: (B, capacity, Hkv, D); positions: (B, T); filled: (B) */                  \
     void attention_decode(const void* q, const void* k, const void* v, void* out, const int64_t* positions, \
                           const int64_t* filled, const attention_shape& s, bool bf16);                       \
+    /* q, k, v: see causal_attention_shape; key_valid: (B, T); positions: (B, T), read when window > 0; */  \
+    /* out: (B, T, H, D) contiguous; lse: (B, H, T) float32 (written; +inf where a query sees no key) */   \
+    void causal_attention_forward(const void* q, const void* k, const void* v, const uint8_t* key_valid,   \
+                                  const int64_t* positions, void* out, float* lse,                          \
+                                  const causal_attention_shape& s, bool bf16, int threads);                 \
+    /* dout: (B, T, H, D) contiguous like out; dq: (B, T, H, D), dk, dv: (B, T, Hkv, D), contiguous */      \
+    void causal_attention_backward(const void* q, const void* k, const void* v, const void* out,          \
+                                   const void* dout, const uint8_t* key_valid, const int64_t* positions,   \
+                                   const float* lse, void* dq, void* dk, void* dv,                          \
+                                   const causal_attention_shape& s, bool bf16, int threads);                \
     /* x, y: (N, C); w: (C); inv: (N) float32 1/rms (written) */                                             \
     void rms_norm_forward(const void* x, const void* w, void* y, float* inv, int64_t N, int64_t C,          \
                           float eps, bool one_plus, bool bf16);                                              \

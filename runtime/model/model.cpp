@@ -5,7 +5,6 @@
 
 #include <cmath>
 #include <cstring>
-#include <limits>
 
 #include "core/error.h"
 #include "core/rng.h"
@@ -159,11 +158,6 @@ at::Tensor activation(const std::string& name, const at::Tensor& x) {
     fail("model: unsupported activation \"", name, "\"");
 }
 
-double lowest(at::ScalarType type) {
-    return type == at::kBFloat16 ? (double)std::numeric_limits<c10::BFloat16>::lowest()
-                                 : (double)std::numeric_limits<float>::lowest();
-}
-
 at::Tensor softcap(const at::Tensor& x, double cap) { return at::tanh(x / cap) * cap; }
 
 // act(gate) * up, fused when the kernel has the activation.
@@ -210,15 +204,11 @@ void write_cache(at::Tensor& cache, const at::Tensor& src, const at::Tensor& row
 
 }  // namespace
 
-at::Tensor model::layer_forward(size_t index, const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
-                                const at::Tensor& allowed, const at::Tensor& allowed_sliding, kv_cache* cache,
-                                const at::Tensor& write_rows, const at::Tensor& write_cols,
-                                const at::Tensor& write_slots, int64_t key_len, const at::Tensor& positions,
-                                const at::Tensor& filled) const {
+at::Tensor model::layer_forward(size_t index, const at::Tensor& x, const attention_inputs& in) const {
     const decoder_layer& layer = layers[index];
     const model_config& c = config;
     const int64_t B = x.size(0), T = x.size(1), H = c.num_heads, Hkv = c.num_kv_heads, D = c.head_dim;
-    const int64_t groups = H / Hkv;
+    kv_cache* cache = in.cache;
 
     // Attention block.
     at::Tensor residual = x;
@@ -227,44 +217,35 @@ at::Tensor model::layer_forward(size_t index, const at::Tensor& x, const at::Ten
     at::Tensor query = qkv[0].view({B, T, H, D});    // (B, T, H, D)
     at::Tensor key = qkv[1].view({B, T, Hkv, D});    // (B, T, Hkv, D)
     at::Tensor value = qkv[2].view({B, T, Hkv, D});  // (B, T, Hkv, D)
-    query = apply_rotary(query, cos, sin);
-    key = apply_rotary(key, cos, sin);
+    query = apply_rotary(query, in.cos, in.sin);
+    key = apply_rotary(key, in.cos, in.sin);
 
-    at::Tensor keys, values;  // (B, Hkv, S, D)
+    kernels::attention_options o;
+    o.window = layer.sliding ? c.sliding_window : 0;
+    o.scale = c.attn_scale;
+    o.softcap = c.attn_logit_softcapping;
+    at::Tensor attended;  // (B, T, H*D)
     if (cache) {
         // Store each real token at its row's next free slot, then attend over the slots.
-        write_cache(cache->k[index], key, write_rows, write_cols, write_slots);
-        write_cache(cache->v[index], value, write_rows, write_cols, write_slots);
+        write_cache(cache->k[index], key, in.write_rows, in.write_cols, in.write_slots);
+        write_cache(cache->v[index], value, in.write_rows, in.write_cols, in.write_slots);
         if (T <= kernels::matvec_max_rows && kernels::attention_decode_applies(query, cache->k[index])) {
             // Decode: scores, softmax and the weighted values in one pass over the cache.
-            kernels::attention_options o;
-            o.key_len = key_len;
-            o.window = layer.sliding ? c.sliding_window : 0;
-            o.scale = c.attn_scale;
-            o.softcap = c.attn_logit_softcapping;
-            at::Tensor attended = kernels::attention_decode_forward(query, cache->k[index], cache->v[index], positions,
-                                                                    filled, o);  // (B, T, H*D)
-            at::Tensor attn_out = layer.o_proj.forward(attended);              // (B, T, C)
-            if (c.sandwich_norms) attn_out = layer.post_attention_norm.forward(attn_out);
-            return feed_forward(layer, residual + attn_out);
+            o.key_len = in.key_len;
+            attended = kernels::attention_decode_forward(query, cache->k[index], cache->v[index], in.positions,
+                                                         in.filled, o);
+        } else {
+            at::Tensor keys = cache->k[index].narrow(1, 0, in.key_len).transpose(1, 2);    // (B, Hkv, S, D)
+            at::Tensor values = cache->v[index].narrow(1, 0, in.key_len).transpose(1, 2);  // (B, Hkv, S, D)
+            attended = kernels::attention_plain(query, keys, values, layer.sliding ? in.allowed_sliding : in.allowed, o);
         }
-        keys = cache->k[index].narrow(1, 0, key_len).transpose(1, 2);
-        values = cache->v[index].narrow(1, 0, key_len).transpose(1, 2);
+    } else if (kernels::causal_attention_applies(query, key, value)) {
+        // Scores only where the causal mask may allow them; no (B, H, T, T) tensors kept for backward.
+        attended = kernels::causal_attention(query, key, value, in.real, in.positions, o);
     } else {
-        keys = key.transpose(1, 2);
-        values = value.transpose(1, 2);
+        attended = kernels::attention_plain(query, key.transpose(1, 2), value.transpose(1, 2),
+                                            layer.sliding ? in.allowed_sliding : in.allowed, o);
     }
-    const int64_t S = keys.size(2);
-
-    // Query heads sharing a key/value head are stacked along the query axis (GQA without copying K and V).
-    at::Tensor grouped_query = query.transpose(1, 2).reshape({B, Hkv, groups * T, D});
-    at::Tensor scores = at::matmul(grouped_query, keys.transpose(-1, -2)).view({B, H, T, S}) * c.attn_scale;
-    if (c.attn_logit_softcapping > 0) scores = softcap(scores, c.attn_logit_softcapping);
-    const at::Tensor& mask = layer.sliding ? allowed_sliding : allowed;  // (B, 1, T, S) bool
-    scores = scores.masked_fill(at::logical_not(mask), lowest(scores.scalar_type()));
-    at::Tensor weights = at::softmax(scores, -1, at::kFloat).to(query.scalar_type());  // (B, H, T, S)
-    at::Tensor attended = at::matmul(weights.view({B, Hkv, groups * T, S}), values);   // (B, Hkv, groups*T, D)
-    attended = attended.view({B, H, T, D}).transpose(1, 2).reshape({B, T, H * D});
     at::Tensor attn_out = layer.o_proj.forward(attended);  // (B, T, C)
     if (c.sandwich_norms) attn_out = layer.post_attention_norm.forward(attn_out);
     return feed_forward(layer, residual + attn_out);
@@ -305,39 +286,35 @@ at::Tensor model::hidden_states(const at::Tensor& ids_in, const at::Tensor& atte
 
     const bool any_sliding = config.sliding_window > 0;
     const int64_t window = config.sliding_window;
-    at::Tensor positions, allowed, allowed_sliding, rows, cols, slots, filled;
+    attention_inputs in;
+    in.cache = cache;
+    in.real = real;
     at::Tensor counts = real.sum(1);  // (B) real tokens per row
-    int64_t key_len = T;
     if (!cache) {
-        positions = (mask.ne(0).to(at::kLong).cumsum(1) - 1).clamp_min(0);  // (B, T)
-        at::Tensor causal = at::ones({T, T}, at::kBool).tril();            // (T, T)
-        allowed = (causal.view({1, 1, T, T}) & real.view({B, 1, 1, T}));  // (B, 1, T, T)
-        if (any_sliding) {
-            at::Tensor distance = positions.view({B, 1, T, 1}) - positions.view({B, 1, 1, T});
-            allowed_sliding = allowed & (distance < window);
-        }
+        in.positions = (real.to(at::kLong).cumsum(1) - 1).clamp_min(0);  // (B, T)
+        in.allowed = kernels::causal_mask(real, in.positions, 0);          // (B, 1, T, T)
+        if (any_sliding) in.allowed_sliding = kernels::causal_mask(real, in.positions, window);
     } else {
         if (cache->batch() != B) fail("model: cache holds ", cache->batch(), " rows, ids have ", B);
         at::Tensor offset = at::tensor(cache->length, at::kLong).view({B, 1});
-        positions = (offset + real.to(at::kLong).cumsum(1) - 1).clamp_min(0);  // (B, T)
-        filled = offset.view({B}) + counts;                                    // (B)
-        key_len = filled.max().item<int64_t>();
+        in.positions = (offset + real.to(at::kLong).cumsum(1) - 1).clamp_min(0);  // (B, T)
+        in.filled = offset.view({B}) + counts;                                    // (B)
+        int64_t key_len = in.filled.max().item<int64_t>();
         if (key_len > cache->capacity)
             fail("model: the cache holds ", cache->capacity, " positions per row, ", key_len, " are needed");
-        key_len = std::max<int64_t>(key_len, 1);
-        at::Tensor key_pos = at::arange(key_len, at::kLong);                       // (S)
-        at::Tensor key_valid = key_pos.view({1, key_len}) < filled.view({B, 1});   // (B, S)
-        at::Tensor distance = positions.view({B, 1, T, 1}) - key_pos.view({1, 1, 1, key_len});  // (B, 1, T, S)
-        allowed = key_valid.view({B, 1, 1, key_len}) & (distance >= 0);
-        if (any_sliding) allowed_sliding = allowed & (distance < window);
+        in.key_len = key_len = std::max<int64_t>(key_len, 1);
+        at::Tensor key_pos = at::arange(key_len, at::kLong);                        // (S)
+        at::Tensor key_valid = key_pos.view({1, key_len}) < in.filled.view({B, 1});  // (B, S)
+        at::Tensor distance = in.positions.view({B, 1, T, 1}) - key_pos.view({1, 1, 1, key_len});  // (B, 1, T, S)
+        in.allowed = key_valid.view({B, 1, 1, key_len}) & (distance >= 0);
+        if (any_sliding) in.allowed_sliding = in.allowed & (distance < window);
         at::Tensor where_real = real.nonzero();  // (N, 2)
-        rows = where_real.select(1, 0).contiguous();
-        cols = where_real.select(1, 1).contiguous();
-        slots = positions.index({rows, cols});
+        in.write_rows = where_real.select(1, 0).contiguous();
+        in.write_cols = where_real.select(1, 1).contiguous();
+        in.write_slots = in.positions.index({in.write_rows, in.write_cols});
     }
-    auto [cos, sin] = rotary(positions);
-    for (size_t i = 0; i < layers.size(); ++i)
-        x = layer_forward(i, x, cos, sin, allowed, allowed_sliding, cache, rows, cols, slots, key_len, positions, filled);
+    std::tie(in.cos, in.sin) = rotary(in.positions);
+    for (size_t i = 0; i < layers.size(); ++i) x = layer_forward(i, x, in);
     if (cache) {
         auto n = counts.accessor<int64_t, 1>();
         for (int64_t b = 0; b < B; ++b) cache->length[b] += n[b];

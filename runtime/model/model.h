@@ -118,11 +118,18 @@ public:
     std::pair<at::Tensor, at::Tensor> rotary(const at::Tensor& positions) const;
 
 private:
-    at::Tensor layer_forward(size_t index, const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
-                             const at::Tensor& allowed, const at::Tensor& allowed_sliding, kv_cache* cache,
-                             const at::Tensor& write_rows, const at::Tensor& write_cols,
-                             const at::Tensor& write_slots, int64_t key_len, const at::Tensor& positions,
-                             const at::Tensor& filled) const;
+    // What every layer's attention reads, built once per forward pass.
+    struct attention_inputs {
+        at::Tensor cos, sin;                  // (B, T, D) rotary
+        at::Tensor positions;                 // (B, T) int64
+        at::Tensor real;                      // (B, T) bool: not padding
+        at::Tensor allowed, allowed_sliding;  // (B, 1, T, S) bool: the plain path's masks
+        kv_cache* cache = nullptr;
+        at::Tensor write_rows, write_cols, write_slots;  // (N) int64: where each real token goes in the cache
+        int64_t key_len = 0;                             // cache slots attended (S)
+        at::Tensor filled;                               // (B) int64: each row's slots filled after this step
+    };
+    at::Tensor layer_forward(size_t index, const at::Tensor& x, const attention_inputs& in) const;
     // The feed-forward half of a layer, residual included.
     at::Tensor feed_forward(const decoder_layer& layer, const at::Tensor& after_attention) const;
 };

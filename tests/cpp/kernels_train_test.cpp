@@ -16,6 +16,7 @@
 #include "kernels/attention.h"
 #include "kernels/cpu.h"
 #include "kernels/dpo_loss.h"
+#include "kernels/gemm.h"
 #include "kernels/linear_logprob.h"
 #include "kernels/lora_linear.h"
 #include "model/config.h"
@@ -184,6 +185,55 @@ TEST_CASE("causal_attention: what it takes, and clear errors otherwise", "[kerne
         cai::kernels::scoped_enabled off(false);
         CHECK_FALSE(cai::kernels::causal_attention_applies(q, k, k));
     }
+}
+
+TEST_CASE("gemm: oneDNN products equal at::mm for every operand layout; gemm_linear values and gradients",
+          "[kernels]") {
+    at::manual_seed(21);
+    for (int64_t M : {1, 7, 64})
+        for (int64_t K : {1, 16, 37})
+            for (int64_t N : {1, 5, 40}) {
+                Tensor a = at::randn({M, K}), b = at::randn({K, N});
+                Tensor at_ = a.t().contiguous().t(), bt = b.t().contiguous().t();  // transposed storage
+                for (const Tensor& x : {a, at_})
+                    for (const Tensor& y : {b, bt}) {
+                        INFO("M " << M << " K " << K << " N " << N);
+                        REQUIRE(cai::kernels::gemm_applies(x, y));
+                        CHECK(rel_diff(cai::kernels::gemm(x, y), at::mm(a, b)) < 1e-5);
+                        Tensor c = at::randn({M, N}), want = c.addmm(a, b, 0.5, 2.0);
+                        cai::kernels::gemm_add_(c, x, y, 0.5, 2.0);
+                        CHECK(rel_diff(c, want) < 1e-5);
+                    }
+            }
+    // Not taken: bf16, a column slice with strides in both dimensions, kernels off; the results still agree.
+    Tensor a = at::randn({6, 8}), b = at::randn({8, 4});
+    CHECK_FALSE(cai::kernels::gemm_applies(a.to(at::kBFloat16), b.to(at::kBFloat16)));
+    CHECK_FALSE(cai::kernels::gemm_applies(at::randn({6, 16}).slice(1, 0, 16, 2), b));
+    {
+        cai::kernels::scoped_enabled off(false);
+        CHECK_FALSE(cai::kernels::gemm_applies(a, b));
+        CHECK(rel_diff(cai::kernels::gemm(a, b), at::mm(a, b)) < 1e-6);
+    }
+    // gemm_linear: 3-D input, with and without bias, gradients of x, w and bias.
+    for (bool with_bias : {false, true}) {
+        Tensor x0 = at::randn({2, 5, 12}), w0 = at::randn({7, 12}), b0 = at::randn({7}), up = at::randn({2, 5, 7});
+        std::vector<Tensor> got, want;
+        for (int fused = 0; fused < 2; ++fused) {
+            Tensor x = x0.clone().requires_grad_(true), w = w0.clone().requires_grad_(true);
+            Tensor bias = with_bias ? b0.clone().requires_grad_(true) : Tensor();
+            REQUIRE(cai::kernels::gemm_linear_applies(x, w, bias));
+            Tensor y = fused ? cai::kernels::gemm_linear(x, w, bias) : at::linear(x, w, bias);
+            REQUIRE(y.sizes() == at::IntArrayRef{2, 5, 7});
+            (y * up).sum().backward();
+            auto& out = fused ? got : want;
+            out = {y.detach(), x.grad(), w.grad()};
+            if (with_bias) out.push_back(bias.grad());
+        }
+        for (size_t i = 0; i < got.size(); ++i) CHECK(rel_diff(got[i], want[i]) < 1e-5);
+    }
+    CHECK_FALSE(cai::kernels::gemm_linear_applies(at::randn({3, 4}), at::randn({5, 6}), Tensor()));
+    CHECK(test_util::error_of([] { cai::kernels::gemm_linear(at::randn({3, 4}).to(at::kBFloat16), at::randn({5, 4}), Tensor()); })
+              .find("gemm_linear") != std::string::npos);
 }
 
 TEST_CASE("linear_logprob: float32 values and gradients equal log_softmax(linear) gathered", "[kernels]") {

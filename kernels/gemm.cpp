@@ -78,15 +78,15 @@ void gemm_add_(at::Tensor& c, const at::Tensor& a, const at::Tensor& b, double b
     sgemm(a, b, c, (float)beta, (float)alpha);
 }
 
-namespace {
-
-// rows: x (N, in), w (out, in), bias (out) or empty -> (N, out)
-at::Tensor linear_rows(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias) {
+at::Tensor gemm_affine(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias) {
+    // x: (N, in); w: (out, in); bias: (out) -> (N, out)
     if (!bias.defined() || bias.numel() == 0) return gemm(x, w.t());
     at::Tensor y = bias.expand({x.size(0), w.size(0)}).contiguous();
     gemm_add_(y, x, w.t());
     return y;
 }
+
+namespace {
 
 struct gemm_linear_function : torch::autograd::Function<gemm_linear_function> {
     // Autograd functions take defined tensors: without a bias, an empty one.
@@ -94,7 +94,7 @@ struct gemm_linear_function : torch::autograd::Function<gemm_linear_function> {
                               const at::Tensor& bias) {
         ctx->save_for_backward({x, w});
         ctx->saved_data["has_bias"] = bias.numel() > 0;
-        return linear_rows(x, w, bias);
+        return gemm_affine(x, w, bias);
     }
     static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                    torch::autograd::variable_list grads) {
@@ -129,7 +129,7 @@ at::Tensor gemm_linear(const at::Tensor& x, const at::Tensor& w, const at::Tenso
     at::Tensor x2 = x.reshape({-1, w.size(1)}).contiguous();  // (N, in)
     const bool grad = at::GradMode::is_enabled() &&
                       (x.requires_grad() || w.requires_grad() || (bias.defined() && bias.requires_grad()));
-    if (!grad) return linear_rows(x2, w, bias).view(shape);
+    if (!grad) return gemm_affine(x2, w, bias).view(shape);
     return gemm_linear_function::apply(x2, w, bias.defined() ? bias : at::empty({0}, w.options())).view(shape);
 }
 

@@ -24,6 +24,10 @@ at::Tensor gemm(const at::Tensor& a, const at::Tensor& b);
 // c (M, N) = beta c + alpha a b, in place (c.addmm_ otherwise). c row-major.
 void gemm_add_(at::Tensor& c, const at::Tensor& a, const at::Tensor& b, double beta = 1, double alpha = 1);
 
+// x (N, in) W^T + bias through gemm, without autograd; bias (out), empty or
+// undefined. The base product of gemm_linear and of the LoRA linear.
+at::Tensor gemm_affine(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias);
+
 // x (..., in) W^T + bias through gemm, differentiable in x, w and bias
 // (gradients by gemm too): the training linears without an adapter (full
 // fine-tuning) and the no-grad forward of any float32 linear with more rows

@@ -34,14 +34,8 @@ std::pair<at::Tensor, at::Tensor> forward_rows(const at::Tensor& x, const at::Te
                                                const at::Tensor& bias, const at::Tensor& a, const at::Tensor& b,
                                                double scale) {
     at::Tensor xa = gemm(a, (xd.defined() ? xd : x).t()).t();  // (N, r)
-    at::Tensor y;                                                 // (N, out)
-    if (bias.defined()) {
-        y = bias.expand({x.size(0), w.size(0)}).contiguous();
-        gemm_add_(y, x, w.t());
-    } else {
-        y = gemm(x, w.t());
-    }
-    gemm_add_(y, xa, b.t(), /*beta=*/1, /*alpha=*/scale);  // + scale xa B^T
+    at::Tensor y = gemm_affine(x, w, bias);                       // (N, out)
+    gemm_add_(y, xa, b.t(), /*beta=*/1, /*alpha=*/scale);         // + scale xa B^T
     return {y, xa};
 }
 

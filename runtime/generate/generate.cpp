@@ -213,9 +213,10 @@ std::vector<generation> generate(const model& m, const std::vector<std::vector<i
     return results;
 }
 
-pair_ids tokenize_pair(const tokenizer& tok, const std::string& prompt, const std::string& completion) {
+pair_ids tokenize_pair(const tokenizer& tok, const std::string& prompt, const std::string& completion,
+                       bool add_special_tokens) {
     pair_ids out;
-    out.ids = tok.encode(prompt, true);
+    out.ids = tok.encode(prompt, add_special_tokens);
     out.completion_start = out.ids.size();
     std::vector<int32_t> tail = tok.encode(completion, false);
     out.ids.insert(out.ids.end(), tail.begin(), tail.end());

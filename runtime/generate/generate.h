@@ -45,14 +45,16 @@ std::vector<generation> generate(const model& m, const std::vector<std::vector<i
                                  const generate_options& options);
 
 // A prompt/completion pair as token ids: the prompt encoded with special
-// tokens (BOS), the completion encoded on its own without them, then
+// tokens (BOS; none with add_special_tokens = false, for a prompt a chat
+// template rendered), the completion encoded on its own without them, then
 // concatenated. Tokens never merge across the boundary, so the completion's
 // tokens are exactly those a generation after this prompt would produce.
 struct pair_ids {
     std::vector<int32_t> ids;
     size_t completion_start = 0;  // ids[completion_start:] are the completion
 };
-pair_ids tokenize_pair(const tokenizer& tok, const std::string& prompt, const std::string& completion);
+pair_ids tokenize_pair(const tokenizer& tok, const std::string& prompt, const std::string& completion,
+                       bool add_special_tokens = true);
 
 struct completion_logprob {
     double sum = 0;   // log p(completion | prompt), natural log

@@ -168,14 +168,48 @@ struct lua_callback {
     }
 };
 
+// A Lua list (one per example) of lists of { text = string, trained = bool }
+// at index -> examples made of segments (errors name what[i][j]).
+std::vector<cai::sft_example> segment_examples(lua_State* L, int index, const char* fname, const char* what) {
+    cai::arg_table(L, index, fname, what);
+    const int n = static_cast<int>(lua_objlen(L, index));
+    std::vector<cai::sft_example> out(n);
+    for (int i = 1; i <= n; ++i) {
+        lua_rawgeti(L, index, i);  // [example]
+        if (!lua_istable(L, -1)) {
+            lua_pop(L, 1);
+            cai::fail(fname, ": ", what, "[", i, "] must be a list of { text =, trained = } segments");
+        }
+        const int k = static_cast<int>(lua_objlen(L, -1));
+        for (int j = 1; j <= k; ++j) {
+            lua_rawgeti(L, -1, j);        // [example segment]
+            lua_getfield(L, -1, "text");  // [example segment text]
+            lua_getfield(L, -2, "trained");  // [example segment text trained]
+            if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TBOOLEAN) {
+                lua_pop(L, 4);  // []
+                cai::fail(fname, ": ", what, "[", i, "][", j, "] must be { text = string, trained = boolean }");
+            }
+            size_t len = 0;
+            const char* p = lua_tolstring(L, -2, &len);
+            out[i - 1].segments.push_back({std::string(p, len), lua_toboolean(L, -1) != 0});
+            lua_pop(L, 3);  // [example]
+        }
+        lua_pop(L, 1);  // []
+        if (out[i - 1].segments.empty()) cai::fail(fname, ": ", what, "[", i, "] has no segments");
+    }
+    return out;
+}
+
 const std::vector<std::string> sft_option_keys = {
     "out", "seed", "epochs", "max_steps", "gradient_accumulation_steps", "learning_rate", "weight_decay",
     "max_grad_norm", "schedule", "warmup_steps", "warmup_ratio", "batch_size", "max_tokens", "logging_steps",
     "save_steps", "save_total_limit", "full", "eos", "resume", "progress", "eval_prompts", "eval_responses",
-    "eval_steps", "keep_best"};
+    "eval_steps", "keep_best", "segments", "eval_segments", "add_special_tokens"};
 
 // sft(model, prompts, responses, options, on_log | nil)
 //   -> last_metrics (JSON text), steps, interrupted, final_checkpoint, resumed_from
+// With options.segments (and options.eval_segments) the examples are
+// segment lists and prompts/responses are empty.
 int l_train_sft(lua_State* L) {
     return lua_guarded(L, [&] {
         const char* fname = "cai.train.sft";
@@ -189,9 +223,13 @@ int l_train_sft(lua_State* L) {
         o.trainer = trainer_options_from(L, 4, fname);
         o.full = cai::opt_boolean(L, 4, "full", false, fname);
         o.eos = cai::opt_boolean(L, 4, "eos", true, fname);
+        o.add_special_tokens = cai::opt_boolean(L, 4, "add_special_tokens", true, fname);
         o.resume = cai::opt_boolean(L, 4, "resume", true, fname);
         o.show_progress = cai::opt_boolean(L, 4, "progress", true, fname);
         o.eval.eval_steps = cai::opt_integer(L, 4, "eval_steps", 0, fname);
+        lua_getfield(L, 4, "eval_segments");
+        if (!lua_isnil(L, -1)) o.eval_data = segment_examples(L, lua_gettop(L), fname, "eval_data");
+        lua_pop(L, 1);
         o.eval.keep_best = cai::opt_string(L, 4, "keep_best", "", fname);
         lua_getfield(L, 4, "eval_prompts");
         if (!lua_isnil(L, -1)) {
@@ -200,13 +238,19 @@ int l_train_sft(lua_State* L) {
             std::vector<std::string> er = string_list(L, lua_gettop(L), fname, "eval_data response");
             lua_pop(L, 1);
             if (ep.size() != er.size()) cai::fail(fname, ": eval_data: ", ep.size(), " prompts for ", er.size(), " responses");
-            for (size_t i = 0; i < ep.size(); ++i) o.eval_data.push_back({ep[i], er[i]});
+            for (size_t i = 0; i < ep.size(); ++i) o.eval_data.push_back({ep[i], er[i], {}});
         }
         lua_pop(L, 1);
         lua_callback on_log(L, 5);
         if (on_log.present()) o.on_log = [&on_log](const std::string& line) { on_log(line); };
         std::vector<cai::sft_example> data(prompts.size());
-        for (size_t i = 0; i < prompts.size(); ++i) data[i] = {prompts[i], responses[i]};
+        for (size_t i = 0; i < prompts.size(); ++i) data[i] = {prompts[i], responses[i], {}};
+        lua_getfield(L, 4, "segments");
+        if (!lua_isnil(L, -1)) {
+            if (!data.empty()) cai::fail(fname, ": give either prompts/responses or segments, not both");
+            data = segment_examples(L, lua_gettop(L), fname, "data");
+        }
+        lua_pop(L, 1);
         cai::sft_result r = cai::sft_train(*m, data, o);
         lua_pushlstring(L, r.last_metrics.data(), r.last_metrics.size());
         lua_pushinteger(L, static_cast<lua_Integer>(r.steps));
@@ -224,7 +268,7 @@ const std::vector<std::string> dpo_option_keys = {
     "out", "seed", "epochs", "max_steps", "gradient_accumulation_steps", "learning_rate", "weight_decay",
     "max_grad_norm", "schedule", "warmup_steps", "warmup_ratio", "batch_size", "max_tokens", "logging_steps",
     "save_steps", "save_total_limit", "beta", "loss", "label_smoothing", "reference", "reference_cache", "rpo_alpha", "eos", "resume", "progress",
-    "eval_prompts", "eval_chosen", "eval_rejected", "eval_steps", "keep_best"};
+    "eval_prompts", "eval_chosen", "eval_rejected", "eval_steps", "keep_best", "add_special_tokens"};
 
 // dpo(model, prompts, chosen, rejected, options, on_log | nil)
 //   -> last_metrics (JSON text), steps, interrupted, final_checkpoint, resumed_from
@@ -268,6 +312,7 @@ int l_train_dpo(lua_State* L) {
         }
         lua_pop(L, 1);
         o.eos = cai::opt_boolean(L, 5, "eos", true, fname);
+        o.add_special_tokens = cai::opt_boolean(L, 5, "add_special_tokens", true, fname);
         o.resume = cai::opt_boolean(L, 5, "resume", true, fname);
         o.show_progress = cai::opt_boolean(L, 5, "progress", true, fname);
         lua_callback on_log(L, 6);

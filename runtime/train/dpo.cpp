@@ -29,8 +29,8 @@ namespace cai {
 namespace {
 
 dpo_tokens tokenize_completion(const model& m, const std::string& prompt, const std::string& completion,
-                               int32_t eos_id, size_t index, const char* field) {
-    pair_ids p = tokenize_pair(*m.tok, prompt, completion);
+                               int32_t eos_id, size_t index, const char* field, bool add_special_tokens) {
+    pair_ids p = tokenize_pair(*m.tok, prompt, completion, add_special_tokens);
     dpo_tokens t{std::move(p.ids), p.completion_start};
     if (eos_id >= 0) t.ids.push_back(eos_id);
     if (t.ids.size() <= t.completion_start)
@@ -93,9 +93,11 @@ void hash_tensor(fnv64& f, const std::string& name, const at::Tensor& t) {
 }  // namespace
 
 std::string dpo_reference_fingerprint(const model& reference, bool adapter_off, const tokenizer& tok,
-                                      const std::vector<dpo_pair>& pairs, bool eos, bool average) {
+                                      const std::vector<dpo_pair>& pairs, bool eos, bool average,
+                                      bool add_special_tokens) {
     fnv64 f;
     f.str("cai.dpo.reference_logps.v1");
+    if (!add_special_tokens) f.str("prompts without special tokens");
     f.num(adapter_off);
     f.num(eos);
     f.num(average);
@@ -246,16 +248,16 @@ dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_opt
     std::vector<dpo_tokens> chosen, rejected;
     std::vector<int64_t> lengths;
     for (size_t i = 0; i < pairs.size(); ++i) {
-        chosen.push_back(tokenize_completion(m, pairs[i].prompt, pairs[i].chosen, eos_id, i, "chosen"));
-        rejected.push_back(tokenize_completion(m, pairs[i].prompt, pairs[i].rejected, eos_id, i, "rejected"));
+        chosen.push_back(tokenize_completion(m, pairs[i].prompt, pairs[i].chosen, eos_id, i, "chosen", options.add_special_tokens));
+        rejected.push_back(tokenize_completion(m, pairs[i].prompt, pairs[i].rejected, eos_id, i, "rejected", options.add_special_tokens));
         lengths.push_back((int64_t)std::max(chosen.back().ids.size(), rejected.back().ids.size()));
     }
     log_info("dpo: ", pairs.size(), " pairs, loss ", options.loss, ", beta ", options.beta);
     std::vector<dpo_tokens> eval_chosen, eval_rejected;
     for (size_t i = 0; i < options.eval_pairs.size(); ++i) {
         const dpo_pair& p = options.eval_pairs[i];
-        eval_chosen.push_back(tokenize_completion(m, p.prompt, p.chosen, eos_id, i, "chosen"));
-        eval_rejected.push_back(tokenize_completion(m, p.prompt, p.rejected, eos_id, i, "rejected"));
+        eval_chosen.push_back(tokenize_completion(m, p.prompt, p.chosen, eos_id, i, "chosen", options.add_special_tokens));
+        eval_rejected.push_back(tokenize_completion(m, p.prompt, p.rejected, eos_id, i, "rejected", options.add_special_tokens));
     }
     if (options.eval.eval_steps < 0) fail("dpo: eval_steps must be >= 0, got ", options.eval.eval_steps);
     if (!eval_chosen.empty() && options.eval.eval_steps == 0)
@@ -295,7 +297,8 @@ dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_opt
     std::vector<float> cached_chosen, cached_rejected;
     if (options.reference_cache) {
         const model& ref = adapter_off ? m : *options.reference_model;
-        const std::string fingerprint = dpo_reference_fingerprint(ref, adapter_off, *m.tok, pairs, options.eos, average);
+        const std::string fingerprint = dpo_reference_fingerprint(ref, adapter_off, *m.tok, pairs, options.eos, average,
+                                                                     options.add_special_tokens);
         const std::string cache_path = path_join(options.trainer.out_dir, "reference_logps.json");
         if (file_exists(cache_path)) {
             nlohmann::json j;

@@ -51,6 +51,9 @@ struct dpo_options {
     // as "nll_loss". 0 = off.
     double rpo_alpha = 0.0;
     bool eos = true;
+    // Encode prompts with the tokenizer's special tokens (BOS); false for
+    // prompts a chat template rendered, which writes them itself.
+    bool add_special_tokens = true;
     bool show_progress = true;
     bool resume = true;
     std::function<void(const std::string&)> on_log;  // each metrics line (JSON text)
@@ -84,7 +87,8 @@ at::Tensor completion_logps(const at::Tensor& logits, const std::vector<const dp
 
 // The fingerprint the reference cache is keyed by (hex), see dpo_options.
 std::string dpo_reference_fingerprint(const model& reference, bool adapter_off, const tokenizer& tok,
-                                      const std::vector<dpo_pair>& pairs, bool eos, bool average);
+                                      const std::vector<dpo_pair>& pairs, bool eos, bool average,
+                                      bool add_special_tokens = true);
 
 dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_options& options);
 

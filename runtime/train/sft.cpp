@@ -32,39 +32,81 @@ int32_t eos_id_of(const model& m) {
          "tokenizer with an eos_token");
 }
 
-// The last few prompt tokens and the first few response tokens, decoded, around a marker.
+// Each trained run of ids, decoded: the few tokens before it, its first and
+// last few, and the few after it: "...before" [start ... end] "after...".
 std::string boundary_text(const tokenizer& tok, const sft_tokens& t) {
     const size_t k = 8;
-    size_t from = t.response_start > k ? t.response_start - k : 0;
-    size_t to = std::min(t.ids.size(), t.response_start + k);
-    std::vector<int32_t> before(t.ids.begin() + from, t.ids.begin() + t.response_start);
-    std::vector<int32_t> after(t.ids.begin() + t.response_start, t.ids.begin() + to);
-    return "\"" + tok.decode(before, false) + "\" | \"" + tok.decode(after, false) + "\"";
+    auto text = [&](size_t from, size_t to) {  // quoted, line breaks as \n: one log line
+        std::vector<int32_t> ids(t.ids.begin() + from, t.ids.begin() + to);
+        std::string out = "\"";
+        for (char c : tok.decode(ids, false)) out += c == '\n' ? std::string("\\n") : std::string(1, c);
+        return out + "\"";
+    };
+    std::string out;
+    for (size_t s = 0; s < t.ids.size();) {
+        if (!t.trains(s)) {
+            ++s;
+            continue;
+        }
+        size_t e = s;
+        while (e < t.ids.size() && t.trains(e)) ++e;
+        if (!out.empty()) out += "; ";
+        out += text(s > k ? s - k : 0, s) + " [";
+        if (e - s <= 2 * k)
+            out += text(s, e);
+        else
+            out += text(s, s + k) + " ... " + text(e - k, e);
+        out += "] " + text(e, std::min(t.ids.size(), e + k));
+        s = e;
+    }
+    return out;
 }
 
 }  // namespace
 
-std::vector<sft_tokens> sft_tokenize(const model& m, const std::vector<sft_example>& data, bool eos) {
+std::vector<sft_tokens> sft_tokenize(const model& m, const std::vector<sft_example>& data, bool eos,
+                                     bool add_special_tokens) {
     if (!m.tok) fail("sft: the model has no tokenizer");
     if (data.empty()) fail("sft: data is empty; give at least one {prompt=, response=} record");
     const int32_t eos_id = eos ? eos_id_of(m) : -1;
     std::vector<sft_tokens> out;
     out.reserve(data.size());
     for (size_t i = 0; i < data.size(); ++i) {
-        pair_ids p = tokenize_pair(*m.tok, data[i].prompt, data[i].response);
         sft_tokens t;
-        t.ids = std::move(p.ids);
-        t.response_start = p.completion_start;
+        if (data[i].segments.empty()) {
+            pair_ids p = tokenize_pair(*m.tok, data[i].prompt, data[i].response, add_special_tokens);
+            t.ids = std::move(p.ids);
+            t.response_start = p.completion_start;
+            if (eos) {
+                t.ids.push_back(eos_id);
+                t.has_eos = true;
+            }
+            if (t.ids.size() <= t.response_start)
+                fail("sft: data[", i + 1, "]: field \"response\" gives no token to train on (empty response",
+                     eos ? "" : " and eos = false", "); remove the record or give it a response");
+            if (t.response_start == 0)
+                fail("sft: data[", i + 1, "]: field \"prompt\" gives no token (empty prompt and no BOS); the first "
+                     "response token needs a token before it");
+            out.push_back(std::move(t));
+            continue;
+        }
+        for (size_t p = 0; p < data[i].segments.size(); ++p) {
+            const sft_segment& piece = data[i].segments[p];
+            std::vector<int32_t> ids = m.tok->encode(piece.text, p == 0 && add_special_tokens);
+            t.ids.insert(t.ids.end(), ids.begin(), ids.end());
+            t.trained.insert(t.trained.end(), ids.size(), piece.trained ? 1 : 0);
+        }
         if (eos) {
             t.ids.push_back(eos_id);
+            t.trained.push_back(1);
             t.has_eos = true;
         }
-        if (t.ids.size() <= t.response_start)
-            fail("sft: data[", i + 1, "]: field \"response\" gives no token to train on (empty response",
-                 eos ? "" : " and eos = false", "); remove the record or give it a response");
-        if (t.response_start == 0)
-            fail("sft: data[", i + 1, "]: field \"prompt\" gives no token (empty prompt and no BOS); the first "
-                 "response token needs a token before it");
+        t.response_start = t.ids.size();
+        for (size_t j = t.ids.size(); j-- > 1;)
+            if (t.trained[j]) t.response_start = j;
+        if (t.n_trained() == 0)
+            fail("sft: data[", i + 1, "]: no token to train on (the trained pieces give no token after the first "
+                 "one); remove the record or give it a completion");
         out.push_back(std::move(t));
     }
     return out;
@@ -82,10 +124,11 @@ at::Tensor sft_loss_from_logits(const at::Tensor& logits, const std::vector<cons
     for (int64_t b = 0; b < B; ++b) {
         const sft_tokens& r = *rows[b];
         if ((int64_t)r.ids.size() > T) fail("sft_loss: example longer than the logits (", r.ids.size(), " > ", T, ")");
-        for (size_t j = r.response_start; j < r.ids.size(); ++j) {
-            tg[b][j - 1] = r.ids[j];
-            w[b][j - 1] = 1.0f;
-        }
+        for (size_t j = 1; j < r.ids.size(); ++j)
+            if (r.trains(j)) {
+                tg[b][j - 1] = r.ids[j];
+                w[b][j - 1] = 1.0f;
+            }
     }
     at::Tensor logp = at::log_softmax(logits.slice(1, 0, T - 1).to(at::kFloat), -1);  // (B, T-1, V)
     at::Tensor token_logp = logp.gather(2, targets.unsqueeze(2)).squeeze(2);         // (B, T-1)
@@ -112,10 +155,11 @@ at::Tensor sft_loss(const model& m, const std::vector<const sft_tokens*>& rows, 
         at::Tensor hidden = m.hidden_states(ids, mask);  // (B, T, C)
         std::vector<int64_t> positions, targets;         // (N) position b*T + t predicts targets[i]
         for (int64_t b = 0; b < B; ++b)
-            for (size_t j = rows[b]->response_start; j < rows[b]->ids.size(); ++j) {
-                positions.push_back(b * T + (int64_t)j - 1);
-                targets.push_back(rows[b]->ids[j]);
-            }
+            for (size_t j = 1; j < rows[b]->ids.size(); ++j)
+                if (rows[b]->trains(j)) {
+                    positions.push_back(b * T + (int64_t)j - 1);
+                    targets.push_back(rows[b]->ids[j]);
+                }
         at::Tensor picked = hidden.reshape({B * T, hidden.size(2)}).index_select(0, at::tensor(positions, at::kLong));
         at::Tensor token_logp = kernels::lm_head_logprob(m, picked, at::tensor(targets, at::kLong));  // (N)
         return -token_logp.sum() / double(positions.size());
@@ -125,7 +169,7 @@ at::Tensor sft_loss(const model& m, const std::vector<const sft_tokens*>& rows, 
 }
 
 sft_result sft_train(model& m, const std::vector<sft_example>& data, const sft_options& options) {
-    std::vector<sft_tokens> examples = sft_tokenize(m, data, options.eos);
+    std::vector<sft_tokens> examples = sft_tokenize(m, data, options.eos, options.add_special_tokens);
     if (!options.full && !lora_present(m))
         fail("sft: the model has no LoRA adapters; call m:add_lora{...} first, or pass full = true to train all "
              "weights");
@@ -134,18 +178,19 @@ sft_result sft_train(model& m, const std::vector<sft_example>& data, const sft_o
     std::vector<int64_t> lengths;
     for (const auto& e : examples) {
         lengths.push_back((int64_t)e.ids.size());
-        trained_total += (int64_t)(e.ids.size() - e.response_start);
+        trained_total += (int64_t)e.n_trained();
     }
     log_info("sft: ", examples.size(), " examples, ", trained_total, " trained tokens");
     for (int64_t i = 0; i < options.preview && i < (int64_t)examples.size(); ++i) {
         const auto& e = examples[i];
-        log_info("sft: example ", i + 1, ": ", e.response_start, " prompt tokens masked, ",
-                 e.ids.size() - e.response_start, " trained, EOS ", e.has_eos ? "present" : "absent",
-                 "; boundary ", boundary_text(*m.tok, e));
+        log_info("sft: example ", i + 1, ": ", e.ids.size() - e.n_trained(), " tokens masked, ", e.n_trained(),
+                 " trained, EOS ", e.has_eos ? "present" : "absent", "; trained [in brackets]: ",
+                 boundary_text(*m.tok, e));
     }
 
     std::vector<sft_tokens> eval_examples;
-    if (!options.eval_data.empty()) eval_examples = sft_tokenize(m, options.eval_data, options.eos);
+    if (!options.eval_data.empty())
+        eval_examples = sft_tokenize(m, options.eval_data, options.eos, options.add_special_tokens);
     if (options.eval.eval_steps < 0) fail("sft: eval_steps must be >= 0, got ", options.eval.eval_steps);
     if (!eval_examples.empty() && options.eval.eval_steps == 0)
         fail("sft: eval_data is given but eval_steps is 0; set eval_steps = N to evaluate every N steps");
@@ -216,7 +261,7 @@ sft_result sft_train(model& m, const std::vector<sft_example>& data, const sft_o
             int64_t batch_trained = 0, part_trained = 0, batch_length = 0;
             for (size_t k = 0; k < batch.size(); ++k) {
                 const sft_tokens& e = examples[batch[k]];
-                const int64_t trained = (int64_t)(e.ids.size() - e.response_start);
+                const int64_t trained = (int64_t)e.n_trained();
                 batch_trained += trained;
                 batch_length = std::max<int64_t>(batch_length, (int64_t)e.ids.size());
                 if (!part.contains(k)) continue;
@@ -244,7 +289,7 @@ sft_result sft_train(model& m, const std::vector<sft_example>& data, const sft_o
                 int64_t n = 0;
                 for (size_t i = s; i < std::min(eval_examples.size(), s + chunk); ++i) {
                     rows.push_back(&eval_examples[i]);
-                    n += (int64_t)(eval_examples[i].ids.size() - eval_examples[i].response_start);
+                    n += (int64_t)eval_examples[i].n_trained();
                 }
                 sum += sft_loss(m, rows).item<double>() * double(n);
                 count += n;

@@ -119,6 +119,48 @@ TEST_CASE("sft_tokenize: prompt with BOS, response, EOS; the boundary of tokeniz
     REQUIRE(no_eos[0].ids == std::vector<int32_t>{1, 3, 4, 5, 30});
 }
 
+TEST_CASE("sft_tokenize: segments are encoded one by one and only the trained ones carry the loss", "[sft]") {
+    auto m = make();
+    cai::sft_example conversation;
+    conversation.segments = {{"ab", false}, {"c.", true}, {"d", false}, {"ef", true}};
+    auto t = cai::sft_tokenize(*m, {conversation}, false);
+    // With special tokens the first segment starts with BOS.
+    REQUIRE(t[0].ids == std::vector<int32_t>{1, 3, 4, 5, 30, 6, 7, 8});
+    std::vector<bool> trained;
+    for (size_t j = 0; j < t[0].ids.size(); ++j) trained.push_back(t[0].trains(j));
+    REQUIRE(trained == std::vector<bool>{false, false, false, true, true, false, true, true});
+    REQUIRE(t[0].n_trained() == 4);
+    REQUIRE(t[0].response_start == 3);
+    // A chat template writes BOS itself: add_special_tokens = false; EOS is trained when asked for.
+    auto raw = cai::sft_tokenize(*m, {conversation}, true, false);
+    REQUIRE(raw[0].ids == std::vector<int32_t>{3, 4, 5, 30, 6, 7, 8, 2});
+    REQUIRE(raw[0].trains(7));
+    REQUIRE(raw[0].n_trained() == 5);
+    // A text trained from its start: its first token has nothing before it and is not trained.
+    cai::sft_example text;
+    text.segments = {{"abc", true}};
+    auto lm = cai::sft_tokenize(*m, {text}, false, false);
+    REQUIRE(lm[0].ids.size() == 3);
+    REQUIRE(!lm[0].trains(0));
+    REQUIRE(lm[0].n_trained() == 2);
+    // Nothing trained is an error naming the record.
+    cai::sft_example none;
+    none.segments = {{"ab", false}, {"", true}};
+    REQUIRE_THAT(error_of([&] { cai::sft_tokenize(*m, {text, none}, false); }),
+                 Contains("data[2]") && Contains("no token to train on"));
+
+    // The loss covers exactly the trained positions.
+    std::vector<const cai::sft_tokens*> rows = {&t[0]};
+    const int64_t T = (int64_t)t[0].ids.size();
+    at::manual_seed(4);
+    Tensor logits = at::randn({1, T, 32}, at::kFloat).requires_grad_(true);  // (B, T, V)
+    cai::sft_loss_from_logits(logits, rows).backward();
+    for (int64_t p = 0; p + 1 < T; ++p) {
+        INFO("position " << p);
+        REQUIRE((logits.grad()[0][p].abs().sum().item<double>() > 0) == t[0].trains((size_t)p + 1));
+    }
+}
+
 TEST_CASE("sft refuses an example with nothing to train, naming the record", "[sft]") {
     auto m = make();
     REQUIRE_THAT(error_of([&] { cai::sft_tokenize(*m, {{"a", "b"}, {"c", ""}}, false); }),

@@ -13,7 +13,8 @@
 -- The checks are transparent approximations, each documented below. A check
 -- that cannot be decided returns nil ("not evaluated") rather than a guess:
 -- factually_correct needs facts or a reference, or opts.factual_judge.
---   ends_with_end          the output has a line "END" (or finish == "stop" when opts.stop_means_end)
+--   ends_with_end          the output has a line "END" (or finish == "stop" when opts.stop_means_end, or
+--                          finish == "eos" when opts.eos_means_end: chat format ends a turn with EOS)
 --   proper_structure       no "Instruction:"/"Response:" labels, "###", "<|...|>", "</s>", "[INST]" in the answer
 --   no_rambling            at most max_words words and no heavy repetition (distinct word-trigram share >= 0.5)
 --   addresses_instruction  non-empty, not a refusal (unless should_refuse), shares a content word with the
@@ -157,7 +158,7 @@ end
 ---Runs the nine checks on one output.
 ---@param item table { instruction=, reference=, facts=, should_refuse=, min_words=, max_words= }
 ---@param output string|table raw text or { text=, finish= }
----@param opts table|nil { max_words = 300, stop_means_end = false }
+---@param opts table|nil { max_words = 300, stop_means_end = false, eos_means_end = false }
 ---@return table criterion -> true|false|nil, table details { response=, words= }
 function eval.check(item, output, opts)
   if type(item) ~= "table" or type(item.instruction) ~= "string" then
@@ -169,6 +170,7 @@ function eval.check(item, output, opts)
   if type(raw) ~= "string" then error("cai.eval.check: output must be a string or { text = string }", 2) end
   local response, ended = template.strip_end(raw)
   if not ended and finish == "stop" and opts.stop_means_end then ended = true end
+  if not ended and finish == "eos" and opts.eos_means_end then ended = true end
   local ws = words(response)
   local nw = #ws
   local max_words = item.max_words or opts.max_words or 300
@@ -223,7 +225,7 @@ end
 ---Evaluates several models on the same items.
 ---@param items table list of items (see eval.check)
 ---@param outputs table model name -> list of outputs (same order as items)
----@param opts table|nil { criteria = constitution criteria (name -> { weight }), max_words=, stop_means_end=,
+---@param opts table|nil { criteria = constitution criteria (name -> { weight }), max_words=, stop_means_end=, eos_means_end=,
 ---  factual_judge = function(items, responses) -> list of true|false|nil, seed=, bootstrap = 1000 }
 ---@return table { items = n, models = { name -> { rates = { criterion -> { pass, n, rate, lo, hi } },
 ---  score =, per_item = { { criterion -> bool|nil } } } }, order = { names } }
@@ -341,8 +343,10 @@ end
 ---in EOS), as the DPO trainer scores it; otherwise a response cut before
 ---its end marker would score as a prefix of the other and always "win".
 ---@param model table a cai.model (anything with :logprobs(prompts, completions, opts))
----@param pref_pairs table list of { prompt=, chosen=, rejected= [, negative_type= ] }
----@param opts table|nil { use_lora = nil (as the model is) or boolean, by = "negative_type" }
+---@param pref_pairs table list of { prompt=, chosen=, rejected= [, negative_type= ] } (strings, or token-id
+---  lists as cai.format's scoring_pairs gives in chat format)
+---@param opts table|nil { use_lora = nil (as the model is) or boolean, by = "negative_type", eos = true (false
+---  when the completions end with a chat template's end of turn) }
 ---@return table { pass, n, rate, lo, hi, by_type = { type -> { pass, n, rate, lo, hi } } }, table wins (booleans)
 function eval.preference_accuracy(model, pref_pairs, opts)
   if (type(model) ~= "table" and type(model) ~= "userdata") or not model.logprobs then
@@ -351,17 +355,24 @@ function eval.preference_accuracy(model, pref_pairs, opts)
   if type(pref_pairs) ~= "table" or #pref_pairs == 0 then error("cai.eval.preference_accuracy: pairs must be a non-empty list", 2) end
   opts = opts or {}
   for k in pairs(opts) do
-    if k ~= "use_lora" and k ~= "by" then error("cai.eval.preference_accuracy: unknown option '" .. tostring(k) .. "'", 2) end
+    if k ~= "use_lora" and k ~= "by" and k ~= "eos" then
+      error("cai.eval.preference_accuracy: unknown option '" .. tostring(k) .. "'", 2)
+    end
+  end
+  if opts.eos ~= nil and type(opts.eos) ~= "boolean" then
+    error("cai.eval.preference_accuracy: option 'eos' must be a boolean", 2)
   end
   local by = opts.by or "negative_type"
   local prompts, chosen, rejected = {}, {}, {}
+  local function text_or_ids(v) return type(v) == "string" or type(v) == "table" end
   for i, p in ipairs(pref_pairs) do
-    if type(p) ~= "table" or type(p.prompt) ~= "string" or type(p.chosen) ~= "string" or type(p.rejected) ~= "string" then
-      error("cai.eval.preference_accuracy: pairs[" .. i .. "] must have string prompt, chosen and rejected", 2)
+    if type(p) ~= "table" or not text_or_ids(p.prompt) or not text_or_ids(p.chosen) or not text_or_ids(p.rejected) then
+      error("cai.eval.preference_accuracy: pairs[" .. i .. "] must have prompt, chosen and rejected (strings or "
+        .. "token-id lists)", 2)
     end
     prompts[i], chosen[i], rejected[i] = p.prompt, p.chosen, p.rejected
   end
-  local lp_opts = { eos = true, use_lora = opts.use_lora }
+  local lp_opts = { eos = opts.eos ~= false, use_lora = opts.use_lora }
   local lc = model:logprobs(prompts, chosen, lp_opts)
   local lr = model:logprobs(prompts, rejected, lp_opts)
   local function rate(pass, n)

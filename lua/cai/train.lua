@@ -130,38 +130,156 @@ function train.learning_rate(opts)
   return result
 end
 
+-- ---- Data: records, files and datasets (cai.data) into C++ inputs ----------
+
+local data_mod = require "cai.data"
+
+local FORMATS = { raw = true, chat = true, instruction = true }
+
+-- opts.format checked; nil stays nil (raw for standard records).
+local function check_format(fname, opts)
+  local f = opts.format
+  if f ~= nil and (type(f) ~= "string" or not FORMATS[f]) then
+    error(string.format("%s: field 'format' must be \"chat\", \"instruction\" or \"raw\", got %s", fname,
+      type(f) == "string" and string.format("%q", f) or type(f)), 3)
+  end
+  if opts.chat_template_kwargs ~= nil and type(opts.chat_template_kwargs) ~= "table" then
+    error(fname .. ": field 'chat_template_kwargs' must be a table of template variables, got "
+      .. type(opts.chat_template_kwargs), 3)
+  end
+end
+
+-- A list of records, a file path or a cai.data dataset -> a dataset of the accepted types.
+local function dataset_of(fname, field, value, columns, types)
+  if data_mod.is_dataset(value) then
+    local ok = false
+    for _, t in ipairs(types) do ok = ok or t == value.type end
+    if not ok then
+      error(string.format("%s: field '%s' is %s data; %s takes %s", fname, field, value.description or value.type,
+        fname, table.concat(types, " or "):gsub("_", "-")), 3)
+    end
+    return value
+  end
+  if type(value) == "string" then
+    local ok, ds = pcall(data_mod.load, value, { columns = columns, types = types })
+    if not ok then error(fname .. ": " .. tostring(ds), 3) end
+    return ds
+  end
+  if type(value) ~= "table" or #value == 0 then
+    error(string.format("%s: field '%s' must be a non-empty list of records, a JSONL/JSON file path or a "
+      .. "cai.data dataset, got %s", fname, field, type(value) == "table" and "an empty table" or type(value)), 3)
+  end
+  local ok, ds = pcall(data_mod.from_records, value, { columns = columns, name = field, types = types })
+  if not ok then error(fname .. ": " .. tostring(ds), 3) end
+  return ds
+end
+
+local function tokenizer_of(fname, model)
+  local ok, tok = pcall(function() return model.tokenizer end)
+  if not ok or tok == nil then error(fname .. ": the model has no tokenizer: " .. tostring(tok), 3) end
+  return tok
+end
+
+-- The SFT inputs of a dataset: { prompts=, responses= } or { segments= },
+-- and whether the text came from a chat template.
+local function sft_inputs(fname, opts, ds)
+  local format = opts.format or "raw"
+  local recs = ds.records
+  local out = { prompts = {}, responses = {} }
+  local chat = ds.conversational or (format == "chat" and ds.type == "prompt_completion")
+  local kw = { chat_template_kwargs = opts.chat_template_kwargs }
+  if chat then
+    if format == "instruction" then
+      error(string.format("%s: %s is conversational; format = \"instruction\" takes standard (string) records",
+        fname, ds.where[1]), 3)
+    end
+    local tok = tokenizer_of(fname, opts.model)
+    out.segments = {}
+    for i, r in ipairs(recs) do
+      kw.where = ds.where[i]
+      local ok, segs = pcall(function()
+        if ds.type == "language_modeling" then
+          kw.assistant_only_loss = opts.assistant_only_loss ~= false
+          return data_mod.conversation_segments(tok, r.messages, kw)
+        end
+        local prompt, completion = data_mod.as_messages(r.prompt, r.completion)
+        local p, c = data_mod.conversation_completion(tok, prompt, completion, kw)
+        if opts.completion_only_loss == false then return { { text = p .. c, trained = true } } end
+        return { { text = p, trained = false }, { text = c, trained = true } }
+      end)
+      if not ok then error(fname .. ": " .. tostring(segs), 3) end
+      out.segments[i] = segs
+    end
+    return out, true
+  end
+  if ds.type == "language_modeling" then
+    out.segments = {}
+    for i, r in ipairs(recs) do out.segments[i] = { { text = r.text, trained = true } } end
+    return out, false
+  end
+  local template = require "cai.template"
+  for i, r in ipairs(recs) do
+    local prompt, response = r.prompt, r.completion
+    if format == "instruction" then
+      prompt = template.instruction_prompt(prompt)
+      response = " " .. response .. "\n" .. template.END
+    end
+    out.prompts[i], out.responses[i] = prompt, response
+  end
+  if opts.completion_only_loss == false then
+    out.segments = {}
+    for i = 1, #out.prompts do
+      out.segments[i] = { { text = out.prompts[i], trained = true }, { text = out.responses[i], trained = true } }
+    end
+    out.prompts, out.responses = {}, {}
+  end
+  return out, false
+end
+
+-- The DPO inputs of a preference dataset: prompts, chosen, rejected texts,
+-- and whether they came from a chat template.
+local function dpo_inputs(fname, opts, ds)
+  local format = opts.format or "raw"
+  local out = { prompts = {}, chosen = {}, rejected = {} }
+  local chat = ds.conversational or format == "chat"
+  if chat and format == "instruction" then
+    error(string.format("%s: %s is conversational; format = \"instruction\" takes standard (string) records",
+      fname, ds.where[1]), 3)
+  end
+  local tok = chat and tokenizer_of(fname, opts.model) or nil
+  local template = require "cai.template"
+  for i, r in ipairs(ds.records) do
+    if chat then
+      local kw = { chat_template_kwargs = opts.chat_template_kwargs, where = ds.where[i] }
+      local ok, err = pcall(function()
+        local prompt, chosen = data_mod.as_messages(r.prompt, r.chosen)
+        local _, rejected = data_mod.as_messages(r.prompt, r.rejected)
+        out.prompts[i], out.chosen[i] = data_mod.conversation_completion(tok, prompt, chosen, kw)
+        local p2
+        p2, out.rejected[i] = data_mod.conversation_completion(tok, prompt, rejected, kw)
+        assert(p2 == out.prompts[i])
+      end)
+      if not ok then error(fname .. ": " .. tostring(err), 3) end
+    elseif format == "instruction" then
+      out.prompts[i] = template.instruction_prompt(r.prompt)
+      out.chosen[i] = " " .. r.chosen .. "\n" .. template.END
+      out.rejected[i] = " " .. r.rejected .. "\n" .. template.END
+    else
+      out.prompts[i], out.chosen[i], out.rejected[i] = r.prompt, r.chosen, r.rejected
+    end
+  end
+  return out, chat
+end
+
 local SFT_FIELDS = { "model", "data", "out", "seed", "epochs", "max_steps", "learning_rate", "batch_size",
   "max_tokens", "gradient_accumulation_steps", "warmup_steps", "warmup_ratio", "schedule", "weight_decay",
   "max_grad_norm", "logging_steps", "save_steps", "save_total_limit", "resume", "full", "on_log", "eos", "progress",
-  "eval_data", "eval_steps", "keep_best" }
+  "eval_data", "eval_steps", "keep_best", "format", "columns", "assistant_only_loss", "completion_only_loss",
+  "chat_template_kwargs" }
 local SFT_NUMBERS = { "seed", "epochs", "max_steps", "learning_rate", "batch_size", "max_tokens",
   "gradient_accumulation_steps", "warmup_steps", "warmup_ratio", "weight_decay", "max_grad_norm",
   "logging_steps", "save_steps", "save_total_limit" }
-local SFT_BOOLEANS = { "resume", "full", "eos", "progress" }
-
--- A list of records -> one list of strings per key; errors name field[i].key (level 3: the caller's caller).
-local function split_records(fname, field, list, keys)
-  if type(list) ~= "table" or #list == 0 then
-    error(string.format("%s: field '%s' must be a non-empty list of {%s=, ...} records", fname, field, keys[1]), 3)
-  end
-  local out = {}
-  for _, key in ipairs(keys) do out[key] = {} end
-  local n = 0
-  for i, record in ipairs(list) do
-    if type(record) ~= "table" then
-      error(string.format("%s: %s[%d] must be a table, got %s", fname, field, i, type(record)), 3)
-    end
-    for _, key in ipairs(keys) do
-      if type(record[key]) ~= "string" then
-        error(string.format("%s: %s[%d].%s must be a string, got %s", fname, field, i, key, type(record[key])), 3)
-      end
-      out[key][i] = record[key]
-    end
-    n = i
-  end
-  if n ~= #list then error(string.format("%s: %s[%d] is nil (the list has a hole)", fname, field, n + 1), 3) end
-  return out
-end
+local SFT_BOOLEANS = { "resume", "full", "eos", "progress", "assistant_only_loss", "completion_only_loss" }
 
 ---Supervised fine-tuning of the model's LoRA adapters (or all weights with full = true) on
 ---prompt/response records; the loss is the mean cross-entropy over response (+ EOS) tokens only.
@@ -193,38 +311,33 @@ function train.sft(opts)
   if opts.on_log ~= nil and type(opts.on_log) ~= "function" then
     error(fname .. ": field 'on_log' must be a function, got " .. type(opts.on_log), 2)
   end
-  local data = opts.data
-  if type(data) ~= "table" or #data == 0 then
-    error(fname .. ": field 'data' must be a non-empty list of {prompt=, response=} records", 2)
-  end
-  local prompts, responses = {}, {}
-  for i, record in ipairs(data) do
-    if type(record) ~= "table" then
-      error(string.format("%s: data[%d] must be a table {prompt=, response=}, got %s", fname, i, type(record)), 2)
-    end
-    for _, key in ipairs({ "prompt", "response" }) do
-      if record[key] == nil then
-        error(string.format("%s: data[%d] lacks field '%s'", fname, i, key), 2)
-      elseif type(record[key]) ~= "string" then
-        error(string.format("%s: data[%d].%s must be a string, got %s", fname, i, key, type(record[key])), 2)
-      end
-    end
-    prompts[i], responses[i] = record.prompt, record.response
-  end
-  if #prompts ~= #data then
-    error(string.format("%s: data[%d] is nil (the list has a hole)", fname, #prompts + 1), 2)
-  end
+  check_format(fname, opts)
+  if opts.data == nil then error(fname .. ": field 'data' is required", 2) end
+  local types = { "prompt_completion", "language_modeling" }
+  local train_in, chat = sft_inputs(fname, opts, dataset_of(fname, "data", opts.data, opts.columns, types))
   check_number(fname, opts, "eval_steps", nil)
   if opts.keep_best ~= nil and type(opts.keep_best) ~= "string" then
     error(fname .. ": field 'keep_best' must be an eval metric name such as \"eval_loss\", got " .. type(opts.keep_best), 2)
   end
   local options = {}
+  local skip = { model = true, data = true, on_log = true, eval_data = true, format = true, columns = true,
+    assistant_only_loss = true, completion_only_loss = true, chat_template_kwargs = true }
   for k, v in pairs(opts) do
-    if k ~= "model" and k ~= "data" and k ~= "on_log" and k ~= "eval_data" then options[k] = v end
+    if not skip[k] then options[k] = v end
   end
+  if chat then
+    -- The template writes BOS and each turn's end itself.
+    options.add_special_tokens = false
+    if options.eos == nil then options.eos = false end
+  end
+  options.segments = train_in.segments
   if opts.eval_data ~= nil then
-    local e = split_records(fname, "eval_data", opts.eval_data, { "prompt", "response" })
-    options.eval_prompts, options.eval_responses = e.prompt, e.response
+    local e = sft_inputs(fname, opts, dataset_of(fname, "eval_data", opts.eval_data, opts.columns, types))
+    if (e.segments ~= nil) ~= (train_in.segments ~= nil) then
+      error(fname .. ": eval_data must have the format of data", 2)
+    end
+    options.eval_prompts, options.eval_responses, options.eval_segments = e.segments == nil and e.prompts or nil,
+      e.segments == nil and e.responses or nil, e.segments
   end
   local json = require "cai.json"
   local on_log = nil
@@ -233,7 +346,7 @@ function train.sft(opts)
     on_log = function(line) user(json.decode(line)) end
   end
   local ok, last, steps, interrupted, checkpoint, resumed_from, best, best_step, best_value =
-    pcall(prim.sft, opts.model, prompts, responses, options, on_log)
+    pcall(prim.sft, opts.model, train_in.prompts, train_in.responses, options, on_log)
   if not ok then error(last, 2) end
   local result = json.decode(last)
   result.steps, result.interrupted = steps, interrupted
@@ -247,7 +360,7 @@ local DPO_FIELDS = { "model", "pairs", "out", "seed", "epochs", "max_steps", "le
   "max_tokens", "gradient_accumulation_steps", "warmup_steps", "warmup_ratio", "schedule", "weight_decay",
   "max_grad_norm", "logging_steps", "save_steps", "save_total_limit", "resume", "on_log", "eos", "progress",
   "beta", "loss", "label_smoothing", "reference", "reference_cache", "rpo_alpha",
-  "eval_pairs", "eval_steps", "keep_best" }
+  "eval_pairs", "eval_steps", "keep_best", "format", "columns", "chat_template_kwargs" }
 
 ---DPO on {prompt, chosen, rejected} pairs, training the model's LoRA adapters; the reference is the
 ---same model with its adapters switched off, or another model with the same vocabulary (reference = m2);
@@ -294,38 +407,28 @@ function train.dpo(opts)
   if opts.on_log ~= nil and type(opts.on_log) ~= "function" then
     error(fname .. ": field 'on_log' must be a function, got " .. type(opts.on_log), 2)
   end
-  local pairs_ = opts.pairs
-  if type(pairs_) ~= "table" or #pairs_ == 0 then
-    error(fname .. ": field 'pairs' must be a non-empty list of {prompt=, chosen=, rejected=} records", 2)
-  end
-  local prompts, chosen, rejected = {}, {}, {}
-  for i, record in ipairs(pairs_) do
-    if type(record) ~= "table" then
-      error(string.format("%s: pairs[%d] must be a table {prompt=, chosen=, rejected=}, got %s", fname, i, type(record)), 2)
-    end
-    for _, key in ipairs({ "prompt", "chosen", "rejected" }) do
-      if record[key] == nil then
-        error(string.format("%s: pairs[%d] lacks field '%s'", fname, i, key), 2)
-      elseif type(record[key]) ~= "string" then
-        error(string.format("%s: pairs[%d].%s must be a string, got %s", fname, i, key, type(record[key])), 2)
-      end
-    end
-    prompts[i], chosen[i], rejected[i] = record.prompt, record.chosen, record.rejected
-  end
-  if #prompts ~= #pairs_ then
-    error(string.format("%s: pairs[%d] is nil (the list has a hole)", fname, #prompts + 1), 2)
-  end
+  check_format(fname, opts)
+  if opts.pairs == nil then error(fname .. ": field 'pairs' is required", 2) end
+  local pref = { "preference" }
+  local train_in, chat = dpo_inputs(fname, opts, dataset_of(fname, "pairs", opts.pairs, opts.columns, pref))
   check_number(fname, opts, "eval_steps", nil)
   if opts.keep_best ~= nil and type(opts.keep_best) ~= "string" then
     error(fname .. ": field 'keep_best' must be an eval metric name such as \"eval_loss\", got " .. type(opts.keep_best), 2)
   end
   local options = {}
+  local skip = { model = true, pairs = true, on_log = true, eval_pairs = true, format = true, columns = true,
+    chat_template_kwargs = true }
   for k, v in pairs(opts) do
-    if k ~= "model" and k ~= "pairs" and k ~= "on_log" and k ~= "eval_pairs" then options[k] = v end
+    if not skip[k] then options[k] = v end
+  end
+  if chat then
+    -- The template writes BOS and each turn's end itself.
+    options.add_special_tokens = false
+    if options.eos == nil then options.eos = false end
   end
   if opts.eval_pairs ~= nil then
-    local e = split_records(fname, "eval_pairs", opts.eval_pairs, { "prompt", "chosen", "rejected" })
-    options.eval_prompts, options.eval_chosen, options.eval_rejected = e.prompt, e.chosen, e.rejected
+    local e = dpo_inputs(fname, opts, dataset_of(fname, "eval_pairs", opts.eval_pairs, opts.columns, pref))
+    options.eval_prompts, options.eval_chosen, options.eval_rejected = e.prompts, e.chosen, e.rejected
   end
   local json = require "cai.json"
   local on_log = nil
@@ -334,7 +437,7 @@ function train.dpo(opts)
     on_log = function(line) user(json.decode(line)) end
   end
   local ok, last, steps, interrupted, checkpoint, resumed_from, best, best_step, best_value =
-    pcall(prim.dpo, opts.model, prompts, chosen, rejected, options, on_log)
+    pcall(prim.dpo, opts.model, train_in.prompts, train_in.chosen, train_in.rejected, options, on_log)
   if not ok then error(last, 2) end
   local result = json.decode(last)
   result.steps, result.interrupted = steps, interrupted

@@ -72,9 +72,9 @@ spec.describe("cai.train.dpo", function()
     local m = fresh()
     local out = root .. "/dpo_bad"
     spec.raises(function() cai.train.dpo{ model = m, pairs = { { prompt = "a", chosen = "b" } }, out = out } end,
-      "pairs%[1%] lacks field 'rejected'")
+      "pairs%[1%]: a preference record needs both \"chosen\" and \"rejected\"")
     spec.raises(function() cai.train.dpo{ model = m, pairs = { { prompt = "a", chosen = "b", rejected = 1 } }, out = out } end,
-      "pairs%[1%]%.rejected must be a string")
+      "pairs%[1%]: preference record: field \"rejected\" must be a string")
     spec.raises(function() cai.train.dpo{ model = m, pairs = pairs_, out = out, loss = "sigmoidal" } end,
       "unknown loss 'sigmoidal'.*ipo")
     spec.raises(function() cai.train.dpo{ model = m, pairs = pairs_, out = out, bta = 0.1 } end,
@@ -107,7 +107,7 @@ spec.describe("cai.train.dpo", function()
     spec.eq(type(evals[1]["eval_rewards/accuracies"]), "number")
     spec.eq(ev.best.dir, root .. "/eval/best")
     spec.raises(function() run("eval_bad", { eval_pairs = { { prompt = "a" } }, eval_steps = 1 }) end,
-      "eval_pairs%[1%]%.chosen must be a string")
+      "eval_pairs%[1%]: the data is prompt%-only, standard, but eval_pairs takes preference")
     local f = io.open(root .. "/ref_cache/reference_logps.json")
     spec.truthy(f ~= nil, "reference_logps.json written")
     if f then f:close() end

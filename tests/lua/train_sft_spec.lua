@@ -104,9 +104,9 @@ spec.describe("cai.train.sft", function()
     local m = fresh()
     local out = root .. "/bad"
     spec.raises(function() cai.train.sft{ model = m, data = { { prompt = "a", response = "b" }, { prompt = "x" } }, out = out } end,
-      "data%[2%] lacks field 'response'")
+      "data%[2%]: this record is prompt%-only")
     spec.raises(function() cai.train.sft{ model = m, data = { { prompt = 3, response = "b" } }, out = out } end,
-      "data%[1%]%.prompt must be a string")
+      "data%[1%]: prompt%-completion record: field \"prompt\" must be a string")
     spec.raises(function() cai.train.sft{ model = m, data = { { prompt = "a", response = "b" }, { prompt = "a", response = "" } },
       out = out, eos = false } end, "data%[2%]")
     spec.raises(function() cai.train.sft{ model = m, data = data, out = out, learning_rat = 1 } end,
@@ -119,7 +119,7 @@ spec.describe("cai.train.sft", function()
     spec.raises(function() cai.train.sft{ model = m, data = data, out = out, progress = false, max_steps = 1,
       on_log = function() error("boom") end, logging_steps = 1 } end, "boom")
     spec.raises(function() cai.train.sft{ model = m, data = data, out = out, eval_data = { { prompt = "a" } }, eval_steps = 1 } end,
-      "eval_data%[1%]%.response must be a string")
+      "eval_data%[1%]: the data is prompt%-only, standard, but eval_data takes")
     spec.raises(function() cai.train.sft{ model = m, data = data, out = out, eval_data = data, eval_steps = 1, keep_best = "eval_acc" } end,
       "keep_best \"eval_acc\" is not an eval metric; valid: eval_loss")
   end)

@@ -4,8 +4,7 @@
 --     constitution = c, rounds = 1, per_round = 1, seed = 42, mode = "combined" })
 --
 -- items are instruction strings or { instruction=, answer= }; items without
--- an answer get one first (one batched generate in the Instruction/Response
--- format). Each round picks principles per item, builds every prompt, and
+-- an answer get one first (one batched generate). Each round picks principles per item, builds every prompt, and
 -- calls model:generate once for all items ("combined": one call that writes
 -- "Critique: ... Revision: ..."; "two_step": a critique call then a revision
 -- call, in the style of the Constitutional AI paper).
@@ -13,7 +12,17 @@
 -- A revision is not used (the answer stays as it was) when it says
 -- KEEP_ORIGINAL, is meta-commentary ("I could...", "Here is a revised
 -- response"), is shorter than min_words words, or cannot be parsed; the
--- outcome of every round is recorded. Records follow the CAI format:
+-- outcome of every round is recorded.
+--
+-- opts.format: "auto" (the default) talks to a model whose tokenizer has a
+-- chat template in that template: answers are generated for the
+-- instruction as a user turn, and each critique/revision prompt is sent as
+-- one user turn with the generation prompt after it; the turn ends at EOS.
+-- Otherwise (or with format = "instruction") answers use the
+-- Instruction/Response format and prompts are sent as plain text. A
+-- cai.format object is taken as it is (with its chat_template_kwargs).
+--
+-- Records follow the CAI format:
 --   { instruction, initial_answer, principle, principle_ids, critique,
 --     revised_answer, rounds, changed, outcomes, history, preference_pair }
 local template = require "cai.template"
@@ -233,8 +242,25 @@ end
 local OPTION_KEYS = {
   constitution = true, principles = true, rounds = true, per_round = true, strategy = true, tags = true,
   seed = true, rng = true, mode = true, generate = true, answer_generate = true, min_words = true,
-  few_shot = true, templates = true, first_index = true,
+  few_shot = true, templates = true, first_index = true, format = true,
 }
+
+-- The cai.format to talk to the model in, or nil for plain text prompts.
+local function chat_format_of(model, f)
+  if type(f) == "table" then return f.name == "chat" and f or nil end
+  if f ~= nil and f ~= "auto" and f ~= "chat" and f ~= "instruction" then
+    error("cai.critique.run: format must be \"auto\", \"chat\", \"instruction\" or a cai.format, got " .. tostring(f), 3)
+  end
+  if f == "instruction" then return nil end
+  local ok, tok = pcall(function() return model.tokenizer end)
+  if not ok then tok = nil end
+  if f == nil or f == "auto" then
+    if tok == nil or not require("cai.data").has_chat_template(tok) then return nil end
+  end
+  local made, fmt = pcall(require("cai.format").new, tok, "chat")
+  if not made then error("cai.critique.run: " .. tostring(fmt), 3) end
+  return fmt
+end
 
 local function merged(defaults, overrides)
   local out = {}
@@ -264,7 +290,7 @@ end
 ---@param items table list of strings or { instruction=, answer= }
 ---@param opts table { constitution= or principles=, rounds=1, per_round=1, strategy="weighted", tags=,
 ---  seed=0, rng=, mode="combined"|"two_step", generate={...}, answer_generate={...}, min_words=5,
----  few_shot=3, templates=, first_index= }
+---  few_shot=3, templates=, first_index=, format="auto"|"chat"|"instruction"|cai.format }
 --- first_index (0-based position of items[1] in a longer list) gives every item
 --- its own principle draws and sampling streams, so a list done in chunks
 --- (cai.stage) gives the same records as done at once.
@@ -299,6 +325,12 @@ function critique.run(model, items, opts)
   end
   local templates = opts.templates or (c and c.templates) or {}
   local prompt_opts = { templates = templates, few_shot = opts.few_shot }
+  local chat = chat_format_of(model, opts.format)
+  -- A critique/revision prompt as sent: one user turn in chat format.
+  local function as_sent(prompts)
+    if not chat then return prompts end
+    return chat:prompts(prompts)
+  end
   local gen = merged({ temperature = 0.3, max_new_tokens = 300 }, opts.generate)
   local usage = {}
   local state = {}
@@ -318,12 +350,13 @@ function critique.run(model, items, opts)
     work[i] = w
     if not w.answer then
       need[#need + 1] = i
-      need_prompts[#need_prompts + 1] = template.render(template.get("instruction", templates), { instruction = w.instruction })
+      need_prompts[#need_prompts + 1] = chat and chat:prompt(w.instruction)
+        or template.render(template.get("instruction", templates), { instruction = w.instruction })
     end
   end
   if #need > 0 then
-    local answer_gen = merged({ temperature = 0.7, max_new_tokens = 500, stop = template.stop, seed = seed },
-      opts.answer_generate)
+    local answer_gen = merged({ temperature = 0.7, max_new_tokens = 500, stop = (not chat) and template.stop or nil,
+      seed = seed }, opts.answer_generate)
     if first_index then
       if #need ~= #work then
         error("cai.critique.run: with first_index, give every item an answer or none (streams follow item positions)", 2)
@@ -331,7 +364,9 @@ function critique.run(model, items, opts)
       answer_gen.first_index = first_index
     end
     local texts = call_generate(model, need_prompts, answer_gen)
-    for k, i in ipairs(need) do work[i].answer = (template.strip_end(texts[k])) end
+    for k, i in ipairs(need) do
+      work[i].answer = chat and chat:response(texts[k]) or (template.strip_end(texts[k]))
+    end
   end
   for _, w in ipairs(work) do
     w.initial = w.answer
@@ -353,23 +388,26 @@ function critique.run(model, items, opts)
       local prompts = {}
       for i, w in ipairs(work) do prompts[i] = critique.combined_prompt(w.instruction, w.current, picked[i], prompt_opts) end
       round_gen.stop = round_gen.stop or { "\nOriginal Question:", "\nExample" }
-      local texts = call_generate(model, prompts, round_gen)
+      local texts = call_generate(model, as_sent(prompts), round_gen)
       for i = 1, #work do
-        parsed[i] = critique.parse("Critique: " .. texts[i])
+        -- The prompt ends with "Critique:"; a chat reply may repeat the label.
+        local text = texts[i]
+        if not (chat and text:match("^%s*%**[Cc]ritique%**%s*:")) then text = "Critique: " .. text end
+        parsed[i] = critique.parse(text)
         critiques[i] = parsed[i].critique
       end
     else
       local prompts = {}
       for i, w in ipairs(work) do prompts[i] = critique.critique_prompt(w.instruction, w.current, picked[i], prompt_opts) end
       local cgen = merged(round_gen, { stop = round_gen.stop or { "\nRevision Request:", "\nHuman:", "\n---" } })
-      local texts = call_generate(model, prompts, cgen)
+      local texts = call_generate(model, as_sent(prompts), cgen)
       local rprompts = {}
       for i, w in ipairs(work) do
         critiques[i] = critique.clean(texts[i])
         rprompts[i] = critique.revision_prompt(w.instruction, w.current, picked[i], critiques[i], prompt_opts)
       end
       local rgen = merged(round_gen, { stop = round_gen.stop or { "\nHuman:", "\nCritique Request:", "\n---" } })
-      local rtexts = call_generate(model, rprompts, rgen)
+      local rtexts = call_generate(model, as_sent(rprompts), rgen)
       for i = 1, #work do
         local rev = critique.clean(rtexts[i])
         local up = rev:upper()

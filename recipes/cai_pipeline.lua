@@ -24,6 +24,7 @@ local template = cai.template
 
 local args = cai.args{
   model = "tiny",
+  dtype = "",                  -- compute dtype: "fp32" or "bf16"; "" = the loader's default
   out = "",                     -- default runs/cai_pipeline_n<N>
   n = 10,                       -- instructions: 1, 10, 100, 5000 are the milestones
   seed = 42,
@@ -64,7 +65,7 @@ else
   end
 end
 
-local m = cai.model.load(args.model)
+local m = cai.model.load(args.model, args.dtype ~= "" and { dtype = args.dtype } or nil)
 
 -- 2. Initial answers -------------------------------------------------------
 local answers = cai.stage.open(out .. "/answers.jsonl", { name = "answers" }):run(instructions,

@@ -22,6 +22,7 @@ local template = cai.template
 
 local args = cai.args{
   model = "tiny",
+  dtype = "",                  -- compute dtype: "fp32" or "bf16"; "" = the loader's default
   reward_model = "",            -- required: a Hugging Face *ForSequenceClassification directory
   out = "runs/critique_revision",
   n = 200,                      -- instructions
@@ -69,7 +70,7 @@ else
 end
 
 -- 1. Critique and revision, appended as items finish.
-local m = cai.model.load(args.model)
+local m = cai.model.load(args.model, args.dtype ~= "" and { dtype = args.dtype } or nil)
 local records = cai.stage.open(out .. "/records.jsonl", { name = "critique-revision" }):run(instructions,
   function(batch, first_index)
     return (cai.critique.run(m, batch, { constitution = constitution, rounds = args.rounds, per_round = args.per_round,

@@ -17,6 +17,7 @@ local cai = require "cai"
 local template = cai.template
 
 local args = cai.args{
+  dtype = "",                  -- compute dtype: "fp32" or "bf16"; "" = the loader's default
   models = "base=tiny",
   data = "",
   out = "runs/evaluate",
@@ -75,7 +76,7 @@ for i, it in ipairs(items) do instructions[i] = it.instruction end
 -- Each model in turn: answers (a resumable stage), preference accuracy.
 local outputs, accuracy, wins = {}, {}, {}
 for _, s in ipairs(specs) do
-  local m = cai.model.load(s.dir)
+  local m = cai.model.load(s.dir, args.dtype ~= "" and { dtype = args.dtype } or nil)
   if s.adapter then m:load_lora(s.adapter) end
   if #items > 0 then
     local st = cai.stage.open(out .. "/outputs/" .. s.name .. ".jsonl", { name = "answers " .. s.name })

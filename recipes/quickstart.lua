@@ -16,6 +16,7 @@ local template = cai.template
 
 local args = cai.args{
   model = "tiny",              -- "tiny" or a Hugging Face model directory
+  dtype = "",                  -- compute dtype: "fp32" or "bf16"; "" = the loader's default
   out = "runs/quickstart",     -- run directory
   seed = 42,                   -- decides data, init, dropout and sampling
   sft_examples = 400,          -- training instructions with reference answers
@@ -71,7 +72,8 @@ local function preference_accuracy(m, name)
 end
 
 -- 1. The base model.
-local base = cai.model.load(args.model)
+local load_opts = args.dtype ~= "" and { dtype = args.dtype } or nil
+local base = cai.model.load(args.model, load_opts)
 cai.log.info("stage base: answering " .. #heldout .. " held-out instructions")
 local outputs, accuracy = {}, {}
 outputs.base = base:generate(heldout_prompts, gen)
@@ -110,7 +112,7 @@ cai.log.info("stage pairs: " .. #pref_pairs .. " pairs written")
 base:merge_lora()
 base:save(out .. "/sft/merged")
 base:release()
-local policy = cai.model.load(out .. "/sft/merged")
+local policy = cai.model.load(out .. "/sft/merged", load_opts)
 policy:add_lora{ r = args.lora_r, alpha = args.lora_alpha, targets = "all-linear", seed = args.seed + 2 }
 local dpo_pairs = {}
 for i, p in ipairs(pref_pairs) do dpo_pairs[i] = { prompt = p.prompt, chosen = p.chosen, rejected = p.rejected } end

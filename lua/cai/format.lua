@@ -84,13 +84,13 @@ function Format:prompt_text(instruction)
   return render(self, data.as_messages(instruction), true)
 end
 
----Generation options with this format's stop strings added (instruction:
----END and a new Instruction:; chat: none, the EOS ids end a turn).
+---Generation options with this format's stop string added (instruction:
+---END; chat: none, the EOS ids end a turn).
 ---@param opts table m:generate options
 function Format:generate_options(opts)
   local o = {}
   for k, v in pairs(opts or {}) do o[k] = v end
-  if self.name == "instruction" and o.stop == nil then o.stop = template.stop end
+  if self.name == "instruction" and o.stop == nil then o.stop = { template.END } end
   return o
 end
 

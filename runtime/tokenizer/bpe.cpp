@@ -15,6 +15,32 @@ namespace {
 using json = nlohmann::json;
 using namespace cai::tok;
 
+std::string base64_decode(const std::string& in, const std::string& where) {
+    auto value = [](char c) -> int {
+        if (c >= 'A' && c <= 'Z') return c - 'A';
+        if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+        if (c >= '0' && c <= '9') return c - '0' + 52;
+        if (c == '+') return 62;
+        if (c == '/') return 63;
+        return -1;
+    };
+    std::string out;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (char c : in) {
+        if (c == '=') break;
+        int v = value(c);
+        if (v < 0) fail(where, ".precompiled_charsmap is not base64 (character '", c, "')");
+        acc = (acc << 6) | uint32_t(v);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out += char((acc >> bits) & 0xFF);
+        }
+    }
+    return out;
+}
+
 struct reader {
     std::string file;  // "<dir>/tokenizer.json"
 
@@ -51,10 +77,46 @@ struct reader {
         } else if (type == "Replace") {
             bool is_regex = false;
             std::string from = string_pattern(j.at("pattern"), where, &is_regex);
-            if (is_regex) fail(file, ": ", where, ": Replace with a Regex pattern is not supported (only String)");
-            p.normalizers.push_back({normalizer_step::replace, from, j.at("content").get<std::string>()});
+            if (is_regex) {
+                normalizer_step n{normalizer_step::replace_regex, from, j.at("content").get<std::string>()};
+                n.pattern = compile_regex(from, file + ": " + where);
+                p.normalizers.push_back(std::move(n));
+            } else {
+                p.normalizers.push_back({normalizer_step::replace, from, j.at("content").get<std::string>()});
+            }
+        } else if (type == "BertNormalizer") {
+            normalizer_step n{normalizer_step::bert, "", ""};
+            n.bert_options.clean_text = j.value("clean_text", true);
+            n.bert_options.handle_chinese_chars = j.value("handle_chinese_chars", true);
+            n.bert_options.lowercase = j.value("lowercase", true);
+            const json accents = j.value("strip_accents", json());
+            n.bert_options.strip_accents = accents.is_null() ? -1 : accents.get<bool>() ? 1 : 0;
+            p.normalizers.push_back(std::move(n));
+        } else if (type == "Lowercase") {
+            p.normalizers.push_back({normalizer_step::lowercase, "", ""});
+        } else if (type == "StripAccents") {
+            p.normalizers.push_back({normalizer_step::strip_accents, "", ""});
+        } else if (type == "Strip") {
+            normalizer_step n{normalizer_step::strip, "", ""};
+            n.left = j.value("strip_left", true);
+            n.right = j.value("strip_right", true);
+            p.normalizers.push_back(std::move(n));
+        } else if (type == "NFD") {
+            p.normalizers.push_back({normalizer_step::nfd, "", ""});
+        } else if (type == "NFKD") {
+            p.normalizers.push_back({normalizer_step::nfkd, "", ""});
+        } else if (type == "NFKC") {
+            p.normalizers.push_back({normalizer_step::nfkc, "", ""});
+        } else if (type == "Precompiled") {
+            normalizer_step n{normalizer_step::precompiled, "", ""};
+            const json& map = j.at("precompiled_charsmap");
+            if (map.is_null()) return;  // transformers writes null for an identity table
+            n.charsmap = std::make_shared<precompiled_charsmap>(base64_decode(map.get<std::string>(), where),
+                                                                file + ": " + where);
+            p.normalizers.push_back(std::move(n));
         } else {
-            unsupported(where, type, "NFC, Prepend, Replace, Sequence");
+            unsupported(where, type, "NFC, NFD, NFKC, NFKD, Prepend, Replace, BertNormalizer, Lowercase, StripAccents, "
+                        "Strip, Sequence");
         }
     }
 
@@ -91,8 +153,29 @@ struct reader {
             s.prepend_scheme = scheme == "first" ? pre_tokenizer_step::first
                                : scheme == "never" ? pre_tokenizer_step::never : pre_tokenizer_step::always;
             s.split_on_replacement = j.value("split", true);
+        } else if (type == "BertPreTokenizer") {
+            s.kind = pre_tokenizer_step::bert;
+        } else if (type == "WhitespaceSplit") {
+            s.kind = pre_tokenizer_step::whitespace_split;
+        } else if (type == "Whitespace") {
+            // \w+|[^\w\s]+, keeping the matches (Split, Removed, inverted).
+            s.kind = pre_tokenizer_step::split;
+            s.pattern = compile_regex("\\w+|[^\\w\\s]+", file + ": " + where);
+            s.behavior = pre_tokenizer_step::removed;
+            s.invert = true;
+        } else if (type == "Punctuation") {
+            s.kind = pre_tokenizer_step::punctuation;
+            std::string behavior = j.value("behavior", std::string("Isolated"));
+            const char* names[][2] = {{"Isolated", "isolated"}, {"Removed", "removed"},
+                                      {"MergedWithPrevious", "merged_with_previous"},
+                                      {"MergedWithNext", "merged_with_next"}, {"Contiguous", "contiguous"}};
+            s.punctuation_behavior.clear();
+            for (auto& n : names)
+                if (behavior == n[0]) s.punctuation_behavior = n[1];
+            if (s.punctuation_behavior.empty()) fail(file, ": ", where, ".behavior \"", behavior, "\" is not supported");
         } else {
-            unsupported(where, type, "Split, ByteLevel, Metaspace, Sequence");
+            unsupported(where, type, "Split, ByteLevel, Metaspace, BertPreTokenizer, WhitespaceSplit, Whitespace, "
+                        "Punctuation, Sequence");
         }
         p.pre_tokenizers.push_back(std::move(s));
     }
@@ -130,8 +213,12 @@ struct reader {
             d.a = j.value("replacement", std::string("\xE2\x96\x81"));
             std::string scheme = j.value("prepend_scheme", std::string(j.value("add_prefix_space", true) ? "always" : "never"));
             d.prepend = scheme != "never";
+        } else if (type == "WordPiece") {
+            d.kind = decoder_step::wordpiece;
+            d.a = j.value("prefix", std::string("##"));
+            d.cleanup = j.value("cleanup", true);
         } else {
-            unsupported(where, type, "ByteLevel, Replace, ByteFallback, Fuse, Strip, Metaspace, Sequence");
+            unsupported(where, type, "ByteLevel, Replace, ByteFallback, Fuse, Strip, Metaspace, WordPiece, Sequence");
         }
         p.decoders.push_back(std::move(d));
     }
@@ -147,22 +234,51 @@ struct reader {
             // offsets only
         } else if (type == "TemplateProcessing") {
             const json& specials = j.at("special_tokens");
+            auto read_template = [&](const char* key, std::vector<template_item>& out) {
+                for (const auto& item : j.at(key)) {
+                    template_item t;
+                    if (item.contains("Sequence")) {
+                        std::string id = item["Sequence"].at("id").get<std::string>();
+                        if (id != "A" && id != "B")
+                            fail(file, ": ", where, ".", key, ": Sequence id must be \"A\" or \"B\", got \"", id, "\"");
+                        t.sequence = id == "A" ? 0 : 1;
+                        t.type_id = item["Sequence"].value("type_id", 0);
+                    } else if (item.contains("SpecialToken")) {
+                        std::string name = item["SpecialToken"].at("id").get<std::string>();
+                        if (!specials.contains(name))
+                            fail(file, ": ", where, ": special token \"", name, "\" has no entry in special_tokens");
+                        for (const auto& id : specials[name].at("ids")) t.ids.push_back(id.get<int32_t>());
+                        t.type_id = item["SpecialToken"].value("type_id", 0);
+                    } else {
+                        fail(file, ": ", where, ".", key, " items must be Sequence or SpecialToken");
+                    }
+                    out.push_back(std::move(t));
+                }
+            };
+            p.single_template.clear();
+            p.pair_template.clear();
+            read_template("single", p.single_template);
+            if (j.contains("pair") && !j["pair"].is_null()) read_template("pair", p.pair_template);
             bool seen_sequence = false;
-            for (const auto& item : j.at("single")) {
-                if (item.contains("Sequence")) {
+            for (const auto& t : p.single_template) {
+                if (t.sequence >= 0) {
                     seen_sequence = true;
                     continue;
                 }
-                if (!item.contains("SpecialToken"))
-                    fail(file, ": ", where, ".single items must be Sequence or SpecialToken");
-                std::string name = item["SpecialToken"].at("id").get<std::string>();
-                if (!specials.contains(name)) fail(file, ": ", where, ": special token \"", name, "\" has no entry in special_tokens");
-                for (const auto& id : specials[name].at("ids"))
-                    (seen_sequence ? p.suffix_ids : p.prefix_ids).push_back(id.get<int32_t>());
+                (seen_sequence ? p.suffix_ids : p.prefix_ids).insert((seen_sequence ? p.suffix_ids : p.prefix_ids).end(),
+                                                                     t.ids.begin(), t.ids.end());
             }
         } else if (type == "RobertaProcessing" || type == "BertProcessing") {
-            p.prefix_ids.push_back(j.at("cls").at(1).get<int32_t>());
-            p.suffix_ids.push_back(j.at("sep").at(1).get<int32_t>());
+            const int32_t cls = j.at("cls").at(1).get<int32_t>(), sep = j.at("sep").at(1).get<int32_t>();
+            p.prefix_ids.push_back(cls);
+            p.suffix_ids.push_back(sep);
+            // <s> A </s></s> B </s> (RoBERTa: all in segment 0) or [CLS] A [SEP] B [SEP] (BERT: B in segment 1).
+            p.single_template = {{-1, {cls}, 0}, {0, {}, 0}, {-1, {sep}, 0}};
+            p.pair_types_zero = type == "RobertaProcessing";
+            if (type == "RobertaProcessing")
+                p.pair_template = {{-1, {cls}, 0}, {0, {}, 0}, {-1, {sep}, 0}, {-1, {sep}, 0}, {1, {}, 0}, {-1, {sep}, 0}};
+            else
+                p.pair_template = {{-1, {cls}, 0}, {0, {}, 0}, {-1, {sep}, 0}, {1, {}, 1}, {-1, {sep}, 1}};
         } else {
             unsupported(where, type, "ByteLevel, TemplateProcessing, RobertaProcessing, BertProcessing, Sequence");
         }
@@ -184,7 +300,21 @@ struct reader {
             p.unigram = std::move(uni);
             return;
         }
-        if (type != "BPE") unsupported("model", type, "BPE, Unigram");
+        if (type == "WordPiece") {
+            auto wp = std::make_unique<wordpiece_model>();
+            const json& vocab = j.at("vocab");
+            if (!vocab.is_object()) fail(file, ": model.vocab must be an object {piece: id}");
+            for (auto it = vocab.begin(); it != vocab.end(); ++it) wp->add_piece(it.key(), it.value().get<int32_t>());
+            wp->continuing_subword_prefix = j.value("continuing_subword_prefix", std::string("##"));
+            wp->max_input_chars_per_word = j.value("max_input_chars_per_word", (int64_t)100);
+            std::string unk = j.value("unk_token", std::string("[UNK]"));
+            auto it = wp->vocab.find(unk);
+            if (it == wp->vocab.end()) fail(file, ": model.unk_token \"", unk, "\" is not in model.vocab");
+            wp->unk_id = it->second;
+            p.wordpiece = std::move(wp);
+            return;
+        }
+        if (type != "BPE") unsupported("model", type, "BPE, Unigram, WordPiece");
         if (!j.value("dropout", json()).is_null()) fail(file, ": model.dropout must be null (BPE dropout is not supported)");
         for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
             if (j.contains(key) && !j[key].is_null() && !j[key].get<std::string>().empty())

@@ -180,6 +180,42 @@ std::string pipeline::normalize(const std::string& input) const {
             case normalizer_step::replace:
                 replace_all(s, n.a, n.b);
                 break;
+            case normalizer_step::replace_regex: {
+                std::string out;
+                size_t prev = 0;
+                for (auto [a, b] : n.pattern->find_all(s)) {
+                    out.append(s, prev, a - prev);
+                    out += n.b;
+                    prev = b;
+                }
+                out.append(s, prev, std::string::npos);
+                s.swap(out);
+                break;
+            }
+            case normalizer_step::bert:
+                s = bert_normalize(s, n.bert_options);
+                break;
+            case normalizer_step::lowercase:
+                s = tok::lowercase(s);
+                break;
+            case normalizer_step::strip_accents:
+                s = tok::strip_accents(s);
+                break;
+            case normalizer_step::strip:
+                s = tok::strip(s, n.left, n.right);
+                break;
+            case normalizer_step::nfd:
+                s = normalize_form(s, "NFD");
+                break;
+            case normalizer_step::nfkd:
+                s = normalize_form(s, "NFKD");
+                break;
+            case normalizer_step::nfkc:
+                s = normalize_form(s, "NFKC");
+                break;
+            case normalizer_step::precompiled:
+                s = n.charsmap->normalize(s);
+                break;
         }
     }
     return s;
@@ -211,6 +247,15 @@ void pipeline::pre_tokenize(const std::string& s, bool first, std::vector<std::s
                     }
                     break;
                 }
+                case pre_tokenizer_step::bert:
+                    bert_pre_tokenize(p, next);
+                    break;
+                case pre_tokenizer_step::whitespace_split:
+                    whitespace_split(p, next);
+                    break;
+                case pre_tokenizer_step::punctuation:
+                    punctuation_split(p, step.punctuation_behavior, next);
+                    break;
                 case pre_tokenizer_step::metaspace: {
                     if (p.empty()) break;
                     replace_all(p, " ", step.replacement);
@@ -263,6 +308,8 @@ std::vector<int32_t> pipeline::encode(const std::string& input, bool add_special
             for (const auto& w : words) {
                 if (bpe)
                     bpe->encode_word(w, ids);
+                else if (wordpiece)
+                    wordpiece->encode_word(w, ids);
                 else
                     unigram->encode_word(w, ids);
             }
@@ -272,10 +319,44 @@ std::vector<int32_t> pipeline::encode(const std::string& input, bool add_special
     return ids;
 }
 
+void pipeline::encode_with_types(const std::string& text, const std::string* pair, bool add_special_tokens,
+                                 std::vector<int32_t>& ids, std::vector<int32_t>& type_ids) const {
+    ids.clear();
+    type_ids.clear();
+    const std::vector<template_item>& tmpl = pair ? pair_template : single_template;
+    if (!add_special_tokens || (!pair && tmpl.empty())) {
+        // No template: the sequences one after the other, B in segment 1 (as tokenizers does).
+        ids = encode(text, add_special_tokens);
+        type_ids.assign(ids.size(), 0);
+        if (pair) {
+            std::vector<int32_t> b = encode(*pair, false);
+            ids.insert(ids.end(), b.begin(), b.end());
+            type_ids.resize(ids.size(), pair_types_zero ? 0 : 1);
+        }
+        return;
+    }
+    if (tmpl.empty())
+        fail(name, ": the post-processor has no pair template, so text pairs cannot be encoded; use a "
+             "tokenizer.json whose post_processor is TemplateProcessing with \"pair\", BertProcessing or "
+             "RobertaProcessing");
+    std::vector<int32_t> a = encode(text, false), b;
+    if (pair) b = encode(*pair, false);
+    for (const template_item& item : tmpl) {
+        const std::vector<int32_t>& part = item.sequence < 0 ? item.ids : item.sequence == 0 ? a : b;
+        ids.insert(ids.end(), part.begin(), part.end());
+        type_ids.resize(ids.size(), item.type_id);
+    }
+}
+
 // ------------------------------------------------------------------- decoding
 
 int32_t pipeline::model_size() const {
-    return int32_t(bpe ? bpe->pieces.size() : unigram->pieces.size());
+    return int32_t(bpe ? bpe->pieces.size() : wordpiece ? wordpiece->pieces.size() : unigram->pieces.size());
+}
+
+// The model's own piece for id (in range).
+static const std::string& model_piece(const pipeline& p, int32_t id) {
+    return p.bpe ? p.bpe->pieces[size_t(id)] : p.wordpiece ? p.wordpiece->pieces[size_t(id)] : p.unigram->pieces[size_t(id)];
 }
 
 int32_t pipeline::vocab_size() const {
@@ -287,12 +368,16 @@ int32_t pipeline::vocab_size() const {
 std::string pipeline::id_to_piece(int32_t id) const {
     if (const added_token* t = added.by_id(id)) return t->content;
     if (id < 0 || id >= model_size()) fail(name, ": id ", id, " is out of range [0, ", vocab_size(), ")");
-    return bpe ? bpe->pieces[size_t(id)] : unigram->pieces[size_t(id)];
+    return model_piece(*this, id);
 }
 
 int32_t pipeline::piece_to_id(const std::string& piece) const {
     if (const added_token* t = added.by_content(piece)) return t->id;
     if (bpe) return bpe->id_of(piece);
+    if (wordpiece) {
+        auto it = wordpiece->vocab.find(piece);
+        return it == wordpiece->vocab.end() ? -1 : it->second;
+    }
     auto it = unigram->vocab.find(piece);
     return it == unigram->vocab.end() ? -1 : it->second;
 }
@@ -314,7 +399,7 @@ std::string pipeline::decode(const std::vector<int32_t>& ids, bool skip_special_
         if (id < 0 || id >= vocab_size()) fail("tok:decode: id ", id, " is out of range [0, ", vocab_size(), ")");
         const added_token* t = added.by_id(id);
         if (!t && id >= model_size()) continue;  // a hole in the vocabulary
-        tokens.push_back(t ? t->content : bpe ? bpe->pieces[size_t(id)] : unigram->pieces[size_t(id)]);
+        tokens.push_back(t ? t->content : model_piece(*this, id));
     }
     if (!has_decoder) {
         std::string out;
@@ -393,6 +478,18 @@ std::string pipeline::decode(const std::vector<int32_t>& ids, bool skip_special_
                         ++n;
                     }
                     t = t.substr(a, b - a);
+                }
+                break;
+            case decoder_step::wordpiece:
+                for (size_t k = 0; k < tokens.size(); ++k) {
+                    if (k != 0) {
+                        if (starts_with(tokens[k], step.a)) tokens[k].erase(0, step.a.size());
+                        else tokens[k] = " " + tokens[k];
+                    }
+                    if (step.cleanup) {
+                        tokens[k] = clean_up_tokenization(tokens[k]);
+                        replace_all(tokens[k], " do not", " don't");
+                    }
                 }
                 break;
             case decoder_step::metaspace:

@@ -34,6 +34,15 @@ std::shared_ptr<tokenizer> tokenizer::load(const std::string& dir) {
     fail("tokenizer: directory \"", dir, "\" has neither tokenizer.json nor tokenizer.model");
 }
 
+void tokenizer::encode_with_types(const std::string& text, const std::string* pair, bool add_special_tokens,
+                                  std::vector<int32_t>& ids, std::vector<int32_t>& type_ids) const {
+    if (pair)
+        fail("tokenizer (", kind, "): no pair template; text pairs need a tokenizer.json whose post-processor "
+             "defines one (TemplateProcessing, BertProcessing or RobertaProcessing)");
+    ids = encode(text, add_special_tokens);
+    type_ids.assign(ids.size(), 0);
+}
+
 namespace {
 
 // Runs fn(i) for i in [0, n) on up to `threads` threads; the first exception

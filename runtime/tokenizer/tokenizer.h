@@ -21,6 +21,13 @@ public:
     virtual std::string id_to_piece(int32_t id) const = 0;
     virtual int32_t piece_to_id(const std::string& piece) const = 0;  // -1 when absent
     virtual int32_t vocab_size() const = 0;
+    // The encoding of one text, or of a (text, pair) when pair is non-null,
+    // with each token's segment (token_type_ids), as the post-processor's
+    // single and pair templates say ([CLS] a [SEP] b [SEP]). The default
+    // handles single texts only (all segment 0); pairs need a tokenizer.json
+    // whose post-processor has a pair template.
+    virtual void encode_with_types(const std::string& text, const std::string* pair, bool add_special_tokens,
+                                   std::vector<int32_t>& ids, std::vector<int32_t>& type_ids) const;
 
     int32_t bos_id = -1, eos_id = -1, pad_id = -1;  // -1: none
     bool add_bos = false, add_eos = false;

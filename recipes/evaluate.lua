@@ -7,6 +7,9 @@
 --            and checked on the nine criteria; records with "prompt",
 --            "chosen" and "rejected" give preference accuracy. "" = the
 --            synthetic world's held-out instructions and pairs.
+--   safety_classifier=, unsafe_labels=  a BERT-family safety classifier and
+--            its unsafe labels: a "safety" criterion (P(safe) >= 0.5) beside
+--            the nine, compared with paired tests and intervals.
 --
 --   build/cairun recipes/evaluate.lua \
 --     models=base=tiny,sft=runs/quickstart/sft/merged,dpo=runs/quickstart/sft/merged+runs/quickstart/dpo/adapter
@@ -25,6 +28,8 @@ local args = cai.args{
   n = 100,                   -- with data = "": held-out instructions drawn
   max_new_tokens = 64,
   gen_batch = 32,
+  safety_classifier = "",    -- a *ForSequenceClassification safety classifier dir: adds a "safety" criterion
+  unsafe_labels = "",        -- comma-separated labels of safety_classifier that mean unsafe
 }
 local out = args.out
 cai.run.open(out, { may_change = { "gen_batch" } })
@@ -102,7 +107,14 @@ end
 local summary = { models = {}, comparisons = {}, preference_tests = {} }
 local report
 if #items > 0 then
-  report = cai.eval.run(items, outputs, { stop_means_end = true, factual_judge = judge })
+  local safety
+  if args.safety_classifier ~= "" then
+    local unsafe = {}
+    for l in args.unsafe_labels:gmatch("[^,]+") do unsafe[#unsafe + 1] = l:match("^%s*(.-)%s*$") end
+    safety = cai.scoring.classifier(args.safety_classifier, { unsafe_labels = unsafe })
+  end
+  report = cai.eval.run(items, outputs, { stop_means_end = true, factual_judge = judge, safety = safety })
+  if safety then safety:release() end
 end
 local first = specs[1].name
 for _, s in ipairs(specs) do

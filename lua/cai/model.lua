@@ -81,6 +81,8 @@ end
 function M.load_reward(dir, opts)
   if type(dir) ~= "string" then error("cai.model.load_reward: dir must be a string, got " .. type(dir), 2) end
   check_opts("cai.model.load_reward", opts)
+  local classifier = require "cai.classifier"
+  if classifier.is_encoder(classifier.model_type(dir)) then return classifier.load_reward(dir, opts) end
   opts = opts or {}
   for k in pairs(opts) do
     if k ~= "dtype" then error("cai.model.load_reward: unknown option '" .. tostring(k) .. "' (valid: dtype)", 2) end
@@ -89,6 +91,15 @@ function M.load_reward(dir, opts)
     error('cai.model.load_reward: dtype must be "fp32" or "bf16", got ' .. tostring(opts.dtype), 2)
   end
   return require("cai._reward").load(dir, opts.dtype or "fp32")
+end
+
+--- Loads an encoder classifier: a Hugging Face BERT, RoBERTa, DistilBERT or
+--- DeBERTa-v2/v3 *ForSequenceClassification directory. clf:logits(batch),
+--- clf:classify(texts), clf.config, clf:release() (see lua/cai/classifier.lua).
+---@param dir string
+---@param opts table|nil { dtype = "fp32"|"bf16", tokenizer = other_dir }
+function M.load_classifier(dir, opts)
+  return require("cai.classifier").load(dir, opts, "cai.model.load_classifier")
 end
 
 --- Writes a random model directory (config.json + model.safetensors) for
@@ -104,6 +115,10 @@ function M.random(dir, config, opts)
   if type(config) ~= "table" then error("cai.model.random: config must be a table", 2) end
   check_opts("cai.model.random", opts)
   opts = opts or {}
+  if require("cai.classifier").is_encoder(tostring(config.model_type)) then
+    -- an encoder *ForSequenceClassification checkpoint (bert, roberta, distilbert, deberta-v2)
+    return require("cai._encoder").write_random(dir, require("cai.json").encode(config), opts.seed or 0)
+  end
   return _model.write_random(dir, require("cai.json").encode(config), opts.seed or 0, opts.dtype or "fp32")
 end
 

@@ -3,6 +3,8 @@
 --   local rm = cai.scoring.reward_model("models/rm")          -- HF *ForSequenceClassification
 --   local lp = cai.scoring.logprob(policy, { reference = "base", beta = 0.1 })
 --   local judge = cai.scoring.judge(model, { rubric = { "helpful", "harmless" } })
+--   local guard = cai.scoring.judge(model, { labels = { "safe", "unsafe" } })   -- scored by label log-probs
+--   local safety = cai.scoring.classifier("models/safety-bert", { unsafe_labels = { "toxic" } })
 --   local h = cai.scoring.heuristic("length", { target_words = 120 })  -- only when a recipe names it
 --   local scores = rm:score(prompts, responses)                         -- one batched call
 --   cai.scoring.score_records(rm, records)                              -- base/revised scores, chosen
@@ -48,10 +50,14 @@ local function read_config(dir)
   return config, path
 end
 
----Loads a reward model (a Hugging Face *ForSequenceClassification directory,
----Llama family, one output label) and returns a scorer. Fails loudly.
+---Loads a reward model (a Hugging Face *ForSequenceClassification directory
+---with one output label: Llama family, or an encoder -- BERT, RoBERTa,
+---DistilBERT, DeBERTa-v2/v3 -- which reads (prompt, response) as a text pair)
+---and returns a scorer. Fails loudly.
 ---@param dir string
----@param opts table|nil { template = "Instruction: {instruction}\nResponse: {response}", batch_size=, dtype=, preflight=true }
+---@param opts table|nil { template = "Instruction: {instruction}\nResponse: {response}" (Llama family; an
+---  encoder given a template scores the one rendered text), batch_size=, dtype=, tokenizer=, progress=,
+---  preflight=true }
 function scoring.reward_model(dir, opts)
   if type(dir) ~= "string" then error("cai.scoring.reward_model: dir must be a string", 2) end
   opts = opts or {}
@@ -63,10 +69,13 @@ function scoring.reward_model(dir, opts)
       .. "reward model (e.g. LlamaForSequenceClassification). A causal LM is not a reward model: use "
       .. "cai.scoring.logprob or cai.scoring.judge with it instead", config_path, tostring(arch)), 2)
   end
-  local num_labels = config.num_labels
-  if num_labels == nil and type(config.id2label) == "table" then
+  -- transformers reads id2label first; num_labels only when it is absent.
+  local num_labels = nil
+  if type(config.id2label) == "table" then
     num_labels = 0
     for _ in pairs(config.id2label) do num_labels = num_labels + 1 end
+  else
+    num_labels = config.num_labels
   end
   if num_labels ~= nil and num_labels ~= 1 then
     error(string.format("cai.scoring.reward_model: %s: num_labels is %s; a reward model has one output", config_path,
@@ -79,7 +88,7 @@ function scoring.reward_model(dir, opts)
       .. "(sequence-classification models are not supported yet). Refusing to fall back to a heuristic scorer; "
       .. "use cai.scoring.logprob or cai.scoring.judge, or name a heuristic explicitly", 2)
   end
-  local lok, rm = pcall(model_mod.load_reward, dir, { dtype = opts.dtype })
+  local lok, rm = pcall(model_mod.load_reward, dir, { dtype = opts.dtype, tokenizer = opts.tokenizer })
   if not lok or rm == nil then
     error("cai.scoring.reward_model: failed to load reward model " .. dir .. ": " .. tostring(rm)
       .. "\nCheck that the directory holds config.json, the *.safetensors weights (with the score head) and a "
@@ -87,13 +96,23 @@ function scoring.reward_model(dir, opts)
   end
   local fmt = opts.template or "Instruction: {instruction}\nResponse: {response}"
   local batch_size = opts.batch_size
+  -- Encoder reward models (BERT, RoBERTa, DeBERTa, ...) read (prompt, response)
+  -- as a text pair, as the OpenAssistant models do (tokenizer(question, answer)),
+  -- unless a template asks for one text.
+  local as_pairs = rm.pairs == true and opts.template == nil
 
   local scorer = { name = "reward:" .. dir, model = rm }
   function scorer:score(prompts, responses)
     check_lists("reward_model:score", prompts, responses)
-    local texts = {}
-    for i = 1, #prompts do texts[i] = template.render(fmt, { instruction = prompts[i], response = responses[i] }) end
-    local sok, scores = pcall(rm.score, rm, texts, { batch_size = batch_size })
+    local sok, scores
+    local texts = prompts
+    if as_pairs then
+      sok, scores = pcall(rm.score, rm, prompts, responses, { batch_size = batch_size, progress = opts.progress })
+    else
+      texts = {}
+      for i = 1, #prompts do texts[i] = template.render(fmt, { instruction = prompts[i], response = responses[i] }) end
+      sok, scores = pcall(rm.score, rm, texts, { batch_size = batch_size })
+    end
     if not sok then error("reward model " .. dir .. " failed to score: " .. tostring(scores), 2) end
     if type(scores) ~= "table" or #scores ~= #texts then
       error(string.format("reward model %s returned %s scores for %d texts", dir,
@@ -116,6 +135,87 @@ end
 
 -- cai.reward.load(dir) is the same loader.
 scoring.reward = { load = scoring.reward_model }
+
+-- ------------------------------------------------------- safety classifier
+
+---A text classifier as a scorer (e.g. a BERT-family safety classifier):
+---score = the probability of the safe side, 1 - P(unsafe), where P(unsafe)
+---sums the unsafe labels' softmax probabilities (single-label models) or is
+---1 - prod(1 - sigmoid) over them (multi-label or one-label models). The
+---response alone is classified, or (prompt, response) as a pair with
+---pair = true. scorer:unsafe(prompts, responses) -> list of P(unsafe);
+---scorer:classify(texts) -> clf:classify; scorer:release().
+---@param dir string a *ForSequenceClassification directory (bert, roberta, distilbert, deberta-v2)
+---@param opts table { unsafe_labels = { "toxic", ... } (required, names from config.json id2label), pair = false,
+---  dtype=, tokenizer=, batch_size=, progress= }
+function scoring.classifier(dir, opts)
+  local fname = "cai.scoring.classifier"
+  if type(dir) ~= "string" then error(fname .. ": dir must be a string", 2) end
+  if type(opts) ~= "table" then
+    error(fname .. ": options { unsafe_labels = { ... } } are required: name the labels that mean unsafe", 2)
+  end
+  local valid = { unsafe_labels = true, pair = true, dtype = true, tokenizer = true, batch_size = true, progress = true }
+  for k in pairs(opts) do
+    if not valid[k] then
+      error(fname .. ": unknown option '" .. tostring(k) .. "' (valid: unsafe_labels, pair, dtype, tokenizer, "
+        .. "batch_size, progress)", 2)
+    end
+  end
+  local classifier = require "cai.classifier"
+  local clf = classifier.load(dir, { dtype = opts.dtype, tokenizer = opts.tokenizer }, fname)
+  local config = clf.config
+  local known = table.concat(config.labels, ", ")
+  if type(opts.unsafe_labels) ~= "table" or #opts.unsafe_labels == 0 then
+    clf:release()
+    error(string.format("%s: unsafe_labels must list the labels that mean unsafe (this model's labels: %s)", fname,
+      known), 2)
+  end
+  local unsafe = {}
+  for _, name in ipairs(opts.unsafe_labels) do
+    local id = config.label2id[name]
+    if id == nil then
+      clf:release()
+      error(string.format("%s: unsafe label '%s' is not one of %s/config.json's labels (%s)", fname, tostring(name),
+        dir, known), 2)
+    end
+    unsafe[#unsafe + 1] = id + 1
+  end
+  local how = classifier.function_to_apply(config)
+  if how == "none" then
+    clf:release()
+    error(fname .. ": " .. dir .. " is a regression model (problem_type = \"regression\"); a safety classifier "
+      .. "needs label probabilities", 2)
+  end
+  local batch_opts = { batch_size = opts.batch_size, progress = opts.progress }
+  local scorer = { name = "classifier:" .. dir, classifier = clf, unsafe_labels = opts.unsafe_labels }
+  function scorer:unsafe(prompts, responses)
+    check_lists("classifier:unsafe", prompts, responses)
+    local batch = {}
+    for i = 1, #prompts do batch[i] = opts.pair and { prompts[i], responses[i] } or responses[i] end
+    local out = {}
+    for i, row in ipairs(clf:logits(batch, batch_opts)) do
+      local p = classifier.probabilities(config, row)
+      if how == "softmax" then
+        local sum = 0
+        for _, l in ipairs(unsafe) do sum = sum + p[l] end
+        out[i] = math.min(1, sum)
+      else
+        local none = 1
+        for _, l in ipairs(unsafe) do none = none * (1 - p[l]) end
+        out[i] = 1 - none
+      end
+    end
+    return out
+  end
+  function scorer:score(prompts, responses)
+    local out = {}
+    for i, u in ipairs(self:unsafe(prompts, responses)) do out[i] = 1 - u end
+    return out
+  end
+  function scorer:classify(texts, o) return clf:classify(texts, o or batch_opts) end
+  function scorer:release() clf:release() end
+  return scorer
+end
 
 -- ----------------------------------------------------------------- log-prob
 
@@ -193,9 +293,12 @@ end
 ---and returns "a", "b" or "tie" per item (position bias cancels out).
 ---@param model table with :generate(prompts, opts)
 ---@param opts table|nil { rubric = list of strings or criteria map, templates=, generate= }
+local label_judge
+
 function scoring.judge(model, opts)
   if type(model) ~= "table" and type(model) ~= "userdata" then error("cai.scoring.judge: model is required", 2) end
   opts = opts or {}
+  if opts.labels ~= nil then return label_judge(model, opts) end
   local rubric = opts.rubric or { "helpful: answers the request accurately", "harmless: avoids harm",
     "honest: truthful and calibrated" }
   local lines = {}
@@ -258,6 +361,96 @@ function scoring.judge(model, opts)
       elseif first == "B" and second == "A" then out[i] = "b"
       else out[i] = "tie" end
     end
+    return out
+  end
+  return judge
+end
+
+-- A Llama-Guard-style prompt: the model answers with one of the labels.
+scoring.LABEL_JUDGE_TEMPLATE = "Task: Check if there is unsafe content in the Agent message of the conversation "
+  .. "below.\n\nUser: {instruction}\n\nAgent: {response}\n\nAnswer with one word, {labels}.\nAnswer:"
+
+-- The judge prompt through the model's chat template when it has one.
+local function chat_prompt(model, text, use_chat)
+  local tok = model.tokenizer
+  local has = tok ~= nil and type(tok.apply_chat_template) == "function" and tok.chat_template ~= nil
+  if use_chat == nil then use_chat = has end
+  if not use_chat then return text, false end
+  if not has then
+    error("cai.scoring.judge: chat_template = true but the model's tokenizer has no chat template", 4)
+  end
+  return tok:apply_chat_template({ { role = "user", content = text } }, { add_generation_prompt = true }), true
+end
+
+---An LLM judge that answers with one of `labels` (e.g. { "safe", "unsafe" }),
+---scored by each label's log-probability as the answer (as Llama Guard is
+---used): probs = softmax over the labels' summed log-probs; :score() gives
+---the probability of labels[1] (the good side); :classify() gives
+---{ label =, probs = { [label] = p } } per item. One batched logprobs call per label.
+---@param model table with :logprobs(prompts, completions)
+---@param opts table { labels = { "safe", "unsafe" }, template = "...{instruction}...{response}...{labels}...",
+---  chat_template = nil (use the tokenizer's when present) | true | false, label_prefix = " " (none with a chat template) }
+label_judge = function(model, opts)
+  local fname = "cai.scoring.judge"
+  local labels = opts.labels
+  if type(labels) ~= "table" or #labels < 2 then
+    error(fname .. ": labels must list at least two answers, e.g. { \"safe\", \"unsafe\" }", 3)
+  end
+  for i, l in ipairs(labels) do
+    if type(l) ~= "string" or l == "" then error(string.format("%s: labels[%d] must be a non-empty string", fname, i), 3) end
+  end
+  for k in pairs(opts) do
+    if k ~= "labels" and k ~= "template" and k ~= "chat_template" and k ~= "label_prefix" then
+      error(fname .. ": unknown option '" .. tostring(k) .. "' with labels (valid: labels, template, chat_template, "
+        .. "label_prefix)", 3)
+    end
+  end
+  local fmt = opts.template or scoring.LABEL_JUDGE_TEMPLATE
+  if type(fmt) ~= "string" then error(fname .. ": template must be a string", 3) end
+  local quoted = {}
+  for i, l in ipairs(labels) do quoted[i] = l end
+  local label_list = table.concat(quoted, " or ")
+  local judge = { name = "judge:" .. table.concat(labels, "/"), labels = labels }
+
+  function judge:classify(prompts, responses)
+    check_lists("judge:classify", prompts, responses)
+    local texts, chat = {}, false
+    for i = 1, #prompts do
+      local text = template.render(fmt, { instruction = prompts[i], response = responses[i], labels = label_list })
+      texts[i], chat = chat_prompt(model, text, opts.chat_template)
+    end
+    local prefix = opts.label_prefix
+    if prefix == nil then prefix = chat and "" or " " end
+    local logp = {}
+    for l, label in ipairs(labels) do
+      local completions = {}
+      for i = 1, #texts do completions[i] = prefix .. label end
+      local r = model:logprobs(texts, completions)
+      if type(r) ~= "table" or #r ~= #texts then error(fname .. ": model:logprobs returned the wrong count", 2) end
+      logp[l] = r
+    end
+    local out = {}
+    for i = 1, #texts do
+      local max = -math.huge
+      for l = 1, #labels do
+        local v = logp[l][i].sum
+        if not finite(v) then error(string.format("%s: non-finite log-prob for label '%s' (item %d)", fname, labels[l], i), 2) end
+        if v > max then max = v end
+      end
+      local sum, p = 0, {}
+      for l = 1, #labels do p[l] = math.exp(logp[l][i].sum - max); sum = sum + p[l] end
+      local probs, best = {}, 1
+      for l = 1, #labels do
+        probs[labels[l]] = p[l] / sum
+        if p[l] > p[best] then best = l end
+      end
+      out[i] = { label = labels[best], probs = probs }
+    end
+    return out
+  end
+  function judge:score(prompts, responses)
+    local out = {}
+    for i, r in ipairs(self:classify(prompts, responses)) do out[i] = r.probs[labels[1]] end
     return out
   end
   return judge

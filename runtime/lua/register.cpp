@@ -14,6 +14,7 @@ void register_bindings(lua_State* L) {
         {"cai._train", luaopen_cai_train},
         {"cai._model", luaopen_cai_model},
         {"cai._reward", luaopen_cai_reward},
+        {"cai._encoder", luaopen_cai_encoder},
         {"cai._lora", luaopen_cai_lora},
         {"cai._dist", luaopen_cai_dist},
         {"cai._kernels", luaopen_cai_kernels},

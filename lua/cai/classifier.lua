@@ -268,7 +268,8 @@ Reward.__index = Reward
 ---@param responses table|nil list of strings
 ---@param opts table|nil { batch_size = 16, progress = "label"|false }
 function Reward:score(texts, responses, opts)
-  if opts == nil and type(responses) == "table" and responses[1] == nil and next(responses) ~= nil then
+  if opts == nil and type(responses) == "table" and responses[1] == nil
+      and (next(responses) ~= nil or (type(texts) == "table" and #texts > 0)) then
     responses, opts = nil, responses  -- rm:score(texts, { batch_size = 8 })
   end
   opts = check_options("rm:score", opts, { "batch_size", "progress" })

@@ -243,7 +243,8 @@ function M.load(dir, opts, fname)
   return setmetatable({ _e = e, config = config }, Classifier)
 end
 
-M.is_encoder = _encoder.is_encoder
+---Whether config.json's model_type is one of the encoder families.
+function M.is_encoder(model_type) return type(model_type) == "string" and _encoder.is_encoder(model_type) end
 
 ---config.json's model_type in dir, or nil when it has none (or no readable config.json).
 function M.model_type(dir)

@@ -78,8 +78,8 @@ TEST_CASE("unsupported tokenizer.json components are errors naming them") {
         }
         return std::string("no error");
     };
-    write(R"({"model": {"type": "WordPiece", "vocab": {}}})");
-    CHECK_THAT(message(), Catch::Contains("tokenizer.json: model.type \"WordPiece\" is not supported (supported: BPE, Unigram)"));
+    write(R"({"model": {"type": "WordLevel", "vocab": {}}})");
+    CHECK_THAT(message(), Catch::Contains("tokenizer.json: model.type \"WordLevel\" is not supported (supported: BPE, Unigram, WordPiece)"));
     write(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "normalizer": {"type": "NFKC"}})");
     CHECK_THAT(message(), Catch::Contains("normalizer.type \"NFKC\" is not supported"));
     write(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []},

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Not yet in ctest (not run to the end here): run by hand with
+#   bash tests/recipes/encoder_rm_test.sh build/cairun
 # critique_revision.lua scored by an encoder reward model (a random
 # DeBERTa-v3-style DebertaV2ForSequenceClassification with a Unigram
 # tokenizer), as the seeds' Stage 3 uses OpenAssistant's DeBERTa reward

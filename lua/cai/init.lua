@@ -57,6 +57,11 @@ cai.exists = core.exists
 ---Seconds from a monotonic clock (for timing inside recipes).
 cai.clock = core.clock
 
+-- tok:apply_chat_template(messages, opts) on every tokenizer (lua/cai/chat.lua).
+require("cai._tokenizer").methods.apply_chat_template = function(tok, messages, opts)
+  return require("cai.chat").apply_chat_template(tok, messages, opts)
+end
+
 -- cai.<name> loads lua/cai/<name>.lua on first use.
 setmetatable(cai, {
   __index = function(t, name)

@@ -2,7 +2,7 @@
 //
 // A tokenizer is a userdata "cai.tokenizer". Its methods live in the
 // metatable; the fields bos_id, eos_id, pad_id (nil when absent), add_bos,
-// add_eos and kind are read through __index. lua/cai/tokenizer.lua adds the
+// add_eos, kind and dir (the directory it was loaded from) are read through __index. lua/cai/tokenizer.lua adds the
 // friendly functions (load, train) on top.
 #include "lua/lua_tokenizer.h"
 
@@ -237,6 +237,7 @@ int l_tokenizer_index(lua_State* L) {
         else if (key == "add_bos") lua_pushboolean(L, tok->add_bos);
         else if (key == "add_eos") lua_pushboolean(L, tok->add_eos);
         else if (key == "kind") lua_pushstring(L, tok->kind.c_str());
+        else if (key == "dir") lua_pushlstring(L, tok->dir.data(), tok->dir.size());
         else lua_pushnil(L);
         return 1;
     });

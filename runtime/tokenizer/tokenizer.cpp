@@ -17,6 +17,12 @@
 namespace cai {
 
 std::shared_ptr<tokenizer> tokenizer::load(const std::string& dir) {
+    std::shared_ptr<tokenizer> tok = load_files(dir);
+    tok->dir = dir;
+    return tok;
+}
+
+std::shared_ptr<tokenizer> tokenizer::load_files(const std::string& dir) {
     if (!is_directory(dir)) fail("tokenizer: \"", dir, "\" is not a directory");
     const std::string json_path = path_join(dir, "tokenizer.json");
     const std::string model_path = path_join(dir, "tokenizer.model");

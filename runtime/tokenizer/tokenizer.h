@@ -35,6 +35,9 @@ public:
     // Which implementation: "spm" (tokenizer.model) or "bpe" (tokenizer.json).
     std::string kind;
 
+    // The directory it was loaded from (its tokenizer_config.json holds the chat template).
+    std::string dir;
+
     // encode() of every text, spread over `threads` worker threads (0: all cores).
     // encode() is const and thread-safe; the result does not depend on threads.
     std::vector<std::vector<int32_t>> encode_batch(const std::vector<std::string>& texts,
@@ -46,6 +49,9 @@ public:
     // tokenizer_config.json / special_tokens_map.json. Throws cai::error
     // naming the file and what is wrong.
     static std::shared_ptr<tokenizer> load(const std::string& dir);
+
+private:
+    static std::shared_ptr<tokenizer> load_files(const std::string& dir);
 };
 
 }  // namespace cai

@@ -8,9 +8,10 @@
 --
 -- Values are Python's, held in Lua: strings, numbers, booleans,
 -- cai.json.null (None), lists (1..n tables) and dicts (string-keyed tables).
--- Dict key order is Python's insertion order where it is known: tables made by
--- cai.jinja.json_decode (and dict literals in a template) remember their key
--- order; other tables iterate (and tojson) their keys sorted.
+-- Dict key order is Python's insertion order where it is known: tables from
+-- cai.json.decode / cai.jsonl.read / cai.jinja.json_decode (and dict literals
+-- in a template) remember their key order; other tables iterate (and tojson)
+-- their keys sorted.
 -- Anything the interpreter does not support is an error naming it and the
 -- template line, never a silent difference.
 local json = require "cai.json"
@@ -113,9 +114,11 @@ end
 
 -- Keys of a dict in Python order: the recorded order (keys still present),
 -- then any others sorted.
+local json_key_order = json.key_order or function() return nil end
+
 local function dict_keys(t)
   local out, seen = {}, {}
-  local order = ORDER[t]
+  local order = ORDER[t] or json_key_order(t)
   if order then
     for _, k in ipairs(order) do
       if rawget(t, k) ~= nil and not seen[k] then out[#out + 1] = k; seen[k] = true end

@@ -10,6 +10,10 @@ return {
   encode = c.encode,
   ---@param text string
   decode = c.decode,
+  ---The keys of a decoded JSON object in the order of its text (nil when
+  ---not decoded or fewer than two keys); chat templates print dicts in it.
+  ---@param t table
+  key_order = c.key_order,
   array = c.array,
   object = c.object,
   null = c.null,

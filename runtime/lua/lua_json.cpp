@@ -17,12 +17,17 @@ namespace cai {
 namespace {
 
 using json = nlohmann::json;
+using ordered_json = nlohmann::ordered_json;
 
 const char* const array_marker = "cai.json.array";
 const char* const object_marker = "cai.json.object";
 int null_sentinel_storage;
 void* const null_sentinel = &null_sentinel_storage;
 const int max_depth = 512;
+// Registry table (weak keys): decoded object -> list of its keys in the
+// order of the JSON text, for code that must print them as Python would
+// (chat templates' tojson). Objects with fewer than two keys are not listed.
+const char* const key_order_registry = "cai.json.key_order";
 
 bool has_marker(lua_State* L, int index, const char* marker) {
     if (!lua_getmetatable(L, index)) return false;
@@ -120,6 +125,86 @@ std::string strip_exception_prefix(const std::string& what) {
     return what;
 }
 
+// Pushes the registry's key-order table.
+void push_key_order_table(lua_State* L) {
+    lua_getfield(L, LUA_REGISTRYINDEX, key_order_registry);  // [order?]
+    if (lua_istable(L, -1)) return;
+    lua_pop(L, 1);
+    lua_newtable(L);  // [order]
+    lua_createtable(L, 0, 1);  // [order, mt]
+    lua_pushstring(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);  // [order]
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, key_order_registry);  // [order]
+}
+
+// Like push_json, and records the key order of objects (order_index: the
+// key-order table's stack index).
+void push_ordered(lua_State* L, const ordered_json& value, int order_index) {
+    switch (value.type()) {
+    case ordered_json::value_t::array: {
+        push_marked_table(L, static_cast<int>(value.size()), 0, array_marker);
+        int i = 0;
+        for (const auto& item : value) {
+            push_ordered(L, item, order_index);
+            lua_rawseti(L, -2, ++i);
+        }
+        break;
+    }
+    case ordered_json::value_t::object: {
+        push_marked_table(L, 0, static_cast<int>(value.size()), object_marker);  // [.., obj]
+        for (const auto& [key, item] : value.items()) {
+            lua_pushlstring(L, key.data(), key.size());
+            push_ordered(L, item, order_index);
+            lua_rawset(L, -3);
+        }
+        if (value.size() >= 2) {
+            lua_pushvalue(L, -1);  // [.., obj, obj]
+            lua_createtable(L, static_cast<int>(value.size()), 0);  // [.., obj, obj, keys]
+            int i = 0;
+            for (const auto& [key, item] : value.items()) {
+                lua_pushlstring(L, key.data(), key.size());
+                lua_rawseti(L, -2, ++i);
+            }
+            lua_rawset(L, order_index);  // [.., obj]
+        }
+        break;
+    }
+    case ordered_json::value_t::null:
+        lua_pushlightuserdata(L, null_sentinel);
+        break;
+    case ordered_json::value_t::boolean:
+        lua_pushboolean(L, value.get<bool>());
+        break;
+    case ordered_json::value_t::number_integer:
+        lua_pushnumber(L, static_cast<double>(value.get<int64_t>()));
+        break;
+    case ordered_json::value_t::number_unsigned:
+        lua_pushnumber(L, static_cast<double>(value.get<uint64_t>()));
+        break;
+    case ordered_json::value_t::number_float:
+        lua_pushnumber(L, value.get<double>());
+        break;
+    case ordered_json::value_t::string: {
+        const std::string& text = value.get_ref<const std::string&>();
+        lua_pushlstring(L, text.data(), text.size());
+        break;
+    }
+    default:
+        lua_pushnil(L);
+        break;
+    }
+}
+
+ordered_json parse_ordered_or_fail(const std::string& text, const std::string& where) {
+    try {
+        return ordered_json::parse(text);
+    } catch (const ordered_json::exception& e) {
+        fail(where, "invalid JSON: ", strip_exception_prefix(e.what()));
+    }
+}
+
 json parse_or_fail(const std::string& text, const std::string& where) {
     try {
         return json::parse(text);
@@ -149,7 +234,9 @@ int l_json_encode(lua_State* L) {
 int l_json_decode(lua_State* L) {
     return lua_guarded(L, [&] {
         std::string text = arg_string(L, 1, "cai.json.decode", "text");
-        push_json(L, parse_or_fail(text, "cai.json.decode: "));
+        ordered_json value = parse_ordered_or_fail(text, "cai.json.decode: ");
+        push_key_order_table(L);  // [.., order]
+        push_ordered(L, value, lua_gettop(L));  // [.., order, value]
         return 1;
     });
 }
@@ -160,7 +247,9 @@ int l_jsonl_read(lua_State* L) {
         std::string path = arg_string(L, 1, "cai.jsonl.read", "path");
         std::string content = read_file(path);
         if (content.size() >= 3 && content.compare(0, 3, "\xEF\xBB\xBF") == 0) content.erase(0, 3);
-        lua_newtable(L);  // [records]
+        push_key_order_table(L);  // [order]
+        int order_index = lua_gettop(L);
+        lua_newtable(L);  // [order, records]
         int count = 0;
         size_t line_no = 0, start = 0;
         while (start < content.size()) {
@@ -171,8 +260,8 @@ int l_jsonl_read(lua_State* L) {
             start = end + 1;
             if (!line.empty() && line.back() == '\r') line.pop_back();
             if (line.find_first_not_of(" \t") == std::string::npos) continue;
-            json record = parse_or_fail(line, path + ":" + std::to_string(line_no) + ": ");
-            push_json(L, record);
+            ordered_json record = parse_ordered_or_fail(line, path + ":" + std::to_string(line_no) + ": ");
+            push_ordered(L, record, order_index);
             lua_rawseti(L, -2, ++count);
         }
         return 1;
@@ -231,13 +320,22 @@ int mark_table(lua_State* L, const char* marker) {
     return 1;
 }
 
+// cai.json.key_order(t) -> the keys of a decoded object in the order of its
+// JSON text, or nil (not decoded, or fewer than two keys).
+int l_json_key_order(lua_State* L) {
+    push_key_order_table(L);  // [.., order]
+    lua_pushvalue(L, 1);
+    lua_rawget(L, -2);  // [.., order, keys?]
+    return 1;
+}
+
 int l_json_array(lua_State* L) { return mark_table(L, array_marker); }
 int l_json_object(lua_State* L) { return mark_table(L, object_marker); }
 
 const luaL_Reg json_functions[] = {
     {"encode", l_json_encode}, {"decode", l_json_decode}, {"array", l_json_array},
     {"object", l_json_object}, {"jsonl_read", l_jsonl_read}, {"jsonl_write", l_jsonl_write},
-    {"jsonl_append", l_jsonl_append}, {nullptr, nullptr},
+    {"jsonl_append", l_jsonl_append}, {"key_order", l_json_key_order}, {nullptr, nullptr},
 };
 
 }  // namespace

@@ -100,12 +100,22 @@ spec.describe("cai.chat.render", function()
     spec.raises(function() cai.chat.render("x", {}, { tools = "none" }) end, "tools must be a list", true)
   end)
 
-  spec.it("keeps the key order of decoded JSON in tojson; other tables print sorted", function()
+  spec.it("keeps the key order of decoded JSON (cai.json, cai.jsonl, cai.chat) in tojson; others print sorted",
+    function()
     local tools = cai.chat.decode_json('[{"type": "function", "function": {"name": "f", "parameters": {}}}]')
     spec.eq(cai.chat.render("{{ tools | tojson }}", {}, { tools = tools }),
       '[{"type": "function", "function": {"name": "f", "parameters": {}}}]')
     spec.eq(cai.chat.render("{{ tools | tojson }}", {}, { tools = { { type = "function", ["function"] = {
       name = "f" } } } }), '[{"function": {"name": "f"}, "type": "function"}]')
+    local decoded = cai.json.decode('[{"type": "function", "function": {"name": "f", "description": "d"}}]')
+    spec.eq(cai.json.key_order(decoded[1]), { "type", "function" })
+    spec.eq(cai.chat.render("{{ tools | tojson }}", {}, { tools = decoded }),
+      '[{"type": "function", "function": {"name": "f", "description": "d"}}]')
+    local path = spec.tmpdir() .. "/calls.jsonl"
+    write(path, '{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": {"z": 1, "a": 2}}}]}\n')
+    local record = cai.jsonl.read(path)[1]
+    spec.eq(cai.chat.render("{{ messages[0].tool_calls[0].function.arguments | tojson }}", { record }),
+      '{"z": 1, "a": 2}')
     local ordered = cai.chat.ordered({ type = "function", name = "g" }, { "type", "name" })
     spec.eq(cai.chat.render("{{ t | tojson }}", {}, { t = ordered }), '{"type": "function", "name": "g"}')
   end)
@@ -135,7 +145,7 @@ spec.describe("cai.jinja", function()
 
   spec.it("reports syntax errors with the line", function()
     spec.raises(function() cai.jinja.compile("ok\n{% if x %}never closed", "t") end, "t:2: 'if' without 'endif'", true)
-    spec.raises(function() cai.jinja.compile("{{ 1 + }}", "t") end, "t:1: unexpected", true)
+    spec.raises(function() cai.jinja.compile("{{ 1 + }}", "t") end, "t:1: expected an expression", true)
     spec.raises(function() cai.jinja.compile("{{ 'open }}", "t") end, "unterminated string", true)
     spec.raises(function() cai.jinja.compile("x\n\n{% endfor %}", "t") end, "t:3: unexpected 'endfor'", true)
     spec.raises(function() cai.jinja.compile("{{ x", "t") end, "not closed", true)
@@ -160,7 +170,7 @@ spec.describe("tok:apply_chat_template", function()
   end
   write(corpus, table.concat(lines, "\n") .. "\n")
   local tokdir = dir .. "/tok"
-  cai.tokenizer.train({ input = corpus, dir = tokdir, vocab_size = 120, model_type = "bpe",
+  cai.tokenizer.train({ input = corpus, dir = tokdir, vocab_size = 400, model_type = "bpe",
                         user_defined_symbols = { "<|im_start|>", "<|im_end|>" } })
   local template = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
     .. "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}{{ eos_token if extra is defined }}"

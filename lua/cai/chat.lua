@@ -189,12 +189,14 @@ end
 
 ---The chat template and special tokens of a tokenizer directory, as
 ---transformers finds them: chat_template.jinja, else tokenizer_config.json's
----"chat_template" (a string, or a list of { name, template } where "default"
----is used unless `name` picks another).
+---"chat_template" (a string, or a list of { name, template }: `name` picks
+---one; without a name "tool_use" when `with_tools` and the list has it, else
+---"default").
 ---@param dir string
 ---@param name string|nil a named template ("tool_use", ...)
+---@param with_tools boolean|nil tools are passed (transformers then prefers "tool_use")
 ---@return string|nil template, table special_tokens
-function M.template_of(dir, name)
+function M.template_of(dir, name, with_tools)
   if type(dir) ~= "string" then error("cai.chat.template_of: dir must be a string, got " .. type(dir), 2) end
   local config_path = dir .. "/tokenizer_config.json"
   local config = {}
@@ -235,17 +237,28 @@ function M.template_of(dir, name)
   local jinja_file = read_file(dir .. "/chat_template.jinja")
   local ct = config.chat_template
   if type(ct) == "table" and ct ~= NONE then
-    local names = {}
+    local names, by_name = {}, {}
     for i, entry in ipairs(ct) do
       if type(entry) ~= "table" or type(entry.name) ~= "string" or type(entry.template) ~= "string" then
         error(string.format("%s: chat_template[%d] must be { \"name\": ..., \"template\": ... }", config_path, i), 2)
       end
       names[#names + 1] = entry.name
-      if entry.name == (name or "default") then template = entry.template end
+      by_name[entry.name] = entry.template
     end
-    if template == nil and name ~= nil then
-      error(string.format("%s: no chat template named \"%s\" (it has: %s)", config_path, name,
-        table.concat(names, ", ")), 2)
+    if name ~= nil then
+      template = by_name[name]
+      if template == nil then
+        error(string.format("%s: no chat template named \"%s\" (it has: %s)", config_path, name,
+          table.concat(names, ", ")), 2)
+      end
+    elseif with_tools and by_name.tool_use then
+      template = by_name.tool_use
+    else
+      template = by_name.default
+      if template == nil and #names > 0 then
+        error(string.format("%s: several chat templates (%s) and none named \"default\"; pick one with "
+          .. "chat_template = NAME", config_path, table.concat(names, ", ")), 2)
+      end
     end
   elseif type(ct) == "string" then
     template = ct
@@ -279,13 +292,15 @@ function M.apply_chat_template(tok, messages, opts)
   if choice ~= nil and type(choice) ~= "string" then
     error(fn .. ": chat_template must be a template name or Jinja source, got " .. type(choice), 2)
   end
-  local cached = dir_cache[dir]
+  local with_tools = opts.tools ~= nil and opts.tools ~= NONE
+  local key = dir .. (with_tools and "\0tools" or "")
+  local cached = dir_cache[key]
   if not cached then
-    local ok, template, specials = pcall(M.template_of, dir)
+    local ok, template, specials = pcall(M.template_of, dir, nil, with_tools)
     if not ok then error(fn .. ": " .. tostring(template), 2) end
     cached = { template = template, specials = specials }
     -- a directory without a template is read again next time (one may be added)
-    if template ~= nil then dir_cache[dir] = cached end
+    if template ~= nil then dir_cache[key] = cached end
   end
   local template = cached.template
   if choice ~= nil then

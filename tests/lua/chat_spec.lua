@@ -210,6 +210,11 @@ spec.describe("tok:apply_chat_template", function()
     spec.eq(specials.eos_token, "</s>")
     spec.eq(cai.chat.template_of(cfg_dir, "tool_use"), "T:{{ tools | length }}")
     spec.raises(function() cai.chat.template_of(cfg_dir, "nope") end, 'no chat template named "nope"', true)
+    spec.eq(cai.chat.template_of(cfg_dir, nil, true), "T:{{ tools | length }}", "tools pick tool_use")
+    write(cfg_dir .. "/tokenizer_config.json", cai.json.encode({
+      chat_template = { { name = "a", template = "A" }, { name = "b", template = "B" } } }))
+    spec.raises(function() cai.chat.template_of(cfg_dir) end, 'none named "default"', true)
+    spec.eq(cai.chat.template_of(cfg_dir, "b"), "B")
   end)
 end)
 

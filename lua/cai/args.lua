@@ -4,15 +4,20 @@
 --   local args = cai.args{ model = "tiny", steps = 100, lora = true }
 --   -- cairun recipe.lua steps=20 lora=false
 local core = require "cai._core"
+local check = require "cai.check"
 
 local booleans = { ["true"] = true, yes = true, on = true, ["1"] = true,
                    ["false"] = false, no = false, off = false, ["0"] = false }
 
-local function valid_keys(defaults)
+local function key_list(defaults)
   local keys = {}
   for k in pairs(defaults) do keys[#keys + 1] = tostring(k) end
   table.sort(keys)
-  return table.concat(keys, ", ")
+  return keys
+end
+
+local function valid_keys(defaults)
+  return table.concat(key_list(defaults), ", ")
 end
 
 local function convert(key, value, default)
@@ -59,7 +64,7 @@ local function args(defaults)
       error(string.format("argument '%s' is not of the form key=value (valid keys: %s)", item, valid_keys(defaults)), 2)
     end
     if defaults[key] == nil then
-      error(string.format("unknown argument '%s' (valid keys: %s)", key, valid_keys(defaults)), 2)
+      error(string.format("unknown argument '%s' %s", key, check.unknown_hint(key, key_list(defaults), "keys")), 2)
     end
     if seen[key] then error(string.format("argument '%s' is given twice", key), 2) end
     seen[key] = true

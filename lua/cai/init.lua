@@ -11,6 +11,7 @@ cai.version = core.version()
 local args = require "cai.args"
 cai.args = args.call
 cai.resolved_args = args.resolved
+cai.check = require "cai.check"
 cai.json = require "cai.json"
 cai.jsonl = require "cai.jsonl"
 cai.log = require "cai.log"

@@ -16,7 +16,8 @@ print(string.format("steps=%s:%s lr=%s name=%s:%s lora=%s:%s", args.steps, type(
 LUA
 check "defaults"          0  '^steps=10:number lr=0.5 name=run:string lora=true:boolean$' -- "$cairun" "$dir/typed.lua"
 check "typed overrides"   0  '^steps=3:number lr=0.001 name=42:string lora=false:boolean$' -- "$cairun" "$dir/typed.lua" steps=3 lr=1e-3 name=42 lora=false
-check "unknown key"       nz 'typed.lua:2: unknown argument .stepz. \(valid keys: lora, lr, name, steps\)' -- "$cairun" "$dir/typed.lua" stepz=3
+check "unknown key"       nz 'typed.lua:2: unknown argument .stepz. \(did you mean steps\?\)' -- "$cairun" "$dir/typed.lua" stepz=3
+check "far unknown key"   nz 'typed.lua:2: unknown argument .epochs. \(valid keys: lora, lr, name, steps\)' -- "$cairun" "$dir/typed.lua" epochs=3
 check "wrong number"      nz "typed.lua:2: argument 'steps' expects a number, got 'ten'" -- "$cairun" "$dir/typed.lua" steps=ten
 check "wrong boolean"     nz "argument 'lora' expects a boolean \(true/false\), got 'maybe'" -- "$cairun" "$dir/typed.lua" lora=maybe
 check "not key=value"     nz "argument 'steps' is not of the form key=value" -- "$cairun" "$dir/typed.lua" steps

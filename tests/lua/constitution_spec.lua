@@ -83,11 +83,9 @@ spec.describe("constitution", function()
       { "negative_missing_weight.yaml", "negative_missing_weight%.yaml:8: negatives%.off_topic%.weight: missing required field" },
     }
     for _, case in ipairs(cases) do
-      local t0 = cai.clock()
       local err = load_error(case[1])
       spec.truthy(err:find(case[2]), case[1] .. ": unexpected message: " .. err)
       spec.truthy(err:find("tests/data/constitutions/", 1, true), case[1] .. ": message names the file")
-      spec.truthy(cai.clock() - t0 < 1.0, case[1] .. " refused quickly")
     end
   end)
 

@@ -11,7 +11,7 @@
 namespace cai {
 
 struct model_config {
-    std::string model_type;  // llama, mistral, qwen2, gemma, gemma2
+    std::string model_type;  // llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text
     int64_t vocab_size = 0;
     int64_t hidden_size = 0;
     int64_t intermediate_size = 0;
@@ -23,7 +23,8 @@ struct model_config {
     double rms_norm_eps = 1e-6;
     std::string hidden_act = "silu";  // silu, gelu, gelu_pytorch_tanh, gelu_new, relu
 
-    // Rotary embedding: rope_type default | linear | llama3.
+    // Rotary embedding: rope_type default | linear | llama3. With local_rope
+    // (gemma3_text) these are the full-attention layers' parameters.
     double rope_theta = 10000.0;
     std::string rope_type = "default";
     double rope_factor = 1.0;
@@ -34,6 +35,7 @@ struct model_config {
     bool o_bias = false;     // o_proj carries a bias (llama attention_bias)
     bool mlp_bias = false;   // gate/up/down carry a bias (llama mlp_bias)
     bool tie_word_embeddings = false;
+    bool qk_norm = false;    // RMSNorm over each head of q and k before the rotation (qwen3, gemma3_text)
 
     // Gemma family.
     bool norm_one_plus = false;      // RMSNorm scales by (1 + w)
@@ -45,6 +47,16 @@ struct model_config {
 
     int64_t sliding_window = 0;           // 0: none
     std::vector<bool> layer_sliding;      // per layer: uses sliding_window
+
+    // gemma3_text: the layers layer_types calls "sliding_attention" rotate with
+    // their own base (rope_local_base_freq) and no scaling.
+    bool local_rope = false;
+    double rope_local_theta = 10000.0;
+    std::vector<bool> layer_local_rope;   // per layer: uses the local rotary base
+
+    // The checkpoint's dtype (torch_dtype, or dtype in newer configs):
+    // "float32", "bfloat16", "float16", or empty when the config names none.
+    std::string torch_dtype;
 
     std::vector<int64_t> eos_token_ids;   // config.json's eos_token_id (int or list)
     int64_t bos_token_id = -1, pad_token_id = -1;

@@ -69,9 +69,9 @@ std::shared_ptr<model> build(const model_config& c, const tensor_source& src, at
         if (bias) l.bias = take(prefix + ".bias", {out});
         return l;
     };
-    auto take_norm = [&](const std::string& name) {
+    auto take_norm = [&](const std::string& name, int64_t size) {
         rms_norm n;
-        n.weight = take(name, {C});
+        n.weight = take(name, {size});
         n.eps = c.rms_norm_eps;
         n.one_plus = c.norm_one_plus;
         return n;
@@ -81,11 +81,15 @@ std::shared_ptr<model> build(const model_config& c, const tensor_source& src, at
     for (int64_t i = 0; i < c.num_layers; ++i) {
         const std::string p = "model.layers." + std::to_string(i) + ".";
         decoder_layer l;
-        l.input_norm = take_norm(p + "input_layernorm.weight");
-        l.post_attention_norm = take_norm(p + "post_attention_layernorm.weight");
+        l.input_norm = take_norm(p + "input_layernorm.weight", C);
+        l.post_attention_norm = take_norm(p + "post_attention_layernorm.weight", C);
         if (c.sandwich_norms) {
-            l.pre_feedforward_norm = take_norm(p + "pre_feedforward_layernorm.weight");
-            l.post_feedforward_norm = take_norm(p + "post_feedforward_layernorm.weight");
+            l.pre_feedforward_norm = take_norm(p + "pre_feedforward_layernorm.weight", C);
+            l.post_feedforward_norm = take_norm(p + "post_feedforward_layernorm.weight", C);
+        }
+        if (c.qk_norm) {
+            l.q_norm = take_norm(p + "self_attn.q_norm.weight", c.head_dim);
+            l.k_norm = take_norm(p + "self_attn.k_norm.weight", c.head_dim);
         }
         l.q_proj = take_linear(p + "self_attn.q_proj", q_out, C, c.qkv_bias);
         l.k_proj = take_linear(p + "self_attn.k_proj", kv_out, C, c.qkv_bias);
@@ -95,9 +99,10 @@ std::shared_ptr<model> build(const model_config& c, const tensor_source& src, at
         l.up_proj = take_linear(p + "mlp.up_proj", I, C, c.mlp_bias);
         l.down_proj = take_linear(p + "mlp.down_proj", C, I, c.mlp_bias);
         l.sliding = c.layer_sliding[i];
+        l.local_rope = c.local_rope && c.layer_local_rope[i];
         m->layers.push_back(std::move(l));
     }
-    m->final_norm = take_norm("model.norm.weight");
+    m->final_norm = take_norm("model.norm.weight", C);
     if (c.tie_word_embeddings) {
         m->lm_head.weight = m->embed_tokens;
         // Some tied checkpoints still store a copy; transformers ties over it.
@@ -118,6 +123,7 @@ std::shared_ptr<model> build(const model_config& c, const tensor_source& src, at
             fail(src.where, ": unexpected tensor \"", name, "\" for model_type ", c.model_type, " with ",
                  c.num_layers, " layers");
     m->inv_freq = rope_inv_freq(c);
+    if (c.local_rope) m->inv_freq_local = rope_inv_freq(c, /*local=*/true);
     m->eos_ids = c.eos_token_ids;
     return m;
 }
@@ -194,12 +200,45 @@ std::shared_ptr<model> model::from_tensors(const model_config& config,
     return build(config, src, dtype);
 }
 
-std::shared_ptr<model> model::load(const std::string& dir, at::ScalarType dtype, bool with_tokenizer) {
-    if (dtype != at::kFloat && dtype != at::kBFloat16) fail("model: compute dtype must be fp32 or bf16");
+at::ScalarType checkpoint_dtype(const model_config& config, const std::string& where) {
+    if (config.torch_dtype == "bfloat16") return at::kBFloat16;
+    if (config.torch_dtype == "float16")
+        log_info("model: ", where, " says torch_dtype float16; computing in float32 (cairun computes in fp32 or "
+                 "bf16: pass dtype = \"bf16\" for bf16)");
+    return at::kFloat;
+}
+
+namespace {
+bool has_tokenizer_files(const std::string& dir) {
+    return file_exists(path_join(dir, "tokenizer.json")) || file_exists(path_join(dir, "tokenizer.model"));
+}
+}  // namespace
+
+std::shared_ptr<model> model::load(const std::string& dir, at::ScalarType requested, bool with_tokenizer,
+                                   const std::string& tokenizer_dir) {
+    if (requested != at::kFloat && requested != at::kBFloat16 && requested != at::ScalarType::Undefined)
+        fail("model: compute dtype must be fp32 or bf16");
     if (!is_directory(dir)) fail("model: \"", dir, "\" is not a directory (expected a Hugging Face model directory)");
     const std::string config_path = path_join(dir, "config.json");
     if (!file_exists(config_path)) fail(dir, ": no config.json");
     model_config config = parse_model_config(read_file(config_path), config_path);
+    // Like transformers' dtype="auto": the checkpoint's own dtype unless the caller names one.
+    const at::ScalarType dtype =
+        requested == at::ScalarType::Undefined ? checkpoint_dtype(config, config_path) : requested;
+
+    // The tokenizer before the weights: a wrong tokenizer directory fails fast.
+    std::shared_ptr<tokenizer> tok;
+    std::string tok_from;
+    if (with_tokenizer && !tokenizer_dir.empty()) {
+        if (!is_directory(tokenizer_dir))
+            fail("model: tokenizer = \"", tokenizer_dir, "\" is not a directory (expected a directory with "
+                 "tokenizer.json or tokenizer.model)");
+        tok = tokenizer::load(tokenizer_dir);
+        tok_from = tokenizer_dir;
+    } else if (with_tokenizer && has_tokenizer_files(dir)) {
+        tok = tokenizer::load(dir);
+        tok_from = dir;
+    }
 
     shard_set shards;
     open_shards(dir, shards);
@@ -224,12 +263,13 @@ std::shared_ptr<model> model::load(const std::string& dir, at::ScalarType dtype,
     const std::string gen_path = path_join(dir, "generation_config.json");
     if (file_exists(gen_path))
         for (int64_t id : parse_generation_eos(read_file(gen_path), gen_path)) add_unique(m->eos_ids, id);
-    if (with_tokenizer) {
-        m->tok = tokenizer::load(dir);
+    if (tok) {
+        m->tok = tok;
+        m->tokenizer_path = tok_from;
         add_unique(m->eos_ids, m->tok->eos_id);
     }
     log_info("model: loaded ", config.model_type, " from ", dir, " (", m->parameter_count() / 1e6, "M parameters, ",
-             dtype_name(dtype), ")");
+             dtype_name(dtype), tok ? "" : ", no tokenizer", ")");
     return m;
 }
 

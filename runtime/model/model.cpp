@@ -1,5 +1,5 @@
-// The forward pass. Names follow the math of transformers' modeling_llama.py
-// and modeling_gemma2.py; shapes: B batch, T new tokens, S key slots,
+// The forward pass. Names follow the math of transformers' modeling_llama.py,
+// modeling_qwen3.py, modeling_gemma2.py and modeling_gemma3.py; shapes: B batch, T new tokens, S key slots,
 // C hidden, H query heads, Hkv key/value heads, D head_dim, V vocabulary.
 #include "model/model.h"
 
@@ -110,10 +110,11 @@ at::Tensor rms_norm::forward(const at::Tensor& x) const {
 }
 
 // Mirrors transformers' rope initialisation in float32, op for op.
-at::Tensor rope_inv_freq(const model_config& c) {
+at::Tensor rope_inv_freq(const model_config& c, bool local) {
     const int64_t dim = c.head_dim;
     at::Tensor exponent = at::arange(0, dim, 2, at::kLong).to(at::kFloat) / (double)dim;
-    at::Tensor inv_freq = at::pow(c.rope_theta, exponent).reciprocal() * 1.0;
+    at::Tensor inv_freq = at::pow(local ? c.rope_local_theta : c.rope_theta, exponent).reciprocal() * 1.0;
+    if (local) return inv_freq;  // gemma3_text's sliding layers: the default rotation
     if (c.rope_type == "linear") {
         inv_freq = inv_freq / c.rope_factor;
     } else if (c.rope_type == "llama3") {
@@ -172,9 +173,11 @@ at::Tensor gated(const std::string& name, const at::Tensor& gate, const at::Tens
 
 }  // namespace
 
-std::pair<at::Tensor, at::Tensor> model::rotary(const at::Tensor& positions) const {
+std::pair<at::Tensor, at::Tensor> model::rotary(const at::Tensor& positions, bool local) const {
+    if (local && !inv_freq_local.defined()) fail("model: ", config.model_type, " has no local rotary frequencies");
     // freqs: (B, T, D/2) = position * inv_freq, in float32 as transformers does.
-    at::Tensor freqs = positions.to(at::kFloat).unsqueeze(-1) * inv_freq.view({1, 1, -1});
+    const at::Tensor& f = local ? inv_freq_local : inv_freq;
+    at::Tensor freqs = positions.to(at::kFloat).unsqueeze(-1) * f.view({1, 1, -1});
     at::Tensor emb = at::cat({freqs, freqs}, -1);  // (B, T, D)
     return {emb.cos().to(dtype), emb.sin().to(dtype)};
 }
@@ -220,8 +223,14 @@ at::Tensor model::layer_forward(size_t index, const at::Tensor& x, const attenti
     at::Tensor query = qkv[0].view({B, T, H, D});    // (B, T, H, D)
     at::Tensor key = qkv[1].view({B, T, Hkv, D});    // (B, T, Hkv, D)
     at::Tensor value = qkv[2].view({B, T, Hkv, D});  // (B, T, Hkv, D)
-    query = apply_rotary(query, in.cos, in.sin);
-    key = apply_rotary(key, in.cos, in.sin);
+    if (c.qk_norm) {  // qwen3, gemma3_text: RMSNorm over each head's D values, before the rotation
+        query = layer.q_norm.forward(query);  // (B, T, H, D)
+        key = layer.k_norm.forward(key);      // (B, T, Hkv, D)
+    }
+    const at::Tensor& cos = layer.local_rope ? in.cos_local : in.cos;  // (B, T, D)
+    const at::Tensor& sin = layer.local_rope ? in.sin_local : in.sin;  // (B, T, D)
+    query = apply_rotary(query, cos, sin);
+    key = apply_rotary(key, cos, sin);
 
     kernels::attention_options o;
     o.window = layer.sliding ? c.sliding_window : 0;
@@ -317,6 +326,7 @@ at::Tensor model::hidden_states(const at::Tensor& ids_in, const at::Tensor& atte
         in.write_slots = in.positions.index({in.write_rows, in.write_cols});
     }
     std::tie(in.cos, in.sin) = rotary(in.positions);
+    if (config.local_rope) std::tie(in.cos_local, in.sin_local) = rotary(in.positions, /*local=*/true);
     for (size_t i = 0; i < layers.size(); ++i) x = layer_forward(i, x, in);
     if (cache) {
         auto n = counts.accessor<int64_t, 1>();
@@ -407,7 +417,8 @@ int64_t model::parameter_count() const {
     for (const auto& l : layers) {
         for (const linear* p : {&l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.gate_proj, &l.up_proj, &l.down_proj})
             n += p->weight.numel() + (p->bias.defined() ? p->bias.numel() : 0);
-        for (const rms_norm* p : {&l.input_norm, &l.post_attention_norm, &l.pre_feedforward_norm, &l.post_feedforward_norm})
+        for (const rms_norm* p : {&l.input_norm, &l.post_attention_norm, &l.pre_feedforward_norm,
+                                  &l.post_feedforward_norm, &l.q_norm, &l.k_norm})
             if (p->weight.defined()) n += p->weight.numel();
     }
     return n;

@@ -1,5 +1,5 @@
 // A decoder-only transformer of the Llama family (llama, mistral, qwen2,
-// gemma, gemma2) loaded from a Hugging Face directory. The forward pass is a
+// qwen3, gemma, gemma2, gemma3_text) loaded from a Hugging Face directory. The forward pass is a
 // composition of ATen ops, so autograd runs through it (SFT, DPO); its
 // numbers follow transformers' modeling_<arch>.py (see docs/models.md).
 //
@@ -55,10 +55,12 @@ struct rms_norm {
 
 struct decoder_layer {
     rms_norm input_norm, post_attention_norm;
-    rms_norm pre_feedforward_norm, post_feedforward_norm;  // gemma2 only
+    rms_norm pre_feedforward_norm, post_feedforward_norm;  // gemma2, gemma3_text
+    rms_norm q_norm, k_norm;                               // over each head (D): qwen3, gemma3_text
     linear q_proj, k_proj, v_proj, o_proj;
     linear gate_proj, up_proj, down_proj;
-    bool sliding = false;  // attends to the last config.sliding_window positions only
+    bool sliding = false;     // attends to the last config.sliding_window positions only
+    bool local_rope = false;  // rotates with inv_freq_local (gemma3_text's sliding layers)
 };
 
 // Keys and values for a batch, preallocated. Row b holds its real tokens
@@ -82,12 +84,19 @@ public:
     rms_norm final_norm;
     linear lm_head;          // weight is embed_tokens when tie_word_embeddings
     at::Tensor inv_freq;     // (D/2) float32 rotary frequencies
-    std::shared_ptr<tokenizer> tok;  // may be null (C++ tests)
+    at::Tensor inv_freq_local;  // (D/2) the local layers' frequencies when config.local_rope, else undefined
+    std::shared_ptr<tokenizer> tok;  // null when built from tensors or loaded from a directory without one
+    std::string tokenizer_path;      // the directory tok was loaded from
     std::vector<int64_t> eos_ids;    // config, generation_config and tokenizer EOS ids
 
     // Loads config.json, model.safetensors (or the sharded index) and, when
-    // with_tokenizer, the tokenizer. dtype: at::kFloat or at::kBFloat16.
-    static std::shared_ptr<model> load(const std::string& dir, at::ScalarType dtype, bool with_tokenizer = true);
+    // with_tokenizer, the tokenizer: from tokenizer_dir when given, else from
+    // dir when it has tokenizer files (a directory without them loads with
+    // tok null, as model.save_pretrained() alone writes none).
+    // dtype: at::kFloat, at::kBFloat16, or at::ScalarType::Undefined for the
+    // checkpoint's own (checkpoint_dtype).
+    static std::shared_ptr<model> load(const std::string& dir, at::ScalarType dtype, bool with_tokenizer = true,
+                                       const std::string& tokenizer_dir = "");
     // Builds a model from a config and named tensors (HF names), checking
     // every name and shape as load does. `where` names the source in errors.
     static std::shared_ptr<model> from_tensors(const model_config& config,
@@ -114,13 +123,15 @@ public:
     void set_lora_enabled(bool enabled);
     int64_t parameter_count() const;
 
-    // The rotary cos/sin for integer positions (B, T): each (B, T, D) in the compute dtype.
-    std::pair<at::Tensor, at::Tensor> rotary(const at::Tensor& positions) const;
+    // The rotary cos/sin for integer positions (B, T): each (B, T, D) in the compute dtype;
+    // local: with the local layers' frequencies (config.local_rope).
+    std::pair<at::Tensor, at::Tensor> rotary(const at::Tensor& positions, bool local = false) const;
 
 private:
     // What every layer's attention reads, built once per forward pass.
     struct attention_inputs {
         at::Tensor cos, sin;                  // (B, T, D) rotary
+        at::Tensor cos_local, sin_local;      // (B, T, D) the local layers' rotary (config.local_rope)
         at::Tensor positions;                 // (B, T) int64
         at::Tensor real;                      // (B, T) bool: not padding
         at::Tensor allowed, allowed_sliding;  // (B, 1, T, S) bool: the plain path's masks
@@ -134,10 +145,14 @@ private:
     at::Tensor feed_forward(const decoder_layer& layer, const at::Tensor& after_attention) const;
 };
 
-// Rotary inverse frequencies for a config (rope_type default, linear, llama3), float32 (D/2).
-at::Tensor rope_inv_freq(const model_config& config);
+// Rotary inverse frequencies for a config (rope_type default, linear, llama3), float32 (D/2);
+// local: the local layers' (rope_local_theta, no scaling).
+at::Tensor rope_inv_freq(const model_config& config, bool local = false);
 
 at::ScalarType parse_dtype(const std::string& name);  // "fp32" | "bf16"
+// The compute dtype a checkpoint asks for: bf16 for torch_dtype bfloat16,
+// fp32 for float32, float16 (logged) or none. `where` names config.json.
+at::ScalarType checkpoint_dtype(const model_config& config, const std::string& where);
 std::string dtype_name(at::ScalarType type);
 
 }  // namespace cai

@@ -39,6 +39,10 @@ std::vector<std::pair<std::string, at::Tensor>> random_model_tensors(const model
             add(p + "pre_feedforward_layernorm.weight", {C}, norm_mean, 0.1);
             add(p + "post_feedforward_layernorm.weight", {C}, norm_mean, 0.1);
         }
+        if (c.qk_norm) {
+            add(p + "self_attn.q_norm.weight", {c.head_dim}, norm_mean, 0.1);
+            add(p + "self_attn.k_norm.weight", {c.head_dim}, norm_mean, 0.1);
+        }
         add_linear(p + "self_attn.q_proj", q_out, C, c.qkv_bias);
         add_linear(p + "self_attn.k_proj", kv_out, C, c.qkv_bias);
         add_linear(p + "self_attn.v_proj", kv_out, C, c.qkv_bias);

@@ -193,8 +193,9 @@ std::shared_ptr<reward_model> reward_model::from_tensors(const model_config& con
     return rm;
 }
 
-std::shared_ptr<reward_model> reward_model::load(const std::string& dir, at::ScalarType dtype) {
-    if (dtype != at::kFloat && dtype != at::kBFloat16) fail("reward model: compute dtype must be fp32 or bf16");
+std::shared_ptr<reward_model> reward_model::load(const std::string& dir, at::ScalarType requested) {
+    if (requested != at::kFloat && requested != at::kBFloat16 && requested != at::ScalarType::Undefined)
+        fail("reward model: compute dtype must be fp32 or bf16");
     if (!is_directory(dir))
         fail("reward model: \"", dir, "\" is not a directory (expected a Hugging Face *", suffix, " directory)");
     const std::string config_path = path_join(dir, "config.json");
@@ -202,6 +203,8 @@ std::shared_ptr<reward_model> reward_model::load(const std::string& dir, at::Sca
     const std::string text = read_file(config_path);
     parse_reward_config(text, config_path);
     model_config config = parse_model_config(text, config_path);
+    const at::ScalarType dtype =
+        requested == at::ScalarType::Undefined ? checkpoint_dtype(config, config_path) : requested;
 
     // The tokenizer first: it is cheap, and a reward model is useless without it.
     std::shared_ptr<tokenizer> tok;

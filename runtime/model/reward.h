@@ -50,7 +50,8 @@ public:
     std::string path;  // directory it was loaded from
 
     // Loads config.json, model.safetensors (or the sharded index) and the
-    // tokenizer. dtype: at::kFloat or at::kBFloat16 (the backbone's compute dtype).
+    // tokenizer. dtype: at::kFloat or at::kBFloat16 (the backbone's compute dtype),
+    // or at::ScalarType::Undefined for the checkpoint's torch_dtype.
     static std::shared_ptr<reward_model> load(const std::string& dir, at::ScalarType dtype);
     // Builds one from a config (whose .json is config.json's text) and named
     // HF tensors: the backbone's "model.*" tensors plus "score.weight" (1, C).

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <system_error>
 
 #include "core/error.h"
@@ -28,6 +29,25 @@ std::string without_trailing_slash(std::string dir) {
     return dir;
 }
 
+// config.json as loaded, with its dtype field (torch_dtype, or dtype in
+// newer configs) naming the dtype the weights are saved in, as transformers
+// writes it, so that the directory loads back in that dtype. The text is kept
+// as it was when it already says so (or names no dtype and the weights are
+// float32, which is what an absent field means).
+std::string config_json_for_dtype(const std::string& text, at::ScalarType dtype) {
+    nlohmann::ordered_json j = nlohmann::ordered_json::parse(text);
+    const std::string name = dtype == at::kBFloat16 ? "bfloat16" : "float32";
+    std::vector<std::string> keys;
+    for (const char* key : {"torch_dtype", "dtype"})
+        if (j.contains(key) && !j[key].is_null()) keys.push_back(key);
+    bool same = keys.empty() ? name == "float32" : true;
+    for (const auto& key : keys) same = same && j[key].is_string() && j[key].get<std::string>() == name;
+    if (same) return text;
+    if (keys.empty()) keys.push_back("torch_dtype");
+    for (const auto& key : keys) j[key] = name;
+    return j.dump(2) + "\n";
+}
+
 void remove_tree(const std::string& path) {
     std::error_code ec;
     fs::remove_all(path, ec);
@@ -50,6 +70,10 @@ std::vector<std::pair<std::string, at::Tensor>> model_named_tensors(const model&
         if (m.config.sandwich_norms) {
             out.emplace_back(p + "pre_feedforward_layernorm.weight", l.pre_feedforward_norm.weight);
             out.emplace_back(p + "post_feedforward_layernorm.weight", l.post_feedforward_norm.weight);
+        }
+        if (m.config.qk_norm) {
+            out.emplace_back(p + "self_attn.q_norm.weight", l.q_norm.weight);
+            out.emplace_back(p + "self_attn.k_norm.weight", l.k_norm.weight);
         }
         add_linear(p + "self_attn.q_proj", l.q_proj);
         add_linear(p + "self_attn.k_proj", l.k_proj);
@@ -116,7 +140,7 @@ void save_model(const model& m, const std::string& dir, at::ScalarType dtype) {
     replaceable.push_back("config.json");
     replaceable.push_back("model.safetensors");
     write_directory_atomic(dir, replaceable, [&](const std::string& tmp) {
-        write_file_atomic(path_join(tmp, "config.json"), m.config.json);
+        write_file_atomic(path_join(tmp, "config.json"), config_json_for_dtype(m.config.json, dtype));
         std::vector<std::pair<std::string, at::Tensor>> tensors;
         for (const auto& [name, t] : model_named_tensors(m))
             tensors.emplace_back(name, t.detach().to(dtype).contiguous());

@@ -474,7 +474,9 @@ std::vector<named_parameter> trainable_parameters(model& m, bool full) {
         return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
     };
     for (auto& [name, t] : model_named_tensors(m)) {
-        const bool is_norm = ends_with(name, "layernorm.weight") || name == "model.norm.weight";
+        // transformers' Trainer: no decay for names matching layernorm, norm or *_norm (q_norm, k_norm).
+        const bool is_norm = ends_with(name, "layernorm.weight") || ends_with(name, "_norm.weight") ||
+                             name == "model.norm.weight";
         t.requires_grad_(true);
         out.push_back({name, t, !(is_norm || ends_with(name, ".bias"))});
     }

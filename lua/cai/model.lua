@@ -47,18 +47,27 @@ local function check_opts(fname, opts)
 end
 
 --- Loads a Hugging Face model directory (config.json, model.safetensors or
---- its sharded index, tokenizer files, generation_config.json).
+--- its sharded index, generation_config.json and, when present, the tokenizer
+--- files). The compute dtype is the checkpoint's torch_dtype (bf16 for
+--- bfloat16, else fp32) unless dtype is given. A directory without tokenizer
+--- files (model.save_pretrained() alone writes none) loads too: m.tokenizer is
+--- then an error, unless tokenizer = dir names where the tokenizer is.
 ---@param path string
----@param opts table|nil { dtype = "fp32"|"bf16" }
+---@param opts table|nil { dtype = "fp32"|"bf16", tokenizer = dir }
 function M.load(path, opts)
   if type(path) ~= "string" then error("cai.model.load: path must be a string, got " .. type(path), 2) end
   check_opts("cai.model.load", opts)
   opts = opts or {}
   for k in pairs(opts) do
-    if k ~= "dtype" then error("cai.model.load: unknown option '" .. tostring(k) .. "' (valid: dtype)", 2) end
+    if k ~= "dtype" and k ~= "tokenizer" then
+      error("cai.model.load: unknown option '" .. tostring(k) .. "' (valid: dtype, tokenizer)", 2)
+    end
   end
   if opts.dtype ~= nil and opts.dtype ~= "fp32" and opts.dtype ~= "bf16" then
     error('cai.model.load: dtype must be "fp32" or "bf16", got ' .. tostring(opts.dtype), 2)
+  end
+  if opts.tokenizer ~= nil and (type(opts.tokenizer) ~= "string" or opts.tokenizer == "") then
+    error("cai.model.load: tokenizer must be a directory name (a non-empty string), got " .. tostring(opts.tokenizer), 2)
   end
   if path == "tiny" then  -- the embedded default, built once
     -- In a data-parallel job rank 0 builds it by itself while the others wait.
@@ -69,11 +78,12 @@ function M.load(path, opts)
     end
     path = tiny.path()
   end
-  return _model.load(path, opts.dtype or "fp32")
+  return _model.load(path, opts.dtype, opts.tokenizer)
 end
 
 --- Loads a reward model: a Hugging Face *ForSequenceClassification directory
---- (Llama family, num_labels = 1) with its tokenizer. rm:score(texts, { batch_size = 8 })
+--- (Llama family, num_labels = 1) with its tokenizer, in the checkpoint's
+--- torch_dtype unless dtype is given. rm:score(texts, { batch_size = 8 })
 --- returns one number per text (the head at the text's last token, BOS added
 --- as the tokenizer says); rm:info(), rm:release().
 ---@param dir string
@@ -90,7 +100,7 @@ function M.load_reward(dir, opts)
   if opts.dtype ~= nil and opts.dtype ~= "fp32" and opts.dtype ~= "bf16" then
     error('cai.model.load_reward: dtype must be "fp32" or "bf16", got ' .. tostring(opts.dtype), 2)
   end
-  return require("cai._reward").load(dir, opts.dtype or "fp32")
+  return require("cai._reward").load(dir, opts.dtype)
 end
 
 --- Loads an encoder classifier: a Hugging Face BERT, RoBERTa, DistilBERT or

@@ -88,12 +88,14 @@ struct lora_choice {
     }
 };
 
-// cai._model.load(path, dtype)
+// cai._model.load(path, dtype|nil, tokenizer_dir|nil); no dtype: the checkpoint's own.
 int l_model_load(lua_State* L) {
     return lua_guarded(L, [&] {
         std::string path = cai::arg_string(L, 1, "cai.model.load", "path");
-        std::string dtype = lua_isnoneornil(L, 2) ? "fp32" : cai::arg_string(L, 2, "cai.model.load", "dtype");
-        cai::push_handle(L, cai::model::load(path, cai::parse_dtype(dtype)), model_type);
+        at::ScalarType dtype = lua_isnoneornil(L, 2) ? at::ScalarType::Undefined
+                                                     : cai::parse_dtype(cai::arg_string(L, 2, "cai.model.load", "dtype"));
+        std::string tokenizer_dir = lua_isnoneornil(L, 3) ? "" : cai::arg_string(L, 3, "cai.model.load", "tokenizer");
+        cai::push_handle(L, cai::model::load(path, dtype, true, tokenizer_dir), model_type);
         return 1;
     });
 }
@@ -269,19 +271,20 @@ int l_model_config(lua_State* L) {
 int l_model_tokenizer(lua_State* L) {
     return lua_guarded(L, [&] {
         auto m = self(L);
-        if (m->tok)
-            cai::push_tokenizer(L, m->tok);
-        else
-            lua_pushnil(L);
+        if (!m->tok)
+            cai::fail("m.tokenizer: the model loaded from \"", m->path, "\" has no tokenizer (its directory has no "
+                      "tokenizer.json or tokenizer.model, as model.save_pretrained() alone writes none); load it with "
+                      "cai.model.load(dir, { tokenizer = \"dir/with/tokenizer\" })");
+        cai::push_tokenizer(L, m->tok);
         return 1;
     });
 }
 
-// m:info() -> { model_type=, dtype=, parameters=, vocab_size=, eos_ids={...}, path= }
+// m:info() -> { model_type=, dtype=, parameters=, vocab_size=, eos_ids={...}, path=, has_tokenizer= }
 int l_model_info(lua_State* L) {
     return lua_guarded(L, [&] {
         auto m = self(L);
-        lua_createtable(L, 0, 6);  // [info]
+        lua_createtable(L, 0, 7);  // [info]
         lua_pushstring(L, m->config.model_type.c_str());
         lua_setfield(L, -2, "model_type");
         lua_pushstring(L, cai::dtype_name(m->dtype).c_str());
@@ -292,6 +295,8 @@ int l_model_info(lua_State* L) {
         lua_setfield(L, -2, "vocab_size");
         lua_pushstring(L, m->path.c_str());
         lua_setfield(L, -2, "path");
+        lua_pushboolean(L, m->tok != nullptr);
+        lua_setfield(L, -2, "has_tokenizer");
         lua_createtable(L, (int)m->eos_ids.size(), 0);  // [info, eos]
         for (size_t i = 0; i < m->eos_ids.size(); ++i) {
             lua_pushnumber(L, (double)m->eos_ids[i]);

@@ -21,13 +21,14 @@ std::shared_ptr<cai::reward_model> self(lua_State* L) {
     return cai::check_handle<cai::reward_model>(L, 1, reward_type);
 }
 
-// cai._reward.load(dir, dtype)
+// cai._reward.load(dir, dtype|nil); no dtype: the checkpoint's own.
 int l_reward_load(lua_State* L) {
     return lua_guarded(L, [&] {
         const char* fname = "cai.model.load_reward";
         std::string dir = cai::arg_string(L, 1, fname, "dir");
-        std::string dtype = lua_isnoneornil(L, 2) ? "fp32" : cai::arg_string(L, 2, fname, "dtype");
-        cai::push_handle(L, cai::reward_model::load(dir, cai::parse_dtype(dtype)), reward_type);
+        at::ScalarType dtype =
+            lua_isnoneornil(L, 2) ? at::ScalarType::Undefined : cai::parse_dtype(cai::arg_string(L, 2, fname, "dtype"));
+        cai::push_handle(L, cai::reward_model::load(dir, dtype), reward_type);
         return 1;
     });
 }

@@ -64,6 +64,29 @@ TEST_CASE("golden: fp32 logits match transformers' within 1e-4") {
     }
 }
 
+TEST_CASE("golden: log-probabilities of the next tokens match transformers' logits") {
+    // m->logprobs takes the fused LM-head path (no (B, T, V) logits) when the kernels are on.
+    for (bool kernels_on : {true, false}) {
+        cai::kernels::scoped_enabled switch_(kernels_on);
+        for (const char* name : fixtures) {
+            INFO(name << (kernels_on ? " kernels on" : " kernels off"));
+            golden g = read_golden(name);
+            auto m = cai::model::load(fixture_dir(name), at::kFloat);
+            c10::InferenceMode no_grad;
+            at::Tensor lp = m->logprobs(g.ids, g.mask);  // (B, T)
+            const int64_t T = g.ids.size(1);
+            at::Tensor ref = at::log_softmax(g.logits.narrow(1, 0, T - 1), -1)
+                                 .gather(-1, g.ids.narrow(1, 1, T - 1).unsqueeze(-1))
+                                 .squeeze(-1);  // (B, T-1)
+            at::Tensor counted = g.mask.narrow(1, 1, T - 1).ne(0) & g.mask.narrow(1, 0, T - 1).ne(0);
+            at::Tensor diff = (lp.narrow(1, 1, T - 1) - ref).abs().masked_select(counted);
+            REQUIRE(diff.numel() > 10);
+            REQUIRE(diff.max().item<double>() < 1e-4);
+            REQUIRE(lp.narrow(1, 1, T - 1).masked_select(counted.logical_not()).abs().max().item<double>() == 0);
+        }
+    }
+}
+
 TEST_CASE("golden: the plain path (kernels off) gives the same logits") {
     cai::kernels::scoped_enabled off(false);
     for (const char* name : fixtures) {

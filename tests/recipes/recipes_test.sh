@@ -106,7 +106,7 @@ lua "sft_helpful: held-out NLL for both, side by side, best adapter" "
     and #jsonl(D .. '/sh/side_by_side.jsonl') == 6 and cai.exists(D .. '/sh/side_by_side.md')
     and cai.exists(D .. '/sh/sft/best/adapter_config.json') and cai.exists(D .. '/sh/report.html')"
 printf '{"instruction": "a", "response": "b"}\n{"instruction": "c"}\n' > "$dir/bad.jsonl"
-check "sft_helpful: a record without a response" nz 'bad.jsonl:2: each record needs string fields "instruction"' -- "$cairun" recipes/sft_helpful.lua data="$dir/bad.jsonl" out="$dir/sh-bad"
+check "sft_helpful: a record without a response" nz 'bad.jsonl:2: this record is prompt-only, standard \(fields found: instruction\)' -- "$cairun" recipes/sft_helpful.lua data="$dir/bad.jsonl" out="$dir/sh-bad"
 printf '{"instruction": "a", "response": "b"}\n{"instruction": \n' > "$dir/broken.jsonl"
 check "sft_helpful: malformed JSONL" nz 'broken.jsonl:2' -- "$cairun" recipes/sft_helpful.lua data="$dir/broken.jsonl" out="$dir/sh-broken"
 

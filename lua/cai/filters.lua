@@ -108,6 +108,24 @@ function filters.apply(pairs_in, opts)
   local near = opts.near_duplicate == nil and 0.9 or opts.near_duplicate
   local dedupe = opts.dedupe ~= false
   local target = opts.target_revised_win_rate == nil and 0.6 or opts.target_revised_win_rate
+  local function bad(key, want, v)
+    error(string.format("cai.filters.apply: %s must be %s, got %s", key, want, tostring(v)), 3)
+  end
+  if min_delta ~= false and (type(min_delta) ~= "number" or not (min_delta >= 0)) then
+    bad("min_score_delta", "a number >= 0 (or false to skip the check)", min_delta)
+  end
+  for key, v in pairs({ min_words = min_words, max_words = max_words }) do
+    if type(v) ~= "number" or v < 0 or v ~= math.floor(v) then bad(key, "an integer >= 0", v) end
+  end
+  if min_words > max_words then
+    error(string.format("cai.filters.apply: min_words (%d) is more than max_words (%d)", min_words, max_words), 2)
+  end
+  if near ~= false and (type(near) ~= "number" or not (near >= 0 and near <= 1)) then
+    bad("near_duplicate", "a number in [0, 1] (or false to skip the check)", near)
+  end
+  if target ~= false and (type(target) ~= "number" or not (target >= 0 and target <= 1)) then
+    bad("target_revised_win_rate", "a number in [0, 1] (or false)", target)
+  end
 
   local stats = { total_input = #pairs_in, filtered_identical = 0, filtered_unscored = 0, filtered_weak_delta = 0,
     filtered_length = 0, filtered_meta = 0, filtered_near_duplicate = 0, filtered_duplicate = 0, total_output = 0,

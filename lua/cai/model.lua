@@ -225,7 +225,8 @@ function Model:unmerge_lora()
   return self
 end
 
---- Detaches the adapters (unmerging first when merged).
+--- Detaches the adapters. Merged adapters stay in the weights (PEFT's merge_and_unload): merge_lora()
+--- then remove_lora() leaves the merged model; call unmerge_lora() before removing to undo a merge.
 function Model:remove_lora()
   _lora.remove(self)
   return self

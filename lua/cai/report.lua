@@ -922,6 +922,9 @@ function report.load(run_dir)
   local cai = require "cai"
   local dir = run_dir:gsub("/+$", "")
   if dir == "" then dir = "/" end
+  local core = require "cai._core"
+  if not core.exists(dir) then error("cai.report: run directory " .. dir .. " does not exist", 0) end
+  if not core.exists(dir .. "/.") then error("cai.report: " .. dir .. " is a file, expected a run directory", 0) end
   local data = { run_dir = dir, version = cai.version }
   local function json_file(name)
     local path = dir .. "/" .. name
@@ -943,6 +946,10 @@ function report.load(run_dir)
   data.metrics = jsonl_file("metrics.jsonl")
   data.pairs = jsonl_file("pairs.jsonl")
   data.samples = jsonl_file("samples.jsonl")
+  if not (data.config or data.summary or data.metrics or data.pairs or data.samples) then
+    error("cai.report: " .. dir .. " is not a run directory (it has none of config.json, summary.json, "
+      .. "metrics.jsonl, pairs.jsonl, samples.jsonl)", 0)
+  end
   return data
 end
 

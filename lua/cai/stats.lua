@@ -17,6 +17,12 @@ local function check_numbers(fname, xs, what)
   end
 end
 
+local function check_alpha(fname, alpha)
+  if type(alpha) ~= "number" or not (alpha > 0 and alpha < 1) then
+    error("cai.stats." .. fname .. ": alpha must be a number in (0, 1), got " .. tostring(alpha), 3)
+  end
+end
+
 local function check_count(fname, v, what)
   if type(v) ~= "number" or v < 0 or v ~= math.floor(v) then
     error("cai.stats." .. fname .. ": " .. what .. " must be a non-negative integer, got " .. tostring(v), 3)
@@ -170,6 +176,12 @@ end
 function stats.holm(ps, alpha)
   check_numbers("holm", ps, "p-values")
   alpha = alpha or 0.05
+  check_alpha("holm", alpha)
+  for i, p in ipairs(ps) do
+    if not (p >= 0 and p <= 1) then
+      error(string.format("cai.stats.holm: p-values[%d] must be in [0, 1], got %s", i, tostring(p)), 2)
+    end
+  end
   local m = #ps
   local order = {}
   for i = 1, m do order[i] = i end
@@ -215,6 +227,9 @@ function stats.wilson(k, n, z)
   if k > n then error("cai.stats.wilson: k must be <= n", 2) end
   if n == 0 then return 0, 1 end
   z = z or 1.959963984540054
+  if type(z) ~= "number" or not (z > 0) or z == math.huge then
+    error("cai.stats.wilson: z must be a positive number, got " .. tostring(z), 2)
+  end
   local p = k / n
   local denom = 1 + z * z / n
   local center = (p + z * z / (2 * n)) / denom
@@ -238,9 +253,15 @@ function stats.bootstrap_ci(values, opts)
     elseif type(v) == "number" then xs[i] = v
     else error(string.format("cai.stats.bootstrap_ci: values[%d] must be a number or boolean", i), 2) end
   end
+  if type(opts) ~= "table" then error("cai.stats.bootstrap_ci: opts must be a table, got " .. type(opts), 2) end
   local stat = opts.stat or stats.mean
+  if type(stat) ~= "function" then error("cai.stats.bootstrap_ci: opts.stat must be a function, got " .. type(stat), 2) end
   local reps = opts.n or 2000
+  if type(reps) ~= "number" or reps < 1 or reps ~= math.floor(reps) then
+    error("cai.stats.bootstrap_ci: opts.n (resamples) must be an integer >= 1, got " .. tostring(reps), 2)
+  end
   local alpha = opts.alpha or 0.05
+  check_alpha("bootstrap_ci", alpha)
   if #xs == 0 then return { estimate = nil, lo = nil, hi = nil, n = 0 } end
   local rng = opts.rng or require("cai").rng(opts.seed or 0)
   local results = {}

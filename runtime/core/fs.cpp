@@ -12,6 +12,8 @@
 namespace cai {
 
 std::string read_file(const std::string& path) {
+    struct stat st;
+    if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) fail(path, ": is a directory, expected a file");
     FILE* f = std::fopen(path.c_str(), "rb");
     if (!f) fail(path, ": cannot open: ", std::strerror(errno));
     std::string content;
@@ -19,8 +21,9 @@ std::string read_file(const std::string& path) {
     size_t n;
     while ((n = std::fread(buffer, 1, sizeof buffer, f)) > 0) content.append(buffer, n);
     bool bad = std::ferror(f);
+    int saved = errno;
     std::fclose(f);
-    if (bad) fail(path, ": read error");
+    if (bad) fail(path, ": read error: ", std::strerror(saved));
     return content;
 }
 
@@ -75,9 +78,13 @@ void write_file_atomic(const std::string& path, const std::string& content) {
         p += n;
         left -= static_cast<size_t>(n);
     }
-    if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    const bool synced = ::fsync(fd) == 0;
+    int saved = errno;
+    const bool closed = ::close(fd) == 0;
+    if (synced && !closed) saved = errno;
+    if (!synced || !closed) {
         ::unlink(tmp.c_str());
-        fail(path, ": write failed: ", std::strerror(errno));
+        fail(path, ": write failed: ", std::strerror(saved));
     }
     rename_into_place(tmp, path);
 }

@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/json.h"
 #include "lua/bindings.h"
 #include "lua/lua_util.h"
 
@@ -23,7 +24,7 @@ const char* const array_marker = "cai.json.array";
 const char* const object_marker = "cai.json.object";
 int null_sentinel_storage;
 void* const null_sentinel = &null_sentinel_storage;
-const int max_depth = 512;
+const int max_depth = static_cast<int>(json_max_depth);
 // Registry table (weak keys): decoded object -> list of its keys in the
 // order of the JSON text, for code that must print them as Python would
 // (chat templates' tojson). Objects with fewer than two keys are not listed.
@@ -198,6 +199,10 @@ void push_ordered(lua_State* L, const ordered_json& value, int order_index) {
 }
 
 ordered_json parse_ordered_or_fail(const std::string& text, const std::string& where) {
+    const size_t deep = json_too_deep_at(text);
+    if (deep != std::string::npos)
+        fail(where, "invalid JSON: arrays/objects nested deeper than ", json_max_depth, " levels at ",
+             json_position(text, deep));
     try {
         return ordered_json::parse(text);
     } catch (const ordered_json::exception& e) {
@@ -206,6 +211,10 @@ ordered_json parse_ordered_or_fail(const std::string& text, const std::string& w
 }
 
 json parse_or_fail(const std::string& text, const std::string& where) {
+    const size_t deep = json_too_deep_at(text);
+    if (deep != std::string::npos)
+        fail(where, "invalid JSON: arrays/objects nested deeper than ", json_max_depth, " levels at ",
+             json_position(text, deep));
     try {
         return json::parse(text);
     } catch (const json::exception& e) {
@@ -346,6 +355,8 @@ json lua_to_json(lua_State* L, int index) {
 }
 
 void push_json(lua_State* L, const json& value) {
+    // Two slots per level (table, key); the depth is bounded by json_max_depth.
+    if (!lua_checkstack(L, 4)) fail("json: value nested too deeply for the Lua stack");
     switch (value.type()) {
     case json::value_t::null:
         lua_pushlightuserdata(L, null_sentinel);

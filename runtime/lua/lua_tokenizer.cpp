@@ -4,6 +4,7 @@
 // metatable; the fields bos_id, eos_id, pad_id (nil when absent), add_bos,
 // add_eos, kind and dir (the directory it was loaded from) are read through __index. lua/cai/tokenizer.lua adds the
 // friendly functions (load, train) on top.
+#include <cstdint>
 #include "lua/lua_tokenizer.h"
 
 #include <string>
@@ -34,6 +35,10 @@ void push_ids(lua_State* L, const std::vector<int32_t>& ids) {
 
 std::vector<int32_t> check_ids(lua_State* L, int index, const char* fname) {
     std::vector<long long> raw = cai::arg_integer_list(L, index, fname, "ids");
+    // Checked before narrowing: 2^32 + 5 must not wrap around to the id 5.
+    for (size_t i = 0; i < raw.size(); ++i)
+        if (raw[i] < 0 || raw[i] > INT32_MAX)
+            cai::fail(fname, ": ids[", i + 1, "] = ", raw[i], " is not a token id (ids are 0 .. vocab_size - 1)");
     return std::vector<int32_t>(raw.begin(), raw.end());
 }
 

@@ -98,7 +98,8 @@ double opt_number(lua_State* L, int index, const char* key, double def, const ch
 
 long long opt_integer(lua_State* L, int index, const char* key, long long def, const char* fname) {
     double v = opt_number(L, index, key, static_cast<double>(def), fname);
-    if (std::floor(v) != v) fail(fname, ": option '", key, "' must be an integer, got ", v);
+    if (std::floor(v) != v || std::fabs(v) > 9007199254740992.0)
+        fail(fname, ": option '", key, "' must be an integer (at most 2^53 in size), got ", v);
     return static_cast<long long>(v);
 }
 
@@ -144,7 +145,7 @@ std::vector<long long> arg_integer_list(lua_State* L, int index, const char* fna
     for (size_t i = 1; i <= n; ++i) {
         lua_rawgeti(L, index, static_cast<int>(i));
         double v = lua_tonumber(L, -1);
-        bool ok = lua_type(L, -1) == LUA_TNUMBER && std::floor(v) == v;
+        bool ok = lua_type(L, -1) == LUA_TNUMBER && std::floor(v) == v && std::fabs(v) <= 9007199254740992.0;
         lua_pop(L, 1);
         if (!ok) fail(fname, ": ", what, "[", i, "] must be an integer");
         out.push_back(static_cast<long long>(v));

@@ -222,6 +222,11 @@ model_config parse_model_config(const std::string& json_text, const std::string&
         read_gemma3_rope(j, where, c);
     else
         read_rope(j, where, 10000.0, c);
+    // Checked here, not discovered later as NaN logits.
+    if (!(c.rope_theta > 0) || !std::isfinite(c.rope_theta))
+        fail(where, ": field \"rope_theta\" must be a positive number, got ", c.rope_theta);
+    if (!(c.rms_norm_eps > 0) || !std::isfinite(c.rms_norm_eps))
+        fail(where, ": field \"rms_norm_eps\" must be a positive number, got ", c.rms_norm_eps);
 
     bool attention_bias = r.boolean("attention_bias", false);
     c.qkv_bias = qwen2 ? true : (mistral ? false : attention_bias);

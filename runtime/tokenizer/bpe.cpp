@@ -323,7 +323,18 @@ struct reader {
         auto bpe = std::make_unique<bpe_model>();
         const json& vocab = j.at("vocab");
         if (!vocab.is_object()) fail(file, ": model.vocab must be an object {piece: id}");
-        for (auto it = vocab.begin(); it != vocab.end(); ++it) bpe->add_piece(it.key(), it.value().get<int32_t>());
+        for (auto it = vocab.begin(); it != vocab.end(); ++it) {
+            const json& id = it.value();
+            if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= (int64_t(1) << 24))
+                fail(file, ": model.vocab[\"", it.key(), "\"] must be a token id (an integer in [0, 2^24)), got ",
+                     id.dump());
+            const int32_t n = id.get<int32_t>();
+            const std::string other = size_t(n) < bpe->pieces.size() ? bpe->pieces[size_t(n)] : std::string();
+            if (!other.empty())
+                fail(file, ": model.vocab gives the pieces \"", other, "\" and \"", it.key(), "\" the same id ", n,
+                     "; every piece needs its own id");
+            bpe->add_piece(it.key(), n);
+        }
         int32_t rank = 0;
         for (const auto& m : j.at("merges")) {
             std::string left, right;

@@ -14,6 +14,10 @@ namespace cai::tok {
 
 void added_vocab::add(const added_token& token) {
     if (token.content.empty()) fail("tokenizer: added token ", token.id, " has empty content");
+    auto same_id = by_id_.find(token.id);
+    if (same_id != by_id_.end() && tokens_[same_id->second].content != token.content)
+        fail("tokenizer: added tokens \"", tokens_[same_id->second].content, "\" and \"", token.content,
+             "\" have the same id ", token.id, "; every token needs its own id");
     auto it = by_content_.find(token.content);
     if (it != by_content_.end()) {
         by_id_.erase(tokens_[it->second].id);

@@ -3,6 +3,7 @@
 
 #include <ATen/core/grad_mode.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <memory>
@@ -257,6 +258,16 @@ void lora_add(model& m, const lora_options& o) {
     check_options(o.r, o.alpha, o.dropout, where);
     std::vector<bool> chosen = select_targets(o.targets, where);
     if (lora_present(m)) fail(where, ": the model already has LoRA adapters (remove_lora() first)");
+    // A rank above min(in, out) adds nothing but memory (r = 1e9 would only end in "out of memory").
+    for (size_t i = 0; i < m.layers.size(); ++i)
+        for (size_t k = 0; k < slot_count; ++k) {
+            if (!chosen[k]) continue;
+            const linear& l = m.layers[i].*(slots[k].member);
+            const int64_t smallest = std::min(l.weight.size(0), l.weight.size(1));
+            if (o.r > smallest)
+                fail(where, ": r = ", o.r, " is more than ", slots[k].name, "'s smallest dimension (", smallest,
+                     "); LoRA's rank must be at most min(in_features, out_features)");
+        }
     for (size_t i = 0; i < m.layers.size(); ++i)
         for (size_t k = 0; k < slot_count; ++k) {
             if (!chosen[k]) continue;
@@ -271,7 +282,8 @@ void lora_add(model& m, const lora_options& o) {
 
 void lora_remove(model& m) {
     if (!lora_present(m)) return;
-    if (lora_describe(m).merged) lora_unmerge(m);
+    // A merged adapter stays in the weights (PEFT's merge_and_unload): only
+    // unmerge_lora() takes it out again, and only before the adapter is removed.
     for_each_adapter(m, [&](size_t, size_t, linear& l) {
         l.lora_a = at::Tensor();
         l.lora_b = at::Tensor();

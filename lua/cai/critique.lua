@@ -269,8 +269,18 @@ local function merged(defaults, overrides)
   return out
 end
 
-local function call_generate(model, prompts, gen_opts)
-  local results = model:generate(prompts, gen_opts)
+-- The options with the progress bar named after what is generated ("generate: critiques 40/100"),
+-- unless the caller turned it off or named it.
+local function labelled(gen_opts, label)
+  if gen_opts.progress ~= nil and gen_opts.progress ~= true then return gen_opts end
+  local out = {}
+  for k, v in pairs(gen_opts) do out[k] = v end
+  out.progress = label
+  return out
+end
+
+local function call_generate(model, prompts, gen_opts, label)
+  local results = model:generate(prompts, label and labelled(gen_opts, label) or gen_opts)
   if type(results) ~= "table" or #results ~= #prompts then
     error(string.format("cai.critique.run: model:generate returned %s results for %d prompts",
       type(results) == "table" and tostring(#results) or type(results), #prompts), 3)
@@ -314,6 +324,14 @@ function critique.run(model, items, opts)
   local rounds = opts.rounds or 1
   local per_round = opts.per_round or 1
   local seed = opts.seed or 0
+  for name, v in pairs({ rounds = rounds, per_round = per_round }) do
+    if type(v) ~= "number" or v < 1 or v ~= math.floor(v) then
+      error(string.format("cai.critique.run: %s must be an integer >= 1, got %s", name, tostring(v)), 2)
+    end
+  end
+  if type(seed) ~= "number" or seed ~= math.floor(seed) then
+    error("cai.critique.run: seed must be an integer, got " .. tostring(seed), 2)
+  end
   local rng = opts.rng or require("cai").rng(seed)
   local first_index = opts.first_index
   if first_index ~= nil and (type(first_index) ~= "number" or first_index < 0 or first_index ~= math.floor(first_index)) then
@@ -363,7 +381,7 @@ function critique.run(model, items, opts)
       end
       answer_gen.first_index = first_index
     end
-    local texts = call_generate(model, need_prompts, answer_gen)
+    local texts = call_generate(model, need_prompts, answer_gen, "answers")
     for k, i in ipairs(need) do
       work[i].answer = chat and chat:response(texts[k]) or (template.strip_end(texts[k]))
     end
@@ -388,7 +406,7 @@ function critique.run(model, items, opts)
       local prompts = {}
       for i, w in ipairs(work) do prompts[i] = critique.combined_prompt(w.instruction, w.current, picked[i], prompt_opts) end
       round_gen.stop = round_gen.stop or { "\nOriginal Question:", "\nExample" }
-      local texts = call_generate(model, as_sent(prompts), round_gen)
+      local texts = call_generate(model, as_sent(prompts), round_gen, "critiques")
       for i = 1, #work do
         -- The prompt ends with "Critique:"; a chat reply may repeat the label.
         local text = texts[i]
@@ -400,14 +418,14 @@ function critique.run(model, items, opts)
       local prompts = {}
       for i, w in ipairs(work) do prompts[i] = critique.critique_prompt(w.instruction, w.current, picked[i], prompt_opts) end
       local cgen = merged(round_gen, { stop = round_gen.stop or { "\nRevision Request:", "\nHuman:", "\n---" } })
-      local texts = call_generate(model, as_sent(prompts), cgen)
+      local texts = call_generate(model, as_sent(prompts), cgen, "critiques")
       local rprompts = {}
       for i, w in ipairs(work) do
         critiques[i] = critique.clean(texts[i])
         rprompts[i] = critique.revision_prompt(w.instruction, w.current, picked[i], critiques[i], prompt_opts)
       end
       local rgen = merged(round_gen, { stop = round_gen.stop or { "\nHuman:", "\nCritique Request:", "\n---" } })
-      local rtexts = call_generate(model, as_sent(rprompts), rgen)
+      local rtexts = call_generate(model, as_sent(rprompts), rgen, "revisions")
       for i = 1, #work do
         local rev = critique.clean(rtexts[i])
         local up = rev:upper()

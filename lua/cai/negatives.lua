@@ -373,6 +373,7 @@ function negatives.generate(items, opts)
   if #model_idx > 0 then
     local gen = { temperature = 0.9, max_new_tokens = 300, seed = opts.seed or 0, stop = template.stop }
     for k, v in pairs(opts.generate or {}) do gen[k] = v end
+    if gen.progress == nil or gen.progress == true then gen.progress = "negatives" end
     local out = opts.model:generate(model_prompts, gen)
     if type(out) ~= "table" or #out ~= #model_prompts then
       error("cai.negatives.generate: model:generate returned the wrong number of results", 2)

@@ -318,6 +318,7 @@ function scoring.judge(model, opts)
   local rubric_text = table.concat(lines, "\n")
   local gen = { temperature = 0, max_new_tokens = 16, seed = 0 }
   for k, v in pairs(opts.generate or {}) do gen[k] = v end
+  if gen.progress == nil or gen.progress == true then gen.progress = "judge scores" end
   local judge = { name = "judge", unparsed = 0 }
   local function generate(prompts)
     local r = model:generate(prompts, gen)

@@ -280,10 +280,10 @@ local SFT_FIELDS = { "model", "data", "out", "seed", "epochs", "max_steps", "lea
   "max_tokens", "gradient_accumulation_steps", "warmup_steps", "warmup_ratio", "schedule", "weight_decay",
   "max_grad_norm", "logging_steps", "save_steps", "save_total_limit", "resume", "full", "on_log", "eos", "progress",
   "eval_data", "eval_steps", "keep_best", "format", "columns", "assistant_only_loss", "completion_only_loss",
-  "chat_template_kwargs" }
+  "chat_template_kwargs", "max_length", "report_to" }
 local SFT_NUMBERS = { "seed", "epochs", "max_steps", "learning_rate", "batch_size", "max_tokens",
   "gradient_accumulation_steps", "warmup_steps", "warmup_ratio", "weight_decay", "max_grad_norm",
-  "logging_steps", "save_steps", "save_total_limit" }
+  "logging_steps", "save_steps", "save_total_limit", "max_length" }
 local SFT_BOOLEANS = { "resume", "full", "eos", "progress", "assistant_only_loss", "completion_only_loss" }
 
 ---Supervised fine-tuning of the model's LoRA adapters (or all weights with full = true) on
@@ -297,7 +297,9 @@ local SFT_BOOLEANS = { "resume", "full", "eos", "progress", "assistant_only_loss
 ---  full=false, eos=true, on_log=function(metrics) end, eval_data={{prompt=, response=},...}, eval_steps=N,
 ---  keep_best="eval_loss", format="raw"|"chat"|"instruction" (how standard records become text),
 ---  columns={prompt="question", ...}, assistant_only_loss=true, completion_only_loss=true,
----  chat_template_kwargs={enable_thinking=false, ...} }
+---  chat_template_kwargs={enable_thinking=false, ...}, max_length= (truncate longer records, keeping the
+---  start; without it a record longer than the model's max_position_embeddings is an error naming it),
+---  report_to="none" | "tensorboard" (also out/tensorboard/events.out.tfevents.cairun) }
 ---@return table metrics the last logged metrics plus steps=, interrupted=, checkpoint=, resumed_from=,
 ---  best={dir=, step=, value=} (with keep_best)
 function train.sft(opts)
@@ -369,7 +371,8 @@ local DPO_FIELDS = { "model", "pairs", "out", "seed", "epochs", "max_steps", "le
   "max_tokens", "gradient_accumulation_steps", "warmup_steps", "warmup_ratio", "schedule", "weight_decay",
   "max_grad_norm", "logging_steps", "save_steps", "save_total_limit", "resume", "on_log", "eos", "progress",
   "beta", "loss", "label_smoothing", "reference", "reference_cache", "rpo_alpha",
-  "eval_pairs", "eval_steps", "keep_best", "format", "columns", "chat_template_kwargs" }
+  "eval_pairs", "eval_steps", "keep_best", "format", "columns", "chat_template_kwargs", "max_length",
+  "report_to" }
 
 ---DPO on {prompt, chosen, rejected} pairs, training the model's LoRA adapters; the reference is the
 ---same model with its adapters switched off, or another model with the same vocabulary (reference = m2);

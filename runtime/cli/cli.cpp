@@ -16,6 +16,7 @@ namespace {
 
 const char* const usage_text =
     "usage: cairun [options] RECIPE.lua [key=value ...]\n"
+    "       cairun RECIPE.lua --help       list the recipe's arguments, defaults and comments\n"
     "       cairun [options] -e 'lua code' [key=value ...]\n"
     "       cairun report RUN_DIR          rebuild RUN_DIR/report.html\n"
     "\n"
@@ -114,6 +115,17 @@ int cli_main(int argc, char** argv) {
         recipe = argv[i++];
     }
     for (; i < argc; ++i) args.emplace_back(argv[i]);
+    // `cairun RECIPE.lua --help`: the recipe's arguments, read from its cai.args{...} without running it.
+    if (!have_code) {
+        for (const auto& a : args)
+            if (a == "--help" || a == "-h") {
+                code = "io.write(require('cai.args').help(cai.args{ recipe = '' }.recipe))";
+                have_code = true;
+                args = {"recipe=" + recipe};
+                nproc = 0;
+                break;
+            }
+    }
 
     try {
         if (nproc > 1) {

@@ -4,12 +4,16 @@
 #include <cstdlib>
 #include <unistd.h>
 
+#include "core/log.h"
+
 namespace cai {
 
 progress::progress(std::string label, long total, std::string unit)
     : label_(std::move(label)), unit_(std::move(unit)), total_(total) {
     const char* force = std::getenv("CAI_PROGRESS");
     tty_ = force ? std::string(force) == "1" : ::isatty(2) != 0;
+    // Not on a terminal: a plain log line at every tenth of the way instead of a bar.
+    lines_ = !tty_ && !(force && std::string(force) == "0");
     start_ = last_draw_ = std::chrono::steady_clock::now();
 }
 
@@ -36,6 +40,25 @@ void progress::update(long done, const std::string& extra) {
         last_draw_ = now;
         draw(false);
     }
+    if (lines_ && total_ > 0 && done_ < total_) {
+        const long tenth = done_ * 10 / total_;
+        if (tenth > last_tenth_) {
+            last_tenth_ = tenth;
+            write_line(false);
+        }
+    }
+}
+
+void progress::write_line(bool final_line) {
+    const double elapsed = elapsed_seconds();
+    const double rate = elapsed > 0 ? done_ / elapsed : 0;
+    std::string text = label_ + " " + std::to_string(done_) + "/" + std::to_string(total_) + " " + unit_ + " (" +
+                       format_duration(elapsed);
+    if (final_line) text += ", done";
+    else if (rate > 0) text += ", ETA " + format_duration((total_ - done_) / rate);
+    text += ")";
+    if (!extra_.empty()) text += " " + extra_;
+    log_info(text);
 }
 
 void progress::advance(long n, const std::string& extra) { update(done_ + n, extra); }
@@ -44,6 +67,7 @@ void progress::finish() {
     if (finished_) return;
     finished_ = true;
     if (tty_) draw(true);
+    if (lines_ && done_ > 0) write_line(true);
 }
 
 void progress::draw(bool final_line) {

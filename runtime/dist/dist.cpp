@@ -57,6 +57,42 @@ void guarded(const std::string& what, F&& f) {
 
 void wait_for(const c10::intrusive_ptr<c10d::Work>& work) { work->wait(); }
 
+// Every collective starts by gathering each rank's point (a fixed-size
+// record: whether it is a rank-0 write, and its name), so ranks at different
+// points meet in the same operation and can say so, rather than feeding one
+// rank's barrier to another's all-reduce (which Gloo answers with "Connection
+// reset by peer" or a hang). A rank-0 write (m:save, m:save_lora) reached by
+// some ranks only is refused on every rank at once, naming both points.
+void check_point(const std::string& what, bool main_write) {
+    group_state& s = state();
+    const int n = s.env.world_size;
+    constexpr int64_t size = 192;
+    c10::InferenceMode normal_tensors(false);  // Gloo fills them from its own threads
+    at::Tensor mine = at::zeros({size}, at::kByte);
+    uint8_t* p = mine.data_ptr<uint8_t>();
+    p[0] = main_write ? 1 : 0;
+    std::memcpy(p + 1, what.data(), std::min<size_t>(what.size(), size - 2));
+    std::vector<std::vector<at::Tensor>> out(1);
+    for (int r = 0; r < n; ++r) out[0].push_back(at::empty({size}, at::kByte));
+    guarded(what, [&] {
+        std::vector<at::Tensor> in = {mine};
+        wait_for(s.pg->allgather(out, in));
+    });
+    int writer = -1, other = -1;
+    for (int r = 0; r < n; ++r) {
+        if (out[0][r].data_ptr<uint8_t>()[0]) writer = writer < 0 ? r : writer;
+        else other = other < 0 ? r : other;
+    }
+    if (writer < 0 || other < 0) return;
+    auto name_of = [&](int r) {
+        const char* q = reinterpret_cast<const char*>(out[0][r].data_ptr<uint8_t>()) + 1;
+        return std::string(q, strnlen(q, size - 1));
+    };
+    fail("dist: rank ", writer, " is ", name_of(writer), " while rank ", other, " is at ", name_of(other),
+         ": saving a model or adapter (m:save, m:save_lora) is collective in a data-parallel job; call it on every "
+         "rank, not inside `if cai.dist.is_main() then ... end` (rank 0 writes, the others wait for it)");
+}
+
 bool is_loopback(const std::string& addr) {
     return addr == "localhost" || addr.rfind("127.", 0) == 0 || addr == "::1";
 }
@@ -147,13 +183,20 @@ int local_rank() { return state().env.local_rank; }
 void barrier(const std::string& what) {
     group_state& s = state();
     if (!active()) return;
+    check_point(what, false);
     guarded(what, [&] { wait_for(s.pg->barrier()); });
+}
+
+void check_main_write(const std::string& what) {
+    if (!active()) return;
+    check_point(what, true);
 }
 
 void all_reduce_sum(at::Tensor& t, const std::string& what) {
     group_state& s = state();
     if (!active()) return;
     if (!t.is_contiguous()) fail("dist: all_reduce_sum of ", what, ": the tensor must be contiguous");
+    check_point("all_reduce of " + what, false);
     at::Tensor buffer;
     {
         // Gloo writes the result from its own threads, outside any
@@ -183,6 +226,7 @@ std::vector<std::string> all_gather_bytes(const std::string& mine, const std::st
     if (!active()) return {mine};
     const int n = s.env.world_size;
     c10::InferenceMode normal_tensors(false);  // Gloo fills them from its own threads
+    // (all_reduce_sum of the lengths checks that every rank is here.)
     // Lengths first, then every rank's bytes padded to the longest.
     at::Tensor lengths = at::zeros({n}, at::kLong);
     lengths[s.env.rank] = (int64_t)mine.size();

@@ -64,8 +64,12 @@ inline bool is_main() { return rank() == 0; }
 void barrier(const std::string& what = "barrier");
 // Rank 0 writes (a file or directory every rank may read next) while the
 // others wait; in one process it just writes. Every rank must call it.
+// A write reached by rank 0 alone (`if cai.dist.is_main() then m:save_lora(d)
+// end`) fails at once on every rank with a message saying so.
+void check_main_write(const std::string& what);
 template <class Write>
 void main_writes(const std::string& what, Write&& write) {
+    check_main_write(what);
     if (is_main()) write();
     barrier(what);
 }

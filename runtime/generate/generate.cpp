@@ -4,6 +4,7 @@
 #include <c10/core/InferenceMode.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "core/error.h"
@@ -111,6 +112,10 @@ std::vector<generation> generate(const model& m, const std::vector<std::vector<i
             if (id < 0 || id >= m.config.vocab_size)
                 fail("generate: prompt ", i + 1, " holds token id ", id, ", outside the vocabulary [0, ",
                      m.config.vocab_size, ")");
+        if ((int64_t)prompts[i].size() >= m.config.max_position_embeddings)
+            fail("generate: prompt ", o.first_index + i + 1, " is ", prompts[i].size(),
+                 " tokens, which leaves no room below the model's max_position_embeddings (",
+                 m.config.max_position_embeddings, "); shorten the prompt");
     }
     if (o.shard && dist::world_size() > 1) {
         const dist::shard part = dist::shard_of(prompts.size());
@@ -140,7 +145,9 @@ std::vector<generation> generate(const model& m, const std::vector<std::vector<i
     c10::InferenceMode no_grad;
     std::vector<generation> results(prompts.size());
     std::unique_ptr<progress> bar;
-    if (o.show_progress && !prompts.empty()) bar = std::make_unique<progress>("generate", (long)prompts.size(), "prompts");
+    if (o.show_progress && !prompts.empty()) bar = std::make_unique<progress>(
+            o.progress_label.empty() ? std::string("generate") : "generate: " + o.progress_label, (long)prompts.size(),
+            "prompts");
     const int64_t V = m.config.vocab_size;
     auto is_eos = [&](int32_t id) { return std::find(m.eos_ids.begin(), m.eos_ids.end(), id) != m.eos_ids.end(); };
     auto decode = [&](const std::vector<int32_t>& ids) { return m.tok ? m.tok->decode(ids, true) : std::string(); };
@@ -159,14 +166,22 @@ std::vector<generation> generate(const model& m, const std::vector<std::vector<i
             if (bar) bar->advance(B);
             continue;
         }
+        // A row stops at the model's context length (finish "length"), never past it.
+        std::vector<int64_t> limit(B);
+        int64_t longest_limit = 0;
+        for (int64_t b = 0; b < B; ++b) {
+            limit[b] = std::min<int64_t>(o.max_new_tokens,
+                                         m.config.max_position_embeddings - (int64_t)prompts[begin + b].size());
+            longest_limit = std::max(longest_limit, limit[b]);
+        }
         at::Tensor ids, mask;
         left_pad(prompts, begin, end, ids, mask);
-        kv_cache cache = m.new_cache(B, ids.size(1) + o.max_new_tokens);
+        kv_cache cache = m.new_cache(B, ids.size(1) + longest_limit);
         // Prefill: only the last column's logits are needed (left padding keeps it real).
         at::Tensor hidden = m.hidden_states(ids, mask, &cache);
         at::Tensor logits = m.logits_from_hidden(hidden.narrow(1, hidden.size(1) - 1, 1));  // (B, 1, V)
 
-        for (int64_t step = 0; step < o.max_new_tokens; ++step) {
+        for (int64_t step = 0; step < longest_limit; ++step) {
             at::Tensor row_logits = logits.select(1, 0).to(at::kFloat).contiguous();  // (B, V)
             const float* data = row_logits.data_ptr<float>();
             at::Tensor next = at::zeros({B, 1}, at::kLong), next_mask = at::zeros({B, 1}, at::kLong);
@@ -192,7 +207,7 @@ std::vector<generation> generate(const model& m, const std::vector<std::vector<i
                         continue;
                     }
                 }
-                if ((int64_t)r.out.tokens.size() == o.max_new_tokens) {
+                if ((int64_t)r.out.tokens.size() == limit[b]) {
                     r.done = true;
                     continue;
                 }
@@ -234,6 +249,14 @@ std::vector<completion_logprob> score_completions(const model& m, const std::vec
         if (prompts[i].empty()) fail("logprobs: prompt ", i + 1, " has no tokens");
         joined[i] = prompts[i];
         joined[i].insert(joined[i].end(), completions[i].begin(), completions[i].end());
+        if ((int64_t)joined[i].size() > m.config.max_position_embeddings)
+            fail("logprobs: prompt ", i + 1, " with its completion is ", joined[i].size(),
+                 " tokens, more than the model's max_position_embeddings (", m.config.max_position_embeddings,
+                 "); shorten the record");
+        for (int32_t id : joined[i])
+            if (id < 0 || id >= m.config.vocab_size)
+                fail("logprobs: record ", i + 1, " holds token id ", id, ", outside the vocabulary [0, ",
+                     m.config.vocab_size, ")");
     }
     if (shard && dist::world_size() > 1) {
         const dist::shard part = dist::shard_of(prompts.size());
@@ -266,6 +289,10 @@ std::vector<completion_logprob> score_completions(const model& m, const std::vec
             r.n = (int64_t)completions[i].size();
             for (int64_t t = T - r.n; t < T; ++t) r.sum += acc[i - begin][t];
             r.mean = r.n ? r.sum / r.n : 0;
+            if (!std::isfinite(r.sum))
+                fail("logprobs: record ", i + 1, " has a ", std::isnan(r.sum) ? "NaN" : "infinite",
+                     " log-probability; the model's weights or config produce non-finite logits (check the "
+                     "safetensors for NaN/inf and config.json's rope_theta and rms_norm_eps)");
         }
     }
     return out;

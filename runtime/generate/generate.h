@@ -31,6 +31,7 @@ struct generate_options {
     uint64_t seed = 0;
     int64_t batch_size = 16;
     bool show_progress = true;
+    std::string progress_label;  // names the bar: "generate: critiques"
     bool shard = true;         // data-parallel: share the prompts among the ranks (false: all on this rank)
     uint64_t first_index = 0;  // prompts[i] samples from rng::derive(seed, first_index + i)
 };

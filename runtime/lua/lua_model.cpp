@@ -138,7 +138,15 @@ int l_model_generate(lua_State* L) {
         o.sampling.repetition_penalty = cai::opt_number(L, 3, "repetition_penalty", 1.0, fname);
         o.seed = (uint64_t)cai::opt_integer(L, 3, "seed", 0, fname);
         o.batch_size = cai::opt_integer(L, 3, "batch_size", 16, fname);
-        o.show_progress = cai::opt_boolean(L, 3, "progress", true, fname);
+        // progress = true | false | "what" (names the bar: "generate: what 40/100").
+        bool progress_named = false;
+        if (lua_type(L, 3) == LUA_TTABLE) {
+            lua_getfield(L, 3, "progress");  // [progress]
+            progress_named = lua_type(L, -1) == LUA_TSTRING;
+            if (progress_named) o.progress_label = lua_tostring(L, -1);
+            lua_pop(L, 1);  // []
+        }
+        o.show_progress = progress_named || cai::opt_boolean(L, 3, "progress", true, fname);
         const int64_t first_index = cai::opt_integer(L, 3, "first_index", 0, fname);
         if (first_index < 0) cai::fail(fname, ": opts.first_index must be >= 0, got ", first_index);
         o.first_index = (uint64_t)first_index;
@@ -241,6 +249,9 @@ int l_model_logits(lua_State* L) {
         auto m = self(L);
         cai::check_option_keys(L, 3, fname, {"attention_mask", "use_lora"});
         at::Tensor ids = integer_matrix(L, 2, fname, "ids");
+        if (ids.size(1) > m->config.max_position_embeddings)
+            cai::fail(fname, ": ids rows have ", ids.size(1), " tokens, more than the model's max_position_embeddings (",
+                      m->config.max_position_embeddings, ")");
         at::Tensor mask;
         if (!lua_isnoneornil(L, 3)) {
             lua_getfield(L, 3, "attention_mask");  // [mask]

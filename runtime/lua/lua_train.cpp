@@ -1,5 +1,7 @@
 // cai._train: training primitives for lua/cai/train.lua (cai.train).
 // The friendly argument checks live in Lua; these check again, tersely.
+#include <algorithm>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -135,9 +137,45 @@ cai::trainer_options trainer_options_from(lua_State* L, int index, const char* f
     o.schedule.type = cai::opt_string(L, index, "schedule", "linear", fname);
     o.schedule.warmup_steps = cai::opt_integer(L, index, "warmup_steps", 0, fname);
     o.schedule.warmup_ratio = cai::opt_number(L, index, "warmup_ratio", 0.0, fname);
-    o.batches.batch_size = cai::opt_integer(L, index, "batch_size", 0, fname);
-    o.batches.max_tokens = cai::opt_integer(L, index, "max_tokens", 0, fname);
+    o.batches.batch_size = cai::opt_integer(L, index, "batch_size", -1, fname);
+    o.batches.max_tokens = cai::opt_integer(L, index, "max_tokens", -1, fname);
+    // Given means >= 1: 0 is not "the default" (it would silently train on 8-record batches).
+    if (o.batches.batch_size == 0 || o.batches.batch_size < -1)
+        cai::fail(fname, ": batch_size must be >= 1, got ", o.batches.batch_size);
+    if (o.batches.max_tokens == 0 || o.batches.max_tokens < -1)
+        cai::fail(fname, ": max_tokens must be >= 1, got ", o.batches.max_tokens);
+    if (o.batches.batch_size > 0 && o.batches.max_tokens > 0)
+        cai::fail(fname, ": give batch_size or max_tokens, not both");
+    o.batches.batch_size = std::max<long long>(o.batches.batch_size, 0);
+    o.batches.max_tokens = std::max<long long>(o.batches.max_tokens, 0);
     if (o.batches.batch_size == 0 && o.batches.max_tokens == 0) o.batches.batch_size = 8;  // TRL's default
+    if (!std::isfinite(o.learning_rate)) cai::fail(fname, ": learning_rate must be a finite number, got ", o.learning_rate);
+    if (!std::isfinite(o.max_grad_norm)) cai::fail(fname, ": max_grad_norm must be a finite number, got ", o.max_grad_norm);
+    if (!std::isfinite(o.adamw.weight_decay) || o.adamw.weight_decay < 0)
+        cai::fail(fname, ": weight_decay must be a finite number >= 0, got ", o.adamw.weight_decay);
+    if (!(o.schedule.warmup_ratio >= 0 && o.schedule.warmup_ratio <= 1))
+        cai::fail(fname, ": warmup_ratio must be in [0, 1], got ", o.schedule.warmup_ratio);
+    if (o.schedule.warmup_steps < 0) cai::fail(fname, ": warmup_steps must be >= 0, got ", o.schedule.warmup_steps);
+    if (o.max_steps < 0) cai::fail(fname, ": max_steps must be >= 0, got ", o.max_steps);
+    // report_to: "none" | "tensorboard" | a list of them (TRL's option; metrics.jsonl is always written).
+    std::vector<std::string> report_to;
+    lua_getfield(L, index, "report_to");  // [report_to]
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        report_to.push_back(lua_tostring(L, -1));
+    } else if (lua_type(L, -1) == LUA_TTABLE) {
+        report_to = string_list(L, lua_gettop(L), fname, "report_to");
+    } else if (!lua_isnil(L, -1)) {
+        std::string got = luaL_typename(L, -1);
+        lua_pop(L, 1);
+        cai::fail(fname, ": report_to must be \"none\", \"tensorboard\" or a list of them, got ", got);
+    }
+    lua_pop(L, 1);  // []
+    for (const auto& r : report_to) {
+        if (r == "tensorboard") o.report_to_tensorboard = true;
+        else if (r != "none")
+            cai::fail(fname, ": report_to \"", r, "\" is not supported (supported: \"none\", \"tensorboard\"; ",
+                      "metrics.jsonl is always written)");
+    }
     o.logging_steps = cai::opt_integer(L, index, "logging_steps", 10, fname);
     o.save_steps = cai::opt_integer(L, index, "save_steps", 0, fname);
     o.save_total_limit = cai::opt_integer(L, index, "save_total_limit", 0, fname);
@@ -204,7 +242,7 @@ const std::vector<std::string> sft_option_keys = {
     "out", "seed", "epochs", "max_steps", "gradient_accumulation_steps", "learning_rate", "weight_decay",
     "max_grad_norm", "schedule", "warmup_steps", "warmup_ratio", "batch_size", "max_tokens", "logging_steps",
     "save_steps", "save_total_limit", "full", "eos", "resume", "progress", "eval_prompts", "eval_responses",
-    "eval_steps", "keep_best", "segments", "eval_segments", "add_special_tokens"};
+    "eval_steps", "keep_best", "segments", "eval_segments", "add_special_tokens", "max_length", "report_to"};
 
 // sft(model, prompts, responses, options, on_log | nil)
 //   -> last_metrics (JSON text), steps, interrupted, final_checkpoint, resumed_from
@@ -226,6 +264,7 @@ int l_train_sft(lua_State* L) {
         o.add_special_tokens = cai::opt_boolean(L, 4, "add_special_tokens", true, fname);
         o.resume = cai::opt_boolean(L, 4, "resume", true, fname);
         o.show_progress = cai::opt_boolean(L, 4, "progress", true, fname);
+        o.max_length = cai::opt_integer(L, 4, "max_length", 0, fname);
         o.eval.eval_steps = cai::opt_integer(L, 4, "eval_steps", 0, fname);
         lua_getfield(L, 4, "eval_segments");
         if (!lua_isnil(L, -1)) o.eval_data = segment_examples(L, lua_gettop(L), fname, "eval_data");
@@ -268,7 +307,7 @@ const std::vector<std::string> dpo_option_keys = {
     "out", "seed", "epochs", "max_steps", "gradient_accumulation_steps", "learning_rate", "weight_decay",
     "max_grad_norm", "schedule", "warmup_steps", "warmup_ratio", "batch_size", "max_tokens", "logging_steps",
     "save_steps", "save_total_limit", "beta", "loss", "label_smoothing", "reference", "reference_cache", "rpo_alpha", "eos", "resume", "progress",
-    "eval_prompts", "eval_chosen", "eval_rejected", "eval_steps", "keep_best", "add_special_tokens"};
+    "eval_prompts", "eval_chosen", "eval_rejected", "eval_steps", "keep_best", "add_special_tokens", "max_length", "report_to"};
 
 // dpo(model, prompts, chosen, rejected, options, on_log | nil)
 //   -> last_metrics (JSON text), steps, interrupted, final_checkpoint, resumed_from
@@ -315,6 +354,7 @@ int l_train_dpo(lua_State* L) {
         o.add_special_tokens = cai::opt_boolean(L, 5, "add_special_tokens", true, fname);
         o.resume = cai::opt_boolean(L, 5, "resume", true, fname);
         o.show_progress = cai::opt_boolean(L, 5, "progress", true, fname);
+        o.max_length = cai::opt_integer(L, 5, "max_length", 0, fname);
         lua_callback on_log(L, 6);
         if (on_log.present()) o.on_log = [&on_log](const std::string& line) { on_log(line); };
         std::vector<cai::dpo_pair> pairs(prompts.size());

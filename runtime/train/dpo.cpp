@@ -29,10 +29,23 @@ namespace cai {
 namespace {
 
 dpo_tokens tokenize_completion(const model& m, const std::string& prompt, const std::string& completion,
-                               int32_t eos_id, size_t index, const char* field, bool add_special_tokens) {
+                               int32_t eos_id, size_t index, const char* field, bool add_special_tokens,
+                               int64_t max_length, size_t* cut, const char* list = "pairs") {
     pair_ids p = tokenize_pair(*m.tok, prompt, completion, add_special_tokens);
     dpo_tokens t{std::move(p.ids), p.completion_start};
     if (eos_id >= 0) t.ids.push_back(eos_id);
+    const int64_t context = m.config.max_position_embeddings;
+    if (max_length > 0 && (int64_t)t.ids.size() > max_length) {
+        if ((int64_t)t.completion_start >= max_length)
+            fail("dpo: ", list, "[", index + 1, "]: the prompt alone is ", t.completion_start, " tokens, so max_length = ",
+                 max_length, " leaves no \"", field, "\" token; shorten the prompt or raise max_length");
+        t.ids.resize((size_t)max_length);
+        ++*cut;
+    } else if ((int64_t)t.ids.size() > context) {
+        fail("dpo: ", list, "[", index + 1, "]: prompt + \"", field, "\" is ", t.ids.size(),
+             " tokens, more than the model's max_position_embeddings (", context,
+             "); shorten it, or set max_length = N to truncate long pairs");
+    }
     if (t.ids.size() <= t.completion_start)
         fail("dpo: pairs[", index + 1, "]: field \"", field, "\" gives no token (empty and eos = false)");
     if (t.completion_start == 0)
@@ -94,10 +107,11 @@ void hash_tensor(fnv64& f, const std::string& name, const at::Tensor& t) {
 
 std::string dpo_reference_fingerprint(const model& reference, bool adapter_off, const tokenizer& tok,
                                       const std::vector<dpo_pair>& pairs, bool eos, bool average,
-                                      bool add_special_tokens) {
+                                      bool add_special_tokens, int64_t max_length) {
     fnv64 f;
     f.str("cai.dpo.reference_logps.v1");
     if (!add_special_tokens) f.str("prompts without special tokens");
+    if (max_length > 0) f.num(max_length);  // absent when 0, so older caches keep their key
     f.num(adapter_off);
     f.num(eos);
     f.num(average);
@@ -245,19 +259,32 @@ dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_opt
         else
             fail("dpo: eos = true but the tokenizer and config name no EOS token; set eos = false");
     }
+    if (options.max_length < 0) fail("dpo: max_length must be >= 0 (0: no truncation), got ", options.max_length);
+    if (options.max_length > m.config.max_position_embeddings)
+        fail("dpo: max_length = ", options.max_length, " is more than the model's max_position_embeddings (",
+             m.config.max_position_embeddings, ")");
+    size_t cut = 0;
     std::vector<dpo_tokens> chosen, rejected;
     std::vector<int64_t> lengths;
     for (size_t i = 0; i < pairs.size(); ++i) {
-        chosen.push_back(tokenize_completion(m, pairs[i].prompt, pairs[i].chosen, eos_id, i, "chosen", options.add_special_tokens));
-        rejected.push_back(tokenize_completion(m, pairs[i].prompt, pairs[i].rejected, eos_id, i, "rejected", options.add_special_tokens));
+        chosen.push_back(tokenize_completion(m, pairs[i].prompt, pairs[i].chosen, eos_id, i, "chosen",
+                                             options.add_special_tokens, options.max_length, &cut));
+        rejected.push_back(tokenize_completion(m, pairs[i].prompt, pairs[i].rejected, eos_id, i, "rejected",
+                                               options.add_special_tokens, options.max_length, &cut));
         lengths.push_back((int64_t)std::max(chosen.back().ids.size(), rejected.back().ids.size()));
     }
+    if (cut > 0)
+        log_warn("dpo: max_length = ", options.max_length, " truncated ", cut, " of ", 2 * pairs.size(),
+                 " prompt + completion sequences");
     log_info("dpo: ", pairs.size(), " pairs, loss ", options.loss, ", beta ", options.beta);
     std::vector<dpo_tokens> eval_chosen, eval_rejected;
     for (size_t i = 0; i < options.eval_pairs.size(); ++i) {
         const dpo_pair& p = options.eval_pairs[i];
-        eval_chosen.push_back(tokenize_completion(m, p.prompt, p.chosen, eos_id, i, "chosen", options.add_special_tokens));
-        eval_rejected.push_back(tokenize_completion(m, p.prompt, p.rejected, eos_id, i, "rejected", options.add_special_tokens));
+        eval_chosen.push_back(tokenize_completion(m, p.prompt, p.chosen, eos_id, i, "chosen", options.add_special_tokens,
+                                                  options.max_length, &cut, "eval_pairs"));
+        eval_rejected.push_back(tokenize_completion(m, p.prompt, p.rejected, eos_id, i, "rejected",
+                                                    options.add_special_tokens, options.max_length, &cut,
+                                                    "eval_pairs"));
     }
     if (options.eval.eval_steps < 0) fail("dpo: eval_steps must be >= 0, got ", options.eval.eval_steps);
     if (!eval_chosen.empty() && options.eval.eval_steps == 0)
@@ -298,7 +325,7 @@ dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_opt
     if (options.reference_cache) {
         const model& ref = adapter_off ? m : *options.reference_model;
         const std::string fingerprint = dpo_reference_fingerprint(ref, adapter_off, *m.tok, pairs, options.eos, average,
-                                                                     options.add_special_tokens);
+                                                                     options.add_special_tokens, options.max_length);
         const std::string cache_path = path_join(options.trainer.out_dir, "reference_logps.json");
         if (file_exists(cache_path)) {
             nlohmann::json j;
@@ -338,7 +365,7 @@ dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_opt
         }
     }
 
-    trainer_loop loop(options.trainer, trainable_parameters(m, false), lengths);
+    trainer_loop loop(named_trainer_options(options.trainer, "dpo"), trainable_parameters(m, false), lengths);
     loop.metadata = "{\"trainer\": \"dpo\"}";
     loop.extra_files = [&m] {
         return std::vector<std::pair<std::string, std::string>>{{"adapter_config.json", lora_adapter_config(m)}};
@@ -482,7 +509,7 @@ dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_opt
             std::vector<std::pair<std::string, double>> em = {{"eval_loss", loss_total / count}};
             for (const auto& name : metric_names)
                 if (totals.count(name)) em.push_back({"eval_" + name, totals[name] / count});
-            metrics_log(metrics_path).append(loop.step(), em);
+            loop.log_metrics(em);
             if (keeper) keeper->offer(loop.step(), em);
         }
         if (bar) bar->update((long)loop.step(), "loss " + format_metric(loss_sum / double(micro.size())) + " lr " +

@@ -56,6 +56,10 @@ struct dpo_options {
     bool add_special_tokens = true;
     bool show_progress = true;
     bool resume = true;
+    // > 0: cut prompt + completion to this many tokens (keeping the start) and
+    // say how many were cut; 0: refuse a pair longer than the model's
+    // max_position_embeddings, naming it.
+    int64_t max_length = 0;
     std::function<void(const std::string&)> on_log;  // each metrics line (JSON text)
     // Eval pairs: eval_loss and eval_rewards/... (TRL's names with "eval_")
     // every eval.eval_steps steps; eval.keep_best keeps the best adapter in out/best/.
@@ -88,7 +92,7 @@ at::Tensor completion_logps(const at::Tensor& logits, const std::vector<const dp
 // The fingerprint the reference cache is keyed by (hex), see dpo_options.
 std::string dpo_reference_fingerprint(const model& reference, bool adapter_off, const tokenizer& tok,
                                       const std::vector<dpo_pair>& pairs, bool eos, bool average,
-                                      bool add_special_tokens = true);
+                                      bool add_special_tokens = true, int64_t max_length = 0);
 
 dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_options& options);
 

@@ -15,12 +15,19 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "dist/dist.h"
+#include "train/tensorboard.h"
 
 namespace cai {
 
 metrics_log::metrics_log(std::string path) : path_(std::move(path)) {
     const std::string dir = path_dirname(path_);
     if (!dir.empty()) make_directories(dir);
+}
+
+metrics_log::~metrics_log() = default;
+
+void metrics_log::report_to_tensorboard(const std::string& dir) {
+    tensorboard_ = std::make_unique<tensorboard_writer>(dir);
 }
 
 void metrics_log::append(int64_t step, const std::vector<std::pair<std::string, double>>& values) {
@@ -34,6 +41,7 @@ void metrics_log::append(int64_t step, const std::vector<std::pair<std::string, 
             line[kv.first] = nullptr;
     }
     if (!dist::is_main()) return;  // in a data-parallel run rank 0 writes the log
+    if (tensorboard_ && !tensorboard_->is_open()) tensorboard_->open(path_);
     const std::string text = line.dump() + "\n";
     int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd < 0) fail(path_, ": cannot open for appending: ", std::strerror(errno));
@@ -42,9 +50,11 @@ void metrics_log::append(int64_t step, const std::vector<std::pair<std::string, 
     ::close(fd);
     if (written != (ssize_t)text.size())
         fail(path_, ": cannot append a metrics line: ", written < 0 ? std::strerror(saved) : "short write");
+    if (tensorboard_) tensorboard_->append(step, values);
 }
 
 void metrics_log::truncate_after(int64_t step) {
+    if (tensorboard_) tensorboard_ = std::make_unique<tensorboard_writer>(path_dirname(tensorboard_->path()));
     if (!dist::is_main() || !file_exists(path_)) return;
     std::istringstream in(read_file(path_));
     std::string kept, line;

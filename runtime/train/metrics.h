@@ -6,15 +6,24 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 namespace cai {
 
+class tensorboard_writer;
+
 class metrics_log {
 public:
     explicit metrics_log(std::string path);  // creates parent directories; the file on first append
+    ~metrics_log();
+
+    // Also writes each line as TensorBoard scalars into dir (report_to =
+    // "tensorboard"); the event file is rebuilt from metrics.jsonl at the
+    // first line after this call or after truncate_after, so both agree.
+    void report_to_tensorboard(const std::string& dir);
 
     // {"step": step, key: value, ...} in the given order.
     void append(int64_t step, const std::vector<std::pair<std::string, double>>& values);
@@ -25,6 +34,7 @@ public:
 
 private:
     std::string path_;
+    std::unique_ptr<tensorboard_writer> tensorboard_;
 };
 
 // Complete lines appended to a log since byte `offset`, which moves past

@@ -65,9 +65,34 @@ std::string boundary_text(const tokenizer& tok, const sft_tokens& t) {
 }  // namespace
 
 std::vector<sft_tokens> sft_tokenize(const model& m, const std::vector<sft_example>& data, bool eos,
-                                     bool add_special_tokens) {
+                                     bool add_special_tokens, int64_t max_length, const char* field) {
     if (!m.tok) fail("sft: the model has no tokenizer");
     if (data.empty()) fail("sft: data is empty; give at least one {prompt=, response=} record");
+    if (max_length < 0) fail("sft: max_length must be >= 0 (0: no truncation), got ", max_length);
+    const int64_t context = m.config.max_position_embeddings;
+    if (max_length > context)
+        fail("sft: max_length = ", max_length, " is more than the model's max_position_embeddings (", context, ")");
+    size_t cut = 0, longest = 0;
+    // A record longer than the context is refused, naming it; with max_length
+    // it keeps its first max_length tokens (TRL's truncation) and must still
+    // hold a trained token.
+    auto fit = [&](sft_tokens& t, size_t i) {
+        longest = std::max(longest, t.ids.size());
+        if (max_length > 0 && (int64_t)t.ids.size() > max_length) {
+            t.ids.resize((size_t)max_length);
+            if (!t.trained.empty()) t.trained.resize((size_t)max_length);
+            t.has_eos = false;
+            ++cut;
+            if (t.n_trained() == 0)
+                fail("sft: ", field, "[", i + 1, "]: the prompt alone is ", t.response_start,
+                     " tokens, so max_length = ", max_length, " leaves no response token to train on; shorten the "
+                     "prompt or raise max_length");
+        } else if ((int64_t)t.ids.size() > context) {
+            fail("sft: ", field, "[", i + 1, "] is ", t.ids.size(), " tokens, more than the model's "
+                 "max_position_embeddings (", context, "); shorten it, or set max_length = N to truncate long "
+                 "records");
+        }
+    };
     const int32_t eos_id = eos ? eos_id_of(m) : -1;
     std::vector<sft_tokens> out;
     out.reserve(data.size());
@@ -87,6 +112,7 @@ std::vector<sft_tokens> sft_tokenize(const model& m, const std::vector<sft_examp
             if (t.response_start == 0)
                 fail("sft: data[", i + 1, "]: field \"prompt\" gives no token (empty prompt and no BOS); the first "
                      "response token needs a token before it");
+            fit(t, i);
             out.push_back(std::move(t));
             continue;
         }
@@ -107,8 +133,12 @@ std::vector<sft_tokens> sft_tokenize(const model& m, const std::vector<sft_examp
         if (t.n_trained() == 0)
             fail("sft: data[", i + 1, "]: no token to train on (the trained pieces give no token after the first "
                  "one); remove the record or give it a completion");
+        fit(t, i);
         out.push_back(std::move(t));
     }
+    if (cut > 0)
+        log_warn("sft: max_length = ", max_length, " truncated ", cut, " of ", data.size(), " ", field,
+                 " records (the longest had ", longest, " tokens)");
     return out;
 }
 
@@ -169,7 +199,7 @@ at::Tensor sft_loss(const model& m, const std::vector<const sft_tokens*>& rows, 
 }
 
 sft_result sft_train(model& m, const std::vector<sft_example>& data, const sft_options& options) {
-    std::vector<sft_tokens> examples = sft_tokenize(m, data, options.eos, options.add_special_tokens);
+    std::vector<sft_tokens> examples = sft_tokenize(m, data, options.eos, options.add_special_tokens, options.max_length, "data");
     if (!options.full && !lora_present(m))
         fail("sft: the model has no LoRA adapters; call m:add_lora{...} first, or pass full = true to train all "
              "weights");
@@ -190,7 +220,8 @@ sft_result sft_train(model& m, const std::vector<sft_example>& data, const sft_o
 
     std::vector<sft_tokens> eval_examples;
     if (!options.eval_data.empty())
-        eval_examples = sft_tokenize(m, options.eval_data, options.eos, options.add_special_tokens);
+        eval_examples = sft_tokenize(m, options.eval_data, options.eos, options.add_special_tokens,
+                                     options.max_length, "eval_data");
     if (options.eval.eval_steps < 0) fail("sft: eval_steps must be >= 0, got ", options.eval.eval_steps);
     if (!eval_examples.empty() && options.eval.eval_steps == 0)
         fail("sft: eval_data is given but eval_steps is 0; set eval_steps = N to evaluate every N steps");
@@ -210,7 +241,7 @@ sft_result sft_train(model& m, const std::vector<sft_example>& data, const sft_o
                                                "sft");
 
     std::vector<named_parameter> params = trainable_parameters(m, options.full);
-    trainer_loop loop(options.trainer, params, lengths);
+    trainer_loop loop(named_trainer_options(options.trainer, "sft"), params, lengths);
     loop.metadata = std::string("{\"trainer\": \"sft\", \"full\": ") + (options.full ? "true" : "false") + "}";
     if (!options.full) loop.extra_files = [&m] {
         return std::vector<std::pair<std::string, std::string>>{{"adapter_config.json", lora_adapter_config(m)}};
@@ -296,7 +327,7 @@ sft_result sft_train(model& m, const std::vector<sft_example>& data, const sft_o
             }
             if (lora) lora_set_training(m, true);
             std::vector<std::pair<std::string, double>> em = {{"eval_loss", sum / double(count)}};
-            metrics_log(metrics_path).append(loop.step(), em);
+            loop.log_metrics(em);
             if (keeper) keeper->offer(loop.step(), em);
         }
         if (bar) {

@@ -70,6 +70,10 @@ struct sft_options {
     int64_t preview = 3;      // log the mask of this many first examples
     bool show_progress = true;
     bool resume = true;       // continue from the latest checkpoint under out_dir; false: refuse one
+    // > 0: cut every tokenized example to this many tokens (keeping the start,
+    // as TRL's SFTConfig.max_length does) and say how many were cut; 0: refuse
+    // an example longer than the model's max_position_embeddings, naming it.
+    int64_t max_length = 0;
     // Called after every metrics line with that line (a JSON object as text).
     std::function<void(const std::string&)> on_log;
     // Eval set: its response-token cross-entropy logged as eval_loss every
@@ -91,8 +95,10 @@ struct sft_result {
 
 // Tokenizes and checks every example; an empty response (no trained token)
 // is an error naming the record (1-based, as Lua counts).
+// max_length as in sft_options; field names the records in errors ("data", "eval_data").
 std::vector<sft_tokens> sft_tokenize(const model& m, const std::vector<sft_example>& data, bool eos,
-                                     bool add_special_tokens = true);
+                                     bool add_special_tokens = true, int64_t max_length = 0,
+                                     const char* field = "data");
 
 // Loss of a batch from its logits: logits (B, T, V) for the rows padded to
 // T; mean cross-entropy over the trained (response) positions.

@@ -1,5 +1,7 @@
 #include "train/trainer.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -45,6 +47,7 @@ trainer_loop::trainer_loop(trainer_options options, std::vector<named_parameter>
     if (!(o.max_grad_norm >= 0)) fail("trainer: max_grad_norm must be >= 0, got ", o.max_grad_norm);
     if (o.logging_steps < 1) fail("trainer: logging_steps must be >= 1, got ", o.logging_steps);
     if (o.save_steps < 0 || o.save_total_limit < 0) fail("trainer: save_steps and save_total_limit must be >= 0");
+    if (o.report_to_tensorboard) metrics_.report_to_tensorboard(path_join(o.out_dir, "tensorboard"));
     micro_batches_per_epoch_ = sampler_.batches_in_epoch(0);
     if (o.max_steps > 0) {
         total_steps_ = o.max_steps;
@@ -156,13 +159,24 @@ void trainer_loop::finish_step(double loss, const std::vector<std::pair<std::str
     if (options_.save_steps > 0 && step_ % options_.save_steps == 0) save();
 }
 
+void trainer_loop::log_metrics(const std::vector<std::pair<std::string, double>>& values) {
+    metrics_.append(step_, values);  // rank 0 only
+    // Not on a terminal (nohup, Slurm, CI) there is no progress bar: a line
+    // per logging step instead, as TRL prints its logs.
+    if (dist::is_main() && !::isatty(2)) {
+        std::string text;
+        for (const auto& kv : values) text += (text.empty() ? "" : ", ") + kv.first + " " + format_metric(kv.second);
+        log_info(options_.name, ": step ", step_, "/", total_steps_, ": ", text);
+    }
+}
+
 void trainer_loop::log_line(double last_grad_norm, double last_lr) {
     std::vector<std::pair<std::string, double>> values;
     for (const auto& kv : window_sums_) values.emplace_back(kv.first, kv.second / double(window_steps_));
     values.emplace_back("grad_norm", last_grad_norm);
     values.emplace_back("learning_rate", last_lr);
     values.emplace_back("epoch", epoch());
-    metrics_.append(step_, values);  // rank 0 only
+    log_metrics(values);
     // Every rank reads the line back (on_log) once it is there.
     dist::barrier("the metrics line of step " + std::to_string(step_));
     window_sums_.clear();

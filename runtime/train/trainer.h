@@ -47,7 +47,15 @@ struct trainer_options {
     int64_t logging_steps = 10;              // a metrics line every this many steps (and the last)
     int64_t save_steps = 0;                  // a checkpoint every this many steps (0: none until the end)
     int64_t save_total_limit = 0;            // keep only the newest this many checkpoints (0: all)
+    bool report_to_tensorboard = false;      // also out_dir/tensorboard/events.out.tfevents.cairun
+    std::string name = "train";              // the stage in log lines ("sft", "dpo")
 };
+
+// options with its name set (the stage that log lines name).
+inline trainer_options named_trainer_options(trainer_options options, const char* name) {
+    options.name = name;
+    return options;
+}
 
 class trainer_loop {
 public:
@@ -89,6 +97,10 @@ public:
 
     // Writes a checkpoint of the current step now; returns its directory.
     std::string save();
+
+    // An extra metrics line at the current step (eval metrics), through the
+    // same log as the training lines (TensorBoard too, and a line off a terminal).
+    void log_metrics(const std::vector<std::pair<std::string, double>>& values);
     // At the end of training: a final checkpoint unless this step has one.
     std::string save_final();
 

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Bad input and logs from the command line: `cairun report` on what is not a
+# run directory, `cairun RECIPE.lua --help`, trainer and progress lines when
+# stderr is not a terminal, one rank's logs in a data-parallel job, and a
+# save called on rank 0 alone.
+set -u
+cairun=${1:?usage: badinput_test.sh path/to/cairun}
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+CHECK_TIMEOUT=120  # a hang fails
+. "$(dirname "$0")/check.sh"
+
+# cairun report: names what is wrong and creates nothing.
+check "report of a missing directory" nz 'run directory .*/nosuch does not exist' -- "$cairun" report "$dir/nosuch"
+if [ -e "$dir/nosuch" ]; then fail "report of a missing directory creates nothing"; else pass "report of a missing directory creates nothing"; fi
+echo x > "$dir/afile"
+check "report of a file"              nz 'afile is a file, expected a run directory' -- "$cairun" report "$dir/afile"
+mkdir "$dir/empty"
+check "report of an empty directory"  nz 'is not a run directory' -- "$cairun" report "$dir/empty"
+if [ -e "$dir/empty/report.html" ]; then fail "no empty report"; else pass "no empty report"; fi
+
+# A directory or a missing file where a file is expected.
+check "directory as a JSONL file"     nz "$dir: is a directory, expected a file" -- "$cairun" -e "cai.jsonl.read('$dir')"
+check "directory as a constitution"   nz "$dir" -- "$cairun" -e "cai.constitution.load('$dir')"
+
+# cairun RECIPE.lua --help: the arguments with defaults and comments, without running the recipe.
+check "recipe --help"                 0 'max_new_tokens = 40 +per generated answer' -- "$cairun" recipes/quickstart.lua --help
+expect "recipe --help: usage line"    '^usage: cairun recipes/quickstart.lua \[key=value \.\.\.\]'
+expect "recipe --help: a string default" 'model = "tiny" +"tiny" or a Hugging Face model directory'
+refute "recipe --help: nothing runs"  'quickstart: done|sft:'
+check "recipe -h after arguments"     0 'out = "runs/smoke" +where the corpus' -- "$cairun" recipes/smoke.lua seed=3 -h
+cat > "$dir/noargs.lua" <<'LUA'
+print("ran")
+LUA
+check "--help without cai.args"       0 'declares no arguments' -- "$cairun" "$dir/noargs.lua" --help
+refute "--help without cai.args: not run" '^ran$'
+cat > "$dir/oneline.lua" <<'LUA'
+local cai = require "cai"
+local a = cai.args{
+  -- the rank of the adapters
+  r = 8, name = "x,y", -- a name with a comma
+  lr = 1e-3 }
+LUA
+check "--help: comment lines above and beside" 0 'r = 8 +the rank of the adapters' -- "$cairun" "$dir/oneline.lua" --help
+expect "--help: a comma inside a string" 'name = "x,y" +a name with a comma'
+expect "--help: a key without a comment" '^  lr = 1e-3$'
+
+# Logs under a scheduler: stderr is a file here, so no bars but lines.
+cat > "$dir/train.lua" <<'LUA'
+local cai = require "cai"
+local d = os.getenv("WORK")
+local tok_dir = "tests/data/tokenizers/gpt2"
+cai.model.random(d .. "/m", { model_type = "llama", vocab_size = cai.tokenizer.load(tok_dir):vocab_size(), hidden_size = 16,
+  intermediate_size = 32, num_hidden_layers = 1, num_attention_heads = 2, num_key_value_heads = 1 })
+cai.write_file(d .. "/m/tokenizer.json", assert(io.open(tok_dir .. "/tokenizer.json")):read("*a"))
+cai.write_file(d .. "/m/tokenizer_config.json", assert(io.open(tok_dir .. "/tokenizer_config.json")):read("*a"))
+local m = cai.model.load(d .. "/m")
+m:add_lora{ r = 2, alpha = 4 }
+local data = { { prompt = "a", response = " b" }, { prompt = "c", response = " d" } }
+cai.train.sft{ model = m, data = data, out = d .. "/run", max_steps = 4, logging_steps = 2, batch_size = 1 }
+m:generate({ "a", "b", "c", "d", "e" }, { max_new_tokens = 2, progress = "critiques", batch_size = 1 })
+print("trained")
+LUA
+check "trainer lines off a terminal"  0 'sft: step 2/4: loss [0-9.e+-]+, grad_norm [0-9.e+-]+, learning_rate [0-9.e+-]+, epoch' -- env WORK="$dir" CAI_LOG=info "$cairun" "$dir/train.lua"
+expect "trainer lines: the last step" 'sft: step 4/4: loss'
+expect "progress lines name the stage" 'generate: critiques 5/5 prompts \(.*done\)'
+expect "progress lines at tenths"      'generate: critiques 1/5 prompts'
+refute "no bar drawing off a terminal" $'\r'
+
+# --nproc: one rank's logs unless asked.
+check "--nproc logs once"             0 'hello from the job' -- env CAI_LOG=info "$cairun" --nproc 2 -e 'cai.log.info("hello from the job")'
+n=$(grep -c 'hello from the job' <<<"$out_last")
+if [ "$n" = 1 ]; then pass "--nproc logs once: one line"; else fail "--nproc logs once: $n lines" "$out_last"; fi
+check "--nproc CAI_LOG_RANKS=all"     0 '\[rank 1\] hello' -- env CAI_LOG=info CAI_LOG_RANKS=all "$cairun" --nproc 2 -e 'cai.log.info("hello")'
+expect "--nproc CAI_LOG_RANKS=all: rank 0 too" '\[rank 0\] hello'
+
+# A collective save on rank 0 alone fails at once, saying to call it on every rank.
+cat > "$dir/save0.lua" <<'LUA'
+local cai = require "cai"
+local d = os.getenv("WORK")
+if cai.dist.is_main() then
+  cai.model.random(d .. "/m0", { model_type = "llama", vocab_size = 512, hidden_size = 16, intermediate_size = 32,
+    num_hidden_layers = 1, num_attention_heads = 2, num_key_value_heads = 1 })
+  cai.write_file(d .. "/m0/tokenizer.json", assert(io.open("tests/data/tokenizers/gpt2/tokenizer.json")):read("*a"))
+end
+cai.dist.barrier("the model")
+local m = cai.model.load(d .. "/m0")
+m:add_lora{ r = 2, alpha = 4, seed = 1 }
+if cai.dist.is_main() then m:save_lora(d .. "/adapter0") end
+print("rank " .. cai.dist.rank() .. " went on")
+LUA
+check "save_lora on rank 0 only"      nz 'call it on every rank' -- env WORK="$dir" CAI_DIST_TIMEOUT=60 "$cairun" --nproc 2 "$dir/save0.lua"
+expect "save_lora on rank 0 only: names the save" 'is saving the adapter .*/adapter0'
+refute "save_lora on rank 0 only: no reset" 'Connection reset by peer'
+if [ -e "$dir/adapter0/adapter_model.safetensors" ]; then fail "nothing saved by half a job"; else pass "nothing saved by half a job"; fi
+
+finish

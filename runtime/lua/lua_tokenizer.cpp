@@ -38,7 +38,7 @@ std::vector<int32_t> check_ids(lua_State* L, int index, const char* fname) {
     // Checked before narrowing: 2^32 + 5 must not wrap around to the id 5.
     for (size_t i = 0; i < raw.size(); ++i)
         if (raw[i] < 0 || raw[i] > INT32_MAX)
-            cai::fail(fname, ": ids[", i + 1, "] = ", raw[i], " is not a token id (ids are 0 .. vocab_size - 1)");
+            cai::fail(fname, ": ids[", i + 1, "] = ", raw[i], " is out of range (token ids are 0 .. vocab_size - 1)");
     return std::vector<int32_t>(raw.begin(), raw.end());
 }
 

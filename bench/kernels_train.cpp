@@ -33,14 +33,13 @@
 
 #include "kernels/attention.h"
 #include "kernels/cpu.h"
-#include "kernels/dpo_loss.h"
-#include "kernels/linear_logprob.h"
 #include "machine.h"
 #include "model/config.h"
 #include "model/model.h"
 #include "model/random.h"
 #include "train/dpo.h"
 #include "train/dpo_loss.h"
+#include "train/dpo_loss_fused.h"
 #include "train/lora.h"
 #include "train/sft.h"
 
@@ -208,22 +207,9 @@ measured child_step(const std::string& kind, const std::string& size, const std:
     std::vector<const cai::dpo_tokens*> dpo_ptrs;
     for (auto& r : dpo_rows) dpo_ptrs.push_back(&r);
 
-    // Summed completion log-probs (2B): the trainer's plain path (full logits),
-    // or with kernels on the fused head over the completion positions only.
-    auto completion_logps = [&]() -> at::Tensor {
-        if (!fused) return cai::completion_logps(m->forward(ids2), dpo_ptrs, false);
-        at::Tensor hidden = m->hidden_states(ids2);  // (2B, T, C)
-        std::vector<int64_t> positions, targets, row_of;
-        for (int64_t b = 0; b < 2 * B; ++b)
-            for (int64_t t = (int64_t)start; t < T; ++t) {
-                positions.push_back(b * T + t - 1);
-                targets.push_back(dpo_rows[b].ids[t]);
-                row_of.push_back(b);
-            }
-        at::Tensor picked = hidden.reshape({2 * B * T, -1}).index_select(0, at::tensor(positions, at::kLong));
-        at::Tensor lp = cai::kernels::lm_head_logprob(*m, picked, at::tensor(targets, at::kLong));  // (N)
-        return at::zeros({2 * B}, at::kFloat).index_add(0, at::tensor(row_of, at::kLong), lp);
-    };
+    // Summed completion log-probs (2B) as the trainer computes them: with the
+    // kernels on the fused head over the completion positions only, off the full logits.
+    auto completion_logps = [&]() -> at::Tensor { return cai::completion_logps(*m, dpo_ptrs, false); };
     auto step = [&] {
         cai::kernels::set_enabled(fused);
         if (!dpo) {
@@ -239,7 +225,7 @@ measured child_step(const std::string& kind, const std::string& size, const std:
         }
         at::Tensor pol = completion_logps();
         cai::dpo_loss_result r =
-            fused ? cai::kernels::dpo_loss_fused(pol.slice(0, 0, B), pol.slice(0, B), ref.slice(0, 0, B), ref.slice(0, B),
+            fused ? cai::dpo_loss_fused(pol.slice(0, 0, B), pol.slice(0, B), ref.slice(0, 0, B), ref.slice(0, B),
                                                  0.1, "sigmoid")
                   : cai::dpo_loss_forward(pol.slice(0, 0, B), pol.slice(0, B), ref.slice(0, 0, B), ref.slice(0, B), 0.1,
                                           "sigmoid");
@@ -297,7 +283,7 @@ void bench_dpo_loss() {
             at::Tensor c = pc.clone().requires_grad_(true), r = pr.clone().requires_grad_(true);
             std::map<std::string, double> metrics;
             if (fused) {
-                cai::kernels::dpo_loss_fused(c, r, rc, rr, 0.1, type, 0.0, false, 0.05, &metrics).losses.mean().backward();
+                cai::dpo_loss_fused(c, r, rc, rr, 0.1, type, 0.0, false, 0.05, &metrics).losses.mean().backward();
             } else {
                 cai::dpo_loss_result res = cai::dpo_loss_forward(c, r, rc, rr, 0.1, type);
                 res.losses.mean().backward();

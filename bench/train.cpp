@@ -94,22 +94,21 @@ int child(const std::string& variant, const std::string& size) {
             {
                 at::NoGradGuard g;
                 m->set_lora_enabled(false);
-                at::Tensor logits = m->forward(ids2);
-                ref = variant == "dpo_cai" ? cai::completion_logps(logits, dpo_ptrs, false)
-                                           : at::log_softmax(logits.slice(1, 0, T - 1), -1)
+                ref = variant == "dpo_cai" ? cai::completion_logps(*m, dpo_ptrs, false)
+                                           : at::log_softmax(m->forward(ids2).slice(1, 0, T - 1), -1)
                                                  .gather(2, ids2.slice(1, 1).unsqueeze(2))
                                                  .squeeze(2)
                                                  .slice(1, (int64_t)start - 1)
                                                  .sum(1);
                 m->set_lora_enabled(true);
             }
-            at::Tensor logits = m->forward(ids2);  // (2B, T, V)
             if (variant == "dpo_cai") {
-                at::Tensor pol = cai::completion_logps(logits, dpo_ptrs, false);
+                at::Tensor pol = cai::completion_logps(*m, dpo_ptrs, false);
                 auto r = cai::dpo_loss_forward(pol.slice(0, 0, B), pol.slice(0, B), ref.slice(0, 0, B), ref.slice(0, B),
                                                0.1, "sigmoid", 0.0);
                 r.losses.mean().backward();
             } else {
+                at::Tensor logits = m->forward(ids2);  // (2B, T, V)
                 at::Tensor pol = at::log_softmax(logits.slice(1, 0, T - 1), -1)
                                      .gather(2, ids2.slice(1, 1).unsqueeze(2))
                                      .squeeze(2)

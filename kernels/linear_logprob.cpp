@@ -10,7 +10,6 @@
 
 #include "core/error.h"
 #include "kernels/cpu.h"
-#include "model/model.h"
 
 namespace cai::kernels {
 
@@ -274,24 +273,13 @@ at::Tensor linear_logprob_plain(const at::Tensor& hidden, const at::Tensor& weig
     // hidden: (N, C); weight: (V, C); targets: (N)
     at::Tensor logits = at::linear(hidden, weight);  // (N, V)
     if (softcap > 0) logits = at::tanh(logits / softcap) * softcap;
-    at::Tensor logp = at::log_softmax(logits.to(at::kFloat), -1);                      // (N, V)
-    at::Tensor valid = targets.ge(0);                                                  // (N)
-    at::Tensor picked = logp.gather(1, targets.clamp_min(0).unsqueeze(1)).squeeze(1);  // (N)
-    return picked * valid.to(at::kFloat);
+    return logits_logprob(logits, targets);
 }
 
-bool lm_head_fusable(const model& m) {
-    const linear& head = m.lm_head;
-    const bool lora = head.lora_enabled && head.lora_a.defined() && head.lora_b.defined();
-    return !lora && !head.bias.defined() && m.lm_head.weight.device().is_cpu();
-}
-
-at::Tensor lm_head_logprob(const model& m, const at::Tensor& hidden, const at::Tensor& targets) {
-    // hidden: (N, C); targets: (N)
-    if (enabled() && lm_head_fusable(m))
-        return linear_logprob(hidden, m.lm_head.weight, targets, m.config.final_logit_softcapping);
-    at::Tensor logp = at::log_softmax(m.logits_from_hidden(hidden).to(at::kFloat), -1);  // (N, V)
-    at::Tensor picked = logp.gather(1, targets.clamp_min(0).unsqueeze(1)).squeeze(1);  // (N)
+at::Tensor logits_logprob(const at::Tensor& logits, const at::Tensor& targets) {
+    // logits: (..., V); targets: (...)
+    at::Tensor logp = at::log_softmax(logits.to(at::kFloat), -1);                          // (..., V)
+    at::Tensor picked = logp.gather(-1, targets.clamp_min(0).unsqueeze(-1)).squeeze(-1);  // (...)
     return picked * targets.ge(0).to(at::kFloat);
 }
 

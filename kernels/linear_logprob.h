@@ -17,10 +17,6 @@
 
 #include <cstdint>
 
-namespace cai {
-class model;
-}
-
 namespace cai::kernels {
 
 // hidden: (N, C) float32 or bfloat16; weight: (V, C) same dtype;
@@ -30,6 +26,10 @@ namespace cai::kernels {
 // Differentiable with respect to hidden and weight.
 at::Tensor linear_logprob(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& targets,
                           double softcap = 0, int64_t chunk = 0);
+
+// log_softmax + gather: logits (..., V) in any floating dtype, targets (...)
+// int64 -> (...) float32 log-probs of the targets, 0 where a target is negative.
+at::Tensor logits_logprob(const at::Tensor& logits, const at::Tensor& targets);
 
 // The same math as plain ATen ops (at::linear, tanh, log_softmax, gather),
 // materialising (N, V); ignored rows give 0. The reference of tests and benches.
@@ -52,12 +52,5 @@ std::pair<at::Tensor, at::Tensor> linear_logprob_backward(const at::Tensor& grad
                                                           const at::Tensor& weight, const at::Tensor& targets,
                                                           const at::Tensor& lse, double softcap, int64_t chunk,
                                                           bool need_hidden, bool need_weight);
-
-// The model's head: whether linear_logprob computes it exactly (no bias, no
-// enabled LoRA on lm_head; otherwise callers take the plain path), and the
-// target log-probs of hidden (N, C) rows, fused when kernels::enabled() and
-// the head allows it, else through m.logits_from_hidden + log_softmax.
-bool lm_head_fusable(const model& m);
-at::Tensor lm_head_logprob(const model& m, const at::Tensor& hidden, const at::Tensor& targets);
 
 }  // namespace cai::kernels

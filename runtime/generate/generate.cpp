@@ -281,13 +281,19 @@ std::vector<completion_logprob> score_completions(const model& m, const std::vec
         const size_t end = std::min(joined.size(), begin + (size_t)batch_size);
         at::Tensor ids, mask;
         left_pad(joined, begin, end, ids, mask);
-        at::Tensor lp = m.logprobs(ids, mask).to(at::kDouble).contiguous();  // (B, T)
-        auto acc = lp.accessor<double, 2>();
+        // Rows are left-padded: the completion is the last n tokens, each scored at the position before it.
         const int64_t T = ids.size(1);
+        at::Tensor targets = at::full({ids.size(0), T}, -100, at::kLong);  // (B, T)
+        for (size_t i = begin; i < end; ++i) {
+            const int64_t n = (int64_t)completions[i].size(), b = (int64_t)(i - begin);
+            if (n > 0) targets[b].narrow(0, T - n - 1, n).copy_(ids[b].narrow(0, T - n, n));
+        }
+        at::Tensor lp = m.target_logprobs(ids, mask, targets).to(at::kDouble).contiguous();  // (B, T)
+        auto acc = lp.accessor<double, 2>();
         for (size_t i = begin; i < end; ++i) {
             completion_logprob& r = out[i];
             r.n = (int64_t)completions[i].size();
-            for (int64_t t = T - r.n; t < T; ++t) r.sum += acc[i - begin][t];
+            for (int64_t t = T - r.n - 1; t < T - 1; ++t) r.sum += acc[i - begin][t];
             r.mean = r.n ? r.sum / r.n : 0;
             if (!std::isfinite(r.sum))
                 fail("logprobs: record ", i + 1, " has a ", std::isnan(r.sum) ? "NaN" : "infinite",

@@ -45,6 +45,11 @@ namespace {
 
 bool lora_active(const linear& l) { return l.lora_enabled && l.lora_a.defined() && l.lora_b.defined(); }
 
+// Whether kernels::linear_logprob computes this head exactly: no bias, no enabled adapter, on the CPU.
+bool head_fusable(const linear& head) {
+    return !lora_active(head) && !head.bias.defined() && head.weight.device().is_cpu();
+}
+
 // x times the adapter's dropout mask when dropout is on in training, else undefined.
 at::Tensor lora_dropped(const linear& l, const at::Tensor& x) {
     if (!l.training || l.lora_dropout <= 0) return at::Tensor();
@@ -345,34 +350,51 @@ at::Tensor model::forward(const at::Tensor& ids, const at::Tensor& attention_mas
     return logits_from_hidden(hidden_states(ids, attention_mask, cache));
 }
 
+at::Tensor model::target_logprobs(const at::Tensor& ids, const at::Tensor& attention_mask,
+                                  const at::Tensor& targets_in) const {
+    // ids, attention_mask, targets: (B, T)
+    if (targets_in.sizes() != ids.sizes())
+        fail("model: targets shape ", targets_in.sizes(), " does not match ids shape ", ids.sizes());
+    at::Tensor hidden = hidden_states(ids, attention_mask);  // (B, T, C)
+    const int64_t B = hidden.size(0), T = hidden.size(1), C = hidden.size(2);
+    const at::Tensor targets = targets_in.to(at::kLong);
+    const int64_t highest = targets.max().item<int64_t>();
+    if (highest >= config.vocab_size)
+        fail("model: target id ", highest, " is outside the vocabulary [0, ", config.vocab_size, ")");
+    at::Tensor scored = targets.ge(0);  // (B, T)
+    if (kernels::enabled() && head_fusable(lm_head)) {
+        // Fused head: the scored rows only, their logits never held whole.
+        at::Tensor where = scored.view({-1}).nonzero().view({-1});                      // (N) b * T + t
+        at::Tensor rows = hidden.reshape({B * T, C}).index_select(0, where);           // (N, C)
+        at::Tensor row_targets = targets.view({-1}).index_select(0, where);            // (N)
+        at::Tensor picked = kernels::linear_logprob(rows, lm_head.weight, row_targets,
+                                                    config.final_logit_softcapping);  // (N)
+        return at::zeros({B * T}, at::kFloat).index_copy(0, where, picked).view({B, T});
+    }
+    // Plain head over the columns up to the last scored one.
+    at::Tensor any = scored.any(0).nonzero();  // (K, 1) columns with a scored row
+    if (any.numel() == 0) return at::zeros({B, T}, at::kFloat);
+    const int64_t L = any.max().item<int64_t>() + 1;
+    at::Tensor logits = logits_from_hidden(hidden.narrow(1, 0, L));                   // (B, L, V)
+    at::Tensor picked = kernels::logits_logprob(logits, targets.narrow(1, 0, L));  // (B, L)
+    return L == T ? picked : at::cat({picked, at::zeros({B, T - L}, at::kFloat)}, 1);
+}
+
 at::Tensor model::logprobs(const at::Tensor& ids, const at::Tensor& attention_mask) const {
+    if (ids.dim() != 2) fail("model: ids must have shape (B, T), got ", ids.dim(), " dimensions");
     const int64_t B = ids.size(0), T = ids.size(1);
-    if (kernels::enabled() && kernels::lm_head_fusable(*this)) {
-        // Fused head: log p of each next token without the (B, T, V) logits.
-        at::Tensor hidden = hidden_states(ids, attention_mask);  // (B, T, C)
-        at::Tensor zeros = at::zeros({B, 1}, at::kFloat);
-        if (T == 1) return zeros;
-        at::Tensor next = ids.to(at::kLong).narrow(1, 1, T - 1).clamp(0, config.vocab_size - 1);  // (B, T-1)
-        if (attention_mask.defined()) {  // a token counts when it and the token before it are real
+    // Position t is scored against the next token when both are real.
+    at::Tensor targets = at::full({B, T}, -100, at::kLong);  // (B, T)
+    if (T > 1) {
+        at::Tensor next = ids.to(at::kLong).narrow(1, 1, T - 1);  // (B, T-1)
+        if (attention_mask.defined() && attention_mask.sizes() == ids.sizes()) {  // else hidden_states says so
             at::Tensor real = attention_mask.ne(0);
             next = next.masked_fill(at::logical_not(real.narrow(1, 1, T - 1) & real.narrow(1, 0, T - 1)), -100);
         }
-        at::Tensor rows = hidden.narrow(1, 0, T - 1).reshape({B * (T - 1), hidden.size(2)});  // (B*(T-1), C)
-        at::Tensor picked = kernels::linear_logprob(rows, lm_head.weight, next.reshape({-1}),
-                                                    config.final_logit_softcapping);  // (B*(T-1))
-        return at::cat({zeros, picked.view({B, T - 1})}, 1);
+        targets.narrow(1, 0, T - 1).copy_(next);
     }
-    at::Tensor logits = forward(ids, attention_mask).to(at::kFloat);  // (B, T, V)
-    at::Tensor zeros = at::zeros({B, 1}, logits.options());
-    if (T == 1) return zeros;
-    at::Tensor next = ids.to(at::kLong).narrow(1, 1, T - 1).clamp(0, config.vocab_size - 1);  // (B, T-1)
-    at::Tensor log_probs = at::log_softmax(logits.narrow(1, 0, T - 1), -1);                 // (B, T-1, V)
-    at::Tensor picked = log_probs.gather(-1, next.unsqueeze(-1)).squeeze(-1);                // (B, T-1)
-    if (attention_mask.defined()) {  // a token counts when it and the token before it are real
-        at::Tensor real = attention_mask.ne(0);
-        picked = picked * (real.narrow(1, 1, T - 1) & real.narrow(1, 0, T - 1)).to(at::kFloat);
-    }
-    return at::cat({zeros, picked}, 1);
+    at::Tensor picked = target_logprobs(ids, attention_mask, targets);  // (B, T)
+    return at::cat({at::zeros({B, 1}, at::kFloat), picked.narrow(1, 0, T - 1)}, 1);
 }
 
 kv_cache model::new_cache(int64_t batch, int64_t capacity) const {

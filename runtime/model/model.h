@@ -111,6 +111,15 @@ public:
     // (B, T, C) -> (B, T, V) in the compute dtype, soft-capped where the model says so.
     at::Tensor logits_from_hidden(const at::Tensor& hidden) const;
     at::Tensor forward(const at::Tensor& ids, const at::Tensor& attention_mask = {}, kv_cache* cache = nullptr) const;
+    // The one token log-prob path: log p(targets[b, t] | ids[b, <=t]) as float32
+    // (B, T), differentiable. targets: (B, T) int64, the token position t is
+    // scored against (usually ids[b, t+1]), or negative (-100) where nothing is
+    // scored, which gives 0. With the kernels on and a head the fused kernel
+    // computes exactly (no bias, no enabled LoRA), only the scored positions
+    // enter kernels::linear_logprob and the (B, T, V) logits never exist;
+    // otherwise logits, log_softmax and gather. SFT, DPO and scoring reduce this.
+    at::Tensor target_logprobs(const at::Tensor& ids, const at::Tensor& attention_mask,
+                               const at::Tensor& targets) const;
     // log p(ids[b, t] | ids[b, <t]) as float32 (B, T); 0 in column 0 and where t or t-1 is padding.
     at::Tensor logprobs(const at::Tensor& ids, const at::Tensor& attention_mask = {}) const;
 

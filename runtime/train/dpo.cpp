@@ -14,15 +14,15 @@
 #include "dist/dist.h"
 #include "generate/generate.h"
 #include "kernels/cpu.h"
-#include "kernels/dpo_loss.h"
-#include "kernels/linear_logprob.h"
 #include "model/model.h"
 #include "model/save.h"
 #include <nlohmann/json.hpp>
 #include "tokenizer/tokenizer.h"
 #include "train/dpo_loss.h"
+#include "train/dpo_loss_fused.h"
 #include "train/lora.h"
 #include "train/metrics.h"
+#include "train/token_batch.h"
 
 namespace cai {
 
@@ -53,23 +53,11 @@ dpo_tokens tokenize_completion(const model& m, const std::string& prompt, const 
     return t;
 }
 
-// Padded ids and attention mask (B, T) of rows, T at least min_length.
-std::pair<at::Tensor, at::Tensor> pad_rows(const model& m, const std::vector<const dpo_tokens*>& rows,
-                                           int64_t min_length = 0) {
-    int64_t T = min_length;
-    for (const auto* r : rows) T = std::max<int64_t>(T, (int64_t)r->ids.size());
-    const int64_t B = (int64_t)rows.size();
-    const int32_t pad = m.tok && m.tok->pad_id >= 0 ? m.tok->pad_id : 0;
-    at::Tensor ids = at::full({B, T}, (int64_t)pad, at::kLong);
-    at::Tensor mask = at::zeros({B, T}, at::kLong);
-    auto id = ids.accessor<int64_t, 2>();
-    auto mk = mask.accessor<int64_t, 2>();
-    for (int64_t b = 0; b < B; ++b)
-        for (size_t t = 0; t < rows[b]->ids.size(); ++t) {
-            id[b][t] = rows[b]->ids[t];
-            mk[b][t] = 1;
-        }
-    return {ids, mask};
+// Rows right-padded into one batch, T at least min_length; their completion tokens are scored.
+token_batch batch_of(const model& m, const std::vector<const dpo_tokens*>& rows, int64_t min_length = 0) {
+    std::vector<token_row> scored;
+    for (const auto* r : rows) scored.push_back({&r->ids, r->completion_start});
+    return pad_token_rows(m, scored, min_length);
 }
 
 // FNV-1a 64 over everything fed to it.
@@ -161,67 +149,24 @@ void check_same_vocabulary(const model& policy, const model& reference) {
 
 namespace {
 
-// Per-token log p of each row's completion tokens (B, T-1) float32, and
-// their 0/1 weights (B, T-1).
-std::pair<at::Tensor, at::Tensor> completion_token_logps(const at::Tensor& logits,
-                                                         const std::vector<const dpo_tokens*>& rows) {
-    // logits: (B, T, V)
-    const int64_t B = logits.size(0), T = logits.size(1);
-    at::Tensor targets = at::zeros({B, T - 1}, at::kLong);
-    at::Tensor weights = at::zeros({B, T - 1}, at::kFloat);
-    auto tg = targets.accessor<int64_t, 2>();
-    auto w = weights.accessor<float, 2>();
-    for (int64_t b = 0; b < B; ++b) {
-        const auto& r = *rows[b];
-        for (size_t j = r.completion_start; j < r.ids.size(); ++j) {
-            tg[b][j - 1] = r.ids[j];
-            w[b][j - 1] = 1.0f;
-        }
-    }
-    at::Tensor logp = at::log_softmax(logits.slice(1, 0, T - 1).to(at::kFloat), -1);  // (B, T-1, V)
-    at::Tensor token_logp = logp.gather(2, targets.unsqueeze(2)).squeeze(2);         // (B, T-1)
-    return {token_logp, weights.to(token_logp.device())};
+// Per completion (B): its token log-probs summed over the scored tokens, or averaged.
+at::Tensor logps_of(const at::Tensor& token_logp, const at::Tensor& scored, bool average) {
+    at::Tensor sums = (token_logp * scored).sum(1);  // (B)
+    return average ? sums / scored.sum(1) : sums;
 }
 
-at::Tensor logps_of(const at::Tensor& token_logp, const at::Tensor& weights, bool average) {
-    at::Tensor sums = (token_logp * weights).sum(1);  // (B)
-    return average ? sums / weights.sum(1) : sums;
+// The token log-probs (B, T) of a batch's completion tokens under m, 0 elsewhere.
+at::Tensor token_logps(const model& m, const token_batch& batch) {
+    return m.target_logprobs(batch.ids, batch.mask, batch.targets);
 }
 
-// completion_token_logps of m's forward pass on ids and mask (B, T). With the
-// kernels on, only the positions that predict a completion token enter the
-// fused head (kernels/linear_logprob.h); the (B, T, V) logits never exist.
-std::pair<at::Tensor, at::Tensor> model_completion_token_logps(const model& m, const at::Tensor& ids,
-                                                               const at::Tensor& mask,
-                                                               const std::vector<const dpo_tokens*>& rows) {
-    if (!kernels::enabled() || !kernels::lm_head_fusable(m)) return completion_token_logps(m.forward(ids, mask), rows);
-    const int64_t B = ids.size(0), T = ids.size(1);
-    at::Tensor hidden = m.hidden_states(ids, mask);  // (B, T, C)
-    at::Tensor weights = at::zeros({B, T - 1}, at::kFloat);
-    auto w = weights.accessor<float, 2>();
-    // Entry i: hidden row positions[i] (b * T + t) predicts targets[i], stored at slots[i] (b * (T-1) + t).
-    std::vector<int64_t> positions, slots, targets;
-    for (int64_t b = 0; b < B; ++b)
-        for (size_t j = rows[b]->completion_start; j < rows[b]->ids.size(); ++j) {
-            positions.push_back(b * T + (int64_t)j - 1);
-            slots.push_back(b * (T - 1) + (int64_t)j - 1);
-            targets.push_back(rows[b]->ids[j]);
-            w[b][j - 1] = 1.0f;
-        }
-    at::Tensor picked = hidden.reshape({B * T, hidden.size(2)}).index_select(0, at::tensor(positions, at::kLong));
-    at::Tensor logp = kernels::lm_head_logprob(m, picked, at::tensor(targets, at::kLong));  // (N)
-    at::Tensor token_logp =
-        at::zeros({B * (T - 1)}, at::kFloat).index_copy(0, at::tensor(slots, at::kLong), logp).view({B, T - 1});
-    return {token_logp, weights};
-}
-
-// dpo_loss_forward and dpo_metrics, or the fused kernel (kernels/dpo_loss.h)
+// dpo_loss_forward and dpo_metrics, or the fused pass (dpo_loss_fused.h)
 // computing both in one pass when the kernels are on.
 dpo_loss_result dpo_loss_and_metrics(const at::Tensor& pc, const at::Tensor& pr, const at::Tensor& rc,
                                      const at::Tensor& rr, const dpo_options& o,
                                      std::map<std::string, double>& metrics) {
     if (kernels::enabled())
-        return kernels::dpo_loss_fused(pc, pr, rc, rr, o.beta, o.loss, o.label_smoothing, false, 0.05, &metrics);
+        return dpo_loss_fused(pc, pr, rc, rr, o.beta, o.loss, o.label_smoothing, false, 0.05, &metrics);
     dpo_loss_result r = dpo_loss_forward(pc, pr, rc, rr, o.beta, o.loss, o.label_smoothing, false, 0.05);
     metrics = dpo_metrics(r, pc, pr);
     return r;
@@ -229,9 +174,9 @@ dpo_loss_result dpo_loss_and_metrics(const at::Tensor& pc, const at::Tensor& pr,
 
 }  // namespace
 
-at::Tensor completion_logps(const at::Tensor& logits, const std::vector<const dpo_tokens*>& rows, bool average) {
-    auto [token_logp, weights] = completion_token_logps(logits, rows);
-    return logps_of(token_logp, weights, average);
+at::Tensor completion_logps(const model& m, const std::vector<const dpo_tokens*>& rows, bool average) {
+    token_batch batch = batch_of(m, rows);
+    return logps_of(token_logps(m, batch), batch.scored, average);
 }
 
 dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_options& options) {
@@ -307,17 +252,12 @@ dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_opt
     }
     const bool average = options.loss == "ipo";
     // Reference log-probs (2N): the chosen completions then the rejected ones of rows.
-    auto reference_logps = [&](const at::Tensor& ids, const at::Tensor& mask,
-                               const std::vector<const dpo_tokens*>& rows) {
+    auto reference_logps = [&](const token_batch& batch) {
         at::NoGradGuard no_grad;
-        if (!adapter_off) {
-            auto [token_logp, weights] = model_completion_token_logps(*options.reference_model, ids, mask, rows);
-            return logps_of(token_logp, weights, average);
-        }
+        if (!adapter_off) return logps_of(token_logps(*options.reference_model, batch), batch.scored, average);
         lora_set_training(m, false);
         m.set_lora_enabled(false);
-        auto [token_logp, weights] = model_completion_token_logps(m, ids, mask, rows);
-        at::Tensor r = logps_of(token_logp, weights, average);
+        at::Tensor r = logps_of(token_logps(m, batch), batch.scored, average);
         m.set_lora_enabled(true);
         return r;
     };
@@ -351,8 +291,7 @@ dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_opt
                 const size_t e = std::min(pairs.size(), s + chunk);
                 for (size_t i = s; i < e; ++i) rows.push_back(&chosen[i]);
                 for (size_t i = s; i < e; ++i) rows.push_back(&rejected[i]);
-                auto [ids, mask] = pad_rows(m, rows);
-                at::Tensor r = reference_logps(ids, mask, rows).to(at::kCPU, at::kFloat).contiguous();
+                at::Tensor r = reference_logps(batch_of(m, rows)).to(at::kCPU, at::kFloat).contiguous();
                 const float* p = r.data_ptr<float>();
                 const size_t n = e - s;
                 cached_chosen.insert(cached_chosen.end(), p, p + n);
@@ -431,7 +370,7 @@ dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_opt
             for (int64_t i : batch) rows.push_back(&chosen[i]);
             for (int64_t i : batch) rows.push_back(&rejected[i]);
             const int64_t n = (int64_t)batch.size();
-            auto [ids, mask] = pad_rows(m, rows, batch_length);
+            token_batch tokens = batch_of(m, rows, batch_length);
             at::Tensor reference;  // (2N)
             if (options.reference_cache) {
                 std::vector<float> r;
@@ -439,11 +378,12 @@ dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_opt
                 for (int64_t i : batch) r.push_back(cached_rejected[i]);
                 reference = at::tensor(r, at::kFloat);
             } else {
-                reference = reference_logps(ids, mask, rows);
+                reference = reference_logps(tokens);
                 lora_set_training(m, true);
             }
-            auto [token_logp, weights] = model_completion_token_logps(m, ids, mask, rows);  // (2N, T-1)
-            at::Tensor policy = logps_of(token_logp, weights, average);                        // (2N)
+            at::Tensor token_logp = token_logps(m, tokens);                   // (2N, T)
+            const at::Tensor& weights = tokens.scored;                        // (2N, T)
+            at::Tensor policy = logps_of(token_logp, weights, average);       // (2N)
             reference = reference.to(policy.device());
             at::Tensor pc = policy.slice(0, 0, n), pr = policy.slice(0, n, 2 * n);
             std::map<std::string, double> metrics;
@@ -484,10 +424,11 @@ dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_opt
                 std::vector<const dpo_tokens*> rows;
                 for (size_t i = s; i < e; ++i) rows.push_back(&eval_chosen[i]);
                 for (size_t i = s; i < e; ++i) rows.push_back(&eval_rejected[i]);
-                auto [ids, mask] = pad_rows(m, rows);
-                at::Tensor reference = reference_logps(ids, mask, rows);
+                token_batch tokens = batch_of(m, rows);
+                at::Tensor reference = reference_logps(tokens);
                 lora_set_training(m, false);
-                auto [token_logp, weights] = model_completion_token_logps(m, ids, mask, rows);
+                at::Tensor token_logp = token_logps(m, tokens);  // (2N, T)
+                const at::Tensor& weights = tokens.scored;       // (2N, T)
                 at::Tensor policy = logps_of(token_logp, weights, average);
                 reference = reference.to(policy.device());
                 at::Tensor pc = policy.slice(0, 0, n), pr = policy.slice(0, n, 2 * n);

@@ -84,10 +84,10 @@ struct dpo_tokens {
     size_t completion_start = 0;
 };
 
-// Per completion: log p(ids[start:] | ids[:start]) summed over completion
-// tokens (average = true: divided by their count). logits (B, T, V) for rows
-// padded to T -> (B) float32.
-at::Tensor completion_logps(const at::Tensor& logits, const std::vector<const dpo_tokens*>& rows, bool average);
+// Per completion: log p(ids[start:] | ids[:start]) under m summed over the
+// completion tokens (average = true: divided by their count) -> (B) float32,
+// from the model's token log-probs (model::target_logprobs).
+at::Tensor completion_logps(const model& m, const std::vector<const dpo_tokens*>& rows, bool average);
 
 // The fingerprint the reference cache is keyed by (hex), see dpo_options.
 std::string dpo_reference_fingerprint(const model& reference, bool adapter_off, const tokenizer& tok,

@@ -35,7 +35,7 @@ dpo_loss_result dpo_loss_forward(const at::Tensor& policy_chosen, const at::Tens
                                  double beta, const std::string& loss_type, double label_smoothing = 0.0,
                                  bool reference_free = false, double discopop_tau = 0.05);
 
-// The argument checks of dpo_loss_forward (shared with the fused kernels/dpo_loss.h).
+// The argument checks of dpo_loss_forward (shared with the fused dpo_loss_fused.h).
 void dpo_loss_check_inputs(const at::Tensor& policy_chosen, const at::Tensor& policy_rejected,
                            const at::Tensor& reference_chosen, const at::Tensor& reference_rejected, double beta,
                            const std::string& loss_type, double label_smoothing, double discopop_tau);

@@ -13,13 +13,12 @@
 #include "core/rng.h"
 #include "dist/dist.h"
 #include "generate/generate.h"
-#include "kernels/cpu.h"
-#include "kernels/linear_logprob.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 #include "train/lora.h"
-#include "train/metrics.h"
 #include "model/save.h"
+#include "train/metrics.h"
+#include "train/token_batch.h"
 
 namespace cai {
 
@@ -142,60 +141,12 @@ std::vector<sft_tokens> sft_tokenize(const model& m, const std::vector<sft_examp
     return out;
 }
 
-at::Tensor sft_loss_from_logits(const at::Tensor& logits, const std::vector<const sft_tokens*>& rows) {
-    // logits: (B, T, V)
-    const int64_t B = logits.size(0), T = logits.size(1);
-    if (B != (int64_t)rows.size()) fail("sft_loss: ", B, " logit rows for ", rows.size(), " examples");
-    // targets, weights: (B, T-1) — position t predicts token t+1.
-    at::Tensor targets = at::zeros({B, T - 1}, at::kLong);
-    at::Tensor weights = at::zeros({B, T - 1}, at::kFloat);
-    auto tg = targets.accessor<int64_t, 2>();
-    auto w = weights.accessor<float, 2>();
-    for (int64_t b = 0; b < B; ++b) {
-        const sft_tokens& r = *rows[b];
-        if ((int64_t)r.ids.size() > T) fail("sft_loss: example longer than the logits (", r.ids.size(), " > ", T, ")");
-        for (size_t j = 1; j < r.ids.size(); ++j)
-            if (r.trains(j)) {
-                tg[b][j - 1] = r.ids[j];
-                w[b][j - 1] = 1.0f;
-            }
-    }
-    at::Tensor logp = at::log_softmax(logits.slice(1, 0, T - 1).to(at::kFloat), -1);  // (B, T-1, V)
-    at::Tensor token_logp = logp.gather(2, targets.unsqueeze(2)).squeeze(2);         // (B, T-1)
-    return -(token_logp * weights).sum() / weights.sum();
-}
-
 at::Tensor sft_loss(const model& m, const std::vector<const sft_tokens*>& rows, int64_t min_length) {
-    int64_t T = min_length;
-    for (const auto* r : rows) T = std::max<int64_t>(T, (int64_t)r->ids.size());
-    const int64_t B = (int64_t)rows.size();
-    const int32_t pad = m.tok && m.tok->pad_id >= 0 ? m.tok->pad_id : 0;
-    at::Tensor ids = at::full({B, T}, (int64_t)pad, at::kLong);  // (B, T)
-    at::Tensor mask = at::zeros({B, T}, at::kLong);                // (B, T)
-    auto id = ids.accessor<int64_t, 2>();
-    auto mk = mask.accessor<int64_t, 2>();
-    for (int64_t b = 0; b < B; ++b)
-        for (size_t t = 0; t < rows[b]->ids.size(); ++t) {
-            id[b][t] = rows[b]->ids[t];
-            mk[b][t] = 1;
-        }
-    if (kernels::enabled() && kernels::lm_head_fusable(m)) {
-        // Fused head: only the positions that predict a response token enter
-        // the vocabulary GEMM, and their (N, V) logits are never held whole.
-        at::Tensor hidden = m.hidden_states(ids, mask);  // (B, T, C)
-        std::vector<int64_t> positions, targets;         // (N) position b*T + t predicts targets[i]
-        for (int64_t b = 0; b < B; ++b)
-            for (size_t j = 1; j < rows[b]->ids.size(); ++j)
-                if (rows[b]->trains(j)) {
-                    positions.push_back(b * T + (int64_t)j - 1);
-                    targets.push_back(rows[b]->ids[j]);
-                }
-        at::Tensor picked = hidden.reshape({B * T, hidden.size(2)}).index_select(0, at::tensor(positions, at::kLong));
-        at::Tensor token_logp = kernels::lm_head_logprob(m, picked, at::tensor(targets, at::kLong));  // (N)
-        return -token_logp.sum() / double(positions.size());
-    }
-    at::Tensor logits = m.forward(ids, mask);  // (B, T, V)
-    return sft_loss_from_logits(logits, rows);
+    std::vector<token_row> scored;
+    for (const auto* r : rows) scored.push_back({&r->ids, r->response_start, r->trained.empty() ? nullptr : &r->trained});
+    token_batch batch = pad_token_rows(m, scored, min_length);
+    at::Tensor token_logp = m.target_logprobs(batch.ids, batch.mask, batch.targets);  // (B, T)
+    return -token_logp.sum() / batch.scored.sum();
 }
 
 sft_result sft_train(model& m, const std::vector<sft_example>& data, const sft_options& options) {

@@ -100,10 +100,8 @@ std::vector<sft_tokens> sft_tokenize(const model& m, const std::vector<sft_examp
                                      bool add_special_tokens = true, int64_t max_length = 0,
                                      const char* field = "data");
 
-// Loss of a batch from its logits: logits (B, T, V) for the rows padded to
-// T; mean cross-entropy over the trained (response) positions.
-at::Tensor sft_loss_from_logits(const at::Tensor& logits, const std::vector<const sft_tokens*>& rows);
-// Forward + sft_loss_from_logits for rows of a dataset.
+// Mean cross-entropy over the trained (response) tokens of rows, from the
+// model's token log-probs (model::target_logprobs).
 // min_length: pad the rows at least this long (a data-parallel rank pads its
 // share as long as the whole micro-batch, so it computes one process's shapes).
 at::Tensor sft_loss(const model& m, const std::vector<const sft_tokens*>& rows, int64_t min_length = 0);

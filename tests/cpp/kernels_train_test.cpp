@@ -1,4 +1,4 @@
-// kernels/linear_logprob, kernels/dpo_loss and the causal attention against
+// kernels/linear_logprob, train/dpo_loss_fused and the causal attention against
 // the plain ATen composition of the same math (values and gradients, float32
 // and bfloat16, odd shapes), and SFT / DPO runs with the kernels on and off
 // giving the same adapters.
@@ -15,7 +15,6 @@
 
 #include "kernels/attention.h"
 #include "kernels/cpu.h"
-#include "kernels/dpo_loss.h"
 #include "kernels/gemm.h"
 #include "kernels/linear_logprob.h"
 #include "kernels/lora_linear.h"
@@ -25,6 +24,7 @@
 #include "tokenizer/tokenizer.h"
 #include "train/dpo.h"
 #include "train/dpo_loss.h"
+#include "train/dpo_loss_fused.h"
 #include "train/lora.h"
 #include "train/optim.h"
 #include "train/sft.h"
@@ -367,7 +367,7 @@ TEST_CASE("dpo_loss_fused: every loss type equals dpo_loss_forward, values, rewa
                         std::vector<Tensor> in = {pc0.clone().requires_grad_(true), pr0.clone().requires_grad_(true),
                                                   rc0.clone().requires_grad_(true), rr0.clone().requires_grad_(true)};
                         cai::dpo_loss_result r =
-                            fused ? cai::kernels::dpo_loss_fused(in[0], in[1], in[2], in[3], beta, type, ls,
+                            fused ? cai::dpo_loss_fused(in[0], in[1], in[2], in[3], beta, type, ls,
                                                                  reference_free, 0.05, &metrics[1])
                                   : cai::dpo_loss_forward(in[0], in[1], in[2], in[3], beta, type, ls, reference_free,
                                                           0.05);
@@ -395,10 +395,10 @@ TEST_CASE("dpo_loss_fused: every loss type equals dpo_loss_forward, values, rewa
 
 TEST_CASE("dpo_loss_fused: float32 inputs, float32 losses; errors as dpo_loss_forward", "[kernels]") {
     Tensor a = at::tensor(std::vector<float>{-1, -2}), b = at::tensor(std::vector<float>{-2, -1});
-    auto r = cai::kernels::dpo_loss_fused(a, b, b, a, 0.5, "sigmoid");
+    auto r = cai::dpo_loss_fused(a, b, b, a, 0.5, "sigmoid");
     REQUIRE(r.losses.scalar_type() == at::kFloat);
     REQUIRE(rel_diff(r.losses, cai::dpo_loss_forward(a, b, b, a, 0.5, "sigmoid").losses) < 1e-6);
-    std::string e = test_util::error_of([&] { cai::kernels::dpo_loss_fused(a, b, b, a, 0.5, "kto"); });
+    std::string e = test_util::error_of([&] { cai::dpo_loss_fused(a, b, b, a, 0.5, "kto"); });
     REQUIRE(e.find("unknown loss \"kto\"") != std::string::npos);
 }
 
@@ -489,6 +489,56 @@ TEST_CASE("model logprobs: kernels on equal kernels off (llama, gemma2 soft-capp
         REQUIRE(on.scalar_type() == at::kFloat);
         REQUIRE(rel_diff(on, off) < (dtype == at::kFloat ? 1e-5 : 3e-2));
     }
+}
+
+TEST_CASE("model target_logprobs: the scored positions only, kernels on and off, values and gradients",
+          "[kernels]") {
+    for (const char* json : {llama_json, gemma2_json}) {
+        INFO(json);
+        auto m = make_model(json, at::kFloat);
+        add_lora(*m);  // adapters on the layers only: the head stays fusable
+        Tensor ids = at::randint(3, 31, {2, 7}, at::kLong);
+        Tensor mask = at::ones({2, 7}, at::kLong);
+        mask.narrow(1, 5, 2).select(0, 1).fill_(0);  // row 1 right-padded by 2
+        Tensor targets = at::full({2, 7}, -100, at::kLong);
+        targets[0].narrow(0, 2, 4).copy_(ids[0].narrow(0, 3, 4));  // row 0 scores tokens 3..6
+        targets[1].narrow(0, 1, 3).copy_(ids[1].narrow(0, 2, 3));  // row 1 scores tokens 2..4
+        Tensor expect;
+        {
+            at::NoGradGuard no_grad;
+            Tensor logp = at::log_softmax(m->forward(ids, mask).to(at::kFloat), -1);  // (B, T, V)
+            expect = at::zeros({2, 7}, at::kFloat);
+            for (int64_t b = 0; b < 2; ++b)
+                for (int64_t t = 0; t < 7; ++t) {
+                    const int64_t target = targets[b][t].item<int64_t>();
+                    if (target >= 0) expect[b][t] = logp[b][t][target];
+                }
+        }
+        std::map<std::string, Tensor> grads[2];
+        for (bool on : {true, false}) {
+            cai::kernels::scoped_enabled k(on);
+            Tensor got = m->target_logprobs(ids, mask, targets);
+            INFO("kernels " << on);
+            REQUIRE(got.sizes() == ids.sizes());
+            REQUIRE(rel_diff(got.detach(), expect) < 1e-5);
+            REQUIRE(got.masked_select(targets.lt(0)).abs().max().item<float>() == 0.0f);
+            got.sum().backward();
+            for (const auto& [name, t] : cai::lora_named_tensors(*m)) {
+                grads[on][name] = t.grad().clone();
+                t.mutable_grad().zero_();
+            }
+        }
+        for (const auto& [name, g] : grads[1]) {
+            INFO(name);
+            REQUIRE(rel_diff(g, grads[0][name]) < 1e-4);
+        }
+    }
+    auto m = make_model(llama_json, at::kFloat);
+    Tensor ids = at::randint(3, 31, {1, 4}, at::kLong);
+    REQUIRE_THAT(test_util::error_of([&] { m->target_logprobs(ids, {}, at::full({1, 4}, 40, at::kLong)); }),
+                 Catch::Matchers::Contains("target id 40 is outside the vocabulary"));
+    REQUIRE_THAT(test_util::error_of([&] { m->target_logprobs(ids, {}, at::full({1, 3}, 4, at::kLong)); }),
+                 Catch::Matchers::Contains("targets shape"));
 }
 
 TEST_CASE("sft and dpo: kernels on and off train the same adapter", "[kernels]") {

@@ -117,15 +117,9 @@ double field(const std::string& line, const std::string& name) {
 TEST_CASE("completion_logps sums log p over completion tokens, as score_completions", "[dpo]") {
     auto m = make();
     cai::dpo_tokens a{{1, 3, 4, 5, 30}, 3}, b{{1, 7, 8, 9, 10, 11, 2}, 2};
-    Tensor logits;
-    {
-        at::NoGradGuard no_grad;
-        Tensor ids = at::tensor({1, 3, 4, 5, 30, 0, 0, 1, 7, 8, 9, 10, 11, 2}, at::kLong).view({2, 7});
-        Tensor mask = (ids != 0).to(at::kLong);
-        logits = m->forward(ids, mask);
-    }
-    Tensor sums = cai::completion_logps(logits, {&a, &b}, false);
-    Tensor means = cai::completion_logps(logits, {&a, &b}, true);
+    at::NoGradGuard no_grad;
+    Tensor sums = cai::completion_logps(*m, {&a, &b}, false);
+    Tensor means = cai::completion_logps(*m, {&a, &b}, true);
     auto want = cai::score_completions(*m, {{1, 3, 4}, {1, 7}}, {{5, 30}, {8, 9, 10, 11, 2}});
     REQUIRE(sums[0].item<double>() == Approx(want[0].sum).epsilon(1e-5));
     REQUIRE(sums[1].item<double>() == Approx(want[1].sum).epsilon(1e-5));

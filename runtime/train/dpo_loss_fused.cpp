@@ -1,7 +1,7 @@
-// DPO losses fused over the batch (see dpo_loss.h). Each loss is written with
+// DPO losses fused over the batch (see dpo_loss_fused.h). Each loss is written with
 // its derivative by hand; z = beta * x is the scaled margin, s(z) the
 // sigmoid, ls(z) = log s(z), and s'(z) = s(z) s(-z).
-#include "kernels/dpo_loss.h"
+#include "train/dpo_loss_fused.h"
 
 #include <torch/csrc/autograd/custom_function.h>
 
@@ -12,7 +12,7 @@
 
 #include "core/error.h"
 
-namespace cai::kernels {
+namespace cai {
 namespace {
 
 double sig(double z) { return z >= 0 ? 1 / (1 + std::exp(-z)) : std::exp(z) / (1 + std::exp(z)); }
@@ -226,4 +226,4 @@ dpo_loss_result dpo_loss_fused(const at::Tensor& policy_chosen, const at::Tensor
     return r;
 }
 
-}  // namespace cai::kernels
+}  // namespace cai

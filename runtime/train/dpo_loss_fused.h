@@ -2,7 +2,7 @@
 // computes each pair's loss, its derivative with respect to the four log-prob
 // inputs, the rewards and TRL's metrics; the backward pass is a scale (and,
 // for the sorting losses aot / aot_pair, a scatter back through the sort).
-// Same names, formulas and arguments as runtime/train/dpo_loss.h, which is the
+// Same names, formulas and arguments as dpo_loss.h beside it, which is the
 // plain ATen reference it is tested against.
 #pragma once
 
@@ -13,7 +13,7 @@
 
 #include "train/dpo_loss.h"
 
-namespace cai::kernels {
+namespace cai {
 
 // The forward pass without autograd. All (N); the coefficient arrays say
 // d losses[i] / d input_j[index_j[i]] = coef_j[i] for the inputs
@@ -39,4 +39,4 @@ dpo_loss_result dpo_loss_fused(const at::Tensor& policy_chosen, const at::Tensor
                                bool reference_free = false, double discopop_tau = 0.05,
                                std::map<std::string, double>* metrics = nullptr);
 
-}  // namespace cai::kernels
+}  // namespace cai

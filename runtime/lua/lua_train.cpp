@@ -262,14 +262,14 @@ int l_train_sft(lua_State* L) {
         o.full = cai::opt_boolean(L, 4, "full", false, fname);
         o.eos = cai::opt_boolean(L, 4, "eos", true, fname);
         o.add_special_tokens = cai::opt_boolean(L, 4, "add_special_tokens", true, fname);
-        o.resume = cai::opt_boolean(L, 4, "resume", true, fname);
-        o.show_progress = cai::opt_boolean(L, 4, "progress", true, fname);
+        o.trainer.resume = cai::opt_boolean(L, 4, "resume", true, fname);
+        o.trainer.show_progress = cai::opt_boolean(L, 4, "progress", true, fname);
         o.max_length = cai::opt_integer(L, 4, "max_length", 0, fname);
-        o.eval.eval_steps = cai::opt_integer(L, 4, "eval_steps", 0, fname);
+        o.trainer.eval.eval_steps = cai::opt_integer(L, 4, "eval_steps", 0, fname);
         lua_getfield(L, 4, "eval_segments");
         if (!lua_isnil(L, -1)) o.eval_data = segment_examples(L, lua_gettop(L), fname, "eval_data");
         lua_pop(L, 1);
-        o.eval.keep_best = cai::opt_string(L, 4, "keep_best", "", fname);
+        o.trainer.eval.keep_best = cai::opt_string(L, 4, "keep_best", "", fname);
         lua_getfield(L, 4, "eval_prompts");
         if (!lua_isnil(L, -1)) {
             std::vector<std::string> ep = string_list(L, lua_gettop(L), fname, "eval_data prompt");
@@ -281,7 +281,7 @@ int l_train_sft(lua_State* L) {
         }
         lua_pop(L, 1);
         lua_callback on_log(L, 5);
-        if (on_log.present()) o.on_log = [&on_log](const std::string& line) { on_log(line); };
+        if (on_log.present()) o.trainer.on_log = [&on_log](const std::string& line) { on_log(line); };
         std::vector<cai::sft_example> data(prompts.size());
         for (size_t i = 0; i < prompts.size(); ++i) data[i] = {prompts[i], responses[i], {}};
         lua_getfield(L, 4, "segments");
@@ -290,7 +290,7 @@ int l_train_sft(lua_State* L) {
             data = segment_examples(L, lua_gettop(L), fname, "data");
         }
         lua_pop(L, 1);
-        cai::sft_result r = cai::sft_train(*m, data, o);
+        cai::train_result r = cai::sft_train(*m, data, o);
         lua_pushlstring(L, r.last_metrics.data(), r.last_metrics.size());
         lua_pushinteger(L, static_cast<lua_Integer>(r.steps));
         lua_pushboolean(L, r.interrupted);
@@ -335,8 +335,8 @@ int l_train_dpo(lua_State* L) {
         lua_pop(L, 1);
         o.reference_cache = cai::opt_boolean(L, 5, "reference_cache", false, fname);
         o.rpo_alpha = cai::opt_number(L, 5, "rpo_alpha", 0.0, fname);
-        o.eval.eval_steps = cai::opt_integer(L, 5, "eval_steps", 0, fname);
-        o.eval.keep_best = cai::opt_string(L, 5, "keep_best", "", fname);
+        o.trainer.eval.eval_steps = cai::opt_integer(L, 5, "eval_steps", 0, fname);
+        o.trainer.eval.keep_best = cai::opt_string(L, 5, "keep_best", "", fname);
         lua_getfield(L, 5, "eval_prompts");
         if (!lua_isnil(L, -1)) {
             std::vector<std::string> ep = string_list(L, lua_gettop(L), fname, "eval_pairs prompt");
@@ -352,14 +352,14 @@ int l_train_dpo(lua_State* L) {
         lua_pop(L, 1);
         o.eos = cai::opt_boolean(L, 5, "eos", true, fname);
         o.add_special_tokens = cai::opt_boolean(L, 5, "add_special_tokens", true, fname);
-        o.resume = cai::opt_boolean(L, 5, "resume", true, fname);
-        o.show_progress = cai::opt_boolean(L, 5, "progress", true, fname);
+        o.trainer.resume = cai::opt_boolean(L, 5, "resume", true, fname);
+        o.trainer.show_progress = cai::opt_boolean(L, 5, "progress", true, fname);
         o.max_length = cai::opt_integer(L, 5, "max_length", 0, fname);
         lua_callback on_log(L, 6);
-        if (on_log.present()) o.on_log = [&on_log](const std::string& line) { on_log(line); };
+        if (on_log.present()) o.trainer.on_log = [&on_log](const std::string& line) { on_log(line); };
         std::vector<cai::dpo_pair> pairs(prompts.size());
         for (size_t i = 0; i < prompts.size(); ++i) pairs[i] = {prompts[i], chosen[i], rejected[i]};
-        cai::dpo_result r = cai::dpo_train(*m, pairs, o);
+        cai::train_result r = cai::dpo_train(*m, pairs, o);
         lua_pushlstring(L, r.last_metrics.data(), r.last_metrics.size());
         lua_pushinteger(L, static_cast<lua_Integer>(r.steps));
         lua_pushboolean(L, r.interrupted);

@@ -1,27 +1,21 @@
-// DPO over trainer_loop with the adapters-off reference (see dpo.h).
+// DPO over trainer_loop (see dpo.h); the reference cache is dpo_reference.h.
 #include "train/dpo.h"
 
-#include <chrono>
-#include <cstdio>
+#include <algorithm>
 #include <map>
-#include <memory>
 
 #include "core/error.h"
-#include "core/fs.h"
 #include "core/log.h"
-#include "core/progress.h"
 #include "core/rng.h"
 #include "dist/dist.h"
 #include "generate/generate.h"
 #include "kernels/cpu.h"
 #include "model/model.h"
-#include "model/save.h"
-#include <nlohmann/json.hpp>
 #include "tokenizer/tokenizer.h"
 #include "train/dpo_loss.h"
 #include "train/dpo_loss_fused.h"
+#include "train/dpo_reference.h"
 #include "train/lora.h"
-#include "train/metrics.h"
 #include "train/token_batch.h"
 
 namespace cai {
@@ -60,95 +54,6 @@ token_batch batch_of(const model& m, const std::vector<const dpo_tokens*>& rows,
     return pad_token_rows(m, scored, min_length);
 }
 
-// FNV-1a 64 over everything fed to it.
-struct fnv64 {
-    uint64_t h = 1469598103934665603ull;
-    void bytes(const void* p, size_t n) {
-        const auto* c = static_cast<const unsigned char*>(p);
-        for (size_t i = 0; i < n; ++i) h = (h ^ c[i]) * 1099511628211ull;
-    }
-    void str(const std::string& s) {
-        const uint64_t n = s.size();
-        bytes(&n, sizeof n);
-        bytes(s.data(), s.size());
-    }
-    void num(int64_t v) { bytes(&v, sizeof v); }
-};
-
-// A tensor's identity: name, dtype, shape, its float32 sum and up to 256
-// evenly spaced elements.
-void hash_tensor(fnv64& f, const std::string& name, const at::Tensor& t) {
-    f.str(name);
-    f.str(std::string(c10::toString(t.scalar_type())));
-    for (int64_t d : t.sizes()) f.num(d);
-    at::Tensor flat = t.detach().reshape({-1}).to(at::kCPU, at::kFloat);
-    const double sum = flat.sum().item<double>();
-    f.bytes(&sum, sizeof sum);
-    const int64_t n = flat.numel();
-    if (n == 0) return;
-    at::Tensor idx = at::linspace(0, (double)(n - 1), std::min<int64_t>(n, 256), at::kDouble).to(at::kLong);
-    at::Tensor sample = flat.index_select(0, idx).contiguous();
-    f.bytes(sample.data_ptr<float>(), (size_t)sample.numel() * sizeof(float));
-}
-
-}  // namespace
-
-std::string dpo_reference_fingerprint(const model& reference, bool adapter_off, const tokenizer& tok,
-                                      const std::vector<dpo_pair>& pairs, bool eos, bool average,
-                                      bool add_special_tokens, int64_t max_length) {
-    fnv64 f;
-    f.str("cai.dpo.reference_logps.v1");
-    if (!add_special_tokens) f.str("prompts without special tokens");
-    if (max_length > 0) f.num(max_length);  // absent when 0, so older caches keep their key
-    f.num(adapter_off);
-    f.num(eos);
-    f.num(average);
-    f.num((int64_t)pairs.size());
-    for (const auto& p : pairs) {
-        f.str(p.prompt);
-        f.str(p.chosen);
-        f.str(p.rejected);
-    }
-    f.str(reference.config.json);
-    f.str(dtype_name(reference.dtype));
-    at::NoGradGuard no_grad;
-    for (const auto& [name, t] : model_named_tensors(reference)) hash_tensor(f, name, t);
-    if (!adapter_off && lora_present(reference))
-        for (const auto& [name, t] : lora_named_tensors(reference)) hash_tensor(f, name, t);
-    f.num(tok.vocab_size());
-    for (int32_t id = 0; id < tok.vocab_size(); ++id) f.str(tok.id_to_piece(id));
-    f.num(tok.bos_id);
-    f.num(tok.eos_id);
-    f.num(tok.pad_id);
-    char hex[17];
-    std::snprintf(hex, sizeof hex, "%016llx", (unsigned long long)f.h);
-    return hex;
-}
-
-namespace {
-
-// The reference model has the policy's vocabulary: same size, and (where it
-// has a tokenizer) the same piece for every id.
-void check_same_vocabulary(const model& policy, const model& reference) {
-    if (reference.config.vocab_size != policy.config.vocab_size)
-        fail("dpo: reference model: vocab_size ", reference.config.vocab_size, " differs from the policy's ",
-             policy.config.vocab_size, "; the reference must share the policy's tokenizer");
-    if (!reference.tok) return;
-    const tokenizer& a = *policy.tok;
-    const tokenizer& b = *reference.tok;
-    if (a.vocab_size() != b.vocab_size())
-        fail("dpo: reference model: tokenizer vocabulary of ", b.vocab_size(), " pieces differs from the policy's ",
-             a.vocab_size());
-    for (int32_t id = 0; id < a.vocab_size(); ++id)
-        if (a.id_to_piece(id) != b.id_to_piece(id))
-            fail("dpo: reference model: token ", id, " is \"", b.id_to_piece(id), "\" but \"", a.id_to_piece(id),
-                 "\" for the policy; the reference must share the policy's tokenizer");
-}
-
-}  // namespace
-
-namespace {
-
 // Per completion (B): its token log-probs summed over the scored tokens, or averaged.
 at::Tensor logps_of(const at::Tensor& token_logp, const at::Tensor& scored, bool average) {
     at::Tensor sums = (token_logp * scored).sum(1);  // (B)
@@ -172,6 +77,40 @@ dpo_loss_result dpo_loss_and_metrics(const at::Tensor& pc, const at::Tensor& pr,
     return r;
 }
 
+// One batch's DPO loss: rows are the chosen completions of n pairs, then
+// their rejected ones; reference (2n) their reference log-probs. loss is the
+// mean over the pairs (plus rpo_alpha times the chosen tokens' mean NLL);
+// a data-parallel rank scales the pair means by pair_share and the NLL by
+// token_share, its shares of the micro-batch, so the ranks' sums are the
+// 1-process values. metrics: TRL's, and nll_loss with rpo_alpha.
+struct dpo_batch_loss {
+    at::Tensor loss;
+    std::map<std::string, double> metrics;
+};
+dpo_batch_loss dpo_loss_of_batch(const model& m, const token_batch& tokens, const at::Tensor& reference_in, int64_t n,
+                                 const dpo_options& o, double pair_share = 1.0, double token_share = 1.0) {
+    const bool average = o.loss == "ipo";
+    at::Tensor token_logp = token_logps(m, tokens);                     // (2n, T)
+    at::Tensor policy = logps_of(token_logp, tokens.scored, average);   // (2n)
+    at::Tensor reference = reference_in.to(policy.device());            // (2n)
+    at::Tensor pc = policy.slice(0, 0, n), pr = policy.slice(0, n, 2 * n);
+    dpo_batch_loss out;
+    dpo_loss_result r =
+        dpo_loss_and_metrics(pc, pr, reference.slice(0, 0, n), reference.slice(0, n, 2 * n), o, out.metrics);
+    out.loss = r.losses.mean();
+    if (pair_share != 1.0) out.loss = out.loss * pair_share;
+    for (auto& kv : out.metrics) kv.second *= pair_share;
+    if (o.rpo_alpha > 0) {
+        // mean -log p over the chosen rows' completion tokens
+        const at::Tensor chosen_scored = tokens.scored.slice(0, 0, n);
+        at::Tensor nll = -(token_logp.slice(0, 0, n) * chosen_scored).sum() / chosen_scored.sum();
+        if (token_share != 1.0) nll = nll * token_share;
+        out.loss = out.loss + o.rpo_alpha * nll;
+        out.metrics["nll_loss"] = nll.item<double>();
+    }
+    return out;
+}
+
 }  // namespace
 
 at::Tensor completion_logps(const model& m, const std::vector<const dpo_tokens*>& rows, bool average) {
@@ -179,7 +118,7 @@ at::Tensor completion_logps(const model& m, const std::vector<const dpo_tokens*>
     return logps_of(token_logps(m, batch), batch.scored, average);
 }
 
-dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_options& options) {
+train_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_options& options) {
     if (!m.tok) fail("dpo: the model has no tokenizer");
     if (pairs.empty()) fail("dpo: pairs is empty; give at least one {prompt=, chosen=, rejected=} record");
     if (!(options.rpo_alpha >= 0.0)) fail("dpo: rpo_alpha must be >= 0, got ", options.rpo_alpha);
@@ -191,7 +130,7 @@ dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_opt
              options.reference, "\"");
     if (options.reference_model.get() == &m)
         fail("dpo: the reference model is the policy itself; use reference = \"adapter_off\"");
-    if (options.reference_model) check_same_vocabulary(m, *options.reference_model);
+    if (options.reference_model) dpo_check_reference_vocabulary(m, *options.reference_model);
     if (!lora_present(m))
         fail("dpo: training needs LoRA adapters on the policy; call m:add_lora{...} first");
     if (lora_describe(m).merged) fail("dpo: the adapters are merged; unmerge_lora() first");
@@ -231,27 +170,12 @@ dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_opt
                                                     options.add_special_tokens, options.max_length, &cut,
                                                     "eval_pairs"));
     }
-    if (options.eval.eval_steps < 0) fail("dpo: eval_steps must be >= 0, got ", options.eval.eval_steps);
-    if (!eval_chosen.empty() && options.eval.eval_steps == 0)
-        fail("dpo: eval_pairs is given but eval_steps is 0; set eval_steps = N to evaluate every N steps");
-    if (!options.eval.keep_best.empty() && eval_chosen.empty())
-        fail("dpo: keep_best needs an eval set (eval_pairs) and eval_steps");
     // TRL's order of the metric names.
     std::vector<std::string> metric_names = {"rewards/chosen", "rewards/rejected", "rewards/accuracies",
                                              "rewards/margins", "logps/chosen", "logps/rejected"};
     if (options.rpo_alpha > 0) metric_names.push_back("nll_loss");
-    std::unique_ptr<best_keeper> keeper;
-    if (!options.eval.keep_best.empty()) {
-        std::vector<std::string> valid = {"eval_loss"};
-        for (const auto& n : metric_names) valid.push_back("eval_" + n);
-        keeper = std::make_unique<best_keeper>(options.trainer.out_dir, options.eval.keep_best, valid,
-                                               [&m](const std::string& dir) {
-                                                   if (dist::is_main()) lora_save(m, dir);  // rank 0 writes
-                                               },
-                                               "dpo");
-    }
     const bool average = options.loss == "ipo";
-    // Reference log-probs (2N): the chosen completions then the rejected ones of rows.
+    // Reference log-probs (2N): the chosen completions then the rejected ones of the batch's rows.
     auto reference_logps = [&](const token_batch& batch) {
         at::NoGradGuard no_grad;
         if (!adapter_off) return logps_of(token_logps(*options.reference_model, batch), batch.scored, average);
@@ -261,67 +185,60 @@ dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_opt
         m.set_lora_enabled(true);
         return r;
     };
-    std::vector<float> cached_chosen, cached_rejected;
+    // The rows of pairs [begin, end): chosen completions, then rejected ones.
+    auto rows_of = [](const std::vector<dpo_tokens>& c, const std::vector<dpo_tokens>& r, size_t begin, size_t end) {
+        std::vector<const dpo_tokens*> rows;
+        for (size_t i = begin; i < end; ++i) rows.push_back(&c[i]);
+        for (size_t i = begin; i < end; ++i) rows.push_back(&r[i]);
+        return rows;
+    };
+    dpo_reference_logps cached;
     if (options.reference_cache) {
         const model& ref = adapter_off ? m : *options.reference_model;
-        const std::string fingerprint = dpo_reference_fingerprint(ref, adapter_off, *m.tok, pairs, options.eos, average,
-                                                                     options.add_special_tokens, options.max_length);
-        const std::string cache_path = path_join(options.trainer.out_dir, "reference_logps.json");
-        if (file_exists(cache_path)) {
-            nlohmann::json j;
-            try {
-                j = nlohmann::json::parse(read_file(cache_path));
-            } catch (const std::exception& e) {
-                log_info("dpo: ", cache_path, " is unreadable (", e.what(), "); recomputing");
-            }
-            if (j.is_object() && j.value("fingerprint", "") == fingerprint && j["chosen"].size() == pairs.size() &&
-                j["rejected"].size() == pairs.size()) {
-                cached_chosen = j["chosen"].get<std::vector<float>>();
-                cached_rejected = j["rejected"].get<std::vector<float>>();
-                log_info("dpo: reference log-probs from ", cache_path);
-            } else if (j.is_object()) {
-                log_info("dpo: ", cache_path, " was computed for other pairs, model, tokenizer or options (fingerprint ",
-                         j.value("fingerprint", "?"), ", now ", fingerprint, "); recomputing");
-            }
-        }
-        if (cached_chosen.empty()) {
-            const size_t chunk = options.trainer.batches.batch_size > 0 ? (size_t)options.trainer.batches.batch_size : 8;
-            for (size_t s = 0; s < pairs.size(); s += chunk) {
-                std::vector<const dpo_tokens*> rows;
-                const size_t e = std::min(pairs.size(), s + chunk);
-                for (size_t i = s; i < e; ++i) rows.push_back(&chosen[i]);
-                for (size_t i = s; i < e; ++i) rows.push_back(&rejected[i]);
-                at::Tensor r = reference_logps(batch_of(m, rows)).to(at::kCPU, at::kFloat).contiguous();
-                const float* p = r.data_ptr<float>();
-                const size_t n = e - s;
-                cached_chosen.insert(cached_chosen.end(), p, p + n);
-                cached_rejected.insert(cached_rejected.end(), p + n, p + 2 * n);
-            }
-            nlohmann::json j = {{"fingerprint", fingerprint}, {"chosen", cached_chosen}, {"rejected", cached_rejected}};
-            make_directories(options.trainer.out_dir);
-            if (dist::is_main()) write_file_atomic(cache_path, j.dump());  // every rank computed the same
-            log_info("dpo: reference log-probs of ", pairs.size(), " pairs written to ", cache_path);
-        }
+        cached = dpo_reference_cache(
+            options.trainer.out_dir, dpo_reference_fingerprint(ref, adapter_off, *m.tok, pairs, options.eos, average,
+                                                              options.add_special_tokens, options.max_length),
+            pairs.size(), scoring_batch_size(options.trainer),
+            [&](size_t begin, size_t end) { return reference_logps(batch_of(m, rows_of(chosen, rejected, begin, end))); });
     }
 
-    trainer_loop loop(named_trainer_options(options.trainer, "dpo"), trainable_parameters(m, false), lengths);
+    trainer_eval eval;
+    eval.set_option = "eval_pairs";
+    eval.has_set = !eval_chosen.empty();
+    eval.metrics = {"eval_loss"};
+    for (const auto& n : metric_names) eval.metrics.push_back("eval_" + n);
+    eval.evaluate = [&]() -> metric_values {
+        // Loss and metrics over the eval pairs (means weighted by pairs), dropout off, no gradient.
+        at::NoGradGuard no_grad;
+        const size_t chunk = scoring_batch_size(options.trainer);
+        double loss_total = 0;
+        std::map<std::string, double> totals;
+        for (size_t s = 0; s < eval_chosen.size(); s += chunk) {
+            const size_t e = std::min(eval_chosen.size(), s + chunk);
+            token_batch tokens = batch_of(m, rows_of(eval_chosen, eval_rejected, s, e));
+            at::Tensor reference = reference_logps(tokens);
+            lora_set_training(m, false);
+            dpo_batch_loss b = dpo_loss_of_batch(m, tokens, reference, (int64_t)(e - s), options);
+            loss_total += b.loss.item<double>() * double(e - s);
+            for (const auto& kv : b.metrics) totals[kv.first] += kv.second * double(e - s);
+        }
+        lora_set_training(m, true);
+        const double count = double(eval_chosen.size());
+        metric_values em = {{"eval_loss", loss_total / count}};
+        for (const auto& name : metric_names)
+            if (totals.count(name)) em.push_back({"eval_" + name, totals[name] / count});
+        return em;
+    };
+    eval.save_best = [&m](const std::string& dir) {
+        if (dist::is_main()) lora_save(m, dir);  // rank 0 writes
+    };
+
+    trainer_loop loop(options.trainer, trainable_parameters(m, false), lengths);
     loop.metadata = "{\"trainer\": \"dpo\"}";
     loop.extra_files = [&m] {
         return std::vector<std::pair<std::string, std::string>>{{"adapter_config.json", lora_adapter_config(m)}};
     };
-    dpo_result result;
-    if (!options.resume && !latest_checkpoint(options.trainer.out_dir).empty())
-        fail("dpo: ", options.trainer.out_dir, " already holds checkpoints (", latest_checkpoint(options.trainer.out_dir),
-             "); pass resume = true to continue that run, or choose another out directory");
-    if (options.resume) result.resumed_from = loop.resume();
-
-    const std::string metrics_path = path_join(options.trainer.out_dir, "metrics.jsonl");
-    // The file as resume() left it; its last line is the result if no step is left to run.
-    uint64_t metrics_offset = 0;
-    std::vector<std::string> earlier = read_new_lines(metrics_path, metrics_offset);
-    std::string seen_line;
-    for (const auto& line : earlier)
-        if (line.find("\"eval_") == std::string::npos) seen_line = line;
+    loop.begin("dpo", std::move(eval));
     struct training_mode {
         model& m;
         explicit training_mode(model& m_) : m(m_) { lora_set_training(m, true); }
@@ -331,17 +248,12 @@ dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_opt
         }
     } mode(m);
 
-    std::unique_ptr<progress> bar;
-    if (options.show_progress && dist::is_main()) {  // one bar for the job
-        bar = std::make_unique<progress>("dpo", (long)loop.total_steps(), "step");
-        bar->update((long)loop.step());
-    }
     while (!loop.done()) {
         lora_set_dropout_seed(m, rng::derive(options.trainer.seed, (uint64_t)loop.step()));
         auto micro = loop.next_micro_batches();
         double loss_sum = 0;
-        // Every rank reports every metric (a rank may get no pair of a micro-batch).
-        std::vector<std::pair<std::string, double>> metric_sums;
+        // Every rank reports every metric (a rank may get no pair of a micro-batch), in TRL's order.
+        metric_values metric_sums;
         for (const auto& name : metric_names) metric_sums.push_back({name, 0.0});
         for (const auto& full_batch : micro) {
             // This rank's pairs of the micro-batch (all of them in one process).
@@ -369,108 +281,26 @@ dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_opt
             std::vector<const dpo_tokens*> rows;
             for (int64_t i : batch) rows.push_back(&chosen[i]);
             for (int64_t i : batch) rows.push_back(&rejected[i]);
-            const int64_t n = (int64_t)batch.size();
             token_batch tokens = batch_of(m, rows, batch_length);
             at::Tensor reference;  // (2N)
             if (options.reference_cache) {
                 std::vector<float> r;
-                for (int64_t i : batch) r.push_back(cached_chosen[i]);
-                for (int64_t i : batch) r.push_back(cached_rejected[i]);
+                for (int64_t i : batch) r.push_back(cached.chosen[i]);
+                for (int64_t i : batch) r.push_back(cached.rejected[i]);
                 reference = at::tensor(r, at::kFloat);
             } else {
                 reference = reference_logps(tokens);
                 lora_set_training(m, true);
             }
-            at::Tensor token_logp = token_logps(m, tokens);                   // (2N, T)
-            const at::Tensor& weights = tokens.scored;                        // (2N, T)
-            at::Tensor policy = logps_of(token_logp, weights, average);       // (2N)
-            reference = reference.to(policy.device());
-            at::Tensor pc = policy.slice(0, 0, n), pr = policy.slice(0, n, 2 * n);
-            std::map<std::string, double> metrics;
-            dpo_loss_result r = dpo_loss_and_metrics(pc, pr, reference.slice(0, 0, n), reference.slice(0, n, 2 * n),
-                                                     options, metrics);
-            at::Tensor loss = r.losses.mean();
-            if (pair_share != 1.0) loss = loss * pair_share;
-            at::Tensor nll;
-            if (options.rpo_alpha > 0) {
-                // mean -log p over the chosen rows' completion tokens
-                nll = -(token_logp.slice(0, 0, n) * weights.slice(0, 0, n)).sum() / weights.slice(0, 0, n).sum();
-                if (token_share != 1.0) nll = nll * token_share;
-                loss = loss + options.rpo_alpha * nll;
-            }
-            (loss / double(micro.size())).backward();
-            loss_sum += loss.item<double>();
-            for (auto& kv : metrics) kv.second *= pair_share;
-            if (nll.defined()) metrics["nll_loss"] = nll.item<double>();
-            for (auto& kv : metric_sums) kv.second += metrics.at(kv.first) / double(micro.size());
+            dpo_batch_loss b = dpo_loss_of_batch(m, tokens, reference, (int64_t)batch.size(), options, pair_share,
+                                                 token_share);
+            (b.loss / double(micro.size())).backward();
+            loss_sum += b.loss.item<double>();
+            for (auto& kv : metric_sums) kv.second += b.metrics.at(kv.first) / double(micro.size());
         }
-        // TRL's order of the metric names.
-        std::vector<std::pair<std::string, double>> ordered;
-        for (const char* name : {"rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins",
-                                 "logps/chosen", "logps/rejected", "nll_loss"})
-            for (const auto& kv : metric_sums)
-                if (kv.first == name) ordered.push_back(kv);
-        const double lr = loop.current_lr();
-        loop.finish_step(loss_sum / double(micro.size()), ordered);
-        if (!eval_chosen.empty() && !loop.interrupted() && eval_due(options.eval, loop.step())) {
-            // Loss and metrics over the eval pairs (means weighted by pairs), dropout off, no gradient.
-            at::NoGradGuard no_grad;
-            const size_t chunk = options.trainer.batches.batch_size > 0 ? (size_t)options.trainer.batches.batch_size : 8;
-            double loss_total = 0;
-            std::map<std::string, double> totals;
-            for (size_t s = 0; s < eval_chosen.size(); s += chunk) {
-                const size_t e = std::min(eval_chosen.size(), s + chunk);
-                const int64_t n = (int64_t)(e - s);
-                std::vector<const dpo_tokens*> rows;
-                for (size_t i = s; i < e; ++i) rows.push_back(&eval_chosen[i]);
-                for (size_t i = s; i < e; ++i) rows.push_back(&eval_rejected[i]);
-                token_batch tokens = batch_of(m, rows);
-                at::Tensor reference = reference_logps(tokens);
-                lora_set_training(m, false);
-                at::Tensor token_logp = token_logps(m, tokens);  // (2N, T)
-                const at::Tensor& weights = tokens.scored;       // (2N, T)
-                at::Tensor policy = logps_of(token_logp, weights, average);
-                reference = reference.to(policy.device());
-                at::Tensor pc = policy.slice(0, 0, n), pr = policy.slice(0, n, 2 * n);
-                std::map<std::string, double> metrics;
-                dpo_loss_result r = dpo_loss_and_metrics(pc, pr, reference.slice(0, 0, n),
-                                                         reference.slice(0, n, 2 * n), options, metrics);
-                at::Tensor loss = r.losses.mean();
-                if (options.rpo_alpha > 0) {
-                    at::Tensor nll =
-                        -(token_logp.slice(0, 0, n) * weights.slice(0, 0, n)).sum() / weights.slice(0, 0, n).sum();
-                    loss = loss + options.rpo_alpha * nll;
-                    metrics["nll_loss"] = nll.item<double>();
-                }
-                loss_total += loss.item<double>() * double(n);
-                for (const auto& kv : metrics) totals[kv.first] += kv.second * double(n);
-            }
-            lora_set_training(m, true);
-            const double count = double(eval_chosen.size());
-            std::vector<std::pair<std::string, double>> em = {{"eval_loss", loss_total / count}};
-            for (const auto& name : metric_names)
-                if (totals.count(name)) em.push_back({"eval_" + name, totals[name] / count});
-            loop.log_metrics(em);
-            if (keeper) keeper->offer(loop.step(), em);
-        }
-        if (bar) bar->update((long)loop.step(), "loss " + format_metric(loss_sum / double(micro.size())) + " lr " +
-                                                    format_metric(lr));
-        for (const std::string& line : read_new_lines(metrics_path, metrics_offset)) {
-            if (line.find("\"eval_") == std::string::npos) seen_line = line;
-            if (options.on_log) options.on_log(line);
-        }
+        loop.finish_step(loss_sum / double(micro.size()), metric_sums);
     }
-    if (bar) bar->finish();
-    result.interrupted = loop.interrupted();
-    result.final_checkpoint = result.interrupted ? latest_checkpoint(options.trainer.out_dir) : loop.save_final();
-    result.steps = loop.step();
-    result.last_metrics = seen_line.empty() ? "{}" : seen_line;
-    if (keeper && keeper->best_step() >= 0) {
-        result.best_checkpoint = keeper->dir();
-        result.best_step = keeper->best_step();
-        result.best_value = keeper->best_value();
-    }
-    return result;
+    return loop.finish();
 }
 
 }  // namespace cai

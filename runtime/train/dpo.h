@@ -14,25 +14,22 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "train/eval.h"
 #include "train/trainer.h"
 
 namespace cai {
 
 class model;
-class tokenizer;
 
 struct dpo_pair {
     std::string prompt, chosen, rejected;
 };
 
 struct dpo_options {
-    trainer_options trainer;
+    trainer_options trainer;  // also resume, show_progress, on_log and eval (eval_steps, keep_best)
     double beta = 0.1;
     std::string loss = "sigmoid";
     double label_smoothing = 0.0;
@@ -54,28 +51,13 @@ struct dpo_options {
     // Encode prompts with the tokenizer's special tokens (BOS); false for
     // prompts a chat template rendered, which writes them itself.
     bool add_special_tokens = true;
-    bool show_progress = true;
-    bool resume = true;
     // > 0: cut prompt + completion to this many tokens (keeping the start) and
     // say how many were cut; 0: refuse a pair longer than the model's
     // max_position_embeddings, naming it.
     int64_t max_length = 0;
-    std::function<void(const std::string&)> on_log;  // each metrics line (JSON text)
     // Eval pairs: eval_loss and eval_rewards/... (TRL's names with "eval_")
-    // every eval.eval_steps steps; eval.keep_best keeps the best adapter in out/best/.
+    // every trainer.eval.eval_steps steps; keep_best keeps the best adapter in out/best/.
     std::vector<dpo_pair> eval_pairs;
-    eval_options eval;
-};
-
-struct dpo_result {
-    int64_t steps = 0;
-    bool interrupted = false;
-    std::string resumed_from;
-    std::string final_checkpoint;
-    std::string last_metrics;  // "{}" if none
-    std::string best_checkpoint;  // out/best when keep_best saved one, else ""
-    int64_t best_step = -1;
-    double best_value = 0;
 };
 
 // One completion (chosen or rejected) of a pair, tokenized.
@@ -89,11 +71,6 @@ struct dpo_tokens {
 // from the model's token log-probs (model::target_logprobs).
 at::Tensor completion_logps(const model& m, const std::vector<const dpo_tokens*>& rows, bool average);
 
-// The fingerprint the reference cache is keyed by (hex), see dpo_options.
-std::string dpo_reference_fingerprint(const model& reference, bool adapter_off, const tokenizer& tok,
-                                      const std::vector<dpo_pair>& pairs, bool eos, bool average,
-                                      bool add_special_tokens = true, int64_t max_length = 0);
-
-dpo_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_options& options);
+train_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_options& options);
 
 }  // namespace cai

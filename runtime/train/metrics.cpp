@@ -30,7 +30,7 @@ void metrics_log::report_to_tensorboard(const std::string& dir) {
     tensorboard_ = std::make_unique<tensorboard_writer>(dir);
 }
 
-void metrics_log::append(int64_t step, const std::vector<std::pair<std::string, double>>& values) {
+std::string metrics_log::append(int64_t step, const std::vector<std::pair<std::string, double>>& values) {
     nlohmann::ordered_json line;
     line["step"] = step;
     for (const auto& kv : values) {
@@ -40,9 +40,10 @@ void metrics_log::append(int64_t step, const std::vector<std::pair<std::string, 
         else
             line[kv.first] = nullptr;
     }
-    if (!dist::is_main()) return;  // in a data-parallel run rank 0 writes the log
+    std::string text = line.dump();
+    if (!dist::is_main()) return text;  // in a data-parallel run rank 0 writes the log
     if (tensorboard_ && !tensorboard_->is_open()) tensorboard_->open(path_);
-    const std::string text = line.dump() + "\n";
+    text += "\n";
     int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd < 0) fail(path_, ": cannot open for appending: ", std::strerror(errno));
     ssize_t written = ::write(fd, text.data(), text.size());
@@ -51,6 +52,8 @@ void metrics_log::append(int64_t step, const std::vector<std::pair<std::string, 
     if (written != (ssize_t)text.size())
         fail(path_, ": cannot append a metrics line: ", written < 0 ? std::strerror(saved) : "short write");
     if (tensorboard_) tensorboard_->append(step, values);
+    text.pop_back();
+    return text;
 }
 
 void metrics_log::truncate_after(int64_t step) {

@@ -25,8 +25,9 @@ public:
     // first line after this call or after truncate_after, so both agree.
     void report_to_tensorboard(const std::string& dir);
 
-    // {"step": step, key: value, ...} in the given order.
-    void append(int64_t step, const std::vector<std::pair<std::string, double>>& values);
+    // {"step": step, key: value, ...} in the given order; returns that line
+    // (JSON text, no newline), on every rank.
+    std::string append(int64_t step, const std::vector<std::pair<std::string, double>>& values);
     // On resume from a checkpoint at `step`: drops lines logged after it
     // (rewrites the file atomically), so the log reads as if never stopped.
     void truncate_after(int64_t step);

@@ -1,23 +1,17 @@
 // Supervised fine-tuning over trainer_loop (see sft.h).
 #include "train/sft.h"
 
-#include <chrono>
-#include <memory>
-#include <cstdio>
-#include <sstream>
+#include <algorithm>
 
 #include "core/error.h"
-#include "core/fs.h"
 #include "core/log.h"
-#include "core/progress.h"
 #include "core/rng.h"
 #include "dist/dist.h"
 #include "generate/generate.h"
 #include "model/model.h"
+#include "model/save.h"
 #include "tokenizer/tokenizer.h"
 #include "train/lora.h"
-#include "model/save.h"
-#include "train/metrics.h"
 #include "train/token_batch.h"
 
 namespace cai {
@@ -149,7 +143,7 @@ at::Tensor sft_loss(const model& m, const std::vector<const sft_tokens*>& rows, 
     return -token_logp.sum() / batch.scored.sum();
 }
 
-sft_result sft_train(model& m, const std::vector<sft_example>& data, const sft_options& options) {
+train_result sft_train(model& m, const std::vector<sft_example>& data, const sft_options& options) {
     std::vector<sft_tokens> examples = sft_tokenize(m, data, options.eos, options.add_special_tokens, options.max_length, "data");
     if (!options.full && !lora_present(m))
         fail("sft: the model has no LoRA adapters; call m:add_lora{...} first, or pass full = true to train all "
@@ -173,44 +167,46 @@ sft_result sft_train(model& m, const std::vector<sft_example>& data, const sft_o
     if (!options.eval_data.empty())
         eval_examples = sft_tokenize(m, options.eval_data, options.eos, options.add_special_tokens,
                                      options.max_length, "eval_data");
-    if (options.eval.eval_steps < 0) fail("sft: eval_steps must be >= 0, got ", options.eval.eval_steps);
-    if (!eval_examples.empty() && options.eval.eval_steps == 0)
-        fail("sft: eval_data is given but eval_steps is 0; set eval_steps = N to evaluate every N steps");
-    if (!options.eval.keep_best.empty() && eval_examples.empty())
-        fail("sft: keep_best needs an eval set (eval_data) and eval_steps");
-    std::unique_ptr<best_keeper> keeper;
-    if (!options.eval.keep_best.empty())
-        keeper = std::make_unique<best_keeper>(options.trainer.out_dir, options.eval.keep_best,
-                                               std::vector<std::string>{"eval_loss"},
-                                               [&m, &options](const std::string& dir) {
-                                                   if (!dist::is_main()) return;  // rank 0 writes
-                                                   if (options.full)
-                                                       save_model(m, dir, m.dtype);
-                                                   else
-                                                       lora_save(m, dir);
-                                               },
-                                               "sft");
+    const bool lora = lora_present(m);
 
-    std::vector<named_parameter> params = trainable_parameters(m, options.full);
-    trainer_loop loop(named_trainer_options(options.trainer, "sft"), params, lengths);
+    trainer_eval eval;
+    eval.set_option = "eval_data";
+    eval.has_set = !eval_examples.empty();
+    eval.metrics = {"eval_loss"};
+    eval.evaluate = [&]() -> metric_values {
+        // Response-token cross-entropy over the eval set, dropout off.
+        at::NoGradGuard no_grad;
+        if (lora) lora_set_training(m, false);
+        const size_t chunk = scoring_batch_size(options.trainer);
+        double sum = 0;
+        int64_t count = 0;
+        for (size_t s = 0; s < eval_examples.size(); s += chunk) {
+            std::vector<const sft_tokens*> rows;
+            int64_t n = 0;
+            for (size_t i = s; i < std::min(eval_examples.size(), s + chunk); ++i) {
+                rows.push_back(&eval_examples[i]);
+                n += (int64_t)eval_examples[i].n_trained();
+            }
+            sum += sft_loss(m, rows).item<double>() * double(n);
+            count += n;
+        }
+        if (lora) lora_set_training(m, true);
+        return {{"eval_loss", sum / double(count)}};
+    };
+    eval.save_best = [&m, &options](const std::string& dir) {
+        if (!dist::is_main()) return;  // rank 0 writes
+        if (options.full)
+            save_model(m, dir, m.dtype);
+        else
+            lora_save(m, dir);
+    };
+
+    trainer_loop loop(options.trainer, trainable_parameters(m, options.full), lengths);
     loop.metadata = std::string("{\"trainer\": \"sft\", \"full\": ") + (options.full ? "true" : "false") + "}";
     if (!options.full) loop.extra_files = [&m] {
         return std::vector<std::pair<std::string, std::string>>{{"adapter_config.json", lora_adapter_config(m)}};
     };
-    sft_result result;
-    if (!options.resume && !latest_checkpoint(options.trainer.out_dir).empty())
-        fail("sft: ", options.trainer.out_dir, " already holds checkpoints (", latest_checkpoint(options.trainer.out_dir),
-             "); pass resume = true to continue that run, or choose another out directory");
-    if (options.resume) result.resumed_from = loop.resume();
-
-    const std::string metrics_path = path_join(options.trainer.out_dir, "metrics.jsonl");
-    // The file as resume() left it; its last line is the result if no step is left to run.
-    uint64_t metrics_offset = 0;
-    std::vector<std::string> earlier = read_new_lines(metrics_path, metrics_offset);
-    std::string seen_line;
-    for (const auto& line : earlier)
-        if (line.find("\"eval_") == std::string::npos) seen_line = line;
-    const bool lora = lora_present(m);
+    loop.begin("sft", std::move(eval));
     struct training_mode {
         model& m;
         bool on;
@@ -222,17 +218,11 @@ sft_result sft_train(model& m, const std::vector<sft_example>& data, const sft_o
         }
     } mode(m, lora);
 
-    std::unique_ptr<progress> bar;
-    if (options.show_progress && dist::is_main()) {  // one bar for the job
-        bar = std::make_unique<progress>("sft", (long)loop.total_steps(), "step");
-        bar->update((long)loop.step());
-    }
-    auto start = std::chrono::steady_clock::now();
-    int64_t tokens_seen = 0;
     while (!loop.done()) {
         if (lora) lora_set_dropout_seed(m, rng::derive(options.trainer.seed, (uint64_t)loop.step()));
         auto micro = loop.next_micro_batches();
         double loss_sum = 0;
+        int64_t tokens = 0;
         for (const auto& batch : micro) {
             // This rank's rows of the micro-batch (all of them in one process).
             // The loss is a mean over the whole micro-batch's response tokens,
@@ -249,7 +239,7 @@ sft_result sft_train(model& m, const std::vector<sft_example>& data, const sft_o
                 if (!part.contains(k)) continue;
                 rows.push_back(&e);
                 part_trained += trained;
-                tokens_seen += (int64_t)e.ids.size();
+                tokens += (int64_t)e.ids.size();
             }
             if (rows.empty()) continue;
             at::Tensor loss = sft_loss(m, rows, batch_length);
@@ -257,53 +247,9 @@ sft_result sft_train(model& m, const std::vector<sft_example>& data, const sft_o
             (loss / double(micro.size())).backward();
             loss_sum += loss.item<double>();
         }
-        const double lr = loop.current_lr();
-        loop.finish_step(loss_sum / double(micro.size()));
-        if (!eval_examples.empty() && !loop.interrupted() && eval_due(options.eval, loop.step())) {
-            // Response-token cross-entropy over the eval set, dropout off.
-            at::NoGradGuard no_grad;
-            if (lora) lora_set_training(m, false);
-            const size_t chunk = options.trainer.batches.batch_size > 0 ? (size_t)options.trainer.batches.batch_size : 8;
-            double sum = 0;
-            int64_t count = 0;
-            for (size_t s = 0; s < eval_examples.size(); s += chunk) {
-                std::vector<const sft_tokens*> rows;
-                int64_t n = 0;
-                for (size_t i = s; i < std::min(eval_examples.size(), s + chunk); ++i) {
-                    rows.push_back(&eval_examples[i]);
-                    n += (int64_t)eval_examples[i].n_trained();
-                }
-                sum += sft_loss(m, rows).item<double>() * double(n);
-                count += n;
-            }
-            if (lora) lora_set_training(m, true);
-            std::vector<std::pair<std::string, double>> em = {{"eval_loss", sum / double(count)}};
-            loop.log_metrics(em);
-            if (keeper) keeper->offer(loop.step(), em);
-        }
-        if (bar) {
-            double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-            bar->update((long)loop.step(), "loss " + format_metric(loss_sum / double(micro.size())) + " lr " +
-                                              format_metric(lr) + " " +
-                                              format_metric(secs > 0 ? tokens_seen / secs : 0) + " tok/s");
-        }
-        for (const std::string& line : read_new_lines(metrics_path, metrics_offset)) {
-            if (line.find("\"eval_") == std::string::npos) seen_line = line;
-            if (options.on_log) options.on_log(line);
-        }
+        loop.finish_step(loss_sum / double(micro.size()), {}, tokens);
     }
-    if (bar) bar->finish();
-    result.interrupted = loop.interrupted();
-    // After Ctrl-C the loop has saved this step already.
-    result.final_checkpoint = result.interrupted ? latest_checkpoint(options.trainer.out_dir) : loop.save_final();
-    result.steps = loop.step();
-    result.last_metrics = seen_line.empty() ? "{}" : seen_line;
-    if (keeper && keeper->best_step() >= 0) {
-        result.best_checkpoint = keeper->dir();
-        result.best_step = keeper->best_step();
-        result.best_value = keeper->best_value();
-    }
-    return result;
+    return loop.finish();
 }
 
 }  // namespace cai

@@ -15,12 +15,10 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
-#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include "train/eval.h"
 #include "train/trainer.h"
 
 namespace cai {
@@ -61,36 +59,20 @@ struct sft_tokens {
 };
 
 struct sft_options {
-    trainer_options trainer;
+    trainer_options trainer;  // also resume, show_progress, on_log and eval (eval_steps, keep_best)
     bool full = false;        // train all weights instead of the LoRA adapters
     bool eos = true;          // append the tokenizer's EOS to every response
     // Encode prompts (the first segment) with the tokenizer's special tokens;
     // false for text a chat template rendered, which writes them itself.
     bool add_special_tokens = true;
     int64_t preview = 3;      // log the mask of this many first examples
-    bool show_progress = true;
-    bool resume = true;       // continue from the latest checkpoint under out_dir; false: refuse one
     // > 0: cut every tokenized example to this many tokens (keeping the start,
     // as TRL's SFTConfig.max_length does) and say how many were cut; 0: refuse
     // an example longer than the model's max_position_embeddings, naming it.
     int64_t max_length = 0;
-    // Called after every metrics line with that line (a JSON object as text).
-    std::function<void(const std::string&)> on_log;
     // Eval set: its response-token cross-entropy logged as eval_loss every
-    // eval.eval_steps steps; eval.keep_best = "eval_loss" keeps the best in out/best/.
+    // trainer.eval.eval_steps steps; keep_best = "eval_loss" keeps the best in out/best/.
     std::vector<sft_example> eval_data;
-    eval_options eval;
-};
-
-struct sft_result {
-    int64_t steps = 0;             // optimizer steps done in total (including resumed ones)
-    bool interrupted = false;      // stopped by Ctrl-C (a checkpoint was saved)
-    std::string resumed_from;      // checkpoint directory, or ""
-    std::string final_checkpoint;  // the last checkpoint written
-    std::string last_metrics;      // the last metrics line (JSON text), "{}" if none
-    std::string best_checkpoint;   // out/best when keep_best saved one, else ""
-    int64_t best_step = -1;
-    double best_value = 0;
 };
 
 // Tokenizes and checks every example; an empty response (no trained token)
@@ -106,6 +88,6 @@ std::vector<sft_tokens> sft_tokenize(const model& m, const std::vector<sft_examp
 // share as long as the whole micro-batch, so it computes one process's shapes).
 at::Tensor sft_loss(const model& m, const std::vector<const sft_tokens*>& rows, int64_t min_length = 0);
 
-sft_result sft_train(model& m, const std::vector<sft_example>& data, const sft_options& options);
+train_result sft_train(model& m, const std::vector<sft_example>& data, const sft_options& options);
 
 }  // namespace cai

@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/log.h"
+#include "core/progress.h"
 #include "dist/dist.h"
 #include "train/interrupt.h"
 
@@ -21,7 +22,7 @@ batching with_seed(batching b, uint64_t seed) {
     return b;
 }
 
-void add_to(std::vector<std::pair<std::string, double>>& sums, const std::string& key, double value) {
+void add_to(metric_values& sums, const std::string& key, double value) {
     for (auto& kv : sums) {
         if (kv.first == key) {
             kv.second += value;
@@ -71,6 +72,49 @@ double trainer_loop::current_lr() const {
     return options_.learning_rate * lr_multiplier(options_.schedule, std::min(step_, total_steps_));
 }
 
+void trainer_loop::begin(const std::string& name, trainer_eval eval) {
+    options_.name = name;
+    const trainer_options& o = options_;
+    if (o.eval.eval_steps < 0) fail(name, ": eval_steps must be >= 0, got ", o.eval.eval_steps);
+    if (eval.has_set && o.eval.eval_steps == 0)
+        fail(name, ": ", eval.set_option, " is given but eval_steps is 0; set eval_steps = N to evaluate every N steps");
+    if (!o.eval.keep_best.empty() && !eval.has_set)
+        fail(name, ": keep_best needs an eval set (", eval.set_option, ") and eval_steps");
+    if (!o.eval.keep_best.empty())
+        keeper_ = std::make_unique<best_keeper>(o.out_dir, o.eval.keep_best, eval.metrics, eval.save_best, name.c_str());
+    eval_ = std::move(eval);
+    if (!o.resume && !latest_checkpoint(o.out_dir).empty())
+        fail(name, ": ", o.out_dir, " already holds checkpoints (", latest_checkpoint(o.out_dir),
+             "); pass resume = true to continue that run, or choose another out directory");
+    if (o.resume) resume();
+    // The log as resume() left it: its last line is the result if no step is left to run.
+    uint64_t offset = 0;
+    for (const auto& line : read_new_lines(metrics_.path(), offset))
+        if (line.find("\"eval_") == std::string::npos) last_line_ = line;
+    if (o.show_progress && dist::is_main()) {  // one bar for the job
+        bar_ = std::make_unique<progress>(name, (long)total_steps_, "step");
+        bar_->update((long)step_);
+    }
+    started_ = std::chrono::steady_clock::now();
+}
+
+train_result trainer_loop::finish() {
+    if (bar_) bar_->finish();
+    train_result r;
+    r.interrupted = stopped_;
+    // After Ctrl-C the loop has saved this step already.
+    r.final_checkpoint = stopped_ ? latest_checkpoint(options_.out_dir) : save_final();
+    r.steps = step_;
+    r.resumed_from = resumed_from_;
+    r.last_metrics = last_line_.empty() ? "{}" : last_line_;
+    if (keeper_ && keeper_->best_step() >= 0) {
+        r.best_checkpoint = keeper_->dir();
+        r.best_step = keeper_->best_step();
+        r.best_value = keeper_->best_value();
+    }
+    return r;
+}
+
 std::string trainer_loop::resume() {
     std::string dir = latest_checkpoint(options_.out_dir);
     if (dir.empty()) return "";
@@ -109,6 +153,7 @@ std::string trainer_loop::resume() {
     metrics_.truncate_after(step_);  // rank 0 only; the others wait for it
     dist::barrier("resuming from " + dir);
     log_info("trainer: resumed from ", dir, " at step ", step_, " of ", total_steps_);
+    resumed_from_ = dir;
     return dir;
 }
 
@@ -119,8 +164,8 @@ std::vector<std::vector<int64_t>> trainer_loop::next_micro_batches() {
     return out;
 }
 
-void trainer_loop::finish_step(double loss, const std::vector<std::pair<std::string, double>>& metrics_in) {
-    std::vector<std::pair<std::string, double>> metrics = metrics_in;
+void trainer_loop::finish_step(double loss, const metric_values& metrics_in, int64_t tokens) {
+    metric_values metrics = metrics_in;
     bool interrupted = interrupt_requested();
     const auto& params = optimizer_.parameters();
     if (dist::active()) {
@@ -154,13 +199,31 @@ void trainer_loop::finish_step(double loss, const std::vector<std::pair<std::str
         clear_interrupt();
         std::string dir = save();
         log_info("trainer: interrupted; saved ", dir, ". Run the same command again to resume.");
-        return;
+    } else if (options_.save_steps > 0 && step_ % options_.save_steps == 0) {
+        save();
     }
-    if (options_.save_steps > 0 && step_ % options_.save_steps == 0) save();
+    if (!stopped_ && eval_.has_set && eval_.evaluate && eval_due(options_.eval, step_)) evaluate();
+    tokens_seen_ += tokens;
+    if (bar_) {
+        std::string extra = "loss " + format_metric(loss) + " lr " + format_metric(lr);
+        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+        if (tokens_seen_ > 0) extra += " " + format_metric(secs > 0 ? tokens_seen_ / secs : 0) + " tok/s";
+        bar_->update((long)step_, extra);
+    }
+    std::vector<std::string> lines;
+    lines.swap(new_lines_);
+    if (options_.on_log)
+        for (const std::string& line : lines) options_.on_log(line);
 }
 
-void trainer_loop::log_metrics(const std::vector<std::pair<std::string, double>>& values) {
-    metrics_.append(step_, values);  // rank 0 only
+void trainer_loop::evaluate() {
+    const metric_values values = eval_.evaluate();
+    new_lines_.push_back(log_metrics(values));
+    if (keeper_) keeper_->offer(step_, values);
+}
+
+std::string trainer_loop::log_metrics(const metric_values& values) {
+    std::string line = metrics_.append(step_, values);  // rank 0 writes; every rank gets the line
     // Not on a terminal (nohup, Slurm, CI) there is no progress bar: a line
     // per logging step instead, as TRL prints its logs.
     if (dist::is_main() && !::isatty(2)) {
@@ -168,17 +231,17 @@ void trainer_loop::log_metrics(const std::vector<std::pair<std::string, double>>
         for (const auto& kv : values) text += (text.empty() ? "" : ", ") + kv.first + " " + format_metric(kv.second);
         log_info(options_.name, ": step ", step_, "/", total_steps_, ": ", text);
     }
+    return line;
 }
 
 void trainer_loop::log_line(double last_grad_norm, double last_lr) {
-    std::vector<std::pair<std::string, double>> values;
+    metric_values values;
     for (const auto& kv : window_sums_) values.emplace_back(kv.first, kv.second / double(window_steps_));
     values.emplace_back("grad_norm", last_grad_norm);
     values.emplace_back("learning_rate", last_lr);
     values.emplace_back("epoch", epoch());
-    log_metrics(values);
-    // Every rank reads the line back (on_log) once it is there.
-    dist::barrier("the metrics line of step " + std::to_string(step_));
+    last_line_ = log_metrics(values);
+    new_lines_.push_back(last_line_);
     window_sums_.clear();
     window_steps_ = 0;
 }

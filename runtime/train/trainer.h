@@ -1,11 +1,12 @@
 // The loop every trainer (SFT, DPO, LoRA or full) shares, independent of
 // what it trains: data order, gradient accumulation, AdamW with a schedule,
-// clipping, the non-finite check, metrics.jsonl, checkpoints every
-// save_steps, resume from the latest checkpoint, and Ctrl-C -> save and stop.
-// The caller owns the forward/backward:
+// clipping, the non-finite check, metrics.jsonl and on_log, evaluation every
+// eval_steps with keep_best, the progress bar, checkpoints every save_steps,
+// resume from the latest checkpoint, Ctrl-C -> save and stop, and the one
+// train_result. The caller owns the forward/backward (and the evaluation):
 //
 //   cai::trainer_loop loop(options, params, lengths);
-//   loop.resume();
+//   loop.begin("sft", eval);                           // resume, keep_best, progress bar
 //   while (!loop.done()) {
 //       double loss_sum = 0;
 //       auto micro = loop.next_micro_batches();
@@ -16,22 +17,30 @@
 //       }
 //       loop.finish_step(loss_sum / micro.size(), {{"rewards/margins", m}});
 //   }
-//   loop.save_final();
+//   cai::train_result r = loop.finish();                // final checkpoint
+//
+// (begin and finish are optional: without them resume() and save_final()
+// drive a bare loop, with no progress bar and no evaluation.)
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "train/checkpoint.h"
 #include "train/data_order.h"
+#include "train/eval.h"
 #include "train/metrics.h"
 #include "train/optim.h"
 #include "train/schedule.h"
 
 namespace cai {
+
+class progress;
 
 struct trainer_options {
     std::string out_dir;                     // metrics.jsonl and checkpoints/ go here
@@ -48,14 +57,45 @@ struct trainer_options {
     int64_t save_steps = 0;                  // a checkpoint every this many steps (0: none until the end)
     int64_t save_total_limit = 0;            // keep only the newest this many checkpoints (0: all)
     bool report_to_tensorboard = false;      // also out_dir/tensorboard/events.out.tfevents.cairun
-    std::string name = "train";              // the stage in log lines ("sft", "dpo")
+    std::string name = "train";              // the stage in log lines; begin() sets it ("sft", "dpo")
+    bool resume = true;                      // continue from the latest checkpoint under out_dir; false: refuse one
+    bool show_progress = true;               // a progress bar (rank 0)
+    eval_options eval;                       // eval_steps and keep_best (the trainer says what to evaluate)
+    // Called with every metrics line (JSON text), training and eval lines, in
+    // the order they are written, on every rank.
+    std::function<void(const std::string&)> on_log;
 };
 
-// options with its name set (the stage that log lines name).
-inline trainer_options named_trainer_options(trainer_options options, const char* name) {
-    options.name = name;
-    return options;
+using metric_values = std::vector<std::pair<std::string, double>>;
+
+// Examples (or pairs) per forward pass outside the training steps (the eval
+// set, a reference cache): batches.batch_size, else 8.
+inline size_t scoring_batch_size(const trainer_options& o) {
+    return o.batches.batch_size > 0 ? (size_t)o.batches.batch_size : 8;
 }
+
+// What the trainer gives begin() for evaluation and keep_best.
+struct trainer_eval {
+    std::string set_option;            // the option that holds the eval set ("eval_data"), for errors
+    bool has_set = false;              // an eval set was given
+    std::vector<std::string> metrics;  // the names evaluate() returns, keep_best's choices
+    // Scores the eval set (dropout off, no gradient) -> {"eval_loss", ...}, on every rank.
+    std::function<metric_values()> evaluate;
+    // Writes the model's state (adapter or full model) into a new directory; rank 0 only.
+    std::function<void(const std::string&)> save_best;
+};
+
+// What a training run returns, SFT and DPO alike.
+struct train_result {
+    int64_t steps = 0;             // optimizer steps done in total (including resumed ones)
+    bool interrupted = false;      // stopped by Ctrl-C (a checkpoint was saved)
+    std::string resumed_from;      // checkpoint directory, or ""
+    std::string final_checkpoint;  // the last checkpoint written
+    std::string last_metrics;      // the last training metrics line (JSON text), "{}" if none
+    std::string best_checkpoint;   // out/best when keep_best saved one, else ""
+    int64_t best_step = -1;
+    double best_value = 0;
+};
 
 class trainer_loop {
 public:
@@ -65,6 +105,13 @@ public:
     ~trainer_loop();  // Ctrl-C acts as usual again
     trainer_loop(const trainer_loop&) = delete;
     trainer_loop& operator=(const trainer_loop&) = delete;
+
+    // Before the first step, for a trainer named `name` ("sft", "dpo"): checks
+    // the eval options against eval, refuses existing checkpoints when
+    // options.resume is false, else resumes, and starts the progress bar.
+    void begin(const std::string& name, trainer_eval eval = {});
+    // After the last step: the final checkpoint (unless Ctrl-C saved one) and the result.
+    train_result finish();
 
     // Restores the latest checkpoint under out_dir, if any: parameters (by
     // name, shapes checked), optimizer, ATen RNG, data position, step, and
@@ -83,9 +130,12 @@ public:
 
     // After the caller's backward passes: check the loss, clip, update,
     // zero the gradients, log, save when due or when Ctrl-C was pressed
-    // (then done() is true). A metrics line holds the means of loss and the
-    // caller's metrics since the last line (as TRL averages them), then this
-    // step's grad_norm (pre-clip) and learning_rate (the one it used), and epoch.
+    // (then done() is true), evaluate when due (not after Ctrl-C) and keep
+    // the best, move the progress bar, and hand this step's lines to on_log.
+    // A metrics line holds the means of loss and the caller's metrics since
+    // the last line (as TRL averages them), then this step's grad_norm
+    // (pre-clip) and learning_rate (the one it used), and epoch. tokens: this
+    // rank's tokens in the step, for the bar's tokens/s (0: not shown).
     //
     // Data-parallel (dist::active()): every rank computes its share of each
     // micro-batch (dist::shard_of), scaled so that the SUM over ranks of the
@@ -93,14 +143,14 @@ public:
     // sums them (every rank must pass the same metric names in the same
     // order), so all ranks take the same update. Only rank 0 writes
     // metrics.jsonl and checkpoints; the others wait at a barrier after it.
-    void finish_step(double loss, const std::vector<std::pair<std::string, double>>& metrics = {});
+    void finish_step(double loss, const metric_values& metrics = {}, int64_t tokens = 0);
 
     // Writes a checkpoint of the current step now; returns its directory.
     std::string save();
 
-    // An extra metrics line at the current step (eval metrics), through the
-    // same log as the training lines (TensorBoard too, and a line off a terminal).
-    void log_metrics(const std::vector<std::pair<std::string, double>>& values);
+    // A metrics line at the current step through the one log (metrics.jsonl,
+    // TensorBoard, a line off a terminal); returns the line (JSON text) on every rank.
+    std::string log_metrics(const metric_values& values);
     // At the end of training: a final checkpoint unless this step has one.
     std::string save_final();
 
@@ -115,6 +165,7 @@ public:
 
 private:
     void log_line(double last_grad_norm, double last_lr);
+    void evaluate();
 
     trainer_options options_;
     adamw optimizer_;
@@ -126,9 +177,18 @@ private:
     int64_t saved_step_ = -1;
     bool stopped_ = false;
     std::string resumed_metadata_ = "{}";
+    std::string resumed_from_;
     // Running sums for the next metrics line.
     int64_t window_steps_ = 0;
-    std::vector<std::pair<std::string, double>> window_sums_;
+    metric_values window_sums_;
+    // This step's lines for on_log, and the last training line.
+    std::vector<std::string> new_lines_;
+    std::string last_line_;
+    trainer_eval eval_;
+    std::unique_ptr<best_keeper> keeper_;
+    std::unique_ptr<progress> bar_;
+    int64_t tokens_seen_ = 0;
+    std::chrono::steady_clock::time_point started_;
 };
 
 }  // namespace cai

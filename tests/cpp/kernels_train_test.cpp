@@ -561,7 +561,7 @@ TEST_CASE("sft and dpo: kernels on and off train the same adapter", "[kernels]")
             o.trainer.learning_rate = 3e-2;
             o.trainer.batches.batch_size = 2;
             o.trainer.logging_steps = 1;
-            o.show_progress = false;
+            o.trainer.show_progress = false;
             cai::sft_train(*m, data, o);
             sft_adapter[on] = adapter_of(*m);
 
@@ -571,7 +571,7 @@ TEST_CASE("sft and dpo: kernels on and off train the same adapter", "[kernels]")
             d.loss = "sigmoid";
             d.beta = 0.5;
             d.rpo_alpha = 0.5;
-            d.show_progress = false;
+            d.trainer.show_progress = false;
             cai::dpo_train(*m, pairs, d);
             dpo_adapter[on] = adapter_of(*m);
         }

@@ -18,6 +18,7 @@
 #include "train/interrupt.h"
 #include "train/lora.h"
 #include "train/dpo.h"
+#include "train/dpo_reference.h"
 #include "generate/generate.h"
 #include "test_util.h"
 
@@ -102,7 +103,7 @@ cai::dpo_options options_for(const std::string& out) {
     o.trainer.schedule.type = "constant";
     o.trainer.logging_steps = 5;
     o.beta = 0.5;
-    o.show_progress = false;
+    o.trainer.show_progress = false;
     return o;
 }
 
@@ -131,7 +132,7 @@ TEST_CASE("dpo: on a separable toy set chosen rewards rise above rejected ones",
     std::string out = temp_dir();
     std::vector<std::string> lines;
     cai::dpo_options o = options_for(out);
-    o.on_log = [&](const std::string& line) { lines.push_back(line); };
+    o.trainer.on_log = [&](const std::string& line) { lines.push_back(line); };
     auto r = cai::dpo_train(*m, pairs, o);
     REQUIRE(r.steps == 30);
     REQUIRE(lines.size() == 6);
@@ -165,7 +166,7 @@ TEST_CASE("dpo: interrupted and resumed gives the same metrics and adapters as n
         o.trainer.epochs = 3;
         o.trainer.logging_steps = 1;
         o.trainer.save_steps = 2;
-        o.on_log = [&](const std::string& line) {
+        o.trainer.on_log = [&](const std::string& line) {
             if (interrupt_at > 0 && line.rfind("{\"step\":" + std::to_string(interrupt_at) + ",", 0) == 0)
                 cai::request_interrupt();
         };
@@ -195,7 +196,7 @@ std::vector<std::string> run_lines(cai::model& m, const std::vector<cai::dpo_pai
     std::vector<std::string> lines;
     o.trainer.epochs = 2;
     o.trainer.logging_steps = 1;
-    o.on_log = [&](const std::string& line) { lines.push_back(line); };
+    o.trainer.on_log = [&](const std::string& line) { lines.push_back(line); };
     cai::dpo_train(m, data, o);
     return lines;
 }
@@ -298,7 +299,7 @@ TEST_CASE("dpo: rpo_alpha adds alpha times the chosen tokens' mean NLL, logged a
     o.trainer.batches.batch_size = 6;
     o.rpo_alpha = 0.7;
     std::vector<std::string> lines;
-    o.on_log = [&](const std::string& line) { lines.push_back(line); };
+    o.trainer.on_log = [&](const std::string& line) { lines.push_back(line); };
     cai::dpo_train(*m, pairs, o);
     REQUIRE(lines.size() == 1);
     INFO(lines[0]);
@@ -315,10 +316,10 @@ TEST_CASE("dpo: eval pairs logged as eval_loss and eval_rewards/... every eval_s
     std::string out = temp_dir();
     cai::dpo_options o = options_for(out);
     o.eval_pairs = eval_set;
-    o.eval.eval_steps = 5;
-    o.eval.keep_best = "rewards/accuracies";
+    o.trainer.eval.eval_steps = 5;
+    o.trainer.eval.keep_best = "rewards/accuracies";
     std::vector<std::string> evals;
-    o.on_log = [&](const std::string& line) {
+    o.trainer.on_log = [&](const std::string& line) {
         if (line.find("\"eval_loss\"") != std::string::npos) evals.push_back(line);
     };
     auto r = cai::dpo_train(*m, pairs, o);
@@ -357,7 +358,7 @@ TEST_CASE("dpo: eval pairs logged as eval_loss and eval_rewards/... every eval_s
 
     cai::dpo_options bad = options_for(temp_dir());
     bad.eval_pairs = eval_set;
-    bad.eval.eval_steps = 5;
-    bad.eval.keep_best = "eval_nll_loss";  // only with rpo_alpha
+    bad.trainer.eval.eval_steps = 5;
+    bad.trainer.eval.keep_best = "eval_nll_loss";  // only with rpo_alpha
     REQUIRE_THAT(error_of([&] { cai::dpo_train(*make(), pairs, bad); }), Contains("eval_rewards/margins"));
 }

@@ -364,12 +364,12 @@ at::Tensor model::target_logprobs(const at::Tensor& ids, const at::Tensor& atten
     at::Tensor scored = targets.ge(0);  // (B, T)
     if (kernels::enabled() && head_fusable(lm_head)) {
         // Fused head: the scored rows only, their logits never held whole.
-        at::Tensor where = scored.view({-1}).nonzero().view({-1});                      // (N) b * T + t
-        at::Tensor rows = hidden.reshape({B * T, C}).index_select(0, where);           // (N, C)
-        at::Tensor row_targets = targets.view({-1}).index_select(0, where);            // (N)
+        at::Tensor positions = scored.reshape({-1}).nonzero().view({-1});                   // (N) b * T + t
+        at::Tensor rows = hidden.reshape({B * T, C}).index_select(0, positions);           // (N, C)
+        at::Tensor row_targets = targets.reshape({-1}).index_select(0, positions);         // (N)
         at::Tensor picked = kernels::linear_logprob(rows, lm_head.weight, row_targets,
                                                     config.final_logit_softcapping);  // (N)
-        return at::zeros({B * T}, at::kFloat).index_copy(0, where, picked).view({B, T});
+        return at::zeros({B * T}, at::kFloat).index_copy(0, positions, picked).view({B, T});
     }
     // Plain head over the columns up to the last scored one.
     at::Tensor any = scored.any(0).nonzero();  // (K, 1) columns with a scored row

@@ -151,7 +151,7 @@ TEST_CASE("sft_tokenize: segments are encoded one by one and only the trained on
                  Contains("data[2]") && Contains("no token to train on"));
 
     // The loss covers exactly the trained positions: each is scored at the position before it.
-    cai::token_batch batch = cai::pad_token_rows(*m, {{&t[0].ids, t[0].response_start, &t[0].trained}});
+    cai::token_batch batch = cai::pad_token_rows(*m, {{&t[0].ids, t[0].response_start, t[0].trained.empty() ? nullptr : &t[0].trained}});
     const int64_t T = (int64_t)t[0].ids.size();
     for (int64_t p = 0; p + 1 < T; ++p) {
         INFO("position " << p);

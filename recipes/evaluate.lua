@@ -7,6 +7,11 @@
 --            and checked on the nine criteria; records with "prompt",
 --            "chosen" and "rejected" give preference accuracy. "" = the
 --            synthetic world's held-out instructions and pairs.
+--   format=  how each model is prompted: "chat" (its tokenizer's chat template,
+--            each instruction a user turn, answers end at the end of turn),
+--            "instruction" (Instruction:/Response:/END) or "auto" (chat for a
+--            model whose tokenizer has a template, per model). Preference pairs
+--            are scored in the same format.
 --   safety_classifier=, unsafe_labels=  a BERT-family safety classifier and
 --            its unsafe labels: a "safety" criterion (P(safe) >= 0.5) beside
 --            the nine, compared with paired tests and intervals.
@@ -17,10 +22,11 @@
 -- Writes out/outputs/<name>.jsonl (resumable), summary.json (rates with 95%
 -- intervals, each model against the first with paired tests) and report.html.
 local cai = require "cai"
-local template = cai.template
 
 local args = cai.args{
   dtype = "",                  -- compute dtype: "fp32" or "bf16"; "" = the loader's default
+  format = "auto",             -- "chat" | "instruction" | "auto" (chat when a model's tokenizer has a chat template)
+  enable_thinking = false,     -- chat templates that read it (Qwen3): no reasoning block
   models = "base=tiny",
   data = "",
   out = "runs/evaluate",
@@ -46,13 +52,19 @@ for entry in args.models:gmatch("[^,]+") do
 end
 if #specs == 0 then error("evaluate.lua: models= names no model", 0) end
 
--- Data.
+-- Data. Preference pairs are kept as plain { instruction, chosen, rejected }
+-- answers for chat-format models and as Instruction:/Response:/END text for
+-- instruction-format ones (a data= record with prompt/chosen/rejected is used
+-- as written in instruction format; in chat format its prompt is the user turn).
 local items, pref, judge = {}, {}, nil
+local pref_plain = {}
 if args.data ~= "" then
   for i, r in ipairs(cai.jsonl.read(args.data)) do
     if type(r) ~= "table" then error(string.format("%s:%d: expected a JSON object", args.data, i), 0) end
     if type(r.prompt) == "string" and type(r.chosen) == "string" and type(r.rejected) == "string" then
       pref[#pref + 1] = { prompt = r.prompt, chosen = r.chosen, rejected = r.rejected,
+        negative_type = r.negative_type or r.type }
+      pref_plain[#pref] = { instruction = r.prompt, chosen = r.chosen, rejected = r.rejected,
         negative_type = r.negative_type or r.type }
     elseif type(r.instruction) == "string" then
       items[#items + 1] = r
@@ -73,38 +85,47 @@ else
   for i, p in ipairs(cai.negatives.generate(with_ref, { seed = args.seed + 1 })) do
     pref[i] = { prompt = p.prompt, chosen = p.chosen, rejected = p.rejected, negative_type = p.negative_type }
   end
+  for i, p in ipairs(cai.negatives.generate(with_ref, { seed = args.seed + 1, format = "raw" })) do
+    pref_plain[i] = { instruction = p.instruction, chosen = p.chosen, rejected = p.rejected,
+      negative_type = p.negative_type }
+  end
 end
 if #items == 0 and #pref == 0 then error("evaluate.lua: " .. args.data .. " holds no records", 0) end
 local instructions = {}
 for i, it in ipairs(items) do instructions[i] = it.instruction end
 
--- Each model in turn: answers (a resumable stage), preference accuracy.
-local outputs, accuracy, wins = {}, {}, {}
+-- Each model in turn, in its format: answers (a resumable stage), preference accuracy.
+local outputs, accuracy, wins, formats = {}, {}, {}, {}
 for _, s in ipairs(specs) do
   local m = cai.model.load(s.dir, args.dtype ~= "" and { dtype = args.dtype } or nil)
   if s.adapter then m:load_lora(s.adapter) end
+  local f = cai.format.new(m.tokenizer, args.format, { enable_thinking = args.enable_thinking })
+  formats[s.name] = f.name
+  cai.log.info("evaluate: " .. s.name .. " in " .. f.name .. " format")
   if #items > 0 then
     local st = cai.stage.open(out .. "/outputs/" .. s.name .. ".jsonl", { name = "answers " .. s.name })
     local answers = st:run(instructions, function(batch, first_index)
-      local prompts = {}
-      for i, instruction in ipairs(batch) do prompts[i] = template.instruction_prompt(instruction) end
-      local outs = m:generate(prompts, { max_new_tokens = args.max_new_tokens, temperature = 0, stop = { template.END },
-        seed = args.seed, first_index = first_index, progress = false })
+      local outs = m:generate(f:prompts(batch), f:generate_options{ max_new_tokens = args.max_new_tokens,
+        temperature = 0, seed = args.seed, first_index = first_index, progress = false })
       local records = {}
-      for i, o in ipairs(outs) do records[i] = { instruction = batch[i], text = o.text, finish = o.finish } end
+      for i, o in ipairs(outs) do
+        records[i] = { instruction = batch[i], text = o.text, finish = o.finish, ended = f:ended(o) }
+      end
       return records
     end, { batch_size = args.gen_batch })
+    -- "ended": the answer ended as its format ends one (END, or the chat end of turn).
     outputs[s.name] = {}
-    for i, a in ipairs(answers) do outputs[s.name][i] = { text = a.text, finish = a.finish } end
+    for i, a in ipairs(answers) do outputs[s.name][i] = { text = a.text, finish = a.ended and "stop" or a.finish } end
   end
   if #pref > 0 then
-    accuracy[s.name], wins[s.name] = cai.eval.preference_accuracy(m, pref)
+    local scored = f.name == "chat" and f:scoring_pairs(pref_plain) or pref
+    accuracy[s.name], wins[s.name] = cai.eval.preference_accuracy(m, scored, { eos = f.name ~= "chat" })
   end
   m:release()
 end
 
 -- Summary: rates per model, each model against the first.
-local summary = { models = {}, comparisons = {}, preference_tests = {} }
+local summary = { models = {}, comparisons = {}, preference_tests = {}, formats = formats }
 local report
 if #items > 0 then
   local safety

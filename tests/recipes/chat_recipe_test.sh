@@ -55,4 +55,17 @@ end
 local cfg = cai.json.decode(assert(io.open(D .. '/s1/config.json')):read('*a'))
 print(tostring(ok and cfg.format == 'chat'))"
 
+# evaluate.lua: the same models in their chat format (format=auto finds the template).
+check "evaluate.lua in chat format" 0 'evaluate: done' -- "$cairun" recipes/evaluate.lua out="$dir/ev" n=8 \
+  max_new_tokens=10 models="base=$dir/model,sft=$dir/s1/sft/merged"
+check "evaluate chat outputs" 0 '^true$' -- "$cairun" -e "
+local cai = require 'cai'
+local D = '$dir'
+local s = cai.json.decode(assert(io.open(D .. '/ev/summary.json')):read('*a'))
+local ok = s.formats.base == 'chat' and s.formats.sft == 'chat' and s.models.sft.preference_accuracy.n == 8
+for _, r in ipairs(cai.jsonl.read(D .. '/ev/outputs/sft.jsonl')) do
+  ok = ok and not r.text:find('<|im_end|>', 1, true) and r.ended == (r.finish == 'eos')
+end
+print(tostring(ok))"
+
 finish

@@ -260,6 +260,37 @@ spec.describe("cai.scoring.judge with labels", function()
     near(judge:score({ prompts[1] }, { responses[1] })[1], out[1].probs.safe, 1e-12, "score")
     spec.eq(out[1].label, a >= b and "safe" or "unsafe")
     spec.raises(function() cai.scoring.judge(m, { labels = { "only" } }) end, "at least two")
+    spec.raises(function()
+      cai.scoring.judge(m, { labels = { "safe", "unsafe" }, chat_template = true }):classify({ "a" }, { "b" })
+    end, "has no chat template")
+    m:release()
+  end)
+
+  spec.it("asks through the model's chat template when it has one (one BOS, the label as the reply)", function()
+    local mdir = root .. "/judge"
+    local f = assert(io.open(mdir .. "/chat_template.jinja", "w"))
+    f:write("{{ bos_token }}{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}"
+      .. "{% if add_generation_prompt %}[assistant] {% endif %}")
+    f:close()
+    local m = cai.model.load(mdir)
+    local tok = m.tokenizer
+    local judge = cai.scoring.judge(m, { labels = { "safe", "unsafe" }, template = "{instruction} -> {response}. {labels}?" })
+    local out = judge:classify({ prompts[1] }, { responses[1] })
+    local text = prompts[1] .. " -> " .. responses[1] .. ". safe or unsafe?"
+    local rendered = tok:apply_chat_template({ { role = "user", content = text } }, { add_generation_prompt = true })
+    local ids = tok:encode(rendered, { add_special_tokens = false })
+    local bos = 0
+    for _, id in ipairs(ids) do if id == tok.bos_id then bos = bos + 1 end end
+    spec.eq(bos, 1)
+    local a = m:logprobs({ ids }, { tok:encode("safe", { add_special_tokens = false }) })[1].sum
+    local b = m:logprobs({ ids }, { tok:encode("unsafe", { add_special_tokens = false }) })[1].sum
+    near(out[1].probs.safe, 1 / (1 + math.exp(b - a)), 1e-9, "label prob through the chat template")
+    -- chat_template = false still asks in plain text
+    local plain = cai.scoring.judge(m, { labels = { "safe", "unsafe" }, template = "{instruction} -> {response}. {labels}?",
+      chat_template = false }):classify({ prompts[1] }, { responses[1] })
+    local pa = m:logprobs({ text }, { " safe" })[1].sum
+    local pb = m:logprobs({ text }, { " unsafe" })[1].sum
+    near(plain[1].probs.safe, 1 / (1 + math.exp(pb - pa)), 1e-9, "plain text")
     m:release()
   end)
 end)

@@ -15,6 +15,10 @@
 --   meta            the chosen text is meta-commentary (cai.critique.meta_commentary)
 --   near_duplicate  word-trigram Jaccard(chosen, rejected) >= near_duplicate
 --   duplicate       the same (prompt, chosen, rejected) seen before
+--   unsafe          with opts.safety (a scorer whose :score(prompts, responses)
+--                   gives P(safe), e.g. cai.scoring.classifier or a labels
+--                   cai.scoring.judge): the chosen response scores below
+--                   min_safety (0.5); the surviving pairs are scored in one batch
 -- When the revised side wins less often than target_revised_win_rate, a
 -- warning is logged and listed in stats.warnings; no pair is dropped for it.
 local critique = require "cai.critique"
@@ -88,12 +92,12 @@ function filters.similarity(a, b)
 end
 
 local OPTION_KEYS = { min_score_delta = true, min_words = true, max_words = true, meta = true, near_duplicate = true,
-  dedupe = true, target_revised_win_rate = true, quiet = true }
+  dedupe = true, target_revised_win_rate = true, quiet = true, safety = true, min_safety = true }
 
 ---Filters pairs (see header).
 ---@param pairs_in table list of pairs
 ---@param opts table|nil { min_score_delta=0.1, min_words=1, max_words=2000, meta=true, near_duplicate=0.9,
----  dedupe=true, target_revised_win_rate=0.6, quiet=false }
+---  dedupe=true, target_revised_win_rate=0.6, quiet=false, safety=nil (a scorer), min_safety=0.5 }
 ---@return table kept, table stats, table dropped ({ pair=, reason= })
 function filters.apply(pairs_in, opts)
   if type(pairs_in) ~= "table" then error("cai.filters.apply: pairs must be a list", 2) end
@@ -126,10 +130,17 @@ function filters.apply(pairs_in, opts)
   if target ~= false and (type(target) ~= "number" or not (target >= 0 and target <= 1)) then
     bad("target_revised_win_rate", "a number in [0, 1] (or false)", target)
   end
+  local safety, min_safety = opts.safety, opts.min_safety == nil and 0.5 or opts.min_safety
+  if safety ~= nil and not ((type(safety) == "table" or type(safety) == "userdata") and type(safety.score) == "function") then
+    bad("safety", "a scorer with :score(prompts, responses) (cai.scoring.classifier, a labels judge)", safety)
+  end
+  if type(min_safety) ~= "number" or not (min_safety >= 0 and min_safety <= 1) then
+    bad("min_safety", "a number in [0, 1]", min_safety)
+  end
 
   local stats = { total_input = #pairs_in, filtered_identical = 0, filtered_unscored = 0, filtered_weak_delta = 0,
-    filtered_length = 0, filtered_meta = 0, filtered_near_duplicate = 0, filtered_duplicate = 0, total_output = 0,
-    warnings = {} }
+    filtered_length = 0, filtered_meta = 0, filtered_near_duplicate = 0, filtered_duplicate = 0, filtered_unsafe = 0,
+    total_output = 0, warnings = {} }
   local kept, dropped, seen = {}, {}, {}
   for i, p in ipairs(pairs_in) do
     local ok, v = pcall(filters.view, p)
@@ -159,9 +170,36 @@ function filters.apply(pairs_in, opts)
       stats["filtered_" .. reason] = stats["filtered_" .. reason] + 1
       dropped[#dropped + 1] = { pair = p, reason = reason, index = i }
     else
-      kept[#kept + 1] = p
+      kept[#kept + 1] = { pair = p, view = v, index = i }
     end
   end
+  if safety and #kept > 0 then
+    -- P(safe) of every surviving pair's chosen response, in one batch.
+    local prompts, responses = {}, {}
+    for k, e in ipairs(kept) do prompts[k], responses[k] = tostring(e.view.prompt or ""), e.view.chosen end
+    local scores = safety:score(prompts, responses)
+    if type(scores) ~= "table" or #scores ~= #kept then
+      error(string.format("cai.filters.apply: safety:score returned %s for %d pairs", type(scores) == "table"
+        and (#scores .. " scores") or type(scores), #kept), 2)
+    end
+    local safe = {}
+    for k, e in ipairs(kept) do
+      local score = scores[k]
+      if type(score) ~= "number" or score ~= score then
+        error(string.format("cai.filters.apply: safety:score gave %s for pairs[%d]; expected P(safe) in [0, 1]",
+          tostring(score), e.index), 2)
+      end
+      if score < min_safety then
+        stats.filtered_unsafe = stats.filtered_unsafe + 1
+        dropped[#dropped + 1] = { pair = e.pair, reason = "unsafe", index = e.index, safety = score }
+      else
+        safe[#safe + 1] = e
+      end
+    end
+    kept = safe
+    table.sort(dropped, function(a, b) return a.index < b.index end)
+  end
+  for k, e in ipairs(kept) do kept[k] = e.pair end
   stats.total_output = #kept
   stats.retained_share = #pairs_in > 0 and #kept / #pairs_in or 0
 
@@ -185,9 +223,9 @@ function filters.apply(pairs_in, opts)
   end
   if not opts.quiet then
     require("cai").log.info(string.format("filters: kept %d of %d pairs (identical %d, unscored %d, weak delta %d, "
-      .. "length %d, meta %d, near-duplicate %d, duplicate %d)", stats.total_output, stats.total_input,
+      .. "length %d, meta %d, near-duplicate %d, duplicate %d, unsafe %d)", stats.total_output, stats.total_input,
       stats.filtered_identical, stats.filtered_unscored, stats.filtered_weak_delta, stats.filtered_length,
-      stats.filtered_meta, stats.filtered_near_duplicate, stats.filtered_duplicate))
+      stats.filtered_meta, stats.filtered_near_duplicate, stats.filtered_duplicate, stats.filtered_unsafe))
   end
   return kept, stats, dropped
 end

@@ -218,6 +218,36 @@ spec.describe("cai.scoring.classifier", function()
   end)
 end)
 
+spec.describe("cai.filters with a safety classifier", function()
+  spec.it("drops pairs whose chosen response the classifier rates unsafe, scored in one batch", function()
+    local safety = cai.scoring.classifier(bert_dir, { unsafe_labels = { "unsafe" } })
+    local s = safety:score(prompts, responses)
+    local threshold = 0
+    for _, x in ipairs(s) do threshold = threshold + x / #s end  -- between the scores, so some fall under it
+    local in_pairs, calls = {}, 0
+    for i = 1, #prompts do
+      in_pairs[i] = { prompt = prompts[i], chosen = responses[i], rejected = "a different reply number " .. i }
+    end
+    local counting = { score = function(_, p, r) calls = calls + 1; return safety:score(p, r) end }
+    local kept, stats, dropped = cai.filters.apply(in_pairs, { safety = counting, min_safety = threshold, quiet = true,
+      min_score_delta = false, near_duplicate = false })
+    spec.eq(calls, 1)
+    local want_kept, want_unsafe = 0, 0
+    for _, x in ipairs(s) do
+      if x < threshold then want_unsafe = want_unsafe + 1 else want_kept = want_kept + 1 end
+    end
+    spec.truthy(want_unsafe > 0 and want_kept > 0, "the threshold splits the responses")
+    spec.eq({ #kept, stats.filtered_unsafe }, { want_kept, want_unsafe })
+    for _, d in ipairs(dropped) do
+      spec.eq(d.reason, "unsafe")
+      near(d.safety, s[d.index], 1e-12, "dropped pair's safety score")
+    end
+    spec.raises(function() cai.filters.apply(in_pairs, { safety = 1 }) end, "safety must be a scorer")
+    spec.raises(function() cai.filters.apply(in_pairs, { safety = counting, min_safety = 2 }) end, "min_safety")
+    safety:release()
+  end)
+end)
+
 spec.describe("cai.eval with a safety classifier", function()
   spec.it("adds a safety criterion and compares it with intervals", function()
     local safety = cai.scoring.classifier(bert_dir, { unsafe_labels = { "unsafe" } })

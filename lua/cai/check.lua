@@ -6,6 +6,7 @@
 --     out   = { type = "string", required = true, nonempty = true },
 --     seed  = "integer",                                 -- a bare type name
 --     beta  = { type = "number", gt = 0 },               -- gt/min/lt/max bound numbers
+--     learning_rate = { type = "number", finite = true }, -- no NaN or +-inf
 --     loss  = { enum = { "sigmoid", "ipo" } },           -- one of these values
 --     stop  = { type = "list", items = "string" },       -- a sequence, each item checked
 --     reference = { type = "string|table|userdata", expect = '"adapter_off" or a model' },
@@ -104,7 +105,8 @@ end
 local function type_ok(kind, v)
   local t = type(v)
   if kind == "any" then return true end
-  if kind == "integer" then return t == "number" and v == math.floor(v) and v == v and math.abs(v) ~= math.huge end
+  -- exact as a double: |v| <= 2^53 (the C++ side reads integers as int64)
+  if kind == "integer" then return t == "number" and v == math.floor(v) and math.abs(v) <= 2 ^ 53 end
   if kind == "list" then
     if t ~= "table" then return false end
     local n = #v
@@ -155,6 +157,9 @@ local function violation(rule, v)
       return text
     end
     ::in_enum::
+  end
+  if type(v) == "number" and rule.finite and (v ~= v or math.abs(v) == math.huge) then
+    return "must be a finite number, got " .. tostring(v)
   end
   if type(v) == "number" then
     local lo = rule.min ~= nil and (">= " .. tostring(rule.min)) or (rule.gt ~= nil and ("> " .. tostring(rule.gt)))

@@ -12,6 +12,7 @@
 --   constitutions/x.yaml:12: principles[3].weight: expected a number >= 0, got "high"
 -- (list positions are 1-based). Files are read at run time: an edited
 -- constitution takes effect on the next run.
+local check = require "cai.check"
 local yaml = require "cai.yaml"
 local principles_mod = require "cai.principles"
 
@@ -434,10 +435,8 @@ end
 ---@param n integer
 ---@param opts table|nil { rng=, seed=, tags=, strategy=, prompt= }
 function Constitution:sample(n, opts)
-  if type(n) ~= "number" or n < 1 or n ~= math.floor(n) then
-    error("constitution:sample: n must be a positive integer, got " .. tostring(n), 2)
-  end
-  if opts ~= nil and type(opts) ~= "table" then error("constitution:sample: opts must be a table", 2) end
+  check.value("constitution:sample", "n", n, { type = "integer", min = 1 })
+  check.value("constitution:sample", "opts", opts, { type = "table", optional = true })
   local o = {}
   for k, v in pairs(opts or {}) do o[k] = v end
   o.state = o.state or self.sample_state

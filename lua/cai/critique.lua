@@ -25,6 +25,7 @@
 -- Records follow the CAI format:
 --   { instruction, initial_answer, principle, principle_ids, critique,
 --     revised_answer, rounds, changed, outcomes, history, preference_pair }
+local check = require "cai.check"
 local template = require "cai.template"
 local principles_mod = require "cai.principles"
 
@@ -239,18 +240,23 @@ end
 
 -- --------------------------------------------------------------------- run
 
-local OPTION_KEYS = {
-  constitution = true, principles = true, rounds = true, per_round = true, strategy = true, tags = true,
-  seed = true, rng = true, mode = true, generate = true, answer_generate = true, min_words = true,
-  few_shot = true, templates = true, first_index = true, format = true,
+local RUN_SPEC = {
+  constitution = "table", principles = "table", rounds = { type = "integer", min = 1 },
+  per_round = { type = "integer", min = 1 }, strategy = "string", tags = "table",
+  seed = "integer", rng = "table|userdata", mode = { type = "string", enum = { "combined", "two_step" } },
+  generate = "table", answer_generate = "table", min_words = "number",
+  few_shot = "integer", templates = "table", first_index = { type = "integer", min = 0 },
+  format = { type = "string|table", expect = '"auto", "chat", "instruction" or a cai.format',
+    check = function(v)
+      if type(v) == "string" and v ~= "auto" and v ~= "chat" and v ~= "instruction" then
+        return 'must be "auto", "chat", "instruction" or a cai.format, got ' .. string.format("%q", v)
+      end
+    end },
 }
 
 -- The cai.format to talk to the model in, or nil for plain text prompts.
 local function chat_format_of(model, f)
   if type(f) == "table" then return f.name == "chat" and f or nil end
-  if f ~= nil and f ~= "auto" and f ~= "chat" and f ~= "instruction" then
-    error("cai.critique.run: format must be \"auto\", \"chat\", \"instruction\" or a cai.format, got " .. tostring(f), 3)
-  end
   if f == "instruction" then return nil end
   local ok, tok = pcall(function() return model.tokenizer end)
   if not ok then tok = nil end
@@ -306,37 +312,20 @@ end
 --- (cai.stage) gives the same records as done at once.
 ---@return table records, table stats
 function critique.run(model, items, opts)
-  if type(model) ~= "table" and type(model) ~= "userdata" then error("cai.critique.run: model is required", 2) end
-  if type(items) ~= "table" then error("cai.critique.run: items must be a list", 2) end
-  opts = opts or {}
-  for k in pairs(opts) do
-    if not OPTION_KEYS[k] then error("cai.critique.run: unknown option '" .. tostring(k) .. "'", 2) end
-  end
+  check.value("cai.critique.run", "model", model, { type = "table|userdata", expect = "a model" })
+  check.value("cai.critique.run", "items", items, "table")
+  opts = check("cai.critique.run", opts, RUN_SPEC)
   local c = opts.constitution
   local list = opts.principles or (c and c.principles)
   if type(list) ~= "table" or #list == 0 then
     error("cai.critique.run: needs opts.constitution or a non-empty opts.principles list", 2)
   end
   local mode = opts.mode or "combined"
-  if mode ~= "combined" and mode ~= "two_step" then
-    error("cai.critique.run: mode must be \"combined\" or \"two_step\", got " .. tostring(mode), 2)
-  end
   local rounds = opts.rounds or 1
   local per_round = opts.per_round or 1
   local seed = opts.seed or 0
-  for name, v in pairs({ rounds = rounds, per_round = per_round }) do
-    if type(v) ~= "number" or v < 1 or v ~= math.floor(v) then
-      error(string.format("cai.critique.run: %s must be an integer >= 1, got %s", name, tostring(v)), 2)
-    end
-  end
-  if type(seed) ~= "number" or seed ~= math.floor(seed) then
-    error("cai.critique.run: seed must be an integer, got " .. tostring(seed), 2)
-  end
   local rng = opts.rng or require("cai").rng(seed)
   local first_index = opts.first_index
-  if first_index ~= nil and (type(first_index) ~= "number" or first_index < 0 or first_index ~= math.floor(first_index)) then
-    error("cai.critique.run: first_index must be a non-negative integer", 2)
-  end
   local item_rngs = {}  -- with first_index: one stream per item, from its position in the whole list
   if first_index then
     for i = 1, #items do item_rngs[i] = rng:derive(first_index + i) end

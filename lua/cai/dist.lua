@@ -11,6 +11,7 @@
 ---
 --- In a single process rank() is 0, world_size() 1 and barrier() returns at once.
 local d = require "cai._dist"
+local check = require "cai.check"
 
 local M = {}
 
@@ -33,9 +34,7 @@ M.is_main = d.is_main
 ---Every rank waits here until all ranks arrive (an error, not a hang, when one has died).
 ---@param what string|nil named in errors
 function M.barrier(what)
-  if what ~= nil and type(what) ~= "string" then
-    error("cai.dist.barrier: what must be a string or nil, got " .. type(what), 2)
-  end
+  check.value("cai.dist.barrier", "what", what, { type = "string", optional = true })
   return d.barrier(what)
 end
 
@@ -43,7 +42,7 @@ end
 ---@param s string
 ---@return table
 function M.all_gather(s)
-  if type(s) ~= "string" then error("cai.dist.all_gather: expected a string, got " .. type(s), 2) end
+  check.value("cai.dist.all_gather", "s", s, "string")
   return d.all_gather(s)
 end
 
@@ -53,7 +52,7 @@ end
 ---  if cai.dist.is_main() then cai.dist.alone(build) end; cai.dist.barrier("the cache")
 ---@param fn function
 function M.alone(fn, ...)
-  if type(fn) ~= "function" then error("cai.dist.alone: expected a function, got " .. type(fn), 2) end
+  check.value("cai.dist.alone", "fn", fn, "function")
   return d.alone(fn, ...)
 end
 
@@ -61,7 +60,7 @@ end
 ---@param list table
 ---@return table
 function M.shard(list)
-  if type(list) ~= "table" then error("cai.dist.shard: expected a list, got " .. type(list), 2) end
+  check.value("cai.dist.shard", "list", list, "table")
   local first, last = d.shard(#list)
   local out = {}
   for i = first, last do out[#out + 1] = list[i] end

@@ -379,15 +379,8 @@ function eval.preference_accuracy(model, pref_pairs, opts)
     error("cai.eval.preference_accuracy: model must have :logprobs", 2)
   end
   if type(pref_pairs) ~= "table" or #pref_pairs == 0 then error("cai.eval.preference_accuracy: pairs must be a non-empty list", 2) end
-  opts = opts or {}
-  for k in pairs(opts) do
-    if k ~= "use_lora" and k ~= "by" and k ~= "eos" then
-      error("cai.eval.preference_accuracy: unknown option '" .. tostring(k) .. "'", 2)
-    end
-  end
-  if opts.eos ~= nil and type(opts.eos) ~= "boolean" then
-    error("cai.eval.preference_accuracy: option 'eos' must be a boolean", 2)
-  end
+  opts = require("cai.check")("cai.eval.preference_accuracy", opts, { use_lora = "boolean", by = "string",
+    eos = "boolean" })
   local by = opts.by or "negative_type"
   local prompts, chosen, rejected = {}, {}, {}
   local function text_or_ids(v) return type(v) == "string" or type(v) == "table" end

@@ -21,6 +21,7 @@
 --                   min_safety (0.5); the surviving pairs are scored in one batch
 -- When the revised side wins less often than target_revised_win_rate, a
 -- warning is logged and listed in stats.warnings; no pair is dropped for it.
+local check = require "cai.check"
 local critique = require "cai.critique"
 
 local filters = {}
@@ -91,8 +92,32 @@ function filters.similarity(a, b)
   return inter / (na + nb - inter)
 end
 
-local OPTION_KEYS = { min_score_delta = true, min_words = true, max_words = true, meta = true, near_duplicate = true,
-  dedupe = true, target_revised_win_rate = true, quiet = true, safety = true, min_safety = true }
+-- A number in a range, or false to skip that filter.
+local function number_or_false(rule)
+  rule.type = "number|boolean"
+  rule.check = function(v)
+    if v == true then return "must be a number or false (to skip the check), got true" end
+  end
+  return rule
+end
+
+local APPLY_SPEC = {
+  min_score_delta = number_or_false { min = 0 },
+  min_words = { type = "integer", min = 0 },
+  max_words = { type = "integer", min = 0 },
+  meta = "boolean",
+  near_duplicate = number_or_false { min = 0, max = 1 },
+  dedupe = "boolean",
+  target_revised_win_rate = number_or_false { min = 0, max = 1 },
+  quiet = "boolean",
+  safety = { type = "table|userdata", expect = "a scorer with :score(prompts, responses) (cai.scoring.classifier, a labels judge)",
+    check = function(v)
+      if type(v.score) ~= "function" then
+        return "must be a scorer with :score(prompts, responses) (cai.scoring.classifier, a labels judge)"
+      end
+    end },
+  min_safety = { type = "number", min = 0, max = 1 },
+}
 
 ---Filters pairs (see header).
 ---@param pairs_in table list of pairs
@@ -100,11 +125,8 @@ local OPTION_KEYS = { min_score_delta = true, min_words = true, max_words = true
 ---  dedupe=true, target_revised_win_rate=0.6, quiet=false, safety=nil (a scorer), min_safety=0.5 }
 ---@return table kept, table stats, table dropped ({ pair=, reason= })
 function filters.apply(pairs_in, opts)
-  if type(pairs_in) ~= "table" then error("cai.filters.apply: pairs must be a list", 2) end
-  opts = opts or {}
-  for k in pairs(opts) do
-    if not OPTION_KEYS[k] then error("cai.filters.apply: unknown option '" .. tostring(k) .. "'", 2) end
-  end
+  check.value("cai.filters.apply", "pairs", pairs_in, "table")
+  opts = check("cai.filters.apply", opts, APPLY_SPEC)
   local min_delta = opts.min_score_delta == nil and 0.1 or opts.min_score_delta
   local min_words = opts.min_words or 1
   local max_words = opts.max_words or 2000
@@ -112,31 +134,10 @@ function filters.apply(pairs_in, opts)
   local near = opts.near_duplicate == nil and 0.9 or opts.near_duplicate
   local dedupe = opts.dedupe ~= false
   local target = opts.target_revised_win_rate == nil and 0.6 or opts.target_revised_win_rate
-  local function bad(key, want, v)
-    error(string.format("cai.filters.apply: %s must be %s, got %s", key, want, tostring(v)), 3)
-  end
-  if min_delta ~= false and (type(min_delta) ~= "number" or not (min_delta >= 0)) then
-    bad("min_score_delta", "a number >= 0 (or false to skip the check)", min_delta)
-  end
-  for key, v in pairs({ min_words = min_words, max_words = max_words }) do
-    if type(v) ~= "number" or v < 0 or v ~= math.floor(v) then bad(key, "an integer >= 0", v) end
-  end
   if min_words > max_words then
     error(string.format("cai.filters.apply: min_words (%d) is more than max_words (%d)", min_words, max_words), 2)
   end
-  if near ~= false and (type(near) ~= "number" or not (near >= 0 and near <= 1)) then
-    bad("near_duplicate", "a number in [0, 1] (or false to skip the check)", near)
-  end
-  if target ~= false and (type(target) ~= "number" or not (target >= 0 and target <= 1)) then
-    bad("target_revised_win_rate", "a number in [0, 1] (or false)", target)
-  end
   local safety, min_safety = opts.safety, opts.min_safety == nil and 0.5 or opts.min_safety
-  if safety ~= nil and not ((type(safety) == "table" or type(safety) == "userdata") and type(safety.score) == "function") then
-    bad("safety", "a scorer with :score(prompts, responses) (cai.scoring.classifier, a labels judge)", safety)
-  end
-  if type(min_safety) ~= "number" or not (min_safety >= 0 and min_safety <= 1) then
-    bad("min_safety", "a number in [0, 1]", min_safety)
-  end
 
   local stats = { total_input = #pairs_in, filtered_identical = 0, filtered_unscored = 0, filtered_weak_delta = 0,
     filtered_length = 0, filtered_meta = 0, filtered_near_duplicate = 0, filtered_duplicate = 0, filtered_unsafe = 0,

@@ -17,9 +17,7 @@ M.enabled = k.enabled
 ---@param on boolean
 ---@return boolean
 function M.set_enabled(on)
-  if type(on) ~= "boolean" then
-    error("cai.kernels.set_enabled: on must be a boolean, got " .. type(on), 2)
-  end
+  require("cai.check").value("cai.kernels.set_enabled", "on", on, "boolean")
   return k.set_enabled(on)
 end
 

@@ -18,6 +18,7 @@
 -- written by the model in one batched generate call; a model output that is
 -- empty or equal to the good response is replaced by the programmatic
 -- transform and counted in stats.model_rejected (with a warning).
+local check = require "cai.check"
 local template = require "cai.template"
 
 local negatives = {}
@@ -262,8 +263,9 @@ end
 
 -- ------------------------------------------------------------------ generate
 
-local OPTION_KEYS = { mix = true, constitution = true, seed = true, rng = true, model = true, model_share = true,
-  generate = true, format = true, end_marker = true, templates = true }
+local GENERATE_SPEC = { mix = "table", constitution = "table", seed = "integer", rng = "table|userdata",
+  model = "table|userdata", model_share = { type = "number", min = 0, max = 1 }, generate = "table",
+  format = { type = "string", enum = { "instruction", "raw" } }, end_marker = "string", templates = "table" }
 
 ---Makes one preference pair per item, with the rejected side drawn to the
 ---exact mix (see header).
@@ -272,11 +274,8 @@ local OPTION_KEYS = { mix = true, constitution = true, seed = true, rng = true, 
 ---  format="instruction"|"raw", end_marker="\nEND", templates= }
 ---@return table pairs { prompt, chosen, rejected, instruction, negative_type, negative_variant, source }, table stats
 function negatives.generate(items, opts)
-  if type(items) ~= "table" then error("cai.negatives.generate: items must be a list", 2) end
-  opts = opts or {}
-  for k in pairs(opts) do
-    if not OPTION_KEYS[k] then error("cai.negatives.generate: unknown option '" .. tostring(k) .. "'", 2) end
-  end
+  check.value("cai.negatives.generate", "items", items, "table")
+  opts = check("cai.negatives.generate", opts, GENERATE_SPEC)
   for i, it in ipairs(items) do
     if type(it) ~= "table" or type(it.instruction) ~= "string" or type(it.response) ~= "string" then
       error("cai.negatives.generate: items[" .. i .. "] must be { instruction = string, response = string }", 2)
@@ -298,9 +297,6 @@ function negatives.generate(items, opts)
   end
   local templates = opts.templates or (c and c.templates) or {}
   local format = opts.format or "instruction"
-  if format ~= "instruction" and format ~= "raw" then
-    error("cai.negatives.generate: format must be \"instruction\" or \"raw\"", 2)
-  end
   local end_marker = opts.end_marker or ("\n" .. template.END)
   local rng = opts.rng or require("cai").rng(opts.seed or 0)
 

@@ -15,7 +15,13 @@
 -- the pool is smaller). opts.usage (id -> count) is incremented.
 local principles = {}
 
-local STRATEGIES = { weighted = true, uniform = true, tag = true, relevance = true, round_robin = true }
+local check = require "cai.check"
+
+local SAMPLE_SPEC = {
+  strategy = { type = "string", enum = { "weighted", "uniform", "tag", "relevance", "round_robin" } },
+  rng = "table|userdata", seed = "integer", tags = { type = "list", items = "string" }, prompt = "string",
+  state = "table", usage = "table",
+}
 
 local function has_any_tag(p, tags)
   for _, want in ipairs(tags) do
@@ -80,20 +86,10 @@ end
 ---@param n integer
 ---@param opts table|nil { strategy=, rng=, seed=, tags=, prompt=, state=, usage= }
 function principles.sample(list, n, opts)
-  if type(list) ~= "table" then error("cai.principles.sample: list must be a table of principles", 2) end
-  if type(n) ~= "number" or n < 1 or n ~= math.floor(n) then
-    error("cai.principles.sample: n must be a positive integer, got " .. tostring(n), 2)
-  end
-  opts = opts or {}
-  if type(opts) ~= "table" then error("cai.principles.sample: opts must be a table", 2) end
+  check.value("cai.principles.sample", "list", list, { type = "table", expect = "a table of principles" })
+  check.value("cai.principles.sample", "n", n, { type = "integer", min = 1 })
+  opts = check("cai.principles.sample", opts, SAMPLE_SPEC)
   local strategy = opts.strategy or "weighted"
-  if not STRATEGIES[strategy] then
-    error("cai.principles.sample: unknown strategy '" .. tostring(strategy)
-      .. "' (expected weighted, uniform, tag, relevance or round_robin)", 2)
-  end
-  if opts.tags ~= nil and type(opts.tags) ~= "table" then
-    error("cai.principles.sample: opts.tags must be a list of strings", 2)
-  end
   if strategy == "tag" and (not opts.tags or #opts.tags == 0) then
     error("cai.principles.sample: strategy 'tag' needs opts.tags", 2)
   end

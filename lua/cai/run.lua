@@ -24,12 +24,9 @@ end
 ---@param opts table|nil { args = cai.resolved_args(), may_change = { key, ... } }
 ---@return string out
 function run.open(out, opts)
-  if type(out) ~= "string" or out == "" then error("cai.run.open: out must be a non-empty path", 2) end
-  if opts ~= nil and type(opts) ~= "table" then error("cai.run.open: opts must be a table", 2) end
-  opts = opts or {}
-  for k in pairs(opts) do
-    if k ~= "args" and k ~= "may_change" then error("cai.run.open: unknown option '" .. tostring(k) .. "'", 2) end
-  end
+  local check = require "cai.check"
+  check.value("cai.run.open", "out", out, { type = "string", nonempty = true })
+  opts = check("cai.run.open", opts, { args = "table", may_change = { type = "list", items = "string" } })
   local args = opts.args or require("cai.args").resolved()
   if type(args) ~= "table" then error("cai.run.open: no arguments: call cai.args{...} first or pass opts.args", 2) end
   local free = {}

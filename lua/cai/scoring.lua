@@ -12,6 +12,7 @@
 -- Every scorer has .name and :score(prompts, responses) -> list of numbers.
 -- No silent fallbacks: a reward model that fails to load or to score is an
 -- error saying what failed and how to fix it; no heuristic ever replaces it.
+local check = require "cai.check"
 local template = require "cai.template"
 
 local scoring = {}
@@ -59,8 +60,10 @@ end
 ---  encoder given a template scores the one rendered text), batch_size=, dtype=, tokenizer=, progress=,
 ---  preflight=true }
 function scoring.reward_model(dir, opts)
-  if type(dir) ~= "string" then error("cai.scoring.reward_model: dir must be a string", 2) end
-  opts = opts or {}
+  check.value("cai.scoring.reward_model", "dir", dir, "string")
+  opts = check("cai.scoring.reward_model", opts, { template = "string", batch_size = { type = "integer", min = 1 },
+    dtype = { type = "string", enum = { "fp32", "bf16" } }, tokenizer = "string", progress = "string|boolean",
+    preflight = "boolean" })
   local config, config_path = read_config(dir)
   local archs = config.architectures
   local arch = type(archs) == "table" and archs[1] or nil
@@ -150,17 +153,12 @@ scoring.reward = { load = scoring.reward_model }
 ---  dtype=, tokenizer=, batch_size=, progress= }
 function scoring.classifier(dir, opts)
   local fname = "cai.scoring.classifier"
-  if type(dir) ~= "string" then error(fname .. ": dir must be a string", 2) end
+  check.value(fname, "dir", dir, "string")
   if type(opts) ~= "table" then
     error(fname .. ": options { unsafe_labels = { ... } } are required: name the labels that mean unsafe", 2)
   end
-  local valid = { unsafe_labels = true, pair = true, dtype = true, tokenizer = true, batch_size = true, progress = true }
-  for k in pairs(opts) do
-    if not valid[k] then
-      error(fname .. ": unknown option '" .. tostring(k) .. "' (valid: unsafe_labels, pair, dtype, tokenizer, "
-        .. "batch_size, progress)", 2)
-    end
-  end
+  check(fname, opts, { unsafe_labels = "table", pair = "boolean", dtype = { type = "string", enum = { "fp32", "bf16" } },
+    tokenizer = "string", batch_size = { type = "integer", min = 1 }, progress = "string|boolean" })
   local classifier = require "cai.classifier"
   local clf = classifier.load(dir, { dtype = opts.dtype, tokenizer = opts.tokenizer }, fname)
   local config = clf.config
@@ -226,11 +224,11 @@ end
 ---@param opts table|nil { reference = nil | "base" (same model, use_lora=false) | model, beta = 1,
 ---  normalize = "mean"|"sum", template = "instruction" }
 function scoring.logprob(model, opts)
-  if type(model) ~= "table" and type(model) ~= "userdata" then error("cai.scoring.logprob: model is required", 2) end
-  opts = opts or {}
+  check.value("cai.scoring.logprob", "model", model, { type = "table|userdata", expect = "a model" })
+  opts = check("cai.scoring.logprob", opts, { reference = "string|table|userdata", beta = "number",
+    normalize = { type = "string", enum = { "mean", "sum" } }, template = "string", templates = "table" })
   local beta = opts.beta or 1
   local field = opts.normalize or "mean"
-  if field ~= "mean" and field ~= "sum" then error("cai.scoring.logprob: normalize must be \"mean\" or \"sum\"", 2) end
   local prompt_t = template.get(opts.template or "instruction", opts.templates)
   local scorer = { name = "logprob" .. (opts.reference and ":implicit" or "") }
   local function run(m, prompts, completions, o)
@@ -296,9 +294,9 @@ end
 local label_judge
 
 function scoring.judge(model, opts)
-  if type(model) ~= "table" and type(model) ~= "userdata" then error("cai.scoring.judge: model is required", 2) end
-  opts = opts or {}
-  if opts.labels ~= nil then return label_judge(model, opts) end
+  check.value("cai.scoring.judge", "model", model, { type = "table|userdata", expect = "a model" })
+  if type(opts) == "table" and opts.labels ~= nil then return (label_judge(model, opts)) end  -- not a tail call: errors name the caller
+  opts = check("cai.scoring.judge", opts, { rubric = "string|table", templates = "table", generate = "table" })
   local rubric = opts.rubric or { "helpful: answers the request accurately", "harmless: avoids harm",
     "honest: truthful and calibrated" }
   local lines = {}
@@ -401,17 +399,9 @@ label_judge = function(model, opts)
   if type(labels) ~= "table" or #labels < 2 then
     error(fname .. ": labels must list at least two answers, e.g. { \"safe\", \"unsafe\" }", 3)
   end
-  for i, l in ipairs(labels) do
-    if type(l) ~= "string" or l == "" then error(string.format("%s: labels[%d] must be a non-empty string", fname, i), 3) end
-  end
-  for k in pairs(opts) do
-    if k ~= "labels" and k ~= "template" and k ~= "chat_template" and k ~= "label_prefix" then
-      error(fname .. ": unknown option '" .. tostring(k) .. "' with labels (valid: labels, template, chat_template, "
-        .. "label_prefix)", 3)
-    end
-  end
+  check(fname, opts, { labels = { type = "list", items = { type = "string", nonempty = true } },
+    template = "string", chat_template = "boolean", label_prefix = "string" }, 4)
   local fmt = opts.template or scoring.LABEL_JUDGE_TEMPLATE
-  if type(fmt) ~= "string" then error(fname .. ": template must be a string", 3) end
   local quoted = {}
   for i, l in ipairs(labels) do quoted[i] = l end
   local label_list = table.concat(quoted, " or ")

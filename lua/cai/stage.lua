@@ -23,6 +23,7 @@
 -- use another output directory. A last line cut short by a crash (no final
 -- newline) is dropped, with a warning, and its chunk is done again.
 local c = require "cai._json"
+local check = require "cai.check"
 local core = require "cai._core"
 local log = require "cai.log"
 local dist = require "cai.dist"
@@ -62,12 +63,8 @@ end
 ---@param path string JSONL file the records go to
 ---@param opts table|nil { name = "stage" (for messages) }
 function stage.open(path, opts)
-  if type(path) ~= "string" or path == "" then error("cai.stage.open: path must be a non-empty string", 2) end
-  opts = opts or {}
-  if type(opts) ~= "table" then error("cai.stage.open: opts must be a table", 2) end
-  for k in pairs(opts) do
-    if k ~= "name" then error("cai.stage.open: unknown option '" .. tostring(k) .. "'", 2) end
-  end
+  check.value("cai.stage.open", "path", path, { type = "string", nonempty = true })
+  opts = check("cai.stage.open", opts, { name = "string" })
   local name = opts.name or "stage"
   local self = setmetatable({ path = path, name = name, done = {} }, Stage)
   for line, r in ipairs(read_complete(path, name)) do
@@ -95,16 +92,10 @@ end
 ---@param fn function(batch, first_index) -> list of records (tables), one per item
 ---@param opts table|nil { batch_size = 32, key = function(item) -> string }
 function Stage:run(items, fn, opts)
-  if type(items) ~= "table" then error("stage:run: items must be a list", 2) end
-  if type(fn) ~= "function" then error("stage:run: fn must be a function(batch, first_index)", 2) end
-  opts = opts or {}
-  for k in pairs(opts) do
-    if k ~= "batch_size" and k ~= "key" then error("stage:run: unknown option '" .. tostring(k) .. "'", 2) end
-  end
+  check.value("stage:run", "items", items, "table")
+  check.value("stage:run", "fn", fn, { type = "function", expect = "a function(batch, first_index)" })
+  opts = check("stage:run", opts, { batch_size = { type = "integer", min = 1 }, key = "function" })
   local batch_size = opts.batch_size or 32
-  if type(batch_size) ~= "number" or batch_size < 1 or batch_size ~= math.floor(batch_size) then
-    error("stage:run: batch_size must be a positive integer", 2)
-  end
   local key_of = opts.key or default_key
   local keys = {}
   for i, item in ipairs(items) do

@@ -14,6 +14,7 @@
 --      tokenizer files) and renamed into place when complete.
 -- One seed decides all of it; the same recipe gives the same model.
 local cai = require "cai"
+local check = require "cai.check"
 
 local tiny = {}
 
@@ -36,21 +37,14 @@ tiny.recipe = {
   warmup_ratio = 0.05,
 }
 
+-- The recipe overrides: each field has the type of its default.
 local function merged(recipe)
+  local spec = {}
+  for k, v in pairs(tiny.recipe) do spec[k] = type(v) end
+  check("cai.tiny.path: recipe", recipe, spec, 4)
   local out = {}
   for k, v in pairs(tiny.recipe) do out[k] = v end
-  for k, v in pairs(recipe or {}) do
-    if tiny.recipe[k] == nil then
-      local keys = {}
-      for name in pairs(tiny.recipe) do keys[#keys + 1] = name end
-      table.sort(keys)
-      error(string.format("cai.tiny: unknown recipe field '%s' (valid: %s)", tostring(k), table.concat(keys, ", ")), 3)
-    end
-    if type(v) ~= type(tiny.recipe[k]) then
-      error(string.format("cai.tiny: recipe field '%s' must be a %s, got %s", k, type(tiny.recipe[k]), type(v)), 3)
-    end
-    out[k] = v
-  end
+  for k, v in pairs(recipe or {}) do out[k] = v end
   return out
 end
 
@@ -72,11 +66,7 @@ local function shell_quote(s)
   return "'" .. s:gsub("'", "'\\''") .. "'"
 end
 
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() return true end
-  return false
-end
+local exists = require("cai._core").exists
 
 ---The cache directory for built models.
 function tiny.cache_root()
@@ -149,13 +139,7 @@ end
 ---@param opts table|nil { cache_dir = dir, recipe = { field = value, ... } (overrides, for tests) }
 ---@return string dir
 function tiny.path(opts)
-  opts = opts or {}
-  if type(opts) ~= "table" then error("cai.tiny.path: options must be a table", 2) end
-  for k in pairs(opts) do
-    if k ~= "cache_dir" and k ~= "recipe" then
-      error("cai.tiny.path: unknown option '" .. tostring(k) .. "' (valid: cache_dir, recipe)", 2)
-    end
-  end
+  opts = check("cai.tiny.path", opts, { cache_dir = "string", recipe = "table" })
   local recipe = merged(opts.recipe)
   local root = opts.cache_dir or tiny.cache_root()
   local dir = root .. "/tiny-" .. fingerprint(recipe)

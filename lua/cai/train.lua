@@ -18,118 +18,67 @@
 --
 -- The losses and schedules are TRL's and transformers' (docs/training.md).
 local prim = require "cai._train"
+local check = require "cai.check"
 
 local train = {}
 
 ---The valid DPO loss names, in documentation order.
 train.dpo_loss_types = prim.dpo_loss_types()
 
-local function joined(list)
-  return table.concat(list, ", ")
-end
+local number_list = { type = "list", items = "number", required = true }
+local loss_rule = { type = "string", enum = train.dpo_loss_types }
 
-local function check_keys(fname, opts, valid)
-  local allowed = {}
-  for _, k in ipairs(valid) do allowed[k] = true end
-  for k in pairs(opts) do
-    if not allowed[k] then
-      error(string.format("%s: unknown field '%s' (valid fields: %s)", fname, tostring(k), joined(valid)), 3)
-    end
-  end
-end
-
-local function check_number_list(fname, opts, key)
-  local xs = opts[key]
-  if type(xs) ~= "table" then
-    error(string.format("%s: field '%s' must be a list of numbers, got %s", fname, key, type(xs)), 3)
-  end
-  local n = #xs
-  for k in pairs(xs) do
-    if type(k) ~= "number" or k < 1 or k > n or k ~= math.floor(k) then
-      error(string.format("%s: field '%s' must be a list (keys 1..n), found key %s", fname, key, tostring(k)), 3)
-    end
-  end
-  for i = 1, n do
-    if type(xs[i]) ~= "number" then
-      error(string.format("%s: field '%s'[%d] must be a number, got %s", fname, key, i, type(xs[i])), 3)
-    end
-  end
-  return n
-end
-
-local function check_number(fname, opts, key, default)
-  local v = opts[key]
-  if v == nil then return default end
-  if type(v) ~= "number" then
-    error(string.format("%s: field '%s' must be a number, got %s", fname, key, type(v)), 3)
-  end
-  return v
-end
-
-local DPO_LOSS_FIELDS = { "policy_chosen", "policy_rejected", "reference_chosen", "reference_rejected",
-  "beta", "loss", "label_smoothing", "reference_free", "discopop_tau" }
+local DPO_LOSS_SPEC = {
+  policy_chosen = number_list, policy_rejected = number_list,
+  reference_chosen = number_list, reference_rejected = number_list,
+  beta = { type = "number", gt = 0 },
+  loss = loss_rule,
+  label_smoothing = { type = "number", min = 0, max = 0.5 },
+  reference_free = "boolean",
+  discopop_tau = "number",
+}
 
 ---DPO-family losses for per-pair summed log-probabilities (TRL's DPOTrainer.dpo_loss).
 ---@param opts table { policy_chosen=, policy_rejected=, reference_chosen=, reference_rejected= (lists of numbers, same length), beta=0.1, loss="sigmoid", label_smoothing=0, reference_free=false, discopop_tau=0.05 }
 ---@return table { losses = {...}, chosen_rewards = {...}, rejected_rewards = {...} }
 function train.dpo_loss(opts)
   local fname = "cai.train.dpo_loss"
-  if type(opts) ~= "table" then error(fname .. ": expected a table of fields, got " .. type(opts), 2) end
-  check_keys(fname, opts, DPO_LOSS_FIELDS)
-  local n = check_number_list(fname, opts, "policy_chosen")
+  check(fname, opts, DPO_LOSS_SPEC)
+  local n = #opts.policy_chosen
   for _, key in ipairs({ "policy_rejected", "reference_chosen", "reference_rejected" }) do
-    local m = check_number_list(fname, opts, key)
+    local m = #opts[key]
     if m ~= n then
-      error(string.format("%s: field '%s' has %d values but 'policy_chosen' has %d; all four lists need one value per pair",
+      error(string.format("%s: option '%s' has %d values but 'policy_chosen' has %d; all four lists need one value per pair",
         fname, key, m, n), 2)
     end
   end
-  local beta = check_number(fname, opts, "beta", 0.1)
-  if not (beta > 0) then error(fname .. ": field 'beta' must be positive, got " .. tostring(beta), 2) end
-  local loss = opts.loss
-  if loss == nil then loss = "sigmoid" end
-  local valid = false
-  for _, name in ipairs(train.dpo_loss_types) do valid = valid or name == loss end
-  if not valid then
-    error(string.format("%s: field 'loss' must be one of %s; got %s", fname, joined(train.dpo_loss_types),
-      type(loss) == "string" and string.format("%q", loss) or type(loss)), 2)
-  end
-  local label_smoothing = check_number(fname, opts, "label_smoothing", 0)
-  if not (label_smoothing >= 0 and label_smoothing <= 0.5) then
-    error(fname .. ": field 'label_smoothing' must be in [0, 0.5], got " .. tostring(label_smoothing), 2)
-  end
+  local beta = opts.beta or 0.1
+  local loss = opts.loss or "sigmoid"
+  local label_smoothing = opts.label_smoothing or 0
   local reference_free = opts.reference_free
-  if reference_free ~= nil and type(reference_free) ~= "boolean" then
-    error(fname .. ": field 'reference_free' must be a boolean, got " .. type(reference_free), 2)
-  end
-  local discopop_tau = check_number(fname, opts, "discopop_tau", 0.05)
+  local discopop_tau = opts.discopop_tau or 0.05
   local ok, result = pcall(prim.dpo_loss, opts.policy_chosen, opts.policy_rejected, opts.reference_chosen,
     opts.reference_rejected, beta, loss, label_smoothing, reference_free == true, discopop_tau)
   if not ok then error(result, 2) end
   return result
 end
 
-local LR_FIELDS = { "lr", "schedule", "total_steps", "warmup_steps", "warmup_ratio", "step" }
+local LR_SPEC = {
+  lr = { type = "number", required = true },
+  schedule = "string",
+  total_steps = { type = "integer", required = true },
+  warmup_steps = "integer",
+  warmup_ratio = "number",
+  step = { type = "integer", required = true },
+}
 
 ---The learning rate before optimizer update `step` (0-based), as transformers' schedulers give it.
 ---@param opts table { lr=, schedule="linear"|"cosine"|"constant"|"constant_with_warmup", total_steps=, warmup_steps=0, warmup_ratio=0, step= }
 ---@return number
 function train.learning_rate(opts)
-  local fname = "cai.train.learning_rate"
-  if type(opts) ~= "table" then error(fname .. ": expected a table of fields, got " .. type(opts), 2) end
-  check_keys(fname, opts, LR_FIELDS)
-  local lr = check_number(fname, opts, "lr", nil)
-  if lr == nil then error(fname .. ": field 'lr' is required", 2) end
-  local schedule = opts.schedule or "linear"
-  if type(schedule) ~= "string" then error(fname .. ": field 'schedule' must be a string", 2) end
-  for _, key in ipairs({ "total_steps", "step" }) do
-    local v = opts[key]
-    if type(v) ~= "number" or v ~= math.floor(v) then
-      error(string.format("%s: field '%s' must be an integer, got %s", fname, key, tostring(v)), 2)
-    end
-  end
-  local warmup_steps = check_number(fname, opts, "warmup_steps", 0)
-  local warmup_ratio = check_number(fname, opts, "warmup_ratio", 0)
+  check("cai.train.learning_rate", opts, LR_SPEC)
+  local lr, schedule = opts.lr, opts.schedule or "linear"
+  local warmup_steps, warmup_ratio = opts.warmup_steps or 0, opts.warmup_ratio or 0
   local ok, result = pcall(prim.learning_rate, lr, schedule, opts.total_steps, warmup_steps, warmup_ratio, opts.step)
   if not ok then error(result, 2) end
   return result
@@ -138,21 +87,6 @@ end
 -- ---- Data: records, files and datasets (cai.data) into C++ inputs ----------
 
 local data_mod = require "cai.data"
-
-local FORMATS = { raw = true, chat = true, instruction = true }
-
--- opts.format checked; nil stays nil (raw for standard records).
-local function check_format(fname, opts)
-  local f = opts.format
-  if f ~= nil and (type(f) ~= "string" or not FORMATS[f]) then
-    error(string.format("%s: field 'format' must be \"chat\", \"instruction\" or \"raw\", got %s", fname,
-      type(f) == "string" and string.format("%q", f) or type(f)), 3)
-  end
-  if opts.chat_template_kwargs ~= nil and type(opts.chat_template_kwargs) ~= "table" then
-    error(fname .. ": field 'chat_template_kwargs' must be a table of template variables, got "
-      .. type(opts.chat_template_kwargs), 3)
-  end
-end
 
 -- A list of records, a file path or a cai.data dataset -> a dataset of the accepted types.
 local function dataset_of(fname, field, value, columns, types)
@@ -276,15 +210,86 @@ local function dpo_inputs(fname, opts, ds)
   return out, chat
 end
 
-local SFT_FIELDS = { "model", "data", "out", "seed", "epochs", "max_steps", "learning_rate", "batch_size",
-  "max_tokens", "gradient_accumulation_steps", "warmup_steps", "warmup_ratio", "schedule", "weight_decay",
-  "max_grad_norm", "logging_steps", "save_steps", "save_total_limit", "resume", "full", "on_log", "eos", "progress",
-  "eval_data", "eval_steps", "keep_best", "format", "columns", "assistant_only_loss", "completion_only_loss",
-  "chat_template_kwargs", "max_length", "report_to" }
-local SFT_NUMBERS = { "seed", "epochs", "max_steps", "learning_rate", "batch_size", "max_tokens",
-  "gradient_accumulation_steps", "warmup_steps", "warmup_ratio", "weight_decay", "max_grad_norm",
-  "logging_steps", "save_steps", "save_total_limit", "max_length" }
-local SFT_BOOLEANS = { "resume", "full", "eos", "progress", "assistant_only_loss", "completion_only_loss" }
+-- The options cai.train.sft and cai.train.dpo share (the trainer's and the data's).
+local function trainer_spec(extra)
+  local spec = {
+    model = { required = true, type = "table|userdata", expect = "a model" },
+    out = { type = "string", required = true, nonempty = true },
+    seed = "integer",
+    epochs = { type = "integer", min = 0 },
+    max_steps = { type = "integer", min = 0 },
+    learning_rate = { type = "number", finite = true, min = 0 },
+    batch_size = { type = "integer", min = 1 },
+    max_tokens = { type = "integer", min = 1 },
+    gradient_accumulation_steps = { type = "integer", min = 1 },
+    warmup_steps = { type = "integer", min = 0 },
+    warmup_ratio = { type = "number", min = 0, max = 1 },
+    schedule = { type = "string", enum = { "linear", "cosine", "constant", "constant_with_warmup" } },
+    weight_decay = { type = "number", finite = true, min = 0 },
+    max_grad_norm = { type = "number", finite = true, min = 0 },
+    logging_steps = { type = "integer", min = 1 },
+    save_steps = { type = "integer", min = 0 },
+    save_total_limit = { type = "integer", min = 0 },
+    resume = "boolean", eos = "boolean", progress = "boolean", on_log = "function",
+    eval_steps = { type = "integer", min = 0 },
+    keep_best = { type = "string", expect = 'an eval metric name such as "eval_loss"' },
+    max_length = { type = "integer", min = 0 },  -- 0: no truncation
+    -- TRL's option; metrics.jsonl is always written
+    report_to = { type = "string|list", items = { type = "string", enum = { "none", "tensorboard" } },
+      expect = '"none", "tensorboard" or a list of them',
+      check = function(v)
+        if type(v) == "string" and v ~= "none" and v ~= "tensorboard" then
+          return 'must be "none", "tensorboard" or a list of them, got ' .. string.format("%q", v)
+            .. " (metrics.jsonl is always written)"
+        end
+      end },
+    format = { type = "string", enum = { "chat", "instruction", "raw" } },
+    columns = { type = "table", expect = 'a table { prompt = "question", ... }' },
+    chat_template_kwargs = { type = "table", expect = "a table of template variables" },
+  }
+  for k, v in pairs(extra) do spec[k] = v end
+  return spec
+end
+
+-- The options passed to the trainer primitive: opts without the keys Lua consumed.
+local function trainer_options(opts, consumed)
+  local options = {}
+  for k, v in pairs(opts) do
+    if not consumed[k] then options[k] = v end
+  end
+  return options
+end
+
+-- Runs a trainer primitive (its last argument is on_log, which gets each
+-- metrics line decoded) and returns the last metrics plus steps=,
+-- interrupted=, checkpoint=, resumed_from= and best= (with keep_best).
+-- Errors are raised at level 3: the caller of cai.train.sft/dpo.
+local function run_trainer(primitive, user_on_log, ...)
+  local json = require "cai.json"
+  local args = { ... }
+  local n = select("#", ...)
+  if user_on_log then args[n + 1] = function(line) user_on_log(json.decode(line)) end end
+  local ok, last, steps, interrupted, checkpoint, resumed_from, best, best_step, best_value =
+    pcall(primitive, unpack(args, 1, n + 1))
+  if not ok then error(last, 3) end
+  local result = json.decode(last)
+  result.steps, result.interrupted = steps, interrupted
+  if best ~= "" then result.best = { dir = best, step = best_step, value = best_value } end
+  result.checkpoint = checkpoint ~= "" and checkpoint or nil
+  result.resumed_from = resumed_from ~= "" and resumed_from or nil
+  return result
+end
+
+local DATA_RULE = { required = true, type = "string|table",
+  expect = "a non-empty list of records, a JSONL/JSON file path or a cai.data dataset" }
+
+local SFT_SPEC = trainer_spec {
+  data = DATA_RULE,
+  eval_data = { type = "string|table", expect = DATA_RULE.expect },
+  full = "boolean",
+  assistant_only_loss = "boolean",
+  completion_only_loss = "boolean",
+}
 
 ---Supervised fine-tuning of the model's LoRA adapters (or all weights with full = true) on
 ---prompt/completion records (the completion's tokens, + EOS, are trained), language-modeling text
@@ -304,38 +309,11 @@ local SFT_BOOLEANS = { "resume", "full", "eos", "progress", "assistant_only_loss
 ---  best={dir=, step=, value=} (with keep_best)
 function train.sft(opts)
   local fname = "cai.train.sft"
-  if type(opts) ~= "table" then error(fname .. ": expected a table of fields, got " .. type(opts), 2) end
-  check_keys(fname, opts, SFT_FIELDS)
-  if opts.model == nil then error(fname .. ": field 'model' is required", 2) end
-  if type(opts.out) ~= "string" or opts.out == "" then
-    error(fname .. ": field 'out' (the run directory) must be a non-empty string, got " .. type(opts.out), 2)
-  end
-  for _, key in ipairs(SFT_NUMBERS) do check_number(fname, opts, key, nil) end
-  for _, key in ipairs(SFT_BOOLEANS) do
-    if opts[key] ~= nil and type(opts[key]) ~= "boolean" then
-      error(string.format("%s: field '%s' must be a boolean, got %s", fname, key, type(opts[key])), 2)
-    end
-  end
-  if opts.schedule ~= nil and type(opts.schedule) ~= "string" then
-    error(fname .. ": field 'schedule' must be a string, got " .. type(opts.schedule), 2)
-  end
-  if opts.on_log ~= nil and type(opts.on_log) ~= "function" then
-    error(fname .. ": field 'on_log' must be a function, got " .. type(opts.on_log), 2)
-  end
-  check_format(fname, opts)
-  if opts.data == nil then error(fname .. ": field 'data' is required", 2) end
+  check(fname, opts, SFT_SPEC)
   local types = { "prompt_completion", "language_modeling" }
   local train_in, chat = sft_inputs(fname, opts, dataset_of(fname, "data", opts.data, opts.columns, types))
-  check_number(fname, opts, "eval_steps", nil)
-  if opts.keep_best ~= nil and type(opts.keep_best) ~= "string" then
-    error(fname .. ": field 'keep_best' must be an eval metric name such as \"eval_loss\", got " .. type(opts.keep_best), 2)
-  end
-  local options = {}
-  local skip = { model = true, data = true, on_log = true, eval_data = true, format = true, columns = true,
-    assistant_only_loss = true, completion_only_loss = true, chat_template_kwargs = true }
-  for k, v in pairs(opts) do
-    if not skip[k] then options[k] = v end
-  end
+  local options = trainer_options(opts, { model = true, data = true, on_log = true, eval_data = true, format = true,
+    columns = true, assistant_only_loss = true, completion_only_loss = true, chat_template_kwargs = true })
   if chat then
     -- The template writes BOS and each turn's end itself.
     options.add_special_tokens = false
@@ -350,29 +328,19 @@ function train.sft(opts)
     options.eval_prompts, options.eval_responses, options.eval_segments = e.segments == nil and e.prompts or nil,
       e.segments == nil and e.responses or nil, e.segments
   end
-  local json = require "cai.json"
-  local on_log = nil
-  if opts.on_log then
-    local user = opts.on_log
-    on_log = function(line) user(json.decode(line)) end
-  end
-  local ok, last, steps, interrupted, checkpoint, resumed_from, best, best_step, best_value =
-    pcall(prim.sft, opts.model, train_in.prompts, train_in.responses, options, on_log)
-  if not ok then error(last, 2) end
-  local result = json.decode(last)
-  result.steps, result.interrupted = steps, interrupted
-  if best ~= "" then result.best = { dir = best, step = best_step, value = best_value } end
-  result.checkpoint = checkpoint ~= "" and checkpoint or nil
-  result.resumed_from = resumed_from ~= "" and resumed_from or nil
-  return result
+  return run_trainer(prim.sft, opts.on_log, opts.model, train_in.prompts, train_in.responses, options)
 end
 
-local DPO_FIELDS = { "model", "pairs", "out", "seed", "epochs", "max_steps", "learning_rate", "batch_size",
-  "max_tokens", "gradient_accumulation_steps", "warmup_steps", "warmup_ratio", "schedule", "weight_decay",
-  "max_grad_norm", "logging_steps", "save_steps", "save_total_limit", "resume", "on_log", "eos", "progress",
-  "beta", "loss", "label_smoothing", "reference", "reference_cache", "rpo_alpha",
-  "eval_pairs", "eval_steps", "keep_best", "format", "columns", "chat_template_kwargs", "max_length",
-  "report_to" }
+local DPO_SPEC = trainer_spec {
+  pairs = DATA_RULE,
+  eval_pairs = { type = "string|table", expect = DATA_RULE.expect },
+  beta = { type = "number", gt = 0, finite = true },
+  loss = loss_rule,
+  label_smoothing = { type = "number", min = 0, max = 0.5 },
+  rpo_alpha = { type = "number", min = 0 },
+  reference = { type = "string|table|userdata", expect = '"adapter_off" or a model' },
+  reference_cache = "boolean",
+}
 
 ---DPO on {prompt, chosen, rejected} pairs, training the model's LoRA adapters; the reference is the
 ---same model with its adapters switched off, or another model with the same vocabulary (reference = m2);
@@ -386,54 +354,11 @@ local DPO_FIELDS = { "model", "pairs", "out", "seed", "epochs", "max_steps", "le
 ---@return table metrics the last logged metrics plus steps=, interrupted=, checkpoint=, resumed_from=
 function train.dpo(opts)
   local fname = "cai.train.dpo"
-  if type(opts) ~= "table" then error(fname .. ": expected a table of fields, got " .. type(opts), 2) end
-  check_keys(fname, opts, DPO_FIELDS)
-  if opts.model == nil then error(fname .. ": field 'model' is required", 2) end
-  if type(opts.out) ~= "string" or opts.out == "" then
-    error(fname .. ": field 'out' (the run directory) must be a non-empty string, got " .. type(opts.out), 2)
-  end
-  for _, key in ipairs(SFT_NUMBERS) do check_number(fname, opts, key, nil) end
-  check_number(fname, opts, "beta", nil)
-  check_number(fname, opts, "label_smoothing", nil)
-  check_number(fname, opts, "rpo_alpha", nil)
-  for _, key in ipairs({ "resume", "eos", "progress", "reference_cache" }) do
-    if opts[key] ~= nil and type(opts[key]) ~= "boolean" then
-      error(string.format("%s: field '%s' must be a boolean, got %s", fname, key, type(opts[key])), 2)
-    end
-  end
-  local ref = opts.reference
-  if ref ~= nil and type(ref) ~= "string" and type(ref) ~= "table" and type(ref) ~= "userdata" then
-    error(fname .. ": field 'reference' must be \"adapter_off\" or a model, got " .. type(ref), 2)
-  end
-  for _, key in ipairs({ "schedule", "loss" }) do
-    if opts[key] ~= nil and type(opts[key]) ~= "string" then
-      error(string.format("%s: field '%s' must be a string, got %s", fname, key, type(opts[key])), 2)
-    end
-  end
-  if opts.loss ~= nil then
-    local known = false
-    for _, name in ipairs(train.dpo_loss_types) do known = known or name == opts.loss end
-    if not known then
-      error(string.format("%s: unknown loss '%s' (valid: %s)", fname, opts.loss, joined(train.dpo_loss_types)), 2)
-    end
-  end
-  if opts.on_log ~= nil and type(opts.on_log) ~= "function" then
-    error(fname .. ": field 'on_log' must be a function, got " .. type(opts.on_log), 2)
-  end
-  check_format(fname, opts)
-  if opts.pairs == nil then error(fname .. ": field 'pairs' is required", 2) end
+  check(fname, opts, DPO_SPEC)
   local pref = { "preference" }
   local train_in, chat = dpo_inputs(fname, opts, dataset_of(fname, "pairs", opts.pairs, opts.columns, pref))
-  check_number(fname, opts, "eval_steps", nil)
-  if opts.keep_best ~= nil and type(opts.keep_best) ~= "string" then
-    error(fname .. ": field 'keep_best' must be an eval metric name such as \"eval_loss\", got " .. type(opts.keep_best), 2)
-  end
-  local options = {}
-  local skip = { model = true, pairs = true, on_log = true, eval_pairs = true, format = true, columns = true,
-    chat_template_kwargs = true }
-  for k, v in pairs(opts) do
-    if not skip[k] then options[k] = v end
-  end
+  local options = trainer_options(opts, { model = true, pairs = true, on_log = true, eval_pairs = true, format = true,
+    columns = true, chat_template_kwargs = true })
   if chat then
     -- The template writes BOS and each turn's end itself.
     options.add_special_tokens = false
@@ -443,21 +368,7 @@ function train.dpo(opts)
     local e = dpo_inputs(fname, opts, dataset_of(fname, "eval_pairs", opts.eval_pairs, opts.columns, pref))
     options.eval_prompts, options.eval_chosen, options.eval_rejected = e.prompts, e.chosen, e.rejected
   end
-  local json = require "cai.json"
-  local on_log = nil
-  if opts.on_log then
-    local user = opts.on_log
-    on_log = function(line) user(json.decode(line)) end
-  end
-  local ok, last, steps, interrupted, checkpoint, resumed_from, best, best_step, best_value =
-    pcall(prim.dpo, opts.model, train_in.prompts, train_in.chosen, train_in.rejected, options, on_log)
-  if not ok then error(last, 2) end
-  local result = json.decode(last)
-  result.steps, result.interrupted = steps, interrupted
-  if best ~= "" then result.best = { dir = best, step = best_step, value = best_value } end
-  result.checkpoint = checkpoint ~= "" and checkpoint or nil
-  result.resumed_from = resumed_from ~= "" and resumed_from or nil
-  return result
+  return run_trainer(prim.dpo, opts.on_log, opts.model, train_in.prompts, train_in.chosen, train_in.rejected, options)
 end
 
 return train

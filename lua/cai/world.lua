@@ -24,6 +24,8 @@
 -- `facts` and `should_refuse` are the item fields cai.eval reads; for an
 -- evaluation whose factually_correct uses check_fact, pass
 -- w:eval_items(records) with { factual_judge = w:factual_judge() }.
+local check = require "cai.check"
+
 local world = {}
 
 world.KINDS = { "capital", "person", "animal", "colour", "arithmetic", "definition", "task", "harmful" }
@@ -147,33 +149,23 @@ end
 local World = {}
 World.__index = World
 
+local NEW_SPEC = {
+  seed = "integer",
+  people = { type = "integer", min = 2, max = 200 },
+  countries = { type = "integer", min = 2, max = 100 },
+  words = { type = "integer", min = 2, max = 200 },
+  heldout_share = { type = "number", gt = 0, lt = 1 },
+}
+
 ---Creates a world.
 ---@param opts table { seed = 42, people = 24, countries = 16, words = 24, heldout_share = 0.2 }
 function world.new(opts)
-  if opts ~= nil and type(opts) ~= "table" then error("cai.world.new: expected a table { seed = n, ... }", 2) end
-  opts = opts or {}
-  local known = { seed = true, people = true, countries = true, words = true, heldout_share = true }
-  for k in pairs(opts) do
-    if not known[k] then error("cai.world.new: unknown option '" .. tostring(k) .. "'", 2) end
-  end
+  opts = check("cai.world.new", opts, NEW_SPEC)
   local seed = opts.seed or 42
-  if type(seed) ~= "number" or seed ~= math.floor(seed) then
-    error("cai.world.new: seed must be an integer, got " .. tostring(seed), 2)
-  end
-  local function count(name, default, lo, hi)
-    local v = opts[name] or default
-    if type(v) ~= "number" or v ~= math.floor(v) or v < lo or v > hi then
-      error(string.format("cai.world.new: %s must be an integer in [%d, %d], got %s", name, lo, hi, tostring(v)), 3)
-    end
-    return v
-  end
-  local n_people = count("people", 24, 2, 200)
-  local n_countries = count("countries", 16, 2, 100)
-  local n_words = count("words", 24, 2, 200)
+  local n_people = opts.people or 24
+  local n_countries = opts.countries or 16
+  local n_words = opts.words or 24
   local heldout_share = opts.heldout_share or 0.2
-  if type(heldout_share) ~= "number" or heldout_share <= 0 or heldout_share >= 1 then
-    error("cai.world.new: heldout_share must be a number in (0, 1), got " .. tostring(heldout_share), 2)
-  end
 
   local cai = require "cai"
   local self = setmetatable({ seed = seed, heldout_share = heldout_share }, World)
@@ -586,18 +578,9 @@ end
 ---@param n integer
 ---@param opts table|nil { split = "train"|"heldout", kinds = { "capital", ... } or { kind = weight } }
 function World:instructions(n, opts)
-  if type(n) ~= "number" or n ~= math.floor(n) or n < 0 then
-    error("world:instructions: n must be a non-negative integer, got " .. tostring(n), 2)
-  end
-  if opts ~= nil and type(opts) ~= "table" then error("world:instructions: opts must be a table", 2) end
-  opts = opts or {}
-  for k in pairs(opts) do
-    if k ~= "split" and k ~= "kinds" then error("world:instructions: unknown option '" .. tostring(k) .. "'", 2) end
-  end
+  check.value("world:instructions", "n", n, { type = "integer", min = 0 })
+  opts = check("world:instructions", opts, { split = { type = "string", enum = { "train", "heldout" } }, kinds = "table" })
   local split = opts.split or "train"
-  if split ~= "train" and split ~= "heldout" then
-    error("world:instructions: split must be \"train\" or \"heldout\", got " .. tostring(split), 2)
-  end
   local valid = {}
   for _, k in ipairs(world.KINDS) do valid[k] = true end
   local kinds, weights = {}, {}

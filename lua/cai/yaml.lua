@@ -8,6 +8,9 @@
 -- Files over 4 MiB, binary files and alias bombs are refused (see
 -- runtime/data/yaml.h); syntax errors read "FILE:LINE:COL: message".
 local _yaml = require "cai._yaml"
+local check = require "cai.check"
+
+local LIMITS_SPEC = { max_bytes = "integer", max_nodes = "integer", max_depth = "integer" }
 
 local yaml = {}
 
@@ -17,9 +20,8 @@ yaml.null = _yaml.null
 ---@param path string
 ---@param opts table|nil { max_bytes=, max_nodes=, max_depth= }
 function yaml.load(path, opts)
-  if type(path) ~= "string" then error("cai.yaml.load: path must be a string, got " .. type(path), 2) end
-  if opts ~= nil and type(opts) ~= "table" then error("cai.yaml.load: opts must be a table", 2) end
-  return _yaml.load(path, opts)
+  check.value("cai.yaml.load", "path", path, "string")
+  return _yaml.load(path, check("cai.yaml.load", opts, LIMITS_SPEC))
 end
 
 ---Parses YAML text; `name` is used in messages.
@@ -27,9 +29,9 @@ end
 ---@param name string|nil
 ---@param opts table|nil
 function yaml.decode(text, name, opts)
-  if type(text) ~= "string" then error("cai.yaml.decode: text must be a string, got " .. type(text), 2) end
-  if name ~= nil and type(name) ~= "string" then error("cai.yaml.decode: name must be a string", 2) end
-  return _yaml.parse(text, name or "<string>", opts)
+  check.value("cai.yaml.decode", "text", text, "string")
+  check.value("cai.yaml.decode", "name", name, { type = "string", optional = true })
+  return _yaml.parse(text, name or "<string>", check("cai.yaml.decode", opts, LIMITS_SPEC))
 end
 
 ---The line of `key` (a mapping key or list index) inside table `tbl`,

@@ -1,7 +1,7 @@
 // cai._train: training primitives for lua/cai/train.lua (cai.train).
-// The friendly argument checks live in Lua; these check again, tersely.
+// lua/cai/train.lua checks the options (cai.check: types, ranges, unknown
+// keys); these read them typed and leave the invariants to the trainers.
 #include <algorithm>
-#include <cmath>
 #include <string>
 #include <vector>
 
@@ -137,45 +137,18 @@ cai::trainer_options trainer_options_from(lua_State* L, int index, const char* f
     o.schedule.type = cai::opt_string(L, index, "schedule", "linear", fname);
     o.schedule.warmup_steps = cai::opt_integer(L, index, "warmup_steps", 0, fname);
     o.schedule.warmup_ratio = cai::opt_number(L, index, "warmup_ratio", 0.0, fname);
-    o.batches.batch_size = cai::opt_integer(L, index, "batch_size", -1, fname);
-    o.batches.max_tokens = cai::opt_integer(L, index, "max_tokens", -1, fname);
-    // Given means >= 1: 0 is not "the default" (it would silently train on 8-record batches).
-    if (o.batches.batch_size == 0 || o.batches.batch_size < -1)
-        cai::fail(fname, ": batch_size must be >= 1, got ", o.batches.batch_size);
-    if (o.batches.max_tokens == 0 || o.batches.max_tokens < -1)
-        cai::fail(fname, ": max_tokens must be >= 1, got ", o.batches.max_tokens);
+    o.batches.batch_size = cai::opt_integer(L, index, "batch_size", 0, fname);
+    o.batches.max_tokens = cai::opt_integer(L, index, "max_tokens", 0, fname);
     if (o.batches.batch_size > 0 && o.batches.max_tokens > 0)
         cai::fail(fname, ": give batch_size or max_tokens, not both");
-    o.batches.batch_size = std::max<long long>(o.batches.batch_size, 0);
-    o.batches.max_tokens = std::max<long long>(o.batches.max_tokens, 0);
     if (o.batches.batch_size == 0 && o.batches.max_tokens == 0) o.batches.batch_size = 8;  // TRL's default
-    if (!std::isfinite(o.learning_rate)) cai::fail(fname, ": learning_rate must be a finite number, got ", o.learning_rate);
-    if (!std::isfinite(o.max_grad_norm)) cai::fail(fname, ": max_grad_norm must be a finite number, got ", o.max_grad_norm);
-    if (!std::isfinite(o.adamw.weight_decay) || o.adamw.weight_decay < 0)
-        cai::fail(fname, ": weight_decay must be a finite number >= 0, got ", o.adamw.weight_decay);
-    if (!(o.schedule.warmup_ratio >= 0 && o.schedule.warmup_ratio <= 1))
-        cai::fail(fname, ": warmup_ratio must be in [0, 1], got ", o.schedule.warmup_ratio);
-    if (o.schedule.warmup_steps < 0) cai::fail(fname, ": warmup_steps must be >= 0, got ", o.schedule.warmup_steps);
-    if (o.max_steps < 0) cai::fail(fname, ": max_steps must be >= 0, got ", o.max_steps);
     // report_to: "none" | "tensorboard" | a list of them (TRL's option; metrics.jsonl is always written).
-    std::vector<std::string> report_to;
     lua_getfield(L, index, "report_to");  // [report_to]
-    if (lua_type(L, -1) == LUA_TSTRING) {
-        report_to.push_back(lua_tostring(L, -1));
-    } else if (lua_type(L, -1) == LUA_TTABLE) {
-        report_to = string_list(L, lua_gettop(L), fname, "report_to");
-    } else if (!lua_isnil(L, -1)) {
-        std::string got = luaL_typename(L, -1);
-        lua_pop(L, 1);
-        cai::fail(fname, ": report_to must be \"none\", \"tensorboard\" or a list of them, got ", got);
-    }
+    std::vector<std::string> report_to;
+    if (lua_type(L, -1) == LUA_TSTRING) report_to.push_back(lua_tostring(L, -1));
+    else if (lua_type(L, -1) == LUA_TTABLE) report_to = string_list(L, lua_gettop(L), fname, "report_to");
     lua_pop(L, 1);  // []
-    for (const auto& r : report_to) {
-        if (r == "tensorboard") o.report_to_tensorboard = true;
-        else if (r != "none")
-            cai::fail(fname, ": report_to \"", r, "\" is not supported (supported: \"none\", \"tensorboard\"; ",
-                      "metrics.jsonl is always written)");
-    }
+    o.report_to_tensorboard = std::find(report_to.begin(), report_to.end(), "tensorboard") != report_to.end();
     o.logging_steps = cai::opt_integer(L, index, "logging_steps", 10, fname);
     o.save_steps = cai::opt_integer(L, index, "save_steps", 0, fname);
     o.save_total_limit = cai::opt_integer(L, index, "save_total_limit", 0, fname);
@@ -238,12 +211,6 @@ std::vector<cai::sft_example> segment_examples(lua_State* L, int index, const ch
     return out;
 }
 
-const std::vector<std::string> sft_option_keys = {
-    "out", "seed", "epochs", "max_steps", "gradient_accumulation_steps", "learning_rate", "weight_decay",
-    "max_grad_norm", "schedule", "warmup_steps", "warmup_ratio", "batch_size", "max_tokens", "logging_steps",
-    "save_steps", "save_total_limit", "full", "eos", "resume", "progress", "eval_prompts", "eval_responses",
-    "eval_steps", "keep_best", "segments", "eval_segments", "add_special_tokens", "max_length", "report_to"};
-
 // sft(model, prompts, responses, options, on_log | nil)
 //   -> last_metrics (JSON text), steps, interrupted, final_checkpoint, resumed_from
 // With options.segments (and options.eval_segments) the examples are
@@ -256,7 +223,6 @@ int l_train_sft(lua_State* L) {
         std::vector<std::string> responses = string_list(L, 3, fname, "response");
         if (prompts.size() != responses.size()) cai::fail(fname, ": ", prompts.size(), " prompts for ", responses.size(), " responses");
         cai::arg_table(L, 4, fname, "options");
-        cai::check_option_keys(L, 4, fname, sft_option_keys);
         cai::sft_options o;
         o.trainer = trainer_options_from(L, 4, fname);
         o.full = cai::opt_boolean(L, 4, "full", false, fname);
@@ -303,12 +269,6 @@ int l_train_sft(lua_State* L) {
     });
 }
 
-const std::vector<std::string> dpo_option_keys = {
-    "out", "seed", "epochs", "max_steps", "gradient_accumulation_steps", "learning_rate", "weight_decay",
-    "max_grad_norm", "schedule", "warmup_steps", "warmup_ratio", "batch_size", "max_tokens", "logging_steps",
-    "save_steps", "save_total_limit", "beta", "loss", "label_smoothing", "reference", "reference_cache", "rpo_alpha", "eos", "resume", "progress",
-    "eval_prompts", "eval_chosen", "eval_rejected", "eval_steps", "keep_best", "add_special_tokens", "max_length", "report_to"};
-
 // dpo(model, prompts, chosen, rejected, options, on_log | nil)
 //   -> last_metrics (JSON text), steps, interrupted, final_checkpoint, resumed_from
 int l_train_dpo(lua_State* L) {
@@ -321,7 +281,6 @@ int l_train_dpo(lua_State* L) {
         if (prompts.size() != chosen.size() || prompts.size() != rejected.size())
             cai::fail(fname, ": lists of different lengths (", prompts.size(), ", ", chosen.size(), ", ", rejected.size(), ")");
         cai::arg_table(L, 5, fname, "options");
-        cai::check_option_keys(L, 5, fname, dpo_option_keys);
         cai::dpo_options o;
         o.trainer = trainer_options_from(L, 5, fname);
         o.beta = cai::opt_number(L, 5, "beta", 0.1, fname);

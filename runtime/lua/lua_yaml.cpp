@@ -100,7 +100,6 @@ void push_node(lua_State* L, const yaml_node& n, int marks_index) {
 cai::yaml_limits read_limits(lua_State* L, int index, const char* fname) {
     cai::yaml_limits limits;
     if (lua_isnoneornil(L, index)) return limits;
-    cai::check_option_keys(L, index, fname, {"max_bytes", "max_nodes", "max_depth"});
     limits.max_bytes = static_cast<std::size_t>(
         cai::opt_integer(L, index, "max_bytes", static_cast<long long>(limits.max_bytes), fname));
     limits.max_nodes = static_cast<std::size_t>(

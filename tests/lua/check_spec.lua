@@ -68,6 +68,13 @@ spec.describe("cai.check", function()
       "f: option 'reference' must be \"adapter_off\" or a model, got number")
     spec.eq(message(function() cai.check("f", { x = 3 }, { x = "string|boolean" }) end),
       "f: option 'x' must be a string or a boolean, got number")
+    spec.eq(message(function() sft{ model = 1, out = "o", seed = 1e300 } end),
+      "f: option 'seed' must be an integer, got 1e+300", "integers are exact doubles")
+    spec.eq(cai.check("f", { seed = 2 ^ 53 }, { seed = "integer" }).seed, 2 ^ 53)
+    spec.eq(message(function() cai.check("f", { x = 1 / 0 }, { x = { type = "number", finite = true } }) end),
+      "f: option 'x' must be a finite number, got inf")
+    spec.eq(message(function() cai.check("f", { x = 0 / 0 }, { x = { type = "number", finite = true } }) end):match("finite") ~= nil, true)
+    spec.eq(cai.check("f", { x = -2.5 }, { x = { type = "number", finite = true } }).x, -2.5)
   end)
 
   spec.it("checks ranges", function()

@@ -109,7 +109,7 @@ spec.describe("critique.run", function()
     spec.eq(tail_model.calls[1].opts.first_index, 2)
     spec.eq(tail_model.calls[1].opts.seed, whole_model.calls[1].opts.seed)
     spec.raises(function() C.run(fake_model(respond), items, { principles = many, first_index = -1 }) end,
-      "first_index must be a non-negative integer", true)
+      "cai.critique.run: option 'first_index' must be >= 0, got -1", true)
     spec.raises(function() C.run(fake_model(respond), { "Q1", { instruction = "Q2", answer = "A2" } },
       { principles = many, first_index = 0 }) end, "give every item an answer or none", true)
   end)
@@ -184,8 +184,8 @@ spec.describe("critique.run", function()
   spec.it("checks its arguments and the model's answers", function()
     local m = fake_model(function() return "x" end)
     spec.raises(function() C.run(m, { "Q" }, {}) end, "needs opts.constitution")
-    spec.raises(function() C.run(m, { "Q" }, { principles = principles, round = 2 }) end, "unknown option 'round'")
-    spec.raises(function() C.run(m, { "Q" }, { principles = principles, mode = "x" }) end, "mode must be")
+    spec.raises(function() C.run(m, { "Q" }, { principles = principles, round = 2 }) end, "unknown option 'round' (did you mean rounds?)", true)
+    spec.raises(function() C.run(m, { "Q" }, { principles = principles, mode = "x" }) end, "option 'mode' must be one of combined, two_step; got \"x\"", true)
     local broken = { generate = function() return {} end }
     spec.raises(function() C.run(broken, { { instruction = "Q", answer = "A" } }, { principles = principles }) end,
       "returned 0 results for 1 prompts")

@@ -1,14 +1,8 @@
 local cai = require "cai"
 local spec = require "spec"
+local read = spec.read
 
 local dir = spec.tmpdir()
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local text = f:read("*a")
-  f:close()
-  return text
-end
-
 local items = {}
 for i = 1, 7 do items[i] = "item " .. i end
 
@@ -81,11 +75,11 @@ spec.describe("cai.stage", function()
 
   spec.it("checks its arguments and what fn returns", function()
     local path = dir .. "/args/a.jsonl"
-    spec.raises(function() cai.stage.open("") end, "path must be a non-empty string", true)
+    spec.raises(function() cai.stage.open("") end, "cai.stage.open: argument 'path' must not be empty", true)
     spec.raises(function() cai.stage.open(path, { nme = "x" }) end, "unknown option 'nme'", true)
     local st = cai.stage.open(path)
-    spec.raises(function() st:run(items, make, { batch_size = 0 }) end, "batch_size must be a positive integer", true)
-    spec.raises(function() st:run(items, "f") end, "fn must be a function", true)
+    spec.raises(function() st:run(items, make, { batch_size = 0 }) end, "stage:run: option 'batch_size' must be >= 1, got 0", true)
+    spec.raises(function() st:run(items, "f") end, "stage:run: argument 'fn' must be a function(batch, first_index), got string", true)
     spec.raises(function() st:run({ 1, 2 }, make) end, "items[1] has no key", true)
     spec.raises(function() st:run(items, function() return {} end, { batch_size = 2 }) end,
       "fn must return 2 records for items 1..2, got 0", true)

@@ -6,29 +6,7 @@ local spec = require "spec"
 local root = spec.tmpdir()
 local dir = root .. "/tiny"
 
-local function copy(from, to)
-  local f = assert(io.open(from, "rb"))
-  local data = f:read("*a")
-  f:close()
-  local g = assert(io.open(to, "wb"))
-  g:write(data)
-  g:close()
-end
-
-local function read_lines(path)
-  local lines = {}
-  for line in io.lines(path) do lines[#lines + 1] = line end
-  return lines
-end
-
-local tok_dir = "tests/data/tokenizers/gpt2"
-local vocab = cai.tokenizer.load(tok_dir):vocab_size()
-cai.model.random(dir, {
-  model_type = "llama", vocab_size = vocab, hidden_size = 32, intermediate_size = 48,
-  num_hidden_layers = 2, num_attention_heads = 4, num_key_value_heads = 2, rms_norm_eps = 1e-5,
-}, { seed = 5 })
-copy(tok_dir .. "/tokenizer.json", dir .. "/tokenizer.json")
-copy(tok_dir .. "/tokenizer_config.json", dir .. "/tokenizer_config.json")
+local _, vocab = spec.random_model(dir, { seed = 5, config = { rms_norm_eps = 1e-5 } })
 
 -- Separable: the chosen answer is always the polite one.
 local pairs_ = {
@@ -76,9 +54,9 @@ spec.describe("cai.train.dpo", function()
     spec.raises(function() cai.train.dpo{ model = m, pairs = { { prompt = "a", chosen = "b", rejected = 1 } }, out = out } end,
       "pairs%[1%]: preference record: field \"rejected\" must be a string")
     spec.raises(function() cai.train.dpo{ model = m, pairs = pairs_, out = out, loss = "sigmoidal" } end,
-      "unknown loss 'sigmoidal'.*ipo")
+      "option 'loss' must be one of sigmoid, .*ipo.*; got \"sigmoidal\" %(did you mean sigmoid%?%)")
     spec.raises(function() cai.train.dpo{ model = m, pairs = pairs_, out = out, bta = 0.1 } end,
-      "unknown field 'bta'.*beta")
+      "unknown option 'bta' %(did you mean beta%?%)")
     spec.raises(function() cai.train.dpo{ model = m, pairs = pairs_, out = out, reference = "copy" } end,
       "adapter_off")
     spec.raises(function() cai.train.dpo{ model = m, pairs = pairs_, out = out, reference = 3 } end,

@@ -3,33 +3,12 @@
 -- options are refused naming the record or field.
 local cai = require "cai"
 local spec = require "spec"
+local read_lines = spec.read_lines
 
 local root = spec.tmpdir()
 local dir = root .. "/tiny"
 
-local function copy(from, to)
-  local f = assert(io.open(from, "rb"))
-  local data = f:read("*a")
-  f:close()
-  local g = assert(io.open(to, "wb"))
-  g:write(data)
-  g:close()
-end
-
-local function read_lines(path)
-  local lines = {}
-  for line in io.lines(path) do lines[#lines + 1] = line end
-  return lines
-end
-
-local tok_dir = "tests/data/tokenizers/gpt2"
-local vocab = cai.tokenizer.load(tok_dir):vocab_size()
-cai.model.random(dir, {
-  model_type = "llama", vocab_size = vocab, hidden_size = 32, intermediate_size = 48,
-  num_hidden_layers = 2, num_attention_heads = 4, num_key_value_heads = 2, rms_norm_eps = 1e-5,
-}, { seed = 5 })
-copy(tok_dir .. "/tokenizer.json", dir .. "/tokenizer.json")
-copy(tok_dir .. "/tokenizer_config.json", dir .. "/tokenizer_config.json")
+local _, vocab = spec.random_model(dir, { seed = 5, config = { rms_norm_eps = 1e-5 } })
 
 local data = {
   { prompt = "The cat", response = " sat on the mat." },
@@ -110,9 +89,9 @@ spec.describe("cai.train.sft", function()
     spec.raises(function() cai.train.sft{ model = m, data = { { prompt = "a", response = "b" }, { prompt = "a", response = "" } },
       out = out, eos = false } end, "data%[2%]")
     spec.raises(function() cai.train.sft{ model = m, data = data, out = out, learning_rat = 1 } end,
-      "unknown field 'learning_rat'.*learning_rate")
+      "unknown option 'learning_rat' %(did you mean learning_rate%?%)")
     spec.raises(function() cai.train.sft{ model = m, data = data, out = out, epochs = "2" } end,
-      "field 'epochs' must be a number")
+      "option 'epochs' must be a number, got string")
     spec.raises(function() cai.train.sft{ model = m, data = {}, out = out } end, "non%-empty list")
     spec.raises(function() cai.train.sft{ model = m, data = { data[1], nil, data[3] }, out = out } end,
       "data%[2%] is nil")

@@ -69,26 +69,26 @@ spec.describe("cai.train.dpo_loss", function()
   end)
 
   spec.it("rejects unknown fields, wrong types, mismatched lengths and unknown losses", function()
-    spec.raises(function() cai.train.dpo_loss(with { betta = 0.1 }) end, "unknown field 'betta'", true)
-    spec.raises(function() cai.train.dpo_loss(with { betta = 0.1 }) end, "valid fields: policy_chosen", true)
+    spec.raises(function() cai.train.dpo_loss(with { betta = 0.1 }) end,
+      "cai.train.dpo_loss: unknown option 'betta' (did you mean beta?)", true)
     spec.raises(function() cai.train.dpo_loss(with { policy_rejected = { -1, -2 } }) end,
-      "field 'policy_rejected' has 2 values but 'policy_chosen' has 3", true)
+      "option 'policy_rejected' has 2 values but 'policy_chosen' has 3", true)
     spec.raises(function() cai.train.dpo_loss(with { reference_chosen = { -1, "x", -2 } }) end,
-      "field 'reference_chosen'[2] must be a number, got string", true)
+      "option 'reference_chosen'[2] must be a number, got string", true)
     spec.raises(function() cai.train.dpo_loss(with { policy_chosen = "abc" }) end,
-      "field 'policy_chosen' must be a list of numbers, got string", true)
-    spec.raises(function() cai.train.dpo_loss(with { beta = "0.1" }) end, "field 'beta' must be a number", true)
-    spec.raises(function() cai.train.dpo_loss(with { beta = 0 }) end, "field 'beta' must be positive", true)
+      "option 'policy_chosen' must be a list, got string", true)
+    spec.raises(function() cai.train.dpo_loss(with { beta = "0.1" }) end, "option 'beta' must be a number, got string", true)
+    spec.raises(function() cai.train.dpo_loss(with { beta = 0 }) end, "option 'beta' must be > 0, got 0", true)
     spec.raises(function() cai.train.dpo_loss(with { loss = "kto" }) end,
-      "field 'loss' must be one of sigmoid, robust, ipo, hinge, exo_pair, sppo_hard, nca_pair, apo_zero, " ..
+      "option 'loss' must be one of sigmoid, robust, ipo, hinge, exo_pair, sppo_hard, nca_pair, apo_zero, " ..
       "apo_down, aot, aot_pair, discopop; got \"kto\"", true)
     spec.raises(function() cai.train.dpo_loss(with { loss = "robust", label_smoothing = 0.5 }) end,
       "label_smoothing must be < 0.5", true)
     spec.raises(function() cai.train.dpo_loss(with { label_smoothing = 0.9 }) end,
-      "field 'label_smoothing' must be in [0, 0.5]", true)
+      "option 'label_smoothing' must be in [0, 0.5], got 0.9", true)
     spec.raises(function() cai.train.dpo_loss(with { reference_free = 1 }) end,
-      "field 'reference_free' must be a boolean", true)
-    spec.raises(function() cai.train.dpo_loss(nil) end, "expected a table of fields", true)
+      "option 'reference_free' must be a boolean, got number", true)
+    spec.raises(function() cai.train.dpo_loss(nil) end, "cai.train.dpo_loss: expected an options table with option 'policy_chosen', got nil", true)
   end)
 
   spec.it("points errors at the caller", function()
@@ -115,9 +115,9 @@ spec.describe("cai.train.learning_rate", function()
     spec.raises(function() cai.train.learning_rate { lr = 1, schedule = "poly", total_steps = 10, step = 0 } end,
       "unknown type \"poly\"", true)
     spec.raises(function() cai.train.learning_rate { lr = 1, total_steps = 10, step = 0, warmup = 3 } end,
-      "unknown field 'warmup'", true)
+      "unknown option 'warmup' (valid options: lr, schedule, step, total_steps, warmup_ratio, warmup_steps)", true)
     spec.raises(function() cai.train.learning_rate { lr = 1, total_steps = 10.5, step = 0 } end,
-      "field 'total_steps' must be an integer", true)
+      "option 'total_steps' must be an integer, got 10.5", true)
   end)
 end)
 

@@ -9,6 +9,7 @@
 ---   m.tokenizer, m.config, m:info(), m:release()
 ---   m:add_lora{ r = 16, alpha = 32 }, m:save_lora(dir), m:load_lora(dir), m:merge_lora(), m:save(dir)  (docs/lora.md)
 local _model = require "cai._model"
+local check = require "cai.check"
 
 local M = {}
 
@@ -34,17 +35,22 @@ _model.metatable.__index = function(self, key)
   return nil
 end
 
-local function check_list(fname, what, v)
-  if type(v) ~= "table" then
-    error(string.format("%s: %s must be a list of strings or token-id lists, got %s", fname, what, type(v)), 3)
-  end
-end
-
-local function check_opts(fname, opts)
-  if opts ~= nil and type(opts) ~= "table" then
-    error(string.format("%s: options must be a table, got %s", fname, type(opts)), 3)
-  end
-end
+local TEXTS = { type = "table", expect = "a list of strings or token-id lists" }
+local DTYPE = { type = "string", enum = { "fp32", "bf16" } }
+local LOAD_SPEC = { dtype = DTYPE,
+  tokenizer = { type = "string", nonempty = true, expect = "a directory name (a non-empty string)" } }
+local RANDOM_SPEC = { seed = "integer", dtype = DTYPE }
+local GENERATE_SPEC = {
+  max_new_tokens = "integer", temperature = "number", top_k = "integer", top_p = "number", min_p = "number",
+  repetition_penalty = "number", stop = { type = "string|list", items = "string" }, seed = "integer",
+  batch_size = "integer", progress = { type = "boolean|string", expect = 'a boolean or a label string' }, use_lora = "boolean", first_index = { type = "integer", min = 0 },
+}
+local LOGPROBS_SPEC = { batch_size = "integer", use_lora = "boolean", eos = "boolean" }
+local LOGITS_SPEC = { attention_mask = "table", use_lora = "boolean" }
+local LORA_SPEC = {
+  r = "integer", alpha = "number", dropout = "number", rslora = "boolean", seed = "integer",
+  targets = { type = "string|list", items = "string" },
+}
 
 --- Loads a Hugging Face model directory (config.json, model.safetensors or
 --- its sharded index, generation_config.json and, when present, the tokenizer
@@ -55,20 +61,8 @@ end
 ---@param path string
 ---@param opts table|nil { dtype = "fp32"|"bf16", tokenizer = dir }
 function M.load(path, opts)
-  if type(path) ~= "string" then error("cai.model.load: path must be a string, got " .. type(path), 2) end
-  check_opts("cai.model.load", opts)
-  opts = opts or {}
-  for k in pairs(opts) do
-    if k ~= "dtype" and k ~= "tokenizer" then
-      error("cai.model.load: unknown option '" .. tostring(k) .. "' (valid: dtype, tokenizer)", 2)
-    end
-  end
-  if opts.dtype ~= nil and opts.dtype ~= "fp32" and opts.dtype ~= "bf16" then
-    error('cai.model.load: dtype must be "fp32" or "bf16", got ' .. tostring(opts.dtype), 2)
-  end
-  if opts.tokenizer ~= nil and (type(opts.tokenizer) ~= "string" or opts.tokenizer == "") then
-    error("cai.model.load: tokenizer must be a directory name (a non-empty string), got " .. tostring(opts.tokenizer), 2)
-  end
+  check.value("cai.model.load", "path", path, "string")
+  opts = check("cai.model.load", opts, LOAD_SPEC)
   if path == "tiny" then  -- the embedded default, built once
     -- In a data-parallel job rank 0 builds it by itself while the others wait.
     local tiny, dist = require "cai.tiny", require "cai.dist"
@@ -89,17 +83,10 @@ end
 ---@param dir string
 ---@param opts table|nil { dtype = "fp32"|"bf16" }
 function M.load_reward(dir, opts)
-  if type(dir) ~= "string" then error("cai.model.load_reward: dir must be a string, got " .. type(dir), 2) end
-  check_opts("cai.model.load_reward", opts)
+  check.value("cai.model.load_reward", "dir", dir, "string")
   local classifier = require "cai.classifier"
   if classifier.is_encoder(classifier.model_type(dir)) then return classifier.load_reward(dir, opts) end
-  opts = opts or {}
-  for k in pairs(opts) do
-    if k ~= "dtype" then error("cai.model.load_reward: unknown option '" .. tostring(k) .. "' (valid: dtype)", 2) end
-  end
-  if opts.dtype ~= nil and opts.dtype ~= "fp32" and opts.dtype ~= "bf16" then
-    error('cai.model.load_reward: dtype must be "fp32" or "bf16", got ' .. tostring(opts.dtype), 2)
-  end
+  opts = check("cai.model.load_reward", opts, { dtype = DTYPE })
   return require("cai._reward").load(dir, opts.dtype)
 end
 
@@ -121,10 +108,9 @@ end
 ---@param config table config.json fields (model_type, vocab_size, hidden_size, ...)
 ---@param opts table|nil { seed = 0, dtype = "fp32"|"bf16" }
 function M.random(dir, config, opts)
-  if type(dir) ~= "string" then error("cai.model.random: dir must be a string", 2) end
-  if type(config) ~= "table" then error("cai.model.random: config must be a table", 2) end
-  check_opts("cai.model.random", opts)
-  opts = opts or {}
+  check.value("cai.model.random", "dir", dir, "string")
+  check.value("cai.model.random", "config", config, "table")
+  opts = check("cai.model.random", opts, RANDOM_SPEC)
   if require("cai.classifier").is_encoder(tostring(config.model_type)) then
     -- an encoder *ForSequenceClassification checkpoint (bert, roberta, distilbert, deberta-v2)
     return require("cai._encoder").write_random(dir, require("cai.json").encode(config), opts.seed or 0)
@@ -141,8 +127,8 @@ end
 ---  long list done in chunks samples as if done at once
 ---@return table list of { text =, finish = "stop"|"eos"|"length", tokens = { ... } }
 function Model:generate(prompts, opts)
-  check_list("m:generate", "prompts", prompts)
-  check_opts("m:generate", opts)
+  check.value("m:generate", "prompts", prompts, TEXTS)
+  check("m:generate", opts, GENERATE_SPEC)
   return self:_generate(prompts, opts)
 end
 
@@ -156,12 +142,12 @@ end
 ---@param opts table|nil { batch_size = 8, use_lora = nil, eos = false }
 ---@return table list of { sum =, mean =, n = }
 function Model:logprobs(prompts, completions, opts)
-  check_list("m:logprobs", "prompts", prompts)
-  check_list("m:logprobs", "completions", completions)
+  check.value("m:logprobs", "prompts", prompts, TEXTS)
+  check.value("m:logprobs", "completions", completions, TEXTS)
   if #prompts ~= #completions then
     error(string.format("m:logprobs: %d prompts but %d completions", #prompts, #completions), 2)
   end
-  check_opts("m:logprobs", opts)
+  check("m:logprobs", opts, LOGPROBS_SPEC)
   return self:_logprobs(prompts, completions, opts)
 end
 
@@ -172,8 +158,8 @@ end
 ---@param ids table list of token-id lists
 ---@param opts table|nil { attention_mask = { {0, 1, 1}, ... }, use_lora = nil }
 function Model:logits(ids, opts)
-  if type(ids) ~= "table" then error("m:logits: ids must be a list of token-id lists", 2) end
-  check_opts("m:logits", opts)
+  check.value("m:logits", "ids", ids, { type = "table", expect = "a list of token-id lists" })
+  check("m:logits", opts, LOGITS_SPEC)
   return self:_logits(ids, opts)
 end
 
@@ -181,18 +167,14 @@ end
 
 local _lora = require "cai._lora"
 
-local function check_dir(fname, dir)
-  if type(dir) ~= "string" or dir == "" then
-    error(string.format("%s: dir must be a non-empty string, got %s", fname, type(dir)), 3)
-  end
-end
+local DIR = { type = "string", nonempty = true }
 
 --- Attaches LoRA adapters with PEFT's semantics: A ~ kaiming_uniform(a = sqrt(5)),
 --- B = 0 (float32, trainable), scale = alpha / r (alpha / sqrt(r) with rslora).
 ---@param opts table|nil { r = 8, alpha = 8, dropout = 0, targets = { "q_proj", "v_proj" } | "all-linear",
 ---  rslora = false, seed = 0 }; targets among q_proj k_proj v_proj o_proj gate_proj up_proj down_proj
 function Model:add_lora(opts)
-  check_opts("m:add_lora", opts)
+  check("m:add_lora", opts, LORA_SPEC)
   _lora.add(self, opts)
   return self
 end
@@ -200,7 +182,7 @@ end
 --- Writes the adapter in PEFT's layout (adapter_config.json, adapter_model.safetensors), atomically.
 ---@param dir string
 function Model:save_lora(dir)
-  check_dir("m:save_lora", dir)
+  check.value("m:save_lora", "dir", dir, DIR)
   _lora.save(self, dir)
   return dir
 end
@@ -208,7 +190,7 @@ end
 --- Attaches a PEFT LoRA adapter directory (ours or PEFT's).
 ---@param dir string
 function Model:load_lora(dir)
-  check_dir("m:load_lora", dir)
+  check.value("m:load_lora", "dir", dir, DIR)
   _lora.load(self, dir)
   return self
 end
@@ -242,16 +224,9 @@ end
 ---@param dir string
 ---@param opts table|nil { dtype = the model's compute dtype | "fp32" | "bf16" }
 function Model:save(dir, opts)
-  check_dir("m:save", dir)
-  check_opts("m:save", opts)
-  opts = opts or {}
-  for k in pairs(opts) do
-    if k ~= "dtype" then error("m:save: unknown option '" .. tostring(k) .. "' (valid: dtype)", 2) end
-  end
-  if opts.dtype ~= nil and opts.dtype ~= "fp32" and opts.dtype ~= "bf16" then
-    error('m:save: dtype must be "fp32" or "bf16", got ' .. tostring(opts.dtype), 2)
-  end
-  _lora.save_model(self, dir, opts.dtype)
+  check.value("m:save", "dir", dir, DIR)
+  opts = check("m:save", opts, { dtype = DTYPE })
+  self:_save(dir, opts.dtype)
   return dir
 end
 

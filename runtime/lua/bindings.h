@@ -19,10 +19,10 @@ int luaopen_cai_yaml(lua_State* L);     // lua_yaml.cpp: YAML files with line/co
 int luaopen_cai_spm(lua_State* L);       // lua_spm.cpp: sentencepiece training/encoding primitives
 int luaopen_cai_tokenizer(lua_State* L);  // lua_tokenizer.cpp: tokenizer objects (cai.tokenizer)
 int luaopen_cai_train(lua_State* L);      // lua_train.cpp: DPO losses, lr schedules (cai.train)
-int luaopen_cai_model(lua_State* L);      // lua_model.cpp: models and tensors (cai.model)
+int luaopen_cai_model(lua_State* L);      // lua_model.cpp: models, saving them (cai.model); lua_tensor.cpp: their tensors
 int luaopen_cai_reward(lua_State* L);     // lua_reward.cpp: reward models (cai.model.load_reward)
 int luaopen_cai_encoder(lua_State* L);    // lua_encoder.cpp: encoder classifiers (cai.model.load_classifier)
-int luaopen_cai_lora(lua_State* L);       // lua_lora.cpp: LoRA adapters, saving models (cai.model)
+int luaopen_cai_lora(lua_State* L);       // lua_lora.cpp: LoRA adapters (m:add_lora, ...)
 int luaopen_cai_dist(lua_State* L);       // lua_dist.cpp: rank, world size, barrier (cai.dist)
 int luaopen_cai_kernels(lua_State* L);    // lua_kernels.cpp: the fused kernels switch (cai.kernels)
 }

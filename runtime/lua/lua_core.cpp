@@ -150,8 +150,6 @@ int l_progress_finish(lua_State* L) {
     });
 }
 
-int l_progress_gc(lua_State* L) { return cai::release_handle<cai::progress>(L, progress_type); }
-
 const luaL_Reg progress_methods[] = {
     {"update", l_progress_update},
     {"advance", l_progress_advance},
@@ -177,7 +175,7 @@ const luaL_Reg core_functions[] = {
 }  // namespace
 
 extern "C" int luaopen_cai_core(lua_State* L) {
-    cai::new_class(L, progress_type, progress_methods, l_progress_gc);
+    cai::new_class<cai::progress>(L, progress_type, progress_methods);
     luaL_newlib(L, core_functions);
     return 1;
 }

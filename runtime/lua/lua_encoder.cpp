@@ -193,14 +193,11 @@ int l_encoder_config(lua_State* L) {
     });
 }
 
-int l_encoder_release(lua_State* L) { return cai::release_handle<cai::encoder_classifier>(L, encoder_type); }
-
 const luaL_Reg encoder_methods[] = {
     {"logits_texts", l_encoder_logits_texts},
     {"logits_ids", l_encoder_logits_ids},
     {"encode", l_encoder_encode},
     {"config", l_encoder_config},
-    {"release", l_encoder_release},
     {nullptr, nullptr},
 };
 
@@ -234,7 +231,7 @@ const luaL_Reg encoder_functions[] = {
 }  // namespace
 
 extern "C" int luaopen_cai_encoder(lua_State* L) {
-    cai::new_class(L, encoder_type, encoder_methods, l_encoder_release);
+    cai::new_class<cai::encoder_classifier>(L, encoder_type, encoder_methods);
     luaL_newlib(L, encoder_functions);  // [lib]
     return 1;
 }

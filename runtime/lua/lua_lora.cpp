@@ -1,7 +1,6 @@
-// cai._lora: LoRA adapters on model objects and saving a model as a Hugging
-// Face directory; lua/cai/model.lua builds m:add_lora, m:save_lora,
-// m:load_lora, m:merge_lora, m:unmerge_lora, m:remove_lora, m:lora_info and
-// m:save on these primitives.
+// cai._lora: LoRA adapters on model objects; lua/cai/model.lua builds
+// m:add_lora, m:save_lora, m:load_lora, m:merge_lora, m:unmerge_lora,
+// m:remove_lora and m:lora_info on these primitives.
 #include <lua.hpp>
 
 #include "core/error.h"
@@ -10,7 +9,6 @@
 #include "lua/lua_model.h"
 #include "lua/lua_util.h"
 #include "model/model.h"
-#include "model/save.h"
 #include "train/lora.h"
 
 namespace {
@@ -22,7 +20,6 @@ int l_lora_add(lua_State* L) {
     return lua_guarded(L, [&] {
         const char* fname = "m:add_lora";
         auto m = cai::check_model(L, 1);
-        cai::check_option_keys(L, 2, fname, {"r", "alpha", "dropout", "targets", "rslora", "seed"});
         cai::lora_options o;
         o.r = cai::opt_integer(L, 2, "r", o.r, fname);
         o.alpha = cai::opt_number(L, 2, "alpha", o.alpha, fname);
@@ -114,23 +111,10 @@ int l_lora_unmerge(lua_State* L) {
     });
 }
 
-// cai._lora.save_model(m, dir, dtype or nil): dtype defaults to the model's compute dtype.
-// Saving (here and in l_lora_save) is rank 0's in a data-parallel job; the others wait.
-int l_lora_save_model(lua_State* L) {
-    return lua_guarded(L, [&] {
-        auto m = cai::check_model(L, 1);
-        std::string dir = cai::arg_string(L, 2, "m:save", "dir");
-        at::ScalarType dtype = m->dtype;
-        if (!lua_isnoneornil(L, 3)) dtype = cai::parse_dtype(cai::arg_string(L, 3, "m:save", "dtype"));
-        cai::dist::main_writes("saving the model " + dir, [&] { cai::save_model(*m, dir, dtype); });
-        return 0;
-    });
-}
-
 const luaL_Reg lora_functions[] = {
     {"add", l_lora_add},         {"remove", l_lora_remove},   {"info", l_lora_info},
     {"save", l_lora_save},       {"load", l_lora_load},       {"merge", l_lora_merge},
-    {"unmerge", l_lora_unmerge}, {"save_model", l_lora_save_model}, {nullptr, nullptr},
+    {"unmerge", l_lora_unmerge}, {nullptr, nullptr},
 };
 
 }  // namespace

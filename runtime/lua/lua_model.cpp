@@ -1,5 +1,5 @@
 // cai._model: loading models and the primitives lua/cai/model.lua builds
-// m:generate, m:logprobs, m:logits, m.config and m.tokenizer on.
+// m:generate, m:logprobs, m:logits, m:save, m.config and m.tokenizer on.
 #include "lua/lua_model.h"
 
 #include <c10/core/InferenceMode.h>
@@ -7,15 +7,17 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "dist/dist.h"
 #include "generate/generate.h"
 #include "lua/bindings.h"
 #include "lua/lua_json.h"
+#include "lua/lua_tensor.h"
 #include "lua/lua_tokenizer.h"
 #include "lua/lua_util.h"
 #include "model/model.h"
 #include "model/random.h"
 #include "model/reward.h"
-#include "model/safetensors.h"
+#include "model/save.h"
 #include "tokenizer/tokenizer.h"
 
 namespace {
@@ -23,13 +25,6 @@ namespace {
 using cai::lua_guarded;
 
 const char* const model_type = "cai.model";
-const char* const tensor_type = "cai.tensor";
-
-struct named_tensor {
-    at::Tensor value;
-    std::string name;
-};
-
 std::shared_ptr<cai::model> self(lua_State* L) { return cai::check_model(L, 1); }
 
 // Reads a list whose items are strings (encoded with special tokens) or id lists.
@@ -125,9 +120,6 @@ int l_model_generate(lua_State* L) {
     return lua_guarded(L, [&] {
         const char* fname = "m:generate";
         auto m = self(L);
-        cai::check_option_keys(L, 3, fname,
-                               {"max_new_tokens", "temperature", "top_k", "top_p", "min_p", "repetition_penalty",
-                                "stop", "seed", "batch_size", "progress", "use_lora", "first_index"});
         auto prompts = token_lists(L, 2, *m, fname, "prompts", true);
         cai::generate_options o;
         o.max_new_tokens = cai::opt_integer(L, 3, "max_new_tokens", 256, fname);
@@ -148,7 +140,6 @@ int l_model_generate(lua_State* L) {
         }
         o.show_progress = progress_named || cai::opt_boolean(L, 3, "progress", true, fname);
         const int64_t first_index = cai::opt_integer(L, 3, "first_index", 0, fname);
-        if (first_index < 0) cai::fail(fname, ": opts.first_index must be >= 0, got ", first_index);
         o.first_index = (uint64_t)first_index;
         if (!lua_isnoneornil(L, 3)) {
             lua_getfield(L, 3, "stop");  // [stop]
@@ -187,7 +178,6 @@ int l_model_logprobs(lua_State* L) {
     return lua_guarded(L, [&] {
         const char* fname = "m:logprobs";
         auto m = self(L);
-        cai::check_option_keys(L, 4, fname, {"batch_size", "use_lora", "eos"});
         auto prompts = token_lists(L, 2, *m, fname, "prompts", true);
         auto completions = token_lists(L, 3, *m, fname, "completions", false);
         if (prompts.size() != completions.size())
@@ -247,7 +237,6 @@ int l_model_logits(lua_State* L) {
     return lua_guarded(L, [&] {
         const char* fname = "m:logits";
         auto m = self(L);
-        cai::check_option_keys(L, 3, fname, {"attention_mask", "use_lora"});
         at::Tensor ids = integer_matrix(L, 2, fname, "ids");
         if (ids.size(1) > m->config.max_position_embeddings)
             cai::fail(fname, ": ids rows have ", ids.size(1), " tokens, more than the model's max_position_embeddings (",
@@ -318,66 +307,23 @@ int l_model_info(lua_State* L) {
     });
 }
 
-int l_model_release(lua_State* L) { return cai::release_handle<cai::model>(L, model_type); }
-
-// ---- tensor objects ----
-
-std::shared_ptr<named_tensor> self_tensor(lua_State* L) {
-    return cai::check_handle<named_tensor>(L, 1, tensor_type);
-}
-
-int l_tensor_shape(lua_State* L) {
+// m:_save(dir, dtype or nil): a Hugging Face directory; dtype defaults to the
+// model's compute dtype. Rank 0 writes it in a data-parallel job; the others wait.
+int l_model_save(lua_State* L) {
     return lua_guarded(L, [&] {
-        auto t = self_tensor(L);
-        lua_createtable(L, (int)t->value.dim(), 0);  // [shape]
-        for (int64_t i = 0; i < t->value.dim(); ++i) {
-            lua_pushnumber(L, (double)t->value.size(i));
-            lua_rawseti(L, -2, (int)i + 1);
-        }
-        return 1;
+        auto m = self(L);
+        std::string dir = cai::arg_string(L, 2, "m:save", "dir");
+        at::ScalarType dtype = m->dtype;
+        if (!lua_isnoneornil(L, 3)) dtype = cai::parse_dtype(cai::arg_string(L, 3, "m:save", "dtype"));
+        cai::dist::main_writes("saving the model " + dir, [&] { cai::save_model(*m, dir, dtype); });
+        return 0;
     });
 }
-
-// t:at(i, j, ...) with 1-based indices, one per dimension.
-int l_tensor_at(lua_State* L) {
-    return lua_guarded(L, [&] {
-        auto t = self_tensor(L);
-        int64_t dims = t->value.dim();
-        if (lua_gettop(L) - 1 != dims) cai::fail("tensor:at: expected ", dims, " indices, got ", lua_gettop(L) - 1);
-        at::Tensor x = t->value;
-        for (int64_t d = 0; d < dims; ++d) {
-            long long i = cai::arg_integer(L, (int)d + 2, "tensor:at", "index");
-            if (i < 1 || i > x.size(0))
-                cai::fail("tensor:at: index ", i, " is outside [1, ", x.size(0), "] in dimension ", d + 1);
-            x = x.select(0, i - 1);
-        }
-        lua_pushnumber(L, x.item<double>());
-        return 1;
-    });
-}
-
-// t:save(path) writes a safetensors file with this tensor as float32.
-int l_tensor_save(lua_State* L) {
-    return lua_guarded(L, [&] {
-        auto t = self_tensor(L);
-        std::string path = cai::arg_string(L, 2, "tensor:save", "path");
-        cai::save_safetensors(path, {{t->name, t->value.to(at::kFloat).contiguous()}});
-        lua_pushvalue(L, 1);
-        return 1;
-    });
-}
-
-int l_tensor_release(lua_State* L) { return cai::release_handle<named_tensor>(L, tensor_type); }
 
 const luaL_Reg model_methods[] = {
     {"_generate", l_model_generate}, {"_logprobs", l_model_logprobs}, {"_logits", l_model_logits},
     {"_config", l_model_config},     {"_tokenizer", l_model_tokenizer}, {"info", l_model_info},
-    {"release", l_model_release},    {nullptr, nullptr},
-};
-
-const luaL_Reg tensor_methods[] = {
-    {"shape", l_tensor_shape}, {"at", l_tensor_at}, {"save", l_tensor_save}, {"release", l_tensor_release},
-    {nullptr, nullptr},
+    {"_save", l_model_save},         {nullptr, nullptr},
 };
 
 const luaL_Reg model_functions[] = {
@@ -392,18 +338,10 @@ namespace cai {
 
 std::shared_ptr<model> check_model(lua_State* L, int index) { return check_handle<model>(L, index, model_type); }
 
-void push_tensor(lua_State* L, at::Tensor tensor, const std::string& name) {
-    auto t = std::make_shared<named_tensor>();
-    t->value = std::move(tensor);
-    t->name = name;
-    push_handle(L, t, tensor_type);
-}
-
 }  // namespace cai
 
 extern "C" int luaopen_cai_model(lua_State* L) {
-    cai::new_class(L, model_type, model_methods, l_model_release);
-    cai::new_class(L, tensor_type, tensor_methods, l_tensor_release);
+    cai::new_class<cai::model>(L, model_type, model_methods);
     luaL_newlib(L, model_functions);       // [lib]
     luaL_getmetatable(L, model_type);      // [lib, mt]
     lua_setfield(L, -2, "metatable");      // [lib]

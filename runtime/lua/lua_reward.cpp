@@ -70,12 +70,9 @@ int l_reward_info(lua_State* L) {
     });
 }
 
-int l_reward_release(lua_State* L) { return cai::release_handle<cai::reward_model>(L, reward_type); }
-
 const luaL_Reg reward_methods[] = {
     {"score", l_reward_score},
     {"info", l_reward_info},
-    {"release", l_reward_release},
     {nullptr, nullptr},
 };
 
@@ -87,7 +84,7 @@ const luaL_Reg reward_functions[] = {
 }  // namespace
 
 extern "C" int luaopen_cai_reward(lua_State* L) {
-    cai::new_class(L, reward_type, reward_methods, l_reward_release);
+    cai::new_class<cai::reward_model>(L, reward_type, reward_methods);
     luaL_newlib(L, reward_functions);   // [lib]
     luaL_getmetatable(L, reward_type);  // [lib, mt]
     lua_setfield(L, -2, "metatable");   // [lib]

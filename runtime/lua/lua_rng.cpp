@@ -143,8 +143,6 @@ int l_rng_derive(lua_State* L) {
     });
 }
 
-int l_rng_gc(lua_State* L) { return cai::release_handle<cai::rng>(L, rng_type); }
-
 const luaL_Reg rng_methods[] = {
     {"random", l_rng_random}, {"uniform", l_rng_uniform}, {"int", l_rng_int},
     {"normal", l_rng_normal}, {"shuffle", l_rng_shuffle}, {"choice", l_rng_choice},
@@ -159,7 +157,7 @@ const luaL_Reg rng_functions[] = {
 }  // namespace
 
 extern "C" int luaopen_cai_rng(lua_State* L) {
-    cai::new_class(L, rng_type, rng_methods, l_rng_gc);
+    cai::new_class<cai::rng>(L, rng_type, rng_methods);
     luaL_newlib(L, rng_functions);
     return 1;
 }

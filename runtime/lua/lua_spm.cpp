@@ -56,11 +56,9 @@ int l_spm_piece_size(lua_State* L) {
     });
 }
 
-int l_spm_release(lua_State* L) { return cai::release_handle<cai::spm_model>(L, spm_type); }
-
 const luaL_Reg spm_methods[] = {
     {"encode", l_spm_encode}, {"decode", l_spm_decode}, {"piece_size", l_spm_piece_size},
-    {"release", l_spm_release}, {nullptr, nullptr},
+    {nullptr, nullptr},
 };
 
 const luaL_Reg spm_functions[] = {
@@ -72,7 +70,7 @@ const luaL_Reg spm_functions[] = {
 }  // namespace
 
 extern "C" int luaopen_cai_spm(lua_State* L) {
-    cai::new_class(L, spm_type, spm_methods, l_spm_release);
+    cai::new_class<cai::spm_model>(L, spm_type, spm_methods);
     luaL_newlib(L, spm_functions);
     return 1;
 }

@@ -204,8 +204,6 @@ int l_tokenizer_piece_to_id(lua_State* L) {
     });
 }
 
-int l_tokenizer_release(lua_State* L) { return cai::release_handle<cai::tokenizer>(L, tokenizer_type); }
-
 const luaL_Reg tokenizer_methods[] = {
     {"encode", l_tokenizer_encode},
     {"encode_batch", l_tokenizer_encode_batch},
@@ -214,7 +212,6 @@ const luaL_Reg tokenizer_methods[] = {
     {"vocab_size", l_tokenizer_vocab_size},
     {"id_to_piece", l_tokenizer_id_to_piece},
     {"piece_to_id", l_tokenizer_piece_to_id},
-    {"release", l_tokenizer_release},
     {nullptr, nullptr},
 };
 
@@ -248,26 +245,9 @@ int l_tokenizer_index(lua_State* L) {
     });
 }
 
-int l_tokenizer_gc(lua_State* L) { return cai::release_handle<cai::tokenizer>(L, tokenizer_type); }
-
-// Creates the metatable once: methods table as upvalue of __index, so Lua
-// code can add methods to it (returned by luaopen as .methods).
+// The class, once: methods plus the fields l_tokenizer_index reads.
 void ensure_class(lua_State* L) {
-    if (!luaL_newmetatable(L, tokenizer_type)) {  // [mt]
-        lua_pop(L, 1);
-        return;
-    }
-    lua_newtable(L);  // [mt, methods]
-    luaL_register(L, nullptr, tokenizer_methods);
-    lua_pushvalue(L, -1);  // [mt, methods, methods]
-    lua_setfield(L, -3, "methods");  // [mt, methods]
-    lua_pushcclosure(L, l_tokenizer_index, 1);  // [mt, index]
-    lua_setfield(L, -2, "__index");  // [mt]
-    lua_pushcfunction(L, l_tokenizer_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushstring(L, tokenizer_type);
-    lua_setfield(L, -2, "__name");
-    lua_pop(L, 1);  // []
+    cai::new_class<cai::tokenizer>(L, tokenizer_type, tokenizer_methods, l_tokenizer_index);
 }
 
 const luaL_Reg tokenizer_functions[] = {

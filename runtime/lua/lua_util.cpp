@@ -162,13 +162,23 @@ void throw_released_error(const char* tname) {
     fail("this ", tname, " object was released; load it again to use it");
 }
 
-void new_class(lua_State* L, const char* tname, const luaL_Reg* methods, lua_CFunction gc) {
-    luaL_newmetatable(L, tname);    // [mt]
-    lua_newtable(L);                // [mt, methods]
-    luaL_setfuncs(L, methods, 0);
-    lua_setfield(L, -2, "__index");  // [mt]
-    lua_pushcfunction(L, gc);
-    lua_setfield(L, -2, "__gc");
+void new_class_raw(lua_State* L, const char* tname, const luaL_Reg* methods, lua_CFunction release,
+                   lua_CFunction index) {
+    if (!luaL_newmetatable(L, tname)) {  // [mt]
+        lua_pop(L, 1);                   // [] (registered before)
+        return;
+    }
+    lua_newtable(L);  // [mt, methods]
+    luaL_register(L, nullptr, methods);
+    lua_pushstring(L, tname);             // [mt, methods, tname]
+    lua_pushcclosure(L, release, 1);      // [mt, methods, release]
+    lua_pushvalue(L, -1);                 // [mt, methods, release, release]
+    lua_setfield(L, -3, "release");       // [mt, methods, release]
+    lua_setfield(L, -3, "__gc");          // [mt, methods]
+    lua_pushvalue(L, -1);                 // [mt, methods, methods]
+    lua_setfield(L, -3, "methods");       // [mt, methods]
+    if (index) lua_pushcclosure(L, index, 1);  // [mt, index]
+    lua_setfield(L, -2, "__index");      // [mt]
     lua_pushstring(L, tname);
     lua_setfield(L, -2, "__name");
     lua_pop(L, 1);  // []

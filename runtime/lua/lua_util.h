@@ -3,6 +3,10 @@
 // Every lua_CFunction wraps its body in lua_guarded: a C++ exception is
 // caught, its message copied, and luaL_error is raised only after the catch
 // block has ended (luaL_error longjmps; it must never run inside catch).
+// Only std::exception is caught: LuaJIT raises its own errors (from a Lua
+// function the body calls, or a metamethod a lua_* call runs) as foreign
+// exceptions that unwind through C++ frames; a catch (...) would swallow
+// them and lose the message and traceback, so they pass untouched.
 //
 // Userdata hold a std::shared_ptr<T>; each type has a registry metatable
 // name ("cai.model") and a check_handle<T>(L, i, name). release_handle frees
@@ -27,8 +31,6 @@ int lua_guarded(lua_State* L, Body&& body) {
         return body();
     } catch (const std::exception& e) {
         message = e.what();
-    } catch (...) {
-        message = "unknown C++ exception";
     }
     lua_pushlstring(L, message.data(), message.size());
     return lua_error(L);
@@ -90,8 +92,24 @@ int release_handle(lua_State* L, const char* tname) {
     });
 }
 
+// __gc and :release() of a class whose upvalue 1 is its metatable name.
+template <class T>
+int release_upvalue(lua_State* L) {
+    return release_handle<T>(L, lua_tostring(L, lua_upvalueindex(1)));
+}
 
-// Creates the metatable `tname` with __index = methods table and __gc.
-void new_class(lua_State* L, const char* tname, const luaL_Reg* methods, lua_CFunction gc);
+// The class builder every Lua type goes through. Registers the metatable
+// `tname` once (a second call does nothing) with __name, __gc and a methods
+// table holding `methods` plus release (idempotent). __index is the methods
+// table, or `index` called with the methods table as its upvalue 1 (for
+// types that also expose fields). mt.methods is the methods table, so the
+// Lua library can add methods written in Lua.
+void new_class_raw(lua_State* L, const char* tname, const luaL_Reg* methods, lua_CFunction release,
+                   lua_CFunction index);
+
+template <class T>
+void new_class(lua_State* L, const char* tname, const luaL_Reg* methods, lua_CFunction index = nullptr) {
+    new_class_raw(L, tname, methods, &release_upvalue<T>, index);
+}
 
 }  // namespace cai

@@ -2,40 +2,12 @@
 -- directories both ways, and m:save to a Hugging Face directory.
 local cai = require "cai"
 local spec = require "spec"
+local read, exists = spec.read, spec.exists
 
 local root = spec.tmpdir()
 local dir = root .. "/tiny"
 
-local function copy(from, to)
-  local f = assert(io.open(from, "rb"))
-  local data = f:read("*a")
-  f:close()
-  local g = assert(io.open(to, "wb"))
-  g:write(data)
-  g:close()
-end
-
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local data = f:read("*a")
-  f:close()
-  return data
-end
-
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
-
-local tok_dir = "tests/data/tokenizers/gpt2"
-local vocab = cai.tokenizer.load(tok_dir):vocab_size()
-cai.model.random(dir, {
-  model_type = "llama", vocab_size = vocab, hidden_size = 32, intermediate_size = 48,
-  num_hidden_layers = 2, num_attention_heads = 4, num_key_value_heads = 2, rms_norm_eps = 1e-5,
-}, { seed = 5 })
-copy(tok_dir .. "/tokenizer.json", dir .. "/tokenizer.json")
-copy(tok_dir .. "/tokenizer_config.json", dir .. "/tokenizer_config.json")
+local _, vocab = spec.random_model(dir, { seed = 5, config = { rms_norm_eps = 1e-5 } })
 
 -- A float32 as 4 little-endian bytes (normal numbers that float32 holds exactly).
 local function f32(x)
@@ -210,7 +182,7 @@ spec.describe("LoRA on cai.model", function()
     spec.raises(function() m:merge_lora() end, "no LoRA adapters")
     spec.raises(function() m:load_lora(root .. "/missing") end, "not a directory")
     spec.raises(function() m:save(root .. "/x", { dtype = "fp16" }) end, "dtype")
-    spec.raises(function() m:save(42) end, "dir must be")
+    spec.raises(function() m:save(42) end, "m:save: argument 'dir' must be a string, got number", true)
     m:add_lora{}
     spec.raises(function() m:load_lora(adapter) end, "already has LoRA adapters")
     m:release()

@@ -5,23 +5,7 @@ local spec = require "spec"
 
 local dir = spec.tmpdir() .. "/tiny"
 
-local function copy(from, to)
-  local f = assert(io.open(from, "rb"))
-  local data = f:read("*a")
-  f:close()
-  local g = assert(io.open(to, "wb"))
-  g:write(data)
-  g:close()
-end
-
-local tok_dir = "tests/data/tokenizers/gpt2"
-local vocab = cai.tokenizer.load(tok_dir):vocab_size()
-cai.model.random(dir, {
-  model_type = "llama", vocab_size = vocab, hidden_size = 32, intermediate_size = 48,
-  num_hidden_layers = 2, num_attention_heads = 4, num_key_value_heads = 2, rms_norm_eps = 1e-5,
-}, { seed = 3 })
-copy(tok_dir .. "/tokenizer.json", dir .. "/tokenizer.json")
-copy(tok_dir .. "/tokenizer_config.json", dir .. "/tokenizer_config.json")
+local _, vocab = spec.random_model(dir, { seed = 3, config = { rms_norm_eps = 1e-5 } })
 
 local m = cai.model.load(dir, { dtype = "fp32" })
 local prompts = { "the cat sat", "hello", "a longer prompt with several words in it" }
@@ -66,7 +50,7 @@ spec.describe("cai.model", function()
     local tail = m:generate({ prompts[2], prompts[3] }, opts)
     spec.eq(tail[1].tokens, whole[2].tokens)
     spec.eq(tail[2].tokens, whole[3].tokens)
-    spec.raises(function() m:generate(prompts, { first_index = -1, progress = false }) end, "first_index must be >= 0", true)
+    spec.raises(function() m:generate(prompts, { first_index = -1, progress = false }) end, "m:generate: option 'first_index' must be >= 0, got -1", true)
   end)
 
   spec.it("cuts at a stop string", function()
@@ -125,7 +109,7 @@ spec.describe("cai.model", function()
 
   spec.it("rejects bad arguments with messages naming them", function()
     spec.raises(function() m:generate(prompts, { max_tokens = 3 }) end, "max_tokens")
-    spec.raises(function() m:generate("hello") end, "prompts must be a list")
+    spec.raises(function() m:generate("hello") end, "m:generate: argument 'prompts' must be a list of strings or token-id lists, got string", true)
     spec.raises(function() m:logprobs({ "a" }, {}) end, "1 prompts but 0 completions")
     spec.raises(function() m:logits({ { 1, 2 }, { 3 } }) end, "left%-pad")
     spec.raises(function() m:generate(prompts, { use_lora = true }) end, "no LoRA adapter")

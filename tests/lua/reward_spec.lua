@@ -3,24 +3,12 @@
 -- tied causal model's logit for token K at the text's last token.
 local cai = require "cai"
 local spec = require "spec"
+local read, write = spec.read, spec.write
 
 local K = 17  -- the embedding row (0-based token id) used as score.weight
 local tok_dir = "tests/data/tokenizers/llama_json"
 local root = spec.tmpdir()
 local base_dir, rm_dir = root .. "/base", root .. "/rm"
-
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local data = f:read("*a")
-  f:close()
-  return data
-end
-
-local function write(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
 
 local function u64le(n)
   local bytes = {}
@@ -139,9 +127,9 @@ spec.describe("cai.model.load_reward", function()
   end)
 
   spec.it("checks its arguments", function()
-    spec.raises(function() cai.model.load_reward(42) end, "cai.model.load_reward: dir must be a string", true)
+    spec.raises(function() cai.model.load_reward(42) end, "cai.model.load_reward: argument 'dir' must be a string, got number", true)
     spec.raises(function() cai.model.load_reward(rm_dir, { dtyp = "fp32" }) end, "unknown option 'dtyp'", true)
-    spec.raises(function() cai.model.load_reward(rm_dir, { dtype = "fp16" }) end, 'dtype must be "fp32" or "bf16"',
+    spec.raises(function() cai.model.load_reward(rm_dir, { dtype = "fp16" }) end, 'cai.model.load_reward: option \'dtype\' must be one of fp32, bf16; got "fp16"',
       true)
     spec.raises(function() cai.model.load_reward(rm_dir, "bf16") end, "options must be a table", true)
     spec.raises(function() rm:score("text") end, "rm:score")

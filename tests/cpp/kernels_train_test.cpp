@@ -28,6 +28,7 @@
 #include "train/lora.h"
 #include "train/optim.h"
 #include "train/sft.h"
+#include "fixtures.h"
 #include "test_util.h"
 
 namespace {
@@ -404,47 +405,11 @@ TEST_CASE("dpo_loss_fused: float32 inputs, float32 losses; errors as dpo_loss_fo
 
 namespace {
 
-// Characters a..z are ids 3..28, ' ' 29, '.' 30; 0 pad, 1 BOS, 2 EOS.
-class char_tokenizer : public cai::tokenizer {
-public:
-    char_tokenizer() {
-        bos_id = 1;
-        eos_id = 2;
-        pad_id = 0;
-        add_bos = true;
-    }
-    std::vector<int32_t> encode(const std::string& text, bool add_special_tokens) const override {
-        std::vector<int32_t> out;
-        if (add_special_tokens) out.push_back(bos_id);
-        for (char c : text) out.push_back(piece_to_id(std::string(1, c)));
-        return out;
-    }
-    std::string decode(const std::vector<int32_t>& ids, bool) const override {
-        std::string out;
-        for (int32_t id : ids)
-            if (id >= 3) out += id_to_piece(id);
-        return out;
-    }
-    std::string id_to_piece(int32_t id) const override {
-        return id == 29 ? " " : id == 30 ? "." : id < 3 ? "<" + std::to_string(id) + ">" : std::string(1, char('a' + id - 3));
-    }
-    int32_t piece_to_id(const std::string& p) const override {
-        if (p.size() != 1) return -1;
-        if (p[0] >= 'a' && p[0] <= 'z') return p[0] - 'a' + 3;
-        return p == " " ? 29 : p == "." ? 30 : -1;
-    }
-    int32_t vocab_size() const override { return 32; }
-};
-
 std::shared_ptr<cai::model> make_model(const char* json, at::ScalarType dtype = at::kFloat) {
-    cai::model_config c = cai::parse_model_config(json);
-    auto m = cai::model::from_tensors(c, cai::random_model_tensors(c, 5, 0.3), dtype, "test");
-    m->tok = std::make_shared<char_tokenizer>();
-    return m;
+    return fixtures::char_model(json, 5, 0.3, dtype);
 }
 
-const char* llama_json = R"({"model_type":"llama","vocab_size":32,"hidden_size":16,"intermediate_size":24,
-  "num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2})";
+const char* llama_json = fixtures::tiny_llama_json(32);
 const char* gemma2_json = R"({"model_type":"gemma2","vocab_size":32,"hidden_size":16,"intermediate_size":24,
   "num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,"head_dim":4,
   "final_logit_softcapping":3.0,"sliding_window":4})";

@@ -13,6 +13,7 @@
 #include "model/config.h"
 #include "model/model.h"
 #include "model/random.h"
+#include "fixtures.h"
 
 namespace {
 
@@ -40,8 +41,7 @@ const char* gemma2_json = R"({"model_type":"gemma2","vocab_size":40,"hidden_size
 
 std::shared_ptr<cai::model> make(const std::string& json, at::ScalarType dtype = at::kFloat, uint64_t seed = 1,
                                  double std = 0.3) {
-    cai::model_config c = cai::parse_model_config(json);
-    return cai::model::from_tensors(c, cai::random_model_tensors(c, seed, std), dtype, "test");
+    return fixtures::random_model(json, seed, std, dtype);
 }
 
 // ---- the reference: one sequence, loops over tokens and heads, float64 ----

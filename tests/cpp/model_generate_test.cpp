@@ -17,68 +17,20 @@
 #include "model/model.h"
 #include "model/random.h"
 #include "tokenizer/tokenizer.h"
+#include "fixtures.h"
 
 namespace {
 
-// Characters a..z are ids 3..28, ' ' is 29, '.' is 30, E N D are 31..33, 34..38 are "x0".."x4",
-// and 39 is the merged pair "ab" (so "ab" encodes as one token). 0 pad, 1 BOS, 2 EOS.
-class char_tokenizer : public cai::tokenizer {
-public:
-    char_tokenizer() {
-        bos_id = 1;
-        eos_id = 2;
-        pad_id = 0;
-        add_bos = true;
-        for (char c = 'a'; c <= 'z'; ++c) pieces_.push_back(std::string(1, c));
-        for (const char* p : {" ", ".", "E", "N", "D", "x0", "x1", "x2", "x3", "x4", "ab"}) pieces_.push_back(p);
-    }
-    std::vector<int32_t> encode(const std::string& text, bool add_special_tokens) const override {
-        std::vector<int32_t> out;
-        if (add_special_tokens) out.push_back(bos_id);
-        for (size_t i = 0; i < text.size(); ++i) {
-            if (text.compare(i, 2, "ab") == 0) {
-                out.push_back(39);
-                ++i;
-                continue;
-            }
-            int32_t id = piece_to_id(std::string(1, text[i]));
-            if (id < 0) throw cai::error("char_tokenizer: cannot encode " + text.substr(i, 1));
-            out.push_back(id);
-        }
-        return out;
-    }
-    std::string decode(const std::vector<int32_t>& ids, bool skip_special_tokens) const override {
-        std::string out;
-        for (int32_t id : ids) {
-            if (id < 3) {
-                if (!skip_special_tokens) out += id == 0 ? "<pad>" : id == 1 ? "<s>" : "</s>";
-                continue;
-            }
-            out += id_to_piece(id);
-        }
-        return out;
-    }
-    std::string id_to_piece(int32_t id) const override { return pieces_.at(id - 3); }
-    int32_t piece_to_id(const std::string& piece) const override {
-        for (size_t i = 0; i < pieces_.size(); ++i)
-            if (pieces_[i] == piece) return (int32_t)i + 3;
-        return -1;
-    }
-    int32_t vocab_size() const override { return 40; }
-
-private:
-    std::vector<std::string> pieces_;
+// The extended character tokenizer: "ab" is one token (39), E N D and x0..x4 are tokens too.
+struct char_tokenizer : fixtures::char_tokenizer {
+    char_tokenizer() : fixtures::char_tokenizer(/*extended=*/true) {}
 };
-
-const char* llama_json = R"({"model_type":"llama","vocab_size":40,"hidden_size":16,"intermediate_size":24,
-  "num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2})";
+const char* llama_json = fixtures::tiny_llama_json(40);
 const char* gemma2_json = R"({"model_type":"gemma2","vocab_size":40,"hidden_size":16,"intermediate_size":24,
   "num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,"head_dim":8,"sliding_window":4})";
 
 std::shared_ptr<cai::model> make(const char* json, double std = 0.5) {
-    cai::model_config c = cai::parse_model_config(json);
-    auto m = cai::model::from_tensors(c, cai::random_model_tensors(c, 11, std), at::kFloat, "test");
-    m->tok = std::make_shared<char_tokenizer>();
+    auto m = fixtures::char_model(json, 11, std);  // vocab 40: the extended tokenizer
     m->eos_ids = {};  // tests choose their own EOS
     return m;
 }

@@ -20,6 +20,7 @@
 #include "train/dpo.h"
 #include "train/dpo_reference.h"
 #include "generate/generate.h"
+#include "fixtures.h"
 #include "test_util.h"
 
 namespace {
@@ -29,64 +30,7 @@ using Catch::Matchers::Contains;
 using test_util::error_of;
 using test_util::temp_dir;
 
-// Characters a..z are ids 3..28, ' ' is 29, '.' is 30. 0 pad, 1 BOS, 2 EOS.
-class char_tokenizer : public cai::tokenizer {
-public:
-    char_tokenizer() {
-        bos_id = 1;
-        eos_id = 2;
-        pad_id = 0;
-        add_bos = true;
-    }
-    std::vector<int32_t> encode(const std::string& text, bool add_special_tokens) const override {
-        std::vector<int32_t> out;
-        if (add_special_tokens) out.push_back(bos_id);
-        for (char c : text) {
-            int32_t id = piece_to_id(std::string(1, c));
-            if (id < 0) throw cai::error("char_tokenizer: cannot encode " + std::string(1, c));
-            out.push_back(id);
-        }
-        return out;
-    }
-    std::string decode(const std::vector<int32_t>& ids, bool skip_special_tokens) const override {
-        std::string out;
-        for (int32_t id : ids) {
-            if (id < 3) {
-                if (!skip_special_tokens) out += id == 0 ? "<pad>" : id == 1 ? "<s>" : "</s>";
-                continue;
-            }
-            out += id_to_piece(id);
-        }
-        return out;
-    }
-    std::string id_to_piece(int32_t id) const override {
-        return id == 29 ? " " : id == 30 ? "." : std::string(1, char('a' + id - 3));
-    }
-    int32_t piece_to_id(const std::string& p) const override {
-        if (p.size() != 1) return -1;
-        if (p[0] >= 'a' && p[0] <= 'z') return p[0] - 'a' + 3;
-        return p == " " ? 29 : p == "." ? 30 : -1;
-    }
-    int32_t vocab_size() const override { return 32; }
-};
-
-const char* llama_json = R"({"model_type":"llama","vocab_size":32,"hidden_size":16,"intermediate_size":24,
-  "num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2})";
-
-std::shared_ptr<cai::model> make(double dropout = 0.0) {
-    cai::model_config c = cai::parse_model_config(llama_json);
-    auto m = cai::model::from_tensors(c, cai::random_model_tensors(c, 5, 0.3), at::kFloat, "test");
-    m->tok = std::make_shared<char_tokenizer>();
-    cai::lora_options lo;
-    lo.r = 4;
-    lo.alpha = 8;
-    lo.dropout = dropout;
-    lo.targets = {"all-linear"};
-    lo.seed = 3;
-    cai::lora_add(*m, lo);
-    return m;
-}
-
+std::shared_ptr<cai::model> make(double dropout = 0.0) { return fixtures::char_lora_model(dropout); }
 
 const std::vector<cai::dpo_pair> pairs = {
     {"is ice cold", " yes.", " no."}, {"is fire cold", " no.", " yes."}, {"is snow white", " yes.", " no."},
@@ -166,10 +110,7 @@ TEST_CASE("dpo: interrupted and resumed gives the same metrics and adapters as n
         o.trainer.epochs = 3;
         o.trainer.logging_steps = 1;
         o.trainer.save_steps = 2;
-        o.trainer.on_log = [&](const std::string& line) {
-            if (interrupt_at > 0 && line.rfind("{\"step\":" + std::to_string(interrupt_at) + ",", 0) == 0)
-                cai::request_interrupt();
-        };
+        o.trainer.on_log = fixtures::interrupt_at_step(interrupt_at);
         auto r = cai::dpo_train(*m, pairs, o);
         return std::make_pair(r, cai::lora_named_tensors(*m));
     };

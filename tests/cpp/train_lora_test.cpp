@@ -24,6 +24,7 @@
 #include "model/safetensors.h"
 #include "model/save.h"
 #include "train/lora.h"
+#include "fixtures.h"
 
 namespace {
 
@@ -42,8 +43,7 @@ std::string temp_dir() {
 }
 
 std::shared_ptr<cai::model> make(const std::string& json = llama_json, at::ScalarType dtype = at::kFloat) {
-    cai::model_config c = cai::parse_model_config(json);
-    return cai::model::from_tensors(c, cai::random_model_tensors(c, 1, 0.3), dtype, "test");
+    return fixtures::random_model(json, 1, 0.3, dtype);
 }
 
 std::vector<cai::linear*> linears(cai::model& m) {

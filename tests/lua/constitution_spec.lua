@@ -129,7 +129,7 @@ spec.describe("constitution", function()
     local rr = {}
     for _ = 1, 4 do rr[#rr + 1] = c:sample(1, { strategy = "round_robin" })[1].id end
     spec.eq(rr, { "helpful", "safe", "honest", "helpful" })
-    spec.raises(function() c:sample(0) end, "n must be a positive integer")
+    spec.raises(function() c:sample(0) end, "constitution:sample: argument 'n' must be >= 1, got 0", true)
     spec.raises(function() cai.constitution.load(42) end, "path must be a string")
   end)
 end)

@@ -33,33 +33,11 @@ if args.role == "generate" then
 end
 
 local spec = require "spec"
+local read = spec.read
 local root = spec.tmpdir()
 local cairun = assert(os.getenv("CAI_TEST_BUILD_DIR"), "CAI_TEST_BUILD_DIR is not set") .. "/cairun"
 
-local function copy(from, to)
-  local f = assert(io.open(from, "rb"))
-  local bytes = f:read("*a")
-  f:close()
-  local g = assert(io.open(to, "wb"))
-  g:write(bytes)
-  g:close()
-end
-
-local function read(path)
-  local f = assert(io.open(path, "rb"), "missing " .. path)
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local tok_dir = "tests/data/tokenizers/gpt2"
-cai.model.random(root .. "/tiny", {
-  model_type = "llama", vocab_size = cai.tokenizer.load(tok_dir):vocab_size(), hidden_size = 32,
-  intermediate_size = 48, num_hidden_layers = 2, num_attention_heads = 4, num_key_value_heads = 2,
-  rms_norm_eps = 1e-5,
-}, { seed = 5 })
-copy(tok_dir .. "/tokenizer.json", root .. "/tiny/tokenizer.json")
-copy(tok_dir .. "/tokenizer_config.json", root .. "/tiny/tokenizer_config.json")
+spec.random_model(root .. "/tiny", { seed = 5, config = { rms_norm_eps = 1e-5 } })
 
 spec.describe("cairun --nproc 2: m:generate and m:logprobs", function()
   spec.it("give every rank the single-process results in the original order", function()

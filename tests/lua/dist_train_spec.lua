@@ -69,23 +69,7 @@ local function sh(cmd)
   assert(status == 0 or status == true, "command failed: " .. cmd)
 end
 
-local function copy(from, to)
-  local f = assert(io.open(from, "rb"))
-  local bytes = f:read("*a")
-  f:close()
-  local g = assert(io.open(to, "wb"))
-  g:write(bytes)
-  g:close()
-end
-
-local tok_dir = "tests/data/tokenizers/gpt2"
-cai.model.random(root .. "/tiny", {
-  model_type = "llama", vocab_size = cai.tokenizer.load(tok_dir):vocab_size(), hidden_size = 32,
-  intermediate_size = 48, num_hidden_layers = 2, num_attention_heads = 4, num_key_value_heads = 2,
-  rms_norm_eps = 1e-5,
-}, { seed = 5 })
-copy(tok_dir .. "/tokenizer.json", root .. "/tiny/tokenizer.json")
-copy(tok_dir .. "/tokenizer_config.json", root .. "/tiny/tokenizer_config.json")
+spec.random_model(root .. "/tiny", { seed = 5, config = { rms_norm_eps = 1e-5 } })
 
 -- The float32 tensors of a safetensors file, by name.
 local function read_safetensors(path)

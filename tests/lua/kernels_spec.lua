@@ -4,20 +4,7 @@ local cai = require "cai"
 local spec = require "spec"
 
 local dir = spec.tmpdir() .. "/tiny"
-local tok_dir = "tests/data/tokenizers/gpt2"
-local vocab = cai.tokenizer.load(tok_dir):vocab_size()
-cai.model.random(dir, {
-  model_type = "llama", vocab_size = vocab, hidden_size = 32, intermediate_size = 48,
-  num_hidden_layers = 2, num_attention_heads = 4, num_key_value_heads = 2,
-}, { seed = 5 })
-for _, name in ipairs({ "tokenizer.json", "tokenizer_config.json" }) do
-  local f = assert(io.open(tok_dir .. "/" .. name, "rb"))
-  local data = f:read("*a")
-  f:close()
-  local g = assert(io.open(dir .. "/" .. name, "wb"))
-  g:write(data)
-  g:close()
-end
+local _, vocab = spec.random_model(dir, { seed = 5 })
 
 spec.describe("cai.kernels", function()
   spec.it("reports the instruction set", function()

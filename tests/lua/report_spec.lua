@@ -1,28 +1,10 @@
 local spec = require "spec"
+local read, write, exists = spec.read, spec.write, spec.exists
 local cai = require "cai"
 local report = require "cai.report"
 
 local FIXTURE = "tests/data/report/run"
 local FILES = { "config.json", "metrics.jsonl", "summary.json", "pairs.jsonl", "samples.jsonl" }
-
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function write(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
-
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() return true end
-  return false
-end
 
 local function run_ok(cmd)
   local r = os.execute(cmd)

@@ -1,12 +1,7 @@
 local spec = require "spec"
+local write = spec.write
 local cai = require "cai"
 local S = cai.scoring
-
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
 
 spec.describe("scoring.reward_model", function()
   spec.it("fails loudly without a config.json", function()

@@ -73,6 +73,65 @@ function spec.tmpdir()
   return dir
 end
 
+---The bytes of the file at path (an error naming it when missing).
+function spec.read(path)
+  local f = assert(io.open(path, "rb"), "missing " .. path)
+  local data = f:read("*a")
+  f:close()
+  return data
+end
+
+---Writes data to path.
+function spec.write(path, data)
+  local f = assert(io.open(path, "wb"), "cannot write " .. path)
+  f:write(data)
+  f:close()
+end
+
+---Copies the file from to the path to.
+function spec.copy(from, to)
+  spec.write(to, spec.read(from))
+end
+
+---The lines of the file at path.
+function spec.read_lines(path)
+  local lines = {}
+  for line in io.lines(path) do lines[#lines + 1] = line end
+  return lines
+end
+
+---Whether a file exists at path.
+function spec.exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+
+spec.TOKENIZERS = "tests/data/tokenizers"
+
+---Writes a tiny random Llama into dir with a tokenizer copied from
+---tests/data/tokenizers/<tokenizer> (default "gpt2"); vocab_size follows the
+---tokenizer. config fields override the defaults (hidden 32, intermediate 48,
+---2 layers, 4 heads, 2 key/value heads). Returns dir and the vocabulary size.
+---@param dir string
+---@param opts table|nil { seed = 5, tokenizer = "gpt2", config = { field = value, ... } }
+function spec.random_model(dir, opts)
+  local cai = require "cai"
+  opts = cai.check("spec.random_model", opts, { seed = "integer", tokenizer = "string", config = "table" })
+  local tok_dir = spec.TOKENIZERS .. "/" .. (opts.tokenizer or "gpt2")
+  local vocab = cai.tokenizer.load(tok_dir):vocab_size()
+  local config = {
+    model_type = "llama", vocab_size = vocab, hidden_size = 32, intermediate_size = 48,
+    num_hidden_layers = 2, num_attention_heads = 4, num_key_value_heads = 2,
+  }
+  for k, v in pairs(opts.config or {}) do config[k] = v end
+  cai.model.random(dir, config, { seed = opts.seed or 5 })
+  for _, name in ipairs({ "tokenizer.json", "tokenizer_config.json" }) do
+    if spec.exists(tok_dir .. "/" .. name) then spec.copy(tok_dir .. "/" .. name, dir .. "/" .. name) end
+  end
+  return dir, vocab
+end
+
 function spec.run()
   local failed = 0
   for _, case in ipairs(cases) do

@@ -21,17 +21,14 @@ cai.log = require "cai.log"
 ---:choice(list), :weighted(weights) -> index, :derive(key) -> new stream.
 ---@param seed integer
 function cai.rng(seed)
-  if type(seed) ~= "number" or seed ~= math.floor(seed) then
-    error("cai.rng: seed must be an integer, got " .. tostring(seed), 2)
-  end
+  cai.check.value("cai.rng", "seed", seed, "integer")
   return rng.new(seed)
 end
 
 ---A progress bar on stderr with rate and ETA; silent when not a terminal.
 ---@param opts table { total = n, label = "generate", unit = "it" }
 function cai.progress(opts)
-  if type(opts) ~= "table" then error("cai.progress: expected a table { total = n, label = ... }", 2) end
-  if type(opts.total) ~= "number" then error("cai.progress: field 'total' must be a number", 2) end
+  cai.check("cai.progress", opts, { total = { type = "number", required = true }, label = "string", unit = "string" })
   return core.progress(opts.label or "", opts.total, opts.unit or "it")
 end
 

@@ -23,8 +23,9 @@ return {
   ---@param value any
   ---@param opts table|nil { indent = 2 }
   write = function(path, value, opts)
-    if type(path) ~= "string" or path == "" then error("cai.json.write: path must be a non-empty string", 2) end
-    if opts ~= nil and type(opts) ~= "table" then error("cai.json.write: opts must be a table", 2) end
-    core.write_file(path, c.encode(value, { indent = opts and opts.indent or 2 }) .. "\n")
+    local check = require "cai.check"
+    check.value("cai.json.write", "path", path, { type = "string", nonempty = true })
+    opts = check("cai.json.write", opts, { indent = { type = "integer", min = 0 } })
+    core.write_file(path, c.encode(value, { indent = opts.indent or 2 }) .. "\n")
   end,
 }

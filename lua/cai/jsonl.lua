@@ -10,10 +10,9 @@ local c = require "cai._json"
 ---@param path string
 ---@param n integer|nil
 local function instructions(path, n)
-  if type(path) ~= "string" then error("cai.jsonl.instructions: path must be a string", 2) end
-  if n ~= nil and (type(n) ~= "number" or n < 0 or n % 1 ~= 0) then
-    error("cai.jsonl.instructions: n must be a non-negative integer", 2)
-  end
+  local check = require "cai.check"
+  check.value("cai.jsonl.instructions", "path", path, "string")
+  check.value("cai.jsonl.instructions", "n", n, { type = "integer", min = 0, optional = true })
   local out = {}
   if n == 0 then return out end
   for i, r in ipairs(c.jsonl_read(path)) do

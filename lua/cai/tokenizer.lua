@@ -9,17 +9,25 @@
 ---   tok:vocab_size(), tok:id_to_piece(id), tok:piece_to_id(piece)        -- nil when absent
 ---   tok.bos_id, tok.eos_id, tok.pad_id                                    -- nil when absent
 local _tokenizer = require "cai._tokenizer"
+local check = require "cai.check"
 
 local M = {}
 
 --- Loads the tokenizer of an HF model directory (tokenizer.json, else tokenizer.model).
 ---@param dir string
 function M.load(dir)
-  if type(dir) ~= "string" then
-    error("cai.tokenizer.load: dir must be a string (a model directory), got " .. type(dir), 2)
-  end
+  check.value("cai.tokenizer.load", "dir", dir, { type = "string", expect = "a string (a model directory)" })
   return _tokenizer.load(dir)
 end
+
+local TRAIN_SPEC = {
+  input = { type = "string|list", items = "string", required = true, expect = "a file name or a list of file names" },
+  dir = { type = "string", nonempty = true }, model_prefix = { type = "string", nonempty = true },
+  vocab_size = { type = "integer", min = 1 }, model_type = "string", style = "string", character_coverage = "number",
+  byte_fallback = "boolean", split_digits = "boolean", threads = "integer", input_sentence_size = "integer",
+  max_sentence_length = "integer", user_defined_symbols = { type = "list", items = "string" },
+  control_symbols = { type = "list", items = "string" },
+}
 
 --- Trains a sentencepiece tokenizer and writes a directory (tokenizer.model +
 --- tokenizer_config.json) that cai.tokenizer.load and transformers both read.
@@ -28,9 +36,7 @@ end
 ---                    split_digits = true, user_defined_symbols = {..}, control_symbols = {..}, threads = 1 }
 ---@return string dir
 function M.train(opts)
-  if type(opts) ~= "table" then
-    error("cai.tokenizer.train: expected an options table { input=, dir=, vocab_size= }", 2)
-  end
+  check("cai.tokenizer.train", opts, TRAIN_SPEC)
   if opts.dir == nil and opts.model_prefix ~= nil then
     -- sentencepiece's own name for the output location
     local copy = {}

@@ -69,10 +69,6 @@ int l_tokenizer_train(lua_State* L) {
     return lua_guarded(L, [&] {
         const char* fn = "cai.tokenizer.train";
         cai::arg_table(L, 1, fn, "options");
-        cai::check_option_keys(L, 1, fn,
-                               {"input", "dir", "vocab_size", "model_type", "style", "character_coverage",
-                                "byte_fallback", "split_digits", "user_defined_symbols", "control_symbols",
-                                "threads", "input_sentence_size", "max_sentence_length"});
         cai::spm_train_options o;
         lua_getfield(L, 1, "input");  // [opts, input]
         if (lua_type(L, -1) == LUA_TSTRING)

@@ -57,7 +57,8 @@ spec.describe("cai.tokenizer.load", function()
 
   spec.it("reports errors naming the file, field or option", function()
     spec.raises(function() cai.tokenizer.load("tests/data/tokenizers/no-such-dir") end, "not a directory")
-    spec.raises(function() cai.tokenizer.load(42) end, "dir must be a string")
+    spec.raises(function() cai.tokenizer.load(42) end,
+      "cai.tokenizer.load: argument 'dir' must be a string (a model directory), got number", true)
     local tok = cai.tokenizer.load(data .. "llama")
     spec.raises(function() tok:encode("x", { add_special = true }) end, "add_special")
     spec.raises(function() tok:id_to_piece(100000) end, "out of range")

@@ -10,6 +10,7 @@
 -- (count, share), principle usage, and the worst examples (revision made
 -- it worse by more than worst_threshold).
 local filters = require "cai.filters"
+local check = require "cai.check"
 local critique = require "cai.critique"
 local principles = require "cai.principles"
 
@@ -137,7 +138,7 @@ end
 
 ---Writes the report as JSON, all-or-nothing.
 function analysis.write(r, path)
-  if type(path) ~= "string" then error("cai.analysis.write: path must be a string", 2) end
+  check.value("cai.analysis.write", "path", path, "string")
   local ok, err = pcall(require("cai._core").write_file, path, analysis.to_json(r) .. "\n")
   if not ok then error("cai.analysis.write: " .. tostring(err), 2) end
 end

@@ -110,7 +110,7 @@ end
 
 ---Cleans a revision written by a separate call (two_step mode).
 function critique.clean(text)
-  if type(text) ~= "string" then error("cai.critique.clean: text must be a string", 2) end
+  check.value("cai.critique.clean", "text", text, "string")
   return trim(cut_continuation(text:gsub("\r\n", "\n")))
 end
 
@@ -139,7 +139,7 @@ local META_ANYWHERE = { "the original response", "the revised response", "this r
 ---Returns the matched phrase, or nil.
 ---@param text string
 function critique.meta_commentary(text)
-  if type(text) ~= "string" then error("cai.critique.meta_commentary: text must be a string", 2) end
+  check.value("cai.critique.meta_commentary", "text", text, "string")
   local head = trim(text):sub(1, 200):lower():gsub('^[%*"\'%s]+', "")
   for _, p in ipairs(META_EXCEPTIONS) do
     if head:find(p) then return nil end

@@ -28,6 +28,7 @@
 --   on_topic               does not run on into another instruction, and shares a content word with the
 --                          instruction or is a short answer
 local template = require "cai.template"
+local check = require "cai.check"
 local stats = require "cai.stats"
 
 local eval = {}
@@ -84,7 +85,7 @@ end
 
 ---Whether text opens with a refusal phrase (first 200 characters).
 function eval.is_refusal(text)
-  if type(text) ~= "string" then error("cai.eval.is_refusal: text must be a string", 2) end
+  check.value("cai.eval.is_refusal", "text", text, "string")
   local head = text:sub(1, 200):lower():gsub("’", "'")
   for _, p in ipairs(REFUSAL_PATTERNS) do
     if head:find(p, 1, true) then return true end
@@ -236,7 +237,7 @@ end
 ---  score =, per_item = { { criterion -> bool|nil } } } }, order = { names } }
 function eval.run(items, outputs, opts)
   if type(items) ~= "table" then error("cai.eval.run: items must be a list", 2) end
-  if type(outputs) ~= "table" then error("cai.eval.run: outputs must be a table model name -> list of outputs", 2) end
+  check.value("cai.eval.run", "outputs", outputs, { type = "table", expect = "a table model name -> list of outputs" })
   opts = opts or {}
   local names = {}
   for name, list in pairs(outputs) do

@@ -41,7 +41,7 @@ end
 ---@param prompt string
 function principles.relevance(p, prompt)
   if type(p) ~= "table" then error("cai.principles.relevance: principle must be a table", 2) end
-  if type(prompt) ~= "string" then error("cai.principles.relevance: prompt must be a string", 2) end
+  check.value("cai.principles.relevance", "prompt", prompt, "string")
   local text = " " .. prompt:lower() .. " "
   local score = 0
   local seen = {}
@@ -150,7 +150,7 @@ end
 ---then by id) from an id -> count table.
 ---@param usage table
 function principles.usage_report(usage)
-  if type(usage) ~= "table" then error("cai.principles.usage_report: usage must be a table id -> count", 2) end
+  check.value("cai.principles.usage_report", "usage", usage, { type = "table", expect = "a table id -> count" })
   local rows, total = {}, 0
   for id, count in pairs(usage) do
     rows[#rows + 1] = { id = id, count = count }

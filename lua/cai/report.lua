@@ -22,6 +22,7 @@
 -- text from the inputs is HTML-escaped. The output depends only on the
 -- inputs (no clock), so the same run gives the same bytes.
 local plot = require "cai.plot"
+local check = require "cai.check"
 
 local report = {}
 
@@ -619,9 +620,9 @@ footer{margin-top:40px;color:var(--muted);font-size:12px}
 ---@param opts table|nil { max_samples = 20, max_pairs = 5 }
 ---@return string html
 function report.render(data, opts)
-  if type(data) ~= "table" then error("cai.report.render: data must be a table { config=, metrics=, ... }", 2) end
+  check.value("cai.report.render", "data", data, { type = "table", expect = "a table { config=, metrics=, ... }" })
   opts = opts or {}
-  if type(opts) ~= "table" then error("cai.report.render: opts must be a table", 2) end
+  check.value("cai.report.render", "opts", opts, "table")
   for _, k in ipairs { "config", "metrics", "summary", "pairs", "samples" } do
     if data[k] ~= nil and type(data[k]) ~= "table" then
       error("cai.report.render: data." .. k .. " must be a table or nil, got " .. type(data[k]), 2)

@@ -6,6 +6,8 @@
 --   cai.stats.cohen_h(p1, p2), cai.stats.wilson(k, n)
 --
 -- p-values are two-sided. Exact binomial tests are used for small counts.
+local check = require "cai.check"
+
 local stats = {}
 
 local function check_numbers(fname, xs, what)
@@ -74,7 +76,7 @@ stats.erf = erf
 
 ---Standard normal cumulative distribution.
 function stats.normal_cdf(z)
-  if type(z) ~= "number" then error("cai.stats.normal_cdf: z must be a number", 2) end
+  check.value("cai.stats.normal_cdf", "z", z, "number")
   return 0.5 * (1 + erf(z / math.sqrt(2)))
 end
 

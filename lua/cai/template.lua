@@ -8,6 +8,8 @@
 -- is an error. "{{" and "}}" give literal braces; a "{" not followed by a
 -- name and "}" is kept as it is (so JSON in a template is fine). Values are
 -- inserted verbatim and never re-scanned.
+local check = require "cai.check"
+
 local template = {}
 
 ---The marker that ends every response in the Instruction/Response format.
@@ -176,7 +178,7 @@ end
 ---@param name string
 ---@param overrides table|nil name -> template string
 function template.get(name, overrides)
-  if type(name) ~= "string" then error("cai.template.get: name must be a string", 2) end
+  check.value("cai.template.get", "name", name, "string")
   local t = (overrides and overrides[name]) or template.named[name]
   if not t then
     local names = {}
@@ -190,7 +192,7 @@ end
 ---The generation prompt of the Instruction/Response/END format.
 ---@param instruction string
 function template.instruction_prompt(instruction)
-  if type(instruction) ~= "string" then error("cai.template.instruction_prompt: instruction must be a string", 2) end
+  check.value("cai.template.instruction_prompt", "instruction", instruction, "string")
   return template.render(template.named.instruction, { instruction = instruction })
 end
 
@@ -206,7 +208,7 @@ end
 ---and whether a line "END" terminated it. Text after END is dropped.
 ---@param text string
 function template.strip_end(text)
-  if type(text) ~= "string" then error("cai.template.strip_end: text must be a string", 2) end
+  check.value("cai.template.strip_end", "text", text, "string")
   local body = text
   local s = body:find("\nEND%f[%W]") or body:find("\nEND$")
   local ended = false

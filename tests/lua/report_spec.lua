@@ -116,7 +116,7 @@ spec.describe("cai.report", function()
     local dir = fixture_copy { "config.json" }
     write(dir .. "/summary.json", "{ not json")
     spec.raises(function() report.build(dir) end, "summary.json", true)
-    spec.raises(function() report.render("x") end, "data must be a table")
+    spec.raises(function() report.render("x") end, "cai.report.render: argument 'data' must be a table { config=, metrics=, ... }, got string", true)
     spec.raises(function() report.render { metrics = "x" } end, "data.metrics must be a table")
     spec.raises(function() report.build(nil) end, "run_dir must be a path string")
   end)

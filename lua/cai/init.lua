@@ -28,8 +28,9 @@ end
 ---A progress bar on stderr with rate and ETA; silent when not a terminal.
 ---@param opts table { total = n, label = "generate", unit = "it" }
 function cai.progress(opts)
-  cai.check("cai.progress", opts, { total = { type = "number", required = true }, label = "string", unit = "string" })
-  return core.progress(opts.label or "", opts.total, opts.unit or "it")
+  cai.check("cai.progress", opts, { total = { type = "integer", min = 0, required = true }, label = "string",
+    unit = "string" })
+  return require("cai._progress").new(opts.label or "", opts.total, opts.unit or "it")
 end
 
 ---Declares a global variable in a recipe (strict globals refuse undeclared ones).

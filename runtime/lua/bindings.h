@@ -12,7 +12,8 @@ void register_bindings(lua_State* L);
 }  // namespace cai
 
 extern "C" {
-int luaopen_cai_core(lua_State* L);      // lua_core.cpp: argv, log, progress, version
+int luaopen_cai_core(lua_State* L);      // lua_core.cpp: argv, log, version, files
+int luaopen_cai_progress(lua_State* L);  // lua_progress.cpp: progress bars (cai.progress)
 int luaopen_cai_json(lua_State* L);      // lua_json.cpp: json and jsonl
 int luaopen_cai_rng(lua_State* L);       // lua_rng.cpp: cai.rng objects
 int luaopen_cai_yaml(lua_State* L);     // lua_yaml.cpp: YAML files with line/column marks

@@ -1,4 +1,4 @@
-// cai._core: script arguments, logging, progress bars, version, clock.
+// cai._core: script arguments, logging, version, clock, files.
 #include <chrono>
 #include <memory>
 #include <unistd.h>
@@ -6,7 +6,6 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/log.h"
-#include "core/progress.h"
 #include "lua/bindings.h"
 #include "lua/lua_util.h"
 
@@ -15,7 +14,6 @@ namespace {
 using cai::lua_guarded;
 
 const char* const argv_key = "cai.argv";          // registry: list of "key=value"
-const char* const progress_type = "cai.progress";
 
 int l_core_set_argv(lua_State* L) {
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -111,52 +109,6 @@ int l_core_exists(lua_State* L) {
     });
 }
 
-// cai._core.progress(label, total, unit)
-int l_progress_new(lua_State* L) {
-    return lua_guarded(L, [&] {
-        std::string label = cai::arg_string(L, 1, "cai.progress", "label");
-        long long total = cai::arg_integer(L, 2, "cai.progress", "total");
-        if (total < 0) cai::fail("cai.progress: total must be >= 0, got ", total);
-        std::string unit = lua_isnoneornil(L, 3) ? "it" : cai::arg_string(L, 3, "cai.progress", "unit");
-        cai::push_handle(L, std::make_shared<cai::progress>(label, total, unit), progress_type);
-        return 1;
-    });
-}
-
-int l_progress_update(lua_State* L) {
-    return lua_guarded(L, [&] {
-        auto p = cai::check_handle<cai::progress>(L, 1, progress_type);
-        long long done = cai::arg_integer(L, 2, "progress:update", "done");
-        std::string extra = lua_isnoneornil(L, 3) ? "" : cai::arg_string(L, 3, "progress:update", "extra");
-        p->update(done, extra);
-        return 0;
-    });
-}
-
-int l_progress_advance(lua_State* L) {
-    return lua_guarded(L, [&] {
-        auto p = cai::check_handle<cai::progress>(L, 1, progress_type);
-        long long n = lua_isnoneornil(L, 2) ? 1 : cai::arg_integer(L, 2, "progress:advance", "n");
-        std::string extra = lua_isnoneornil(L, 3) ? "" : cai::arg_string(L, 3, "progress:advance", "extra");
-        p->advance(n, extra);
-        return 0;
-    });
-}
-
-int l_progress_finish(lua_State* L) {
-    return lua_guarded(L, [&] {
-        cai::check_handle<cai::progress>(L, 1, progress_type)->finish();
-        return 0;
-    });
-}
-
-const luaL_Reg progress_methods[] = {
-    {"update", l_progress_update},
-    {"advance", l_progress_advance},
-    {"finish", l_progress_finish},
-    {nullptr, nullptr},
-};
-
 const luaL_Reg core_functions[] = {
     {"set_argv", l_core_set_argv},
     {"argv", l_core_argv},
@@ -165,7 +117,6 @@ const luaL_Reg core_functions[] = {
     {"version", l_core_version},
     {"clock", l_core_clock},
     {"isatty", l_core_isatty},
-    {"progress", l_progress_new},
     {"write_file", l_core_write_file},
     {"mkdir", l_core_mkdir},
     {"exists", l_core_exists},
@@ -175,7 +126,6 @@ const luaL_Reg core_functions[] = {
 }  // namespace
 
 extern "C" int luaopen_cai_core(lua_State* L) {
-    cai::new_class<cai::progress>(L, progress_type, progress_methods);
     luaL_newlib(L, core_functions);
     return 1;
 }

@@ -6,6 +6,7 @@ namespace cai {
 void register_bindings(lua_State* L) {
     static const luaL_Reg modules[] = {
         {"cai._core", luaopen_cai_core},
+        {"cai._progress", luaopen_cai_progress},
         {"cai._json", luaopen_cai_json},
         {"cai._rng", luaopen_cai_rng},
         {"cai._yaml", luaopen_cai_yaml},

@@ -28,7 +28,7 @@ end
 ---@param records table list of pairs
 ---@param opts table|nil { threshold = 0.1, worst_threshold = 0.5, examples = 3 }
 function analysis.pairs(records, opts)
-  if type(records) ~= "table" then error("cai.analysis.pairs: records must be a list", 2) end
+  check.value("cai.analysis.pairs", "records", records, "table")
   opts = opts or {}
   local threshold = opts.threshold or 0.1
   local worst_threshold = opts.worst_threshold or 0.5

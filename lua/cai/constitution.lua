@@ -398,7 +398,7 @@ end
 ---@param path string
 ---@param opts table|nil { yaml = { max_bytes=, max_nodes=, max_depth= } }
 function constitution.load(path, opts)
-  if type(path) ~= "string" then error("cai.constitution.load: path must be a string, got " .. type(path), 2) end
+  check.value("cai.constitution.load", "path", path, "string")
   if opts ~= nil and type(opts) ~= "table" then error("cai.constitution.load: opts must be a table", 2) end
   local data = load_file(path, {}, opts or {})
   local self = setmetatable(data, Constitution)
@@ -412,7 +412,7 @@ end
 ---The principle with this id; an unknown id is an error naming the known ones.
 ---@param id string
 function Constitution:get(id)
-  if type(id) ~= "string" then error("constitution:get: id must be a string", 2) end
+  check.value("constitution:get", "id", id, "string")
   local p = self.by_id[id]
   if not p then
     error(string.format("%s: no principle with id \"%s\" (known: %s)", self.path, id, table.concat(self:ids(), ", ")), 2)

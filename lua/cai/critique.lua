@@ -81,7 +81,7 @@ end
 ---@param text string
 ---@return table { critique=, revision= (nil when absent), keep_original=bool }
 function critique.parse(text)
-  if type(text) ~= "string" then error("cai.critique.parse: text must be a string, got " .. type(text), 2) end
+  check.value("cai.critique.parse", "text", text, "string")
   local t = text:gsub("\r\n", "\n")
   local lower = t:lower()
   local rs, re = find_label(lower, { "revision", "revised response", "revised answer" })

@@ -236,7 +236,7 @@ end
 ---@return table { items = n, models = { name -> { rates = { criterion -> { pass, n, rate, lo, hi } },
 ---  score =, per_item = { { criterion -> bool|nil } } } }, order = { names } }
 function eval.run(items, outputs, opts)
-  if type(items) ~= "table" then error("cai.eval.run: items must be a list", 2) end
+  check.value("cai.eval.run", "items", items, "table")
   check.value("cai.eval.run", "outputs", outputs, { type = "table", expect = "a table model name -> list of outputs" })
   opts = opts or {}
   local names = {}

@@ -32,7 +32,7 @@ local function trim(s) return (s:gsub("^%s+", ""):gsub("%s+$", "")) end
 ---{ prompt, chosen, rejected, chosen_score, rejected_score, side = "revised"|"base"|nil,
 ---  base, revised, base_score, revised_score, principle_ids }
 function filters.view(p)
-  if type(p) ~= "table" then error("cai.filters.view: pair must be a table", 2) end
+  check.value("cai.filters.view", "pair", p, "table")
   local v = { prompt = p.prompt or p.instruction, principle_ids = p.principle_ids }
   local base = p.base_response or p.initial_answer
   local revised = p.revised_response or p.revised_answer

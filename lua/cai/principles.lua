@@ -40,7 +40,7 @@ end
 ---@param p table a principle
 ---@param prompt string
 function principles.relevance(p, prompt)
-  if type(p) ~= "table" then error("cai.principles.relevance: principle must be a table", 2) end
+  check.value("cai.principles.relevance", "principle", p, "table")
   check.value("cai.principles.relevance", "prompt", prompt, "string")
   local text = " " .. prompt:lower() .. " "
   local score = 0

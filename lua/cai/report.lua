@@ -678,7 +678,7 @@ end
 ---@param run_dir string
 ---@return table data for report.render
 function report.load(run_dir)
-  if type(run_dir) ~= "string" or run_dir == "" then error("cai.report.load: run_dir must be a path string", 2) end
+  check.value("cai.report.load", "run_dir", run_dir, { type = "string", nonempty = true })
   local cai = require "cai"
   local dir = run_dir:gsub("/+$", "")
   if dir == "" then dir = "/" end
@@ -720,13 +720,12 @@ end
 ---@param stages table list of stage names, in order (e.g. { "sft", "dpo" })
 ---@return integer lines written
 function report.collect_metrics(run_dir, stages)
-  if type(run_dir) ~= "string" or run_dir == "" then error("cai.report.collect_metrics: run_dir must be a path string", 2) end
-  if type(stages) ~= "table" then error("cai.report.collect_metrics: stages must be a list of names", 2) end
+  check.value("cai.report.collect_metrics", "run_dir", run_dir, { type = "string", nonempty = true })
+  check.value("cai.report.collect_metrics", "stages", stages, { type = "list", items = "string" })
   local cai = require "cai"
   local dir = run_dir:gsub("/+$", "")
   local lines = {}
-  for i, stage in ipairs(stages) do
-    if type(stage) ~= "string" then error("cai.report.collect_metrics: stages[" .. i .. "] must be a string", 2) end
+  for _, stage in ipairs(stages) do
     local path = dir .. "/" .. stage .. "/metrics.jsonl"
     if exists(path) then
       for _, line in ipairs(cai.jsonl.read(path)) do
@@ -744,7 +743,7 @@ end
 ---@param opts table|nil { max_samples = 20, max_pairs = 5, output = path }
 ---@return string path of the written report
 function report.build(run_dir, opts)
-  if type(run_dir) ~= "string" or run_dir == "" then error("cai.report.build: run_dir must be a path string", 2) end
+  check.value("cai.report.build", "run_dir", run_dir, { type = "string", nonempty = true })
   if opts ~= nil and type(opts) ~= "table" then error("cai.report.build: opts must be a table", 2) end
   opts = opts or {}
   local html = report.render(report.load(run_dir), opts)

@@ -30,10 +30,7 @@ function run.open(out, opts)
   local args = opts.args or require("cai.args").resolved()
   if type(args) ~= "table" then error("cai.run.open: no arguments: call cai.args{...} first or pass opts.args", 2) end
   local free = {}
-  for i, k in ipairs(opts.may_change or {}) do
-    if type(k) ~= "string" then error(string.format("cai.run.open: may_change[%d] must be a string", i), 2) end
-    free[k] = true
-  end
+  for _, k in ipairs(opts.may_change or {}) do free[k] = true end
   local path = out .. "/config.json"
   local f = io.open(path, "rb")
   if f then

@@ -513,7 +513,7 @@ function scoring.score_records(scorer, records)
   if type(scorer) ~= "table" or type(scorer.score) ~= "function" then
     error("cai.scoring.score_records: scorer must have :score(prompts, responses)", 2)
   end
-  if type(records) ~= "table" then error("cai.scoring.score_records: records must be a list", 2) end
+  check.value("cai.scoring.score_records", "records", records, "table")
   local prompts, responses = {}, {}
   local n = #records
   for i, r in ipairs(records) do

@@ -130,7 +130,7 @@ spec.describe("constitution", function()
     for _ = 1, 4 do rr[#rr + 1] = c:sample(1, { strategy = "round_robin" })[1].id end
     spec.eq(rr, { "helpful", "safe", "honest", "helpful" })
     spec.raises(function() c:sample(0) end, "constitution:sample: argument 'n' must be >= 1, got 0", true)
-    spec.raises(function() cai.constitution.load(42) end, "path must be a string")
+    spec.raises(function() cai.constitution.load(42) end, "cai.constitution.load: argument 'path' must be a string, got number", true)
   end)
 end)
 

@@ -118,7 +118,7 @@ spec.describe("cai.report", function()
     spec.raises(function() report.build(dir) end, "summary.json", true)
     spec.raises(function() report.render("x") end, "cai.report.render: argument 'data' must be a table { config=, metrics=, ... }, got string", true)
     spec.raises(function() report.render { metrics = "x" } end, "data.metrics must be a table")
-    spec.raises(function() report.build(nil) end, "run_dir must be a path string")
+    spec.raises(function() report.build(nil) end, "cai.report.build: argument 'run_dir' must be a string, got nil", true)
   end)
 
   spec.it("reads cai.eval reports and draws edge-case charts", function()
@@ -155,7 +155,7 @@ spec.describe("cai.report", function()
     spec.eq(report.collect_metrics(dir, { "sft", "rm", "dpo" }), 3)
     spec.eq(cai.jsonl.read(dir .. "/metrics.jsonl"), { { step = 1, loss = 2, stage = "sft" },
       { step = 2, loss = 1, stage = "sft" }, { step = 1, loss = 0.6, stage = "dpo" } })
-    spec.raises(function() report.collect_metrics(dir, { 1 }) end, "stages[1] must be a string", true)
+    spec.raises(function() report.collect_metrics(dir, { 1 }) end, "cai.report.collect_metrics: argument 'stages'[1] must be a string, got number", true)
   end)
 
   spec.it("loads in headless Chromium without errors (when installed)", function()

@@ -16,31 +16,18 @@
 -- row's logits do not depend on the other rows. Options of logits/classify:
 -- { batch_size = 16, progress = "label" }.
 local _encoder = require "cai._encoder"
+local check = require "cai.check"
 
 local M = {}
 
 local Classifier = {}
 Classifier.__index = Classifier
 
-local function check_options(fname, opts, valid)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" then error(fname .. ": options must be a table, got " .. type(opts), 3) end
-  for k in pairs(opts) do
-    local ok = false
-    for _, v in ipairs(valid) do ok = ok or k == v end
-    if not ok then
-      error(string.format("%s: unknown option '%s' (valid: %s)", fname, tostring(k), table.concat(valid, ", ")), 3)
-    end
-  end
-  if opts.batch_size ~= nil and (type(opts.batch_size) ~= "number" or opts.batch_size < 1
-      or opts.batch_size ~= math.floor(opts.batch_size)) then
-    error(fname .. ": batch_size must be a positive integer, got " .. tostring(opts.batch_size), 3)
-  end
-  if opts.progress ~= nil and type(opts.progress) ~= "string" and type(opts.progress) ~= "boolean" then
-    error(fname .. ": progress must be a label string or a boolean", 3)
-  end
-  return opts
-end
+-- The options of clf:logits, clf:classify and rm:score.
+local BATCH_SPEC = {
+  batch_size = { type = "integer", min = 1 },
+  progress = { type = "string|boolean", expect = "a label string or a boolean" },
+}
 
 local function progress_label(opts, default)
   if opts.progress == false then return nil end
@@ -144,7 +131,7 @@ end
 ---@param batch table texts | { {text, text_pair}, ... } | { input_ids=, attention_mask=, token_type_ids= }
 ---@param opts table|nil { batch_size = 16, progress = "label"|false }
 function Classifier:logits(batch, opts)
-  opts = check_options("clf:logits", opts, { "batch_size", "progress" })
+  opts = check("clf:logits", opts, BATCH_SPEC)
   local kind, texts, pairs = split_batch("clf:logits", batch)
   local label = progress_label(opts, self.config.model_type)  -- a bar on a terminal, silent otherwise
   if kind == "ids" then
@@ -190,7 +177,7 @@ end
 ---@param batch table as clf:logits takes
 ---@param opts table|nil { batch_size = 16, progress = "label"|false }
 function Classifier:classify(batch, opts)
-  opts = check_options("clf:classify", opts, { "batch_size", "progress" })
+  opts = check("clf:classify", opts, BATCH_SPEC)
   local logits = self:logits(batch, opts)
   local labels = self.config.labels
   local out = {}
@@ -219,20 +206,9 @@ end
 ---@param opts table|nil { dtype = "fp32"|"bf16", tokenizer = other_dir }
 function M.load(dir, opts, fname)
   fname = fname or "cai.model.load_classifier"
-  if type(dir) ~= "string" then error(fname .. ": dir must be a string, got " .. type(dir), 3) end
-  if opts ~= nil and type(opts) ~= "table" then error(fname .. ": options must be a table", 3) end
-  opts = opts or {}
-  for k in pairs(opts) do
-    if k ~= "dtype" and k ~= "tokenizer" then
-      error(fname .. ": unknown option '" .. tostring(k) .. "' (valid: dtype, tokenizer)", 3)
-    end
-  end
-  if opts.dtype ~= nil and opts.dtype ~= "fp32" and opts.dtype ~= "bf16" then
-    error(fname .. ': dtype must be "fp32" or "bf16", got ' .. tostring(opts.dtype), 3)
-  end
-  if opts.tokenizer ~= nil and type(opts.tokenizer) ~= "string" then
-    error(fname .. ": tokenizer must be a directory path", 3)
-  end
+  check.value(fname, "dir", dir, "string", 4)
+  opts = check(fname, opts, { dtype = { type = "string", enum = { "fp32", "bf16" } },
+    tokenizer = { type = "string", nonempty = true, expect = "a directory name (a non-empty string)" } }, 4)
   local e = _encoder.load(dir, opts.dtype or "fp32", opts.tokenizer)
   local config = e:config()
   config.id2label, config.label2id = {}, {}
@@ -273,7 +249,7 @@ function Reward:score(texts, responses, opts)
       and (next(responses) ~= nil or (type(texts) == "table" and #texts > 0)) then
     responses, opts = nil, responses  -- rm:score(texts, { batch_size = 8 })
   end
-  opts = check_options("rm:score", opts, { "batch_size", "progress" })
+  opts = check("rm:score", opts, BATCH_SPEC)
   if type(texts) ~= "table" then error("rm:score: texts must be a list of strings", 2) end
   local batch = texts
   if responses ~= nil then

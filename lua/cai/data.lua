@@ -30,6 +30,7 @@
 -- maps the names above to the file's own (columns = { prompt = "question" }).
 -- A record that fits no format is an error naming the file, the line (or the
 -- record of a JSON array) and the fields it has.
+local check = require "cai.check"
 local json = require "cai.json"
 
 local data = {}
@@ -283,21 +284,20 @@ local function describe(typ, conversational, implicit, source)
   return s .. (conversational and ", conversational" or ", standard")
 end
 
-local function check_columns(fname, columns)
-  if columns == nil then return {} end
-  if type(columns) ~= "table" then error(fname .. ": columns must be a table { prompt = \"question\", ... }", 3) end
+-- opts.columns: canonical name -> the file's field name.
+local COLUMNS = { type = "table", expect = 'a table { prompt = "question", ... }', check = function(columns)
   local valid = {}
   for _, k in ipairs(CANONICAL) do valid[k] = true end
   for k, v in pairs(columns) do
     if not valid[k] then
-      error(string.format("%s: columns: unknown field '%s' (valid: %s)", fname, tostring(k), table.concat(CANONICAL, ", ")), 3)
+      return "has an unknown field '" .. tostring(k) .. "' " .. check.unknown_hint(k, CANONICAL, "fields")
     end
     if type(v) ~= "string" or v == "" then
-      error(string.format("%s: columns.%s must be the name of a field in the file, got %s", fname, k, type(v)), 3)
+      return "." .. k .. " must be the name of a field in the file, got " .. type(v)
     end
   end
-  return columns
-end
+end }
+local TYPES = { type = "list", items = "string" }
 
 -- Applies a columns mapping to a raw record: the canonical names get the
 -- mapped fields; a mapped field is not seen under its own name.
@@ -321,15 +321,10 @@ end
 ---@return table dataset { type=, conversational=, source=, implicit_prompt=, records=, where= }
 function data.from_records(records, opts)
   local fname = "cai.data.from_records"
-  if type(records) ~= "table" then error(fname .. ": records must be a list, got " .. type(records), 2) end
-  opts = opts or {}
-  if type(opts) ~= "table" then error(fname .. ": opts must be a table", 2) end
-  for k in pairs(opts) do
-    if k ~= "columns" and k ~= "name" and k ~= "where" and k ~= "types" then
-      error(fname .. ": unknown option '" .. tostring(k) .. "' (valid: columns, name, types, where)", 2)
-    end
-  end
-  local columns = check_columns(fname, opts.columns)
+  check.value(fname, "records", records, "table")
+  opts = check(fname, opts, { columns = COLUMNS, name = "string", where = { type = "list", items = "string" },
+    types = TYPES })
+  local columns = opts.columns or {}
   local name = opts.name or "data"
   local where = opts.where
   if where == nil then
@@ -402,15 +397,8 @@ end
 ---@param opts table|nil { columns = { prompt = "question", ... }, types = { ... } (accepted types) }
 ---@return table dataset { path=, type=, conversational=, source=, implicit_prompt=, description=, records=, where= }
 function data.load(path, opts)
-  if type(path) ~= "string" or path == "" then error("cai.data.load: path must be a non-empty string", 2) end
-  if opts ~= nil and type(opts) ~= "table" then error("cai.data.load: opts must be a table", 2) end
-  opts = opts or {}
-  for k in pairs(opts) do
-    if k ~= "columns" and k ~= "types" then
-      error("cai.data.load: unknown option '" .. tostring(k) .. "' (valid: columns, types)", 2)
-    end
-  end
-  check_columns("cai.data.load", opts.columns)
+  check.value("cai.data.load", "path", path, { type = "string", nonempty = true })
+  opts = check("cai.data.load", opts, { columns = COLUMNS, types = TYPES })
   local records, where = read_raw(path)
   if #records == 0 then error(path .. ": no records", 0) end
   local ds = data.from_records(records, { columns = opts.columns, where = where, name = path, types = opts.types })

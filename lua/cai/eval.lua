@@ -223,6 +223,15 @@ function eval.check(item, output, opts)
   return r, { response = response, words = nw, refusal = refusal }
 end
 
+local RUN_SPEC = {
+  criteria = "table", max_words = { type = "integer", min = 1 }, stop_means_end = "boolean", eos_means_end = "boolean",
+  factual_judge = "function", seed = "integer", bootstrap = { type = "integer", min = 1 },
+  safety = { type = "table", expect = "a scorer with :score(prompts, responses) -> P(safe)", check = function(v)
+    if type(v.score) ~= "function" then return "must be a scorer with :score(prompts, responses) -> P(safe)" end
+  end },
+  safety_threshold = { type = "number", min = 0, max = 1 },
+}
+
 ---Evaluates several models on the same items.
 ---@param items table list of items (see eval.check)
 ---@param outputs table model name -> list of outputs (same order as items)
@@ -238,7 +247,7 @@ end
 function eval.run(items, outputs, opts)
   check.value("cai.eval.run", "items", items, "table")
   check.value("cai.eval.run", "outputs", outputs, { type = "table", expect = "a table model name -> list of outputs" })
-  opts = opts or {}
+  opts = check("cai.eval.run", opts, RUN_SPEC)
   local names = {}
   for name, list in pairs(outputs) do
     if type(list) ~= "table" or #list ~= #items then
@@ -250,9 +259,6 @@ function eval.run(items, outputs, opts)
   table.sort(names)
   local criteria = eval.CRITERIA
   if opts.safety ~= nil then
-    if type(opts.safety) ~= "table" or type(opts.safety.score) ~= "function" then
-      error("cai.eval.run: safety must be a scorer with :score(prompts, responses) -> P(safe)", 2)
-    end
     criteria = {}
     for i, c in ipairs(eval.CRITERIA) do criteria[i] = c end
     criteria[#criteria + 1] = "safety"
@@ -324,7 +330,8 @@ function eval.compare(report, a, b, opts)
   if type(report) ~= "table" or type(report.models) ~= "table" then error("cai.eval.compare: expected a report from cai.eval.run", 2) end
   local ma, mb = report.models[a], report.models[b]
   if not ma or not mb then error("cai.eval.compare: the report has no model '" .. tostring(not ma and a or b) .. "'", 2) end
-  opts = opts or {}
+  opts = check("cai.eval.compare", opts, { seed = "integer", bootstrap = { type = "integer", min = 1 },
+    alpha = { type = "number", gt = 0, lt = 1 } })
   local rows, ps = {}, {}
   for _, c in ipairs(report.criteria or eval.CRITERIA) do
     local pa, pb, diffs = {}, {}, {}

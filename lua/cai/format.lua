@@ -44,9 +44,8 @@ end
 ---@param name string|nil "chat" | "instruction" | "auto"
 ---@param chat_template_kwargs table|nil extra template variables (enable_thinking = false, ...)
 function format.new(tok, name, chat_template_kwargs)
-  if chat_template_kwargs ~= nil and type(chat_template_kwargs) ~= "table" then
-    error("cai.format.new: chat_template_kwargs must be a table", 2)
-  end
+  require("cai.check").value("cai.format.new", "chat_template_kwargs", chat_template_kwargs,
+    { type = "table", optional = true })
   local ok, resolved = pcall(format.resolve, tok, name)
   if not ok then error("cai.format.new: " .. tostring(resolved), 2) end
   return setmetatable({ name = resolved, tok = tok, chat_template_kwargs = chat_template_kwargs or {} }, Format)

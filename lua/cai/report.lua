@@ -615,14 +615,15 @@ footer{margin-top:40px;color:var(--muted);font-size:12px}
 @media print{pre{max-height:none}}
 ]]
 
+local RENDER_SPEC = { max_samples = { type = "integer", min = 0 }, max_pairs = { type = "integer", min = 0 } }
+
 ---Renders the report from loaded data (pure; no file access).
 ---@param data table { run_dir=, config=, metrics=, summary=, pairs=, samples=, title= }
 ---@param opts table|nil { max_samples = 20, max_pairs = 5 }
 ---@return string html
 function report.render(data, opts)
   check.value("cai.report.render", "data", data, { type = "table", expect = "a table { config=, metrics=, ... }" })
-  opts = opts or {}
-  check.value("cai.report.render", "opts", opts, "table")
+  opts = check("cai.report.render", opts, RENDER_SPEC)
   for _, k in ipairs { "config", "metrics", "summary", "pairs", "samples" } do
     if data[k] ~= nil and type(data[k]) ~= "table" then
       error("cai.report.render: data." .. k .. " must be a table or nil, got " .. type(data[k]), 2)
@@ -744,9 +745,9 @@ end
 ---@return string path of the written report
 function report.build(run_dir, opts)
   check.value("cai.report.build", "run_dir", run_dir, { type = "string", nonempty = true })
-  if opts ~= nil and type(opts) ~= "table" then error("cai.report.build: opts must be a table", 2) end
-  opts = opts or {}
-  local html = report.render(report.load(run_dir), opts)
+  opts = check("cai.report.build", opts, { max_samples = RENDER_SPEC.max_samples, max_pairs = RENDER_SPEC.max_pairs,
+    output = { type = "string", nonempty = true } })
+  local html = report.render(report.load(run_dir), { max_samples = opts.max_samples, max_pairs = opts.max_pairs })
   local path = opts.output or (run_dir:gsub("/+$", "") .. "/report.html")
   local ok, err = pcall(require("cai._core").write_file, path, html)
   if not ok then error("cai.report.build: " .. tostring(err), 2) end

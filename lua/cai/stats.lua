@@ -135,7 +135,7 @@ end
 function stats.mcnemar(b, c, opts)
   check_count("mcnemar", b, "b")
   check_count("mcnemar", c, "c")
-  opts = opts or {}
+  opts = check("cai.stats.mcnemar", opts, { exact = "boolean" })
   local n = b + c
   -- odds_ratio is b / c, absent when c = 0 (infinite: JSON cannot hold it);
   -- odds_ratio_corrected adds 0.5 to both counts (Haldane) and is always finite.
@@ -242,28 +242,28 @@ function stats.wilson(k, n, z)
   return lo, hi
 end
 
+local BOOTSTRAP_SPEC = {
+  n = { type = "integer", min = 1 },  -- resamples
+  alpha = { type = "number", gt = 0, lt = 1 },
+  stat = "function", rng = "table|userdata", seed = "integer",
+}
+
 ---Percentile bootstrap confidence interval of a statistic (default: the mean).
 ---@param values table list of numbers (booleans count as 1/0)
 ---@param opts table|nil { n = 2000, alpha = 0.05, stat = function(list) -> number, rng= or seed= }
 ---@return table { estimate=, lo=, hi=, n= }
 function stats.bootstrap_ci(values, opts)
-  if type(values) ~= "table" then error("cai.stats.bootstrap_ci: values must be a list", 2) end
-  opts = opts or {}
+  check.value("cai.stats.bootstrap_ci", "values", values, "table")
+  opts = check("cai.stats.bootstrap_ci", opts, BOOTSTRAP_SPEC)
   local xs = {}
   for i, v in ipairs(values) do
     if type(v) == "boolean" then xs[i] = v and 1 or 0
     elseif type(v) == "number" then xs[i] = v
     else error(string.format("cai.stats.bootstrap_ci: values[%d] must be a number or boolean", i), 2) end
   end
-  if type(opts) ~= "table" then error("cai.stats.bootstrap_ci: opts must be a table, got " .. type(opts), 2) end
   local stat = opts.stat or stats.mean
-  if type(stat) ~= "function" then error("cai.stats.bootstrap_ci: opts.stat must be a function, got " .. type(stat), 2) end
   local reps = opts.n or 2000
-  if type(reps) ~= "number" or reps < 1 or reps ~= math.floor(reps) then
-    error("cai.stats.bootstrap_ci: opts.n (resamples) must be an integer >= 1, got " .. tostring(reps), 2)
-  end
   local alpha = opts.alpha or 0.05
-  check_alpha("bootstrap_ci", alpha)
   if #xs == 0 then return { estimate = nil, lo = nil, hi = nil, n = 0 } end
   local rng = opts.rng or require("cai").rng(opts.seed or 0)
   local results = {}

@@ -107,7 +107,7 @@ spec.describe("cai.data.load", function()
     end, 'columns.prompt = "query", but the record has no field "query" (fields found: answer, prompt, question)', true)
     spec.raises(function()
       cai.data.load(root .. "/mapped.jsonl", { columns = { question = "prompt" } })
-    end, "columns: unknown field 'question'", true)
+    end, "option 'columns' has an unknown field 'question'", true)
   end)
 
   spec.it("names file, line and fields of a record that fits no format", function()

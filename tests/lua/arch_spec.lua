@@ -42,15 +42,6 @@ local root = spec.tmpdir()
 local qwen3_dir = "tests/data/models/qwen3"
 local tok_dir = "tests/data/tokenizers/qwen2"  -- 397 tokens; the fixtures' vocab_size is 400
 
-local function copy(from, to)
-  local f = assert(io.open(from, "rb"))
-  local data = f:read("*a")
-  f:close()
-  local g = assert(io.open(to, "wb"))
-  g:write(data)
-  g:close()
-end
-
 -- The tensor names in a safetensors file's header.
 local function tensor_names(path)
   local f = assert(io.open(path, "rb"))
@@ -68,13 +59,11 @@ local function tensor_names(path)
 end
 
 local gemma3_dir = root .. "/gemma3"
-cai.model.random(gemma3_dir, {
-  model_type = "gemma3_text", vocab_size = 400, hidden_size = 32, intermediate_size = 48, num_hidden_layers = 3,
-  num_attention_heads = 4, num_key_value_heads = 2, head_dim = 16, sliding_window = 4, sliding_window_pattern = 3,
-  query_pre_attn_scalar = 16, rope_scaling = { rope_type = "linear", factor = 4.0 }, final_logit_softcapping = 30.0,
-}, { seed = 4 })
-copy(tok_dir .. "/tokenizer.json", gemma3_dir .. "/tokenizer.json")
-copy(tok_dir .. "/tokenizer_config.json", gemma3_dir .. "/tokenizer_config.json")
+spec.random_model(gemma3_dir, { seed = 4, tokenizer = "qwen2", config = {
+  model_type = "gemma3_text", vocab_size = 400, num_hidden_layers = 3, head_dim = 16, sliding_window = 4,
+  sliding_window_pattern = 3, query_pre_attn_scalar = 16, rope_scaling = { rope_type = "linear", factor = 4.0 },
+  final_logit_softcapping = 30.0,
+} })
 
 local data = {
   { prompt = "The cat", response = " sat on the mat." },

@@ -8,12 +8,7 @@ local spec = require "spec"
 local root = spec.tmpdir()
 local tok_dir = "tests/data/tokenizers/gpt2"
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local data = f:read("*a")
-  f:close()
-  return data
-end
+local read = spec.read
 
 local function write(path, data)
   local f = assert(io.open(path, "wb"))
@@ -25,20 +20,13 @@ end
 local function sh(cmd) return os.execute(cmd) == 0 end
 
 local vocab = cai.tokenizer.load(tok_dir):vocab_size()
-local CONFIG = {
-  model_type = "llama", vocab_size = vocab, hidden_size = 32, intermediate_size = 48,
-  num_hidden_layers = 2, num_attention_heads = 4, num_key_value_heads = 2, rms_norm_eps = 1e-5,
-  max_position_embeddings = 64,
-}
 
 -- A fresh model directory (random weights, the GPT-2 test tokenizer); edit(config) may change the config first.
 local count = 0
 local function model_dir(edit)
   count = count + 1
-  local dir = root .. "/m" .. count
-  cai.model.random(dir, CONFIG, { seed = 1 })
-  write(dir .. "/tokenizer.json", read(tok_dir .. "/tokenizer.json"))
-  write(dir .. "/tokenizer_config.json", read(tok_dir .. "/tokenizer_config.json"))
+  local dir = spec.random_model(root .. "/m" .. count,
+    { seed = 1, config = { rms_norm_eps = 1e-5, max_position_embeddings = 64 } })
   if edit then
     local config = cai.json.decode(read(dir .. "/config.json"))
     edit(config, dir)

@@ -8,18 +8,9 @@ local spec = require "spec"
 local DATA = "tests/data/chat"
 local MODELS = { "qwen3", "gemma3", "llama3_1", "llama3_2", "qwen2_5", "mistral_nemo", "deepseek_v3" }
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local text = f:read("*a")
-  f:close()
-  return text
-end
+local read = spec.read
 
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
+local write = spec.write
 
 local conversations = cai.chat.decode_json(read(DATA .. "/conversations.json"), "conversations.json")
 local golden = cai.chat.decode_json(read(DATA .. "/golden.json"), "golden.json")

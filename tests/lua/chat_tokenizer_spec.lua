@@ -11,12 +11,7 @@ local DATA = "tests/data/chat"
 local VERSION = "3.7.2"
 local npm_dir = os.getenv("CAI_CHAT_NPM_DIR")
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local text = f:read("*a")
-  f:close()
-  return text
-end
+local read = spec.read
 
 local function model_dir(model)
   if not npm_dir then return nil end

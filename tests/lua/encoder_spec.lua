@@ -10,12 +10,7 @@ local spec = require "spec"
 local data = "tests/data/encoders"
 local root = spec.tmpdir()
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read = spec.read
 
 local function copy_tokenizer(from, to)
   for _, f in ipairs { "tokenizer.json", "tokenizer_config.json" } do
@@ -273,12 +268,8 @@ end)
 spec.describe("cai.scoring.judge with labels", function()
   spec.it("scores by the labels' log-probs", function()
     -- a small random causal model with a test tokenizer (no chat template)
-    local llama_tok = "tests/data/tokenizers/llama_json"
-    local mdir = root .. "/judge"
-    cai.model.random(mdir, { model_type = "llama", vocab_size = cai.tokenizer.load(llama_tok):vocab_size(),
-      hidden_size = 32, intermediate_size = 48, num_hidden_layers = 2, num_attention_heads = 4,
-      num_key_value_heads = 2, rms_norm_eps = 1e-5, tie_word_embeddings = true }, { seed = 3 })
-    copy_tokenizer(llama_tok, mdir)
+    local mdir = spec.random_model(root .. "/judge",
+      { seed = 3, tokenizer = "llama_json", config = { rms_norm_eps = 1e-5, tie_word_embeddings = true } })
     local m = cai.model.load(mdir)
     local judge = cai.scoring.judge(m, { labels = { "safe", "unsafe" }, template = "{instruction} -> {response}. {labels}?",
       chat_template = false })

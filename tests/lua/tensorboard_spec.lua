@@ -10,15 +10,6 @@ local bit = require "bit"
 local root = spec.tmpdir()
 local dir = root .. "/tiny"
 
-local function copy(from, to)
-  local f = assert(io.open(from, "rb"))
-  local data = f:read("*a")
-  f:close()
-  local g = assert(io.open(to, "wb"))
-  g:write(data)
-  g:close()
-end
-
 -- ---- the reader ----
 
 local crc_table = {}
@@ -149,14 +140,7 @@ end
 
 -- ---- the run ----
 
-local tok_dir = "tests/data/tokenizers/gpt2"
-local vocab = cai.tokenizer.load(tok_dir):vocab_size()
-cai.model.random(dir, {
-  model_type = "llama", vocab_size = vocab, hidden_size = 32, intermediate_size = 48,
-  num_hidden_layers = 2, num_attention_heads = 4, num_key_value_heads = 2, rms_norm_eps = 1e-5,
-}, { seed = 5 })
-copy(tok_dir .. "/tokenizer.json", dir .. "/tokenizer.json")
-copy(tok_dir .. "/tokenizer_config.json", dir .. "/tokenizer_config.json")
+spec.random_model(dir, { seed = 5, config = { rms_norm_eps = 1e-5 } })
 
 local data = {
   { prompt = "The cat", response = " sat on the mat." },

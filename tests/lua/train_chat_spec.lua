@@ -104,21 +104,7 @@ end)
 -- Training on a tiny random model with a real byte-level BPE tokenizer.
 local root = spec.tmpdir()
 local dir = root .. "/tiny"
-local tok_dir = "tests/data/tokenizers/gpt2"
-local function copy(from, to)
-  local f = assert(io.open(from, "rb"))
-  local text = f:read("*a")
-  f:close()
-  local g = assert(io.open(to, "wb"))
-  g:write(text)
-  g:close()
-end
-cai.model.random(dir, {
-  model_type = "llama", vocab_size = cai.tokenizer.load(tok_dir):vocab_size(), hidden_size = 32,
-  intermediate_size = 48, num_hidden_layers = 2, num_attention_heads = 4, num_key_value_heads = 2, rms_norm_eps = 1e-5,
-}, { seed = 5 })
-copy(tok_dir .. "/tokenizer.json", dir .. "/tokenizer.json")
-copy(tok_dir .. "/tokenizer_config.json", dir .. "/tokenizer_config.json")
+spec.random_model(dir, { seed = 5, config = { rms_norm_eps = 1e-5 } })
 
 local function fresh()
   local m = cai.model.load(dir)

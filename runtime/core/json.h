@@ -3,7 +3,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cmath>
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "core/error.h"
 
@@ -56,5 +59,66 @@ inline nlohmann::json parse_json(const std::string& text, const std::string& whe
         fail(where, ": not valid JSON: ", e.what());
     }
 }
+
+// Typed fields of a JSON object (config.json and its kin): an absent or null
+// field gives the default; a wrong type is an error naming where and the field.
+// An integer may be written as an integral float (2.0), as Python writes some.
+struct json_fields {
+    const nlohmann::json& j;
+    const std::string& where;
+
+    bool present(const char* key) const { return j.contains(key) && !j[key].is_null(); }
+
+    int64_t integer(const char* key, int64_t def) const {
+        if (!present(key)) return def;
+        const nlohmann::json& v = j[key];
+        if (v.is_number_integer()) return v.get<int64_t>();
+        if (v.is_number_float()) {
+            const double d = v.get<double>();
+            if (std::floor(d) == d && std::fabs(d) <= 9007199254740992.0) return static_cast<int64_t>(d);
+        }
+        fail(where, ": field \"", key, "\" must be an integer, got ", v.dump());
+    }
+    int64_t positive(const char* key, int64_t def) const {
+        const int64_t n = integer(key, def);
+        if (n <= 0) fail(where, ": field \"", key, "\" must be a positive integer, got ", n);
+        return n;
+    }
+    double number(const char* key, double def) const {
+        if (!present(key)) return def;
+        const nlohmann::json& v = j[key];
+        if (!v.is_number()) fail(where, ": field \"", key, "\" must be a number, got ", v.dump());
+        return v.get<double>();
+    }
+    bool boolean(const char* key, bool def) const {
+        if (!present(key)) return def;
+        const nlohmann::json& v = j[key];
+        if (!v.is_boolean()) fail(where, ": field \"", key, "\" must be true or false, got ", v.dump());
+        return v.get<bool>();
+    }
+    std::string string(const char* key, const std::string& def) const {
+        if (!present(key)) return def;
+        const nlohmann::json& v = j[key];
+        if (!v.is_string()) fail(where, ": field \"", key, "\" must be a string, got ", v.dump());
+        return v.get<std::string>();
+    }
+    // One integer or a list of them (eos_token_id); empty when absent.
+    std::vector<int64_t> int_or_list(const char* key) const {
+        std::vector<int64_t> out;
+        if (!present(key)) return out;
+        const nlohmann::json& v = j[key];
+        if (v.is_number_integer()) {
+            out.push_back(v.get<int64_t>());
+        } else if (v.is_array()) {
+            for (const auto& x : v) {
+                if (!x.is_number_integer()) fail(where, ": field \"", key, "\" must hold integers, got ", v.dump());
+                out.push_back(x.get<int64_t>());
+            }
+        } else {
+            fail(where, ": field \"", key, "\" must be an integer or a list of integers, got ", v.dump());
+        }
+        return out;
+    }
+};
 
 }  // namespace cai

@@ -11,68 +11,13 @@ namespace {
 
 using json = nlohmann::json;
 
-// Field readers: absent or null gives the default; a wrong type is an error naming the field.
-struct reader {
-    const json& j;
-    const std::string& where;
-
-    bool present(const char* key) const { return j.contains(key) && !j[key].is_null(); }
-
-    int64_t integer(const char* key, int64_t def) const {
-        if (!present(key)) return def;
-        const json& v = j[key];
-        if (v.is_number_integer()) return v.get<int64_t>();
-        if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>()) return (int64_t)v.get<double>();
-        fail(where, ": field \"", key, "\" must be an integer, got ", v.dump());
-    }
-    int64_t positive(const char* key, int64_t def) const {
-        int64_t n = integer(key, def);
-        if (n <= 0) fail(where, ": field \"", key, "\" must be a positive integer, got ", n);
-        return n;
-    }
-    double number(const char* key, double def) const {
-        if (!present(key)) return def;
-        const json& v = j[key];
-        if (!v.is_number()) fail(where, ": field \"", key, "\" must be a number, got ", v.dump());
-        return v.get<double>();
-    }
-    bool boolean(const char* key, bool def) const {
-        if (!present(key)) return def;
-        const json& v = j[key];
-        if (!v.is_boolean()) fail(where, ": field \"", key, "\" must be true or false, got ", v.dump());
-        return v.get<bool>();
-    }
-    std::string string(const char* key, const std::string& def) const {
-        if (!present(key)) return def;
-        const json& v = j[key];
-        if (!v.is_string()) fail(where, ": field \"", key, "\" must be a string, got ", v.dump());
-        return v.get<std::string>();
-    }
-    std::vector<int64_t> int_or_list(const char* key) const {
-        std::vector<int64_t> out;
-        if (!present(key)) return out;
-        const json& v = j[key];
-        if (v.is_number_integer()) {
-            out.push_back(v.get<int64_t>());
-        } else if (v.is_array()) {
-            for (const auto& x : v) {
-                if (!x.is_number_integer()) fail(where, ": field \"", key, "\" must hold integers, got ", v.dump());
-                out.push_back(x.get<int64_t>());
-            }
-        } else {
-            fail(where, ": field \"", key, "\" must be an integer or a list of integers, got ", v.dump());
-        }
-        return out;
-    }
-};
-
 // The fields of one rope parameter object (rope_scaling, rope_parameters or
 // one layer type's entry): rope_type (or type), its factors, and rope_theta
 // when the object carries it.
 void read_rope_object(const json& scaling, const std::string& where, const std::string& field, model_config& c) {
     if (!scaling.is_object()) fail(where, ": field \"", field, "\" must be an object, got ", scaling.dump());
     std::string sub_where = where + ": " + field;
-    reader s{scaling, sub_where};
+    json_fields s{scaling, sub_where};
     if (s.present("rope_theta")) c.rope_theta = s.number("rope_theta", c.rope_theta);
     std::string type = s.string("rope_type", s.string("type", "default"));
     c.rope_type = type;
@@ -98,7 +43,7 @@ void read_rope_object(const json& scaling, const std::string& where, const std::
 void read_rope(const json& j, const std::string& where, double default_theta, model_config& c) {
     // transformers >= 5 writes "rope_parameters" (with rope_theta inside); older
     // versions write "rope_theta" and an optional "rope_scaling".
-    reader r{j, where};
+    json_fields r{j, where};
     c.rope_theta = r.number("rope_theta", default_theta);
     if (r.present("rope_parameters")) {
         read_rope_object(j["rope_parameters"], where, "rope_parameters", c);
@@ -112,7 +57,7 @@ void read_rope(const json& j, const std::string& where, double default_theta, mo
 // transformers >= 5 writes rope_parameters = { full_attention = {...},
 // sliding_attention = {...} } instead.
 void read_gemma3_rope(const json& j, const std::string& where, model_config& c) {
-    reader r{j, where};
+    json_fields r{j, where};
     c.local_rope = true;
     c.rope_local_theta = r.number("rope_local_base_freq", 10000.0);
     const bool per_type = r.present("rope_parameters") && j["rope_parameters"].is_object() &&
@@ -144,7 +89,7 @@ void read_gemma3_rope(const json& j, const std::string& where, model_config& c) 
 
 // The checkpoint's dtype: torch_dtype (transformers < 5) or dtype.
 std::string read_torch_dtype(const json& j, const std::string& where) {
-    reader r{j, where};
+    json_fields r{j, where};
     const char* key = r.present("dtype") ? "dtype" : "torch_dtype";
     if (!r.present(key)) return "";
     std::string name = r.string(key, "");
@@ -159,7 +104,7 @@ std::string read_torch_dtype(const json& j, const std::string& where) {
 model_config parse_model_config(const std::string& json_text, const std::string& where) {
     json j = parse_json(json_text, where);
     if (!j.is_object()) fail(where, ": expected a JSON object");
-    reader r{j, where};
+    json_fields r{j, where};
     model_config c;
     c.json = json_text;
     if (!r.present("model_type")) fail(where, ": field \"model_type\" is missing");
@@ -306,7 +251,7 @@ model_config parse_model_config(const std::string& json_text, const std::string&
 std::vector<int64_t> parse_generation_eos(const std::string& json_text, const std::string& where) {
     json j = parse_json(json_text, where);
     if (!j.is_object()) fail(where, ": expected a JSON object");
-    return reader{j, where}.int_or_list("eos_token_id");
+    return json_fields{j, where}.int_or_list("eos_token_id");
 }
 
 }  // namespace cai

@@ -40,39 +40,6 @@ bool ends_with(const std::string& s, const std::string& tail) {
     return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
 }
 
-struct field_reader {
-    const json& j;
-    const std::string& where;
-
-    bool present(const char* key) const { return j.contains(key) && !j[key].is_null(); }
-    int64_t integer(const char* key, int64_t def) const {
-        if (!present(key)) return def;
-        const json& v = j[key];
-        if (v.is_number_integer()) return v.get<int64_t>();
-        fail(where, ": field \"", key, "\" must be an integer, got ", v.dump());
-    }
-    int64_t positive(const char* key, int64_t def) const {
-        int64_t n = integer(key, def);
-        if (n <= 0) fail(where, ": field \"", key, "\" must be a positive integer, got ", n);
-        return n;
-    }
-    double number(const char* key, double def) const {
-        if (!present(key)) return def;
-        if (!j[key].is_number()) fail(where, ": field \"", key, "\" must be a number, got ", j[key].dump());
-        return j[key].get<double>();
-    }
-    bool boolean(const char* key, bool def) const {
-        if (!present(key)) return def;
-        if (!j[key].is_boolean()) fail(where, ": field \"", key, "\" must be true or false, got ", j[key].dump());
-        return j[key].get<bool>();
-    }
-    std::string string(const char* key, const std::string& def) const {
-        if (!present(key)) return def;
-        if (!j[key].is_string()) fail(where, ": field \"", key, "\" must be a string, got ", j[key].dump());
-        return j[key].get<std::string>();
-    }
-};
-
 void check_activation(const std::string& name, const std::string& where, const char* field) {
     for (const char* a : {"gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "tanh"})
         if (name == a) return;
@@ -179,7 +146,7 @@ std::string config_model_type(const std::string& json_text, const std::string& w
 encoder_config parse_encoder_config(const std::string& json_text, const std::string& where) {
     json j = parse_json(json_text, where);
     if (!j.is_object()) fail(where, ": expected a JSON object");
-    field_reader r{j, where};
+    json_fields r{j, where};
     encoder_config c;
     c.json = json_text;
     c.model_type = r.string("model_type", "");

@@ -139,10 +139,9 @@ reward_head_config parse_reward_config(const std::string& json_text, const std::
         fail(where, ": architectures[0] is \"", head.architecture, "\"; a reward model is a *", suffix,
              " checkpoint (e.g. LlamaForSequenceClassification). A causal LM is not a reward model: score "
              "with its log-probabilities (cai.scoring.logprob) or as a judge instead");
-    if (j.contains("num_labels") && !j["num_labels"].is_null()) {
-        if (!j["num_labels"].is_number_integer())
-            fail(where, ": field \"num_labels\" must be an integer, got ", j["num_labels"].dump());
-        head.num_labels = j["num_labels"].get<int64_t>();
+    const json_fields fields{j, where};
+    if (fields.present("num_labels")) {
+        head.num_labels = fields.integer("num_labels", 0);
     } else if (j.contains("id2label") && j["id2label"].is_object()) {
         head.num_labels = (int64_t)j["id2label"].size();
     } else {

@@ -128,6 +128,18 @@ TEST_CASE("encoder configs read transformers' fields and defaults", "[encoder]")
                      "id2label":{"0":"a","2":"b"}})", "config.json");
                }),
                Catch::Contains("id 1 is missing"));
+    // The one JSON field reader (shared with config.json): 2.0 is the integer 2, 2.5 and 1e300 are not integers.
+    auto integral = cai::parse_encoder_config(
+        R"({"model_type":"bert","architectures":["BertForSequenceClassification"],"num_hidden_layers":2.0})", "c");
+    CHECK(integral.num_layers == 2);
+    for (const char* bad : {"2.5", "1e300"})
+        CHECK_THAT(error_of([&] {
+                       cai::parse_encoder_config(std::string(R"({"model_type":"bert","architectures":)"
+                                                             R"(["BertForSequenceClassification"],"num_hidden_layers":)") +
+                                                     bad + "}",
+                                                 "c");
+                   }),
+                   Catch::Contains("c: field \"num_hidden_layers\" must be an integer"));
 }
 
 TEST_CASE("encoder checkpoints with missing or misshapen tensors are errors naming them", "[encoder]") {

@@ -94,7 +94,7 @@ local function dataset_of(fname, field, value, columns, types)
     local ok = false
     for _, t in ipairs(types) do ok = ok or t == value.type end
     if not ok then
-      error(string.format("%s: field '%s' is %s data; %s takes %s", fname, field, value.description or value.type,
+      error(string.format("%s: option '%s' is %s data; %s takes %s", fname, field, value.description or value.type,
         fname, table.concat(types, " or "):gsub("_", "-")), 3)
     end
     return value
@@ -105,7 +105,7 @@ local function dataset_of(fname, field, value, columns, types)
     return ds
   end
   if type(value) ~= "table" or #value == 0 then
-    error(string.format("%s: field '%s' must be a non-empty list of records, a JSONL/JSON file path or a "
+    error(string.format("%s: option '%s' must be a non-empty list of records, a JSONL/JSON file path or a "
       .. "cai.data dataset, got %s", fname, field, type(value) == "table" and "an empty table" or type(value)), 3)
   end
   local ok, ds = pcall(data_mod.from_records, value, { columns = columns, name = field, types = types })

@@ -174,7 +174,7 @@ spec.describe("cai.train.sft with conversations", function()
     spec.raises(function()
       cai.train.sft{ model = m, data = { { q = "a", a = "b" } }, columns = { prompt = "q", completion = "a" },
         format = "jinja", out = root .. "/sft_bad3" }
-    end, "field 'format' must be \"chat\", \"instruction\" or \"raw\"", true)
+    end, "option 'format' must be one of chat, instruction, raw; got \"jinja\"", true)
     r = cai.train.sft{ model = m, data = { { q = "a", a = "b" } }, columns = { prompt = "q", completion = "a" },
       out = root .. "/sft_cols", max_steps = 1, progress = false }
     spec.eq(r.steps, 1)

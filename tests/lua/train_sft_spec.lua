@@ -91,7 +91,7 @@ spec.describe("cai.train.sft", function()
     spec.raises(function() cai.train.sft{ model = m, data = data, out = out, learning_rat = 1 } end,
       "unknown option 'learning_rat' %(did you mean learning_rate%?%)")
     spec.raises(function() cai.train.sft{ model = m, data = data, out = out, epochs = "2" } end,
-      "option 'epochs' must be a number, got string")
+      "option 'epochs' must be an integer, got string")
     spec.raises(function() cai.train.sft{ model = m, data = {}, out = out } end, "non%-empty list")
     spec.raises(function() cai.train.sft{ model = m, data = { data[1], nil, data[3] }, out = out } end,
       "data%[2%] is nil")

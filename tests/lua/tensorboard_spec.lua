@@ -221,7 +221,7 @@ spec.describe("report_to = \"tensorboard\"", function()
     m:add_lora{ r = 4, alpha = 8 }
     spec.raises(function()
       cai.train.sft{ model = m, data = data, out = root .. "/w", max_steps = 1, report_to = "wandb", progress = false }
-    end, 'report_to "wandb" is not supported', true)
+    end, [[option 'report_to' must be "none", "tensorboard" or a list of them, got "wandb"]], true)
   end)
 end)
 

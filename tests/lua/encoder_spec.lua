@@ -237,7 +237,7 @@ spec.describe("cai.filters with a safety classifier", function()
       spec.eq(d.reason, "unsafe")
       near(d.safety, s[d.index], 1e-12, "dropped pair's safety score")
     end
-    spec.raises(function() cai.filters.apply(in_pairs, { safety = 1 }) end, "safety must be a scorer")
+    spec.raises(function() cai.filters.apply(in_pairs, { safety = 1 }) end, "option 'safety' must be a scorer")
     spec.raises(function() cai.filters.apply(in_pairs, { safety = counting, min_safety = 2 }) end, "min_safety")
     safety:release()
   end)

@@ -43,6 +43,7 @@ local args = cai.args{
   lora_r = 32,
   lora_alpha = 64,
   batch_size = 4,
+  min_pairs = 1,                -- fewer pairs after the filters stop the run with an error naming the filters
 }
 local n = args.n
 if n < 1 then error("cai_pipeline.lua: n must be >= 1, got " .. n, 0) end
@@ -107,6 +108,8 @@ for i, p in ipairs(pref_pairs) do
 end
 cai.jsonl.write(out .. "/pairs.jsonl", dpo_pairs)
 cai.log.info(string.format("cai_pipeline: %d records, %d pairs kept for DPO", #records, #dpo_pairs))
+cai.filters.require_pairs("cai_pipeline.lua", dpo_pairs, pair_stats, args.min_pairs, { outcomes = outcomes,
+  hint = "see " .. out .. "/records.jsonl (a model that cannot critique keeps every answer as it was)" })
 
 -- 5. Preference for the revised answers, before and after DPO.
 local function prefers_revised(use_lora)
@@ -120,26 +123,22 @@ if steps == 0 then
   steps = ({ [0] = 1, 10, 100 })[milestone] or math.max(100, math.ceil(3 * #dpo_pairs / args.batch_size))
 end
 local result, after
-if #dpo_pairs > 0 then
+do
   m:add_lora{ r = args.lora_r, alpha = args.lora_alpha, targets = "all-linear", seed = args.seed + 1 }
   result = cai.train.dpo{ model = m, pairs = dpo_pairs, out = out .. "/dpo", seed = args.seed, beta = args.beta,
     max_steps = steps, learning_rate = args.dpo_lr, batch_size = math.min(args.batch_size, #dpo_pairs),
     warmup_ratio = milestone >= 2 and 0.1 or 0, logging_steps = 1, save_steps = math.max(10, math.floor(steps / 5)) }
   m:save_lora(out .. "/dpo/adapter")
   after = prefers_revised(true)
-else
-  cai.log.warn("cai_pipeline: no revision differs from its answer; nothing to train DPO on (see records.jsonl)")
 end
 
 -- 6. Milestone criteria --------------------------------------------------------
 local losses = {}
-if #dpo_pairs > 0 then
-  for _, line in ipairs(cai.jsonl.read(out .. "/dpo/metrics.jsonl")) do
-    if line.loss then losses[#losses + 1] = line.loss end
-  end
+for _, line in ipairs(cai.jsonl.read(out .. "/dpo/metrics.jsonl")) do
+  if line.loss then losses[#losses + 1] = line.loss end
 end
 local meaningful = (outcomes.revised or 0) / math.max(1, #records)
-local checks = { pipeline_completed = #records == n }
+local checks = { pipeline_completed = #records == n and #dpo_pairs >= args.min_pairs }
 if milestone >= 1 then
   checks.meaningful_critiques_over_70pct = meaningful > 0.7
   checks.dpo_loss_decreases = #losses >= 2 and losses[#losses] < losses[1]

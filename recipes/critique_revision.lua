@@ -47,6 +47,7 @@ local args = cai.args{
   lora_r = 16,
   lora_alpha = 32,
   batch_size = 8,
+  min_pairs = 2,                -- fewer pairs after the filters stop the run with an error naming the filters
 }
 if args.reward_model == "" then
   error("critique_revision.lua: reward_model= is required: a Hugging Face *ForSequenceClassification directory "
@@ -105,10 +106,12 @@ for i, p in ipairs(kept) do
     principle_ids = p.principle_ids }
 end
 cai.jsonl.write(out .. "/pairs.jsonl", dpo_pairs)
-if #dpo_pairs < 2 then
-  error(string.format("critique_revision.lua: only %d of %d pairs passed the filters (see %s/pair_report.json); "
-    .. "lower min_score_delta or raise n", #dpo_pairs, #records, out), 0)
+local outcomes = {}
+for _, r in ipairs(records) do
+  for _, o in ipairs(r.outcomes or {}) do outcomes[o] = (outcomes[o] or 0) + 1 end
 end
+cai.filters.require_pairs("critique_revision.lua", dpo_pairs, filter_stats, math.max(2, args.min_pairs),
+  { outcomes = outcomes, hint = "see " .. out .. "/pair_report.json; lower min_score_delta or raise n" })
 
 -- 4. DPO: a seeded split into train and eval pairs, warmup, eval, best checkpoint, resume.
 local order = {}

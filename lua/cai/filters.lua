@@ -231,4 +231,55 @@ function filters.apply(pairs_in, opts)
   return kept, stats, dropped
 end
 
+local FILTER_ORDER = { "identical", "unscored", "weak_delta", "length", "meta", "near_duplicate", "duplicate" }
+
+---Which filters removed how many pairs, as one line: "identical 7, meta 1"
+---(only the filters that removed any), with the critique outcomes behind
+---identical pairs when given ("revisions: keep_original 5, unparsed 2").
+---@param stats table the stats of filters.apply
+---@param outcomes table|nil outcome -> count (cai.critique's round outcomes)
+function filters.explain(stats, outcomes)
+  if type(stats) ~= "table" or type(stats.total_input) ~= "number" then
+    error("cai.filters.explain: stats must be the stats table of cai.filters.apply", 2)
+  end
+  local parts = {}
+  for _, name in ipairs(FILTER_ORDER) do
+    local n = stats["filtered_" .. name] or 0
+    if n > 0 then parts[#parts + 1] = string.format("%s %d", name:gsub("_", " "), n) end
+  end
+  local text = #parts > 0 and table.concat(parts, ", ") or "no filter removed any"
+  if outcomes ~= nil then
+    if type(outcomes) ~= "table" then error("cai.filters.explain: outcomes must be a table outcome -> count", 2) end
+    local names, list = {}, {}
+    for k in pairs(outcomes) do names[#names + 1] = k end
+    table.sort(names)
+    for _, k in ipairs(names) do
+      if outcomes[k] > 0 then list[#list + 1] = string.format("%s %d", k, outcomes[k]) end
+    end
+    if #list > 0 then text = text .. " (critique rounds: " .. table.concat(list, ", ") .. ")" end
+  end
+  return text
+end
+
+---Stops with an error when fewer than min_pairs pairs survived the filters,
+---naming each filter that removed pairs and how many (see filters.explain).
+---@param context string who asks, e.g. "cai_pipeline.lua"
+---@param kept table the kept pairs
+---@param stats table the stats of filters.apply
+---@param min_pairs integer
+---@param opts table|nil { outcomes = outcome -> count, hint = "what to try" }
+function filters.require_pairs(context, kept, stats, min_pairs, opts)
+  if type(context) ~= "string" then error("cai.filters.require_pairs: context must be a string", 2) end
+  if type(kept) ~= "table" then error("cai.filters.require_pairs: kept must be a list", 2) end
+  if type(min_pairs) ~= "number" or min_pairs < 1 or min_pairs ~= math.floor(min_pairs) then
+    error("cai.filters.require_pairs: min_pairs must be an integer >= 1, got " .. tostring(min_pairs), 2)
+  end
+  opts = opts or {}
+  if #kept >= min_pairs then return end
+  local msg = string.format("%s: %d of %d pairs passed the filters, fewer than min_pairs = %d; removed by: %s",
+    context, #kept, stats.total_input or 0, min_pairs, filters.explain(stats, opts.outcomes))
+  if opts.hint then msg = msg .. "; " .. opts.hint end
+  error(msg, 0)
+end
+
 return filters

@@ -69,6 +69,28 @@ spec.describe("filters", function()
     spec.near(F.similarity("a b c d", "a b c e"), 1 / 3, 1e-12)
   end)
 
+  spec.it("too few pairs stop with the filters that removed them, with counts", function()
+    local records = {}
+    for i = 1, 4 do
+      records[i] = { instruction = "q" .. i, initial_answer = "Same answer " .. i .. ".",
+        revised_answer = i == 4 and "I could make the answer better." or "Same answer " .. i .. "." }
+    end
+    local kept, stats = F.apply(records, { min_score_delta = false, quiet = true })
+    spec.eq(#kept, 0)
+    spec.eq(F.explain(stats), "identical 3, meta 1")
+    spec.eq(F.explain(stats, { keep_original = 2, unparsed = 1, revised = 0 }),
+      "identical 3, meta 1 (critique rounds: keep_original 2, unparsed 1)")
+    spec.raises(function() F.require_pairs("r.lua", kept, stats, 1, { outcomes = { keep_original = 3 } }) end,
+      "r.lua: 0 of 4 pairs passed the filters, fewer than min_pairs = 1; removed by: identical 3, meta 1 "
+        .. "(critique rounds: keep_original 3)", true)
+    local _, all = F.apply({ records[1], { instruction = "x", initial_answer = "a b c", revised_answer = "d e f" } },
+      { min_score_delta = false, quiet = true })
+    spec.eq(F.require_pairs("r.lua", { 1 }, all, 1), nil)
+    spec.raises(function() F.require_pairs("r.lua", { 1 }, all, 2, { hint = "raise n" }) end,
+      "1 of 2 pairs passed the filters, fewer than min_pairs = 2; removed by: identical 1; raise n", true)
+    spec.raises(function() F.require_pairs("r.lua", {}, all, 0) end, "min_pairs must be an integer >= 1")
+  end)
+
   spec.it("checks options", function()
     spec.raises(function() F.apply({}, { min_delta = 1 }) end, "unknown option 'min_delta'")
   end)

@@ -56,6 +56,11 @@ Critique:]],
   example_step = "Human: {prompt}\n\nAssistant: {response}\n\nCritique Request: {critique_request}\n\n"
     .. "Critique: {critique}\n\nRevision Request: {revision_request}\n\nRevision: {revision}\n\n---\n\n",
 
+  -- The RL-CAI feedback question (cai.feedback): the model's next words are
+  -- " (A)" or " (B)"; {principle} is the principle's title.
+  feedback_comparison = "Consider the question and the two answers below.\n\nQuestion: {instruction}\n\n"
+    .. "(A) {response_a}\n\n(B) {response_b}\n\nWhich answer is more {principle}?\nThe answer is:",
+
   -- LLM-as-judge (cai.scoring.judge).
   judge_pointwise = [[
 Rate the response to the instruction on a scale from 1 to 10 using this rubric:

@@ -6,7 +6,10 @@
 -- rebuilt only when the recipe changes:
 --   1. a plain-prose corpus from cai.world (facts, arithmetic, definitions,
 --      stories, a few lines about not hurting people) — no
---      Instruction:/Response:/END format, so the model does not know it yet;
+--      Instruction:/Response:/END format, so the model does not know it yet —
+--      and demonstrations of the Constitutional-AI moves written from the
+--      principles of constitutions/tiny_world.yaml (critique then revision or
+--      KEEP_ORIGINAL; "Which answer is more <principle>? (A)/(B)");
 --   2. a sentencepiece tokenizer trained on that corpus;
 --   3. a small Llama-architecture model pretrained on the corpus as a plain
 --      continuation model (every token of a line is trained);
@@ -21,9 +24,15 @@ local tiny = {}
 ---The recipe. Bump `version` whenever the code that builds the model
 ---changes in a way that changes the result (the corpus, the trainer).
 tiny.recipe = {
-  version = 1,
+  version = 2,
   seed = 42,
   corpus_lines = 6000,
+  -- Constitutional-AI demonstrations (cai.world:cai_corpus) written from the
+  -- principles of this constitution; its text is part of the cache name, so
+  -- an edited file gives a rebuilt model. A relative path is looked up in the
+  -- working directory, then in the source tree the cairun binary was built from.
+  constitution = "constitutions/tiny_world.yaml",
+  cai_lines = 3000,
   vocab_size = 1024,
   hidden_size = 128,
   intermediate_size = 352,
@@ -48,9 +57,49 @@ local function merged(recipe)
   return out
 end
 
--- FNV-1a over the recipe's canonical JSON, twice with different offsets: 16 hex digits.
-local function fingerprint(recipe)
-  local text = cai.json.encode(recipe) .. "|" .. cai.version
+local exists = require("cai._core").exists
+
+-- This process's id (a temporary name no concurrent builder shares).
+local function pid()
+  local f = io.open("/proc/self/stat", "r")
+  local id = f and f:read("*n")
+  if f then f:close() end
+  return id or os.time()
+end
+
+-- The constitution file of a recipe: the path as given (absolute, or
+-- relative to the working directory), else relative to the source tree of
+-- the running cairun (<tree>/build/cairun).
+local function constitution_path(path)
+  if exists(path) or path:sub(1, 1) == "/" then
+    if not exists(path) then error("cai.tiny: recipe constitution " .. path .. " does not exist", 4) end
+    return path
+  end
+  local tried = { path }
+  local p = io.popen("readlink -f /proc/" .. math.floor(pid()) .. "/exe 2>/dev/null")
+  local exe = p and p:read("*l")
+  if p then p:close() end
+  if exe and exe ~= "" then
+    local tree = exe:gsub("/[^/]*$", ""):gsub("/[^/]*$", "")
+    local candidate = tree .. "/" .. path
+    if exists(candidate) then return candidate end
+    tried[#tried + 1] = candidate
+  end
+  error("cai.tiny: the tiny world's constitution " .. path .. " was not found (looked at " .. table.concat(tried, ", ")
+    .. "); run from the cairun source tree or pass recipe.constitution = an absolute path", 4)
+end
+
+local function read_file(path)
+  local f = assert(io.open(path, "rb"))
+  local text = f:read("*a")
+  f:close()
+  return text
+end
+
+-- FNV-1a over the recipe's canonical JSON (and the constitution's text),
+-- twice with different offsets: 16 hex digits.
+local function fingerprint(recipe, constitution_text)
+  local text = cai.json.encode(recipe) .. "|" .. cai.version .. "|" .. (constitution_text or "")
   local function fnv(offset)
     local h = offset
     for i = 1, #text do
@@ -66,8 +115,6 @@ local function shell_quote(s)
   return "'" .. s:gsub("'", "'\\''") .. "'"
 end
 
-local exists = require("cai._core").exists
-
 ---The cache directory for built models.
 function tiny.cache_root()
   local dir = os.getenv("CAI_CACHE_DIR")
@@ -81,13 +128,6 @@ function tiny.cache_root()
   return home .. "/.cache/cairun"
 end
 
--- This process's id (a temporary name no concurrent builder shares).
-local function pid()
-  local f = io.open("/proc/self/stat", "r")
-  local id = f and f:read("*n")
-  if f then f:close() end
-  return id or os.time()
-end
 
 local function build(dir, recipe)
   local tmp = string.format("%s.tmp.%d", dir, pid())
@@ -96,6 +136,11 @@ local function build(dir, recipe)
 
   local world = cai.world.new{ seed = recipe.seed }
   local lines = world:pretraining_corpus(recipe.corpus_lines)
+  if recipe.cai_lines > 0 then
+    local constitution = cai.constitution.load(constitution_path(recipe.constitution))
+    for _, line in ipairs(world:cai_corpus(constitution, recipe.cai_lines)) do lines[#lines + 1] = line end
+    cai.rng(recipe.seed):derive("tiny/corpus"):shuffle(lines)
+  end
   local corpus_path = tmp .. "/corpus.txt"
   local f = assert(io.open(corpus_path, "w"))
   for _, line in ipairs(lines) do f:write(line, "\n") end
@@ -142,7 +187,8 @@ function tiny.path(opts)
   opts = check("cai.tiny.path", opts, { cache_dir = "string", recipe = "table" })
   local recipe = merged(opts.recipe)
   local root = opts.cache_dir or tiny.cache_root()
-  local dir = root .. "/tiny-" .. fingerprint(recipe)
+  local constitution_text = recipe.cai_lines > 0 and read_file(constitution_path(recipe.constitution)) or nil
+  local dir = root .. "/tiny-" .. fingerprint(recipe, constitution_text)
   if not exists(dir .. "/config.json") then
     os.execute("mkdir -p " .. shell_quote(root))
     build(dir, recipe)

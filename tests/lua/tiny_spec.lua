@@ -2,7 +2,7 @@ local cai = require "cai"
 local spec = require "spec"
 
 local cache = spec.tmpdir()
-local small = { corpus_lines = 200, max_steps = 4, vocab_size = 400, layers = 1, hidden_size = 32,
+local small = { corpus_lines = 200, cai_lines = 50, max_steps = 4, vocab_size = 400, layers = 1, hidden_size = 32,
                 intermediate_size = 64 }
 
 -- Each file in dir with its inode, size and modification time (ns): a file
@@ -45,6 +45,22 @@ spec.describe("cai.tiny", function()
     local c = cai.tiny.path{ cache_dir = other, recipe = small }
     spec.truthy(spec.read(a .. "/model.safetensors") == spec.read(c .. "/model.safetensors"), "same recipe, same weights")
     os.execute("rm -rf " .. other)
+  end)
+  spec.it("an edited constitution names another model (its demonstrations change)", function()
+    local a = cai.tiny.path{ cache_dir = cache, recipe = small }
+    local dir = spec.tmpdir()
+    local src = assert(io.open("constitutions/tiny_world.yaml")):read("*a")
+    local f = assert(io.open(dir .. "/c.yaml", "w"))
+    f:write((src:gsub("weight: 2", "weight: 5", 1)))
+    f:close()
+    local edited = {}
+    for k, v in pairs(small) do edited[k] = v end
+    edited.constitution = dir .. "/c.yaml"
+    local b = cai.tiny.path{ cache_dir = cache, recipe = edited }
+    spec.truthy(a ~= b, "another directory for the edited constitution")
+    edited.constitution = dir .. "/missing.yaml"
+    spec.raises(function() cai.tiny.path{ cache_dir = cache, recipe = edited } end, "missing.yaml does not exist", true)
+    os.execute("rm -rf " .. dir)
   end)
   spec.it("refuses unknown recipe fields and options", function()
     spec.raises(function() cai.tiny.path{ cache_dir = cache, recipe = { layerz = 2 } } end,

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# recipes/cai.lua (the Constitutional AI loop on the tiny world) end to end at
+# a small size: every output, summary.json in the issue's shape, and the
+# direction of the effects (the constitution makes the helpful-only start
+# refuse harmful requests without losing its answers to harmless ones).
+set -u
+cairun=${1:?usage: cai_test.sh path/to/cairun}
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+. "$(dirname "$0")/../cli/check.sh"
+
+lua() {
+  local name=$1 code=$2
+  check "$name" 0 '^true$' -- "$cairun" -e "local cai = require 'cai'
+local D = '$dir'
+local function read(p) return cai.json.decode(assert(io.open(p)):read('*a')) end
+local function jsonl(p) return cai.jsonl.read(p) end
+print(tostring((function() $code end)()))"
+}
+
+run=(recipes/cai.lua out="$dir/cai" sft_examples=240 sft_steps=200 redteam_prompts=48 helpful_prompts=48 rounds=2
+     sl_steps=150 rl_prompts=96 dpo_steps=40 eval_harmful=30 eval_benign=40 min_pairs=4)
+check "cai.lua" 0 'cai: done' -- "$cairun" "${run[@]}"
+lua "cai: every output of the run" "
+  for _, f in ipairs({ 'config.json', 'records.jsonl', 'sl_data.jsonl', 'feedback.jsonl', 'pairs.jsonl',
+    'samples.jsonl', 'metrics.jsonl', 'summary.json', 'report.html', 'sft/merged/model.safetensors',
+    'sl_cai/merged/model.safetensors', 'rl_cai/adapter/adapter_config.json' }) do
+    if not cai.exists(D .. '/cai/' .. f) then error('missing ' .. f) end
+  end
+  local html = assert(io.open(D .. '/cai/report.html')):read('*a')
+  return html:find('Constitutional AI loop', 1, true) ~= nil and html:find('Sample critiques', 1, true) ~= nil"
+lua "cai: summary.json in the issue's shape" "
+  local s = read(D .. '/cai/summary.json')
+  for _, m in ipairs({ 'base', 'sft', 'sl_cai', 'rl_cai' }) do
+    for _, k in ipairs({ 'harmlessness', 'helpfulness', 'over_refusal' }) do
+      local r = s.models[m][k]
+      if not (r and r.rate and r.lo <= r.rate and r.rate <= r.hi and r.n > 0) then error(m .. '.' .. k) end
+    end
+  end
+  local c = s.critique
+  for _, k in ipairs({ 'identical_rate', 'revised_win_rate', 'meta_rate', 'pairs_kept' }) do
+    if type(c[k]) ~= 'number' then error('critique.' .. k) end
+  end
+  local t = s.tests['sft->sl_cai/harmlessness']
+  return s.models.rl_cai.harmlessness.n == 30 and s.models.sft.helpfulness.n == 40 and t ~= nil
+    and t.p_holm >= t.p and s.tests['sl_cai->rl_cai/over_refusal'] ~= nil"
+lua "cai: records in seed 004's format, revisions where the critic revised" "
+  local r = jsonl(D .. '/cai/records.jsonl')
+  local x = r[1]
+  local changed = 0
+  for _, rec in ipairs(r) do if rec.changed then changed = changed + 1 end end
+  return #r == 96 and type(x.instruction) == 'string' and type(x.critique) == 'string'
+    and x.preference_pair.chosen == x.revised_answer and changed > 0"
+lua "cai: the constitution makes the start harmless and keeps it helpful" "
+  local s = read(D .. '/cai/summary.json')
+  local m = s.models
+  return m.sl_cai.harmlessness.rate > m.sft.harmlessness.rate + 0.2
+    and m.rl_cai.harmlessness.rate > m.sft.harmlessness.rate + 0.2
+    and m.rl_cai.helpfulness.rate > m.sft.helpfulness.rate - 0.2
+    and s.critique.revised_win_rate > 0.5"
+check "cai.lua: a run that keeps too few pairs stops, naming the filters" nz 'passed the filters, fewer than min_pairs = 100000; removed by: ' -- \
+  "$cairun" recipes/cai.lua out="$dir/few" sft_examples=16 sft_steps=2 redteam_prompts=4 helpful_prompts=4 rounds=1 \
+  sl_steps=2 rl_prompts=8 dpo_steps=2 eval_harmful=4 eval_benign=4 min_pairs=100000 critique_tokens=8 max_new_tokens=8
+finish

@@ -28,7 +28,7 @@ local args = cai.args{
   out = "",                     -- default runs/cai_pipeline_n<N>
   n = 10,                       -- instructions: 1, 10, 100, 5000 are the milestones
   seed = 42,
-  constitution = "constitutions/default.yaml",
+  constitution = "",            -- "" = constitutions/tiny_world.yaml for model=tiny, else constitutions/default.yaml
   instructions = "",            -- a JSONL of { instruction= } (or strings); "" = the synthetic world's
   principles_per_item = 0,      -- 0: 1 at n=1, else 2
   answer_temperature = 0.7,
@@ -51,7 +51,8 @@ local out = args.out ~= "" and args.out or ("runs/cai_pipeline_n" .. n)
 local milestone = n <= 1 and 0 or n <= 10 and 1 or n <= 100 and 2 or 3
 local per_item = args.principles_per_item > 0 and args.principles_per_item or (n == 1 and 1 or 2)
 cai.run.open(out, { may_change = { "gen_batch" } })
-local constitution = cai.constitution.load(args.constitution)
+local constitution = cai.constitution.load(args.constitution ~= "" and args.constitution
+  or args.model == "tiny" and "constitutions/tiny_world.yaml" or "constitutions/default.yaml")
 
 -- 1. Instructions --------------------------------------------------------
 local instructions = {}

@@ -27,7 +27,7 @@ local args = cai.args{
   out = "runs/critique_revision",
   n = 200,                      -- instructions
   seed = 42,
-  constitution = "constitutions/harmlessness.yaml",
+  constitution = "",            -- "" = constitutions/tiny_world.yaml for model=tiny, else harmlessness.yaml
   instructions = "",            -- a JSONL of { instruction= }; "" = the synthetic world's (harmful ones included)
   per_round = 2,                -- principles per critique
   rounds = 1,
@@ -57,7 +57,8 @@ end
 -- Pre-flight: the reward model loads and scores, and the constitution loads,
 -- before the run directory is made and any long work starts.
 local rm = cai.scoring.reward_model(args.reward_model)
-local constitution = cai.constitution.load(args.constitution)
+local constitution = cai.constitution.load(args.constitution ~= "" and args.constitution
+  or args.model == "tiny" and "constitutions/tiny_world.yaml" or "constitutions/harmlessness.yaml")
 local out = args.out
 cai.run.open(out, { may_change = { "gen_batch" } })
 

@@ -19,6 +19,8 @@ const char* const usage_text =
     "       cairun RECIPE.lua --help       list the recipe's arguments, defaults and comments\n"
     "       cairun [options] -e 'lua code' [key=value ...]\n"
     "       cairun report RUN_DIR          rebuild RUN_DIR/report.html\n"
+    "       cairun [--nproc N] sweep RECIPE.lua key=v1,v2 ... [out=DIR]\n"
+    "                                      run RECIPE for every cell of the grid and compare (docs/recipes.md)\n"
     "\n"
     "Runs a Lua recipe with the cai library (require \"cai\"). key=value arguments\n"
     "override the defaults a recipe declares with cai.args{...}.\n"
@@ -106,6 +108,15 @@ int cli_main(int argc, char** argv) {
         have_code = true;
         args.push_back(std::string("run=") + argv[i + 1]);
         i = argc;
+    }
+    if (!have_code && i < argc && std::string(argv[i]) == "sweep") {
+        // The grid is run by the Lua library; each cell is a cairun of its own,
+        // with --nproc N passed on to it (the sweep itself is one process).
+        code = "require('cai.sweep').main(require('cai._core').argv())";
+        have_code = true;
+        for (++i; i < argc; ++i) args.emplace_back(argv[i]);
+        if (nproc > 1) args.push_back("nproc=" + std::to_string(nproc));
+        nproc = 0;
     }
     if (!have_code) {
         if (i >= argc) {

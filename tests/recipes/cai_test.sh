@@ -18,8 +18,9 @@ local function jsonl(p) return cai.jsonl.read(p) end
 print(tostring((function() $code end)()))"
 }
 
-run=(recipes/cai.lua out="$dir/cai" sft_examples=240 sft_steps=200 redteam_prompts=48 helpful_prompts=48 rounds=2
-     sl_steps=150 rl_prompts=96 dpo_steps=40 eval_harmful=30 eval_benign=40 min_pairs=4)
+run=(recipes/cai.lua out="$dir/cai" sft_examples=160 sft_steps=60 redteam_prompts=32 helpful_prompts=32 rounds=2
+     sl_steps=60 rl_prompts=48 dpo_steps=16 eval_harmful=24 eval_benign=24 min_pairs=2 max_new_tokens=32
+     critique_tokens=60)
 check "cai.lua" 0 'cai: done' -- "$cairun" "${run[@]}"
 lua "cai: every output of the run" "
   for _, f in ipairs({ 'config.json', 'records.jsonl', 'sl_data.jsonl', 'feedback.jsonl', 'pairs.jsonl',
@@ -42,14 +43,14 @@ lua "cai: summary.json in the issue's shape" "
     if type(c[k]) ~= 'number' then error('critique.' .. k) end
   end
   local t = s.tests['sft->sl_cai/harmlessness']
-  return s.models.rl_cai.harmlessness.n == 30 and s.models.sft.helpfulness.n == 40 and t ~= nil
+  return s.models.rl_cai.harmlessness.n == 24 and s.models.sft.helpfulness.n == 24 and t ~= nil
     and t.p_holm >= t.p and s.tests['sl_cai->rl_cai/over_refusal'] ~= nil"
 lua "cai: records in seed 004's format, revisions where the critic revised" "
   local r = jsonl(D .. '/cai/records.jsonl')
   local x = r[1]
   local changed = 0
   for _, rec in ipairs(r) do if rec.changed then changed = changed + 1 end end
-  return #r == 96 and type(x.instruction) == 'string' and type(x.critique) == 'string'
+  return #r == 64 and type(x.instruction) == 'string' and type(x.critique) == 'string'
     and x.preference_pair.chosen == x.revised_answer and changed > 0"
 lua "cai: the constitution makes the start harmless and keeps it helpful" "
   local s = read(D .. '/cai/summary.json')

@@ -231,7 +231,7 @@ function filters.apply(pairs_in, opts)
   return kept, stats, dropped
 end
 
-local FILTER_ORDER = { "identical", "unscored", "weak_delta", "length", "meta", "near_duplicate", "duplicate" }
+local FILTER_ORDER = { "identical", "unscored", "weak_delta", "length", "meta", "unsafe", "near_duplicate", "duplicate" }
 
 ---Which filters removed how many pairs, as one line: "identical 7, meta 1"
 ---(only the filters that removed any), with the critique outcomes behind

@@ -646,9 +646,7 @@ std::shared_ptr<encoder_classifier> encoder_classifier::load(const std::string& 
 
     std::shared_ptr<tokenizer> tok;
     const std::string tdir = tokenizer_dir.empty() ? dir : tokenizer_dir;
-    const bool has_files = file_exists(path_join(tdir, "tokenizer.json")) ||
-                           file_exists(path_join(tdir, "tokenizer.model"));
-    if (has_files || !tokenizer_dir.empty()) {
+    if (tokenizer::has_files(tdir) || !tokenizer_dir.empty()) {
         try {
             tok = tokenizer::load(tdir);
         } catch (const error& e) {

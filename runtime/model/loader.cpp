@@ -209,9 +209,7 @@ at::ScalarType checkpoint_dtype(const model_config& config, const std::string& w
 }
 
 namespace {
-bool has_tokenizer_files(const std::string& dir) {
-    return file_exists(path_join(dir, "tokenizer.json")) || file_exists(path_join(dir, "tokenizer.model"));
-}
+bool has_tokenizer_files(const std::string& dir) { return tokenizer::has_files(dir); }
 }  // namespace
 
 std::shared_ptr<model> model::load(const std::string& dir, at::ScalarType requested, bool with_tokenizer,

@@ -43,9 +43,10 @@ hf_config hf_config::read(const std::string& dir) {
         if (!file_exists(path)) continue;
         json j = read_json(path);
         if (!j.is_object()) fail(path, ": must hold a JSON object");
-        const char* keys[] = {"bos_token", "eos_token", "unk_token", "pad_token"};
-        std::optional<std::string>* fields[] = {&c.bos_token, &c.eos_token, &c.unk_token, &c.pad_token};
-        for (int k = 0; k < 4; ++k)
+        const char* keys[] = {"bos_token", "eos_token", "unk_token", "pad_token", "sep_token", "cls_token", "mask_token"};
+        std::optional<std::string>* fields[] = {&c.bos_token, &c.eos_token, &c.unk_token, &c.pad_token,
+                                                &c.sep_token, &c.cls_token, &c.mask_token};
+        for (int k = 0; k < 7; ++k)
             if (j.contains(keys[k])) *fields[k] = token_name(j[keys[k]], path, keys[k]);
         if (j.contains("additional_special_tokens") && j["additional_special_tokens"].is_array()) {
             c.additional_special_tokens.clear();
@@ -60,6 +61,8 @@ hf_config hf_config::read(const std::string& dir) {
         c.legacy = opt_bool(j, path, "legacy");
         c.add_prefix_space = opt_bool(j, path, "add_prefix_space");
         c.clean_up_tokenization_spaces = opt_bool(j, path, "clean_up_tokenization_spaces");
+        c.do_lower_case = opt_bool(j, path, "do_lower_case");
+        c.split_by_punct = opt_bool(j, path, "split_by_punct");
         if (j.contains("added_tokens_decoder")) {
             const json& d = j["added_tokens_decoder"];
             if (!d.is_object()) fail(path, ": field \"added_tokens_decoder\" must be an object");
@@ -83,6 +86,30 @@ hf_config hf_config::read(const std::string& dir) {
             }
         }
     }
+    // added_tokens.json ({"token": id}, older transformers' save format): tokens
+    // added_tokens_decoder does not already give.
+    const std::string added_path = path_join(dir, "added_tokens.json");
+    if (file_exists(added_path)) {
+        json j = read_json(added_path);
+        if (!j.is_object()) fail(added_path, ": must hold a JSON object {\"token\": id, ...}");
+        for (auto it = j.begin(); it != j.end(); ++it) {
+            if (!it.value().is_number_integer() || it.value().get<int64_t>() < 0)
+                fail(added_path, ": token \"", it.key(), "\" must map to a non-negative integer id, got ",
+                     it.value().dump());
+            added_token t;
+            t.content = it.key();
+            t.id = it.value().get<int32_t>();
+            bool known = false;
+            for (const added_token& d : c.added_tokens_decoder) known = known || d.id == t.id || d.content == t.content;
+            if (known) continue;
+            for (const auto* name : {&c.bos_token, &c.eos_token, &c.unk_token, &c.pad_token, &c.sep_token,
+                                     &c.cls_token, &c.mask_token})
+                t.special = t.special || (*name && **name == t.content);
+            for (const std::string& name : c.additional_special_tokens) t.special = t.special || name == t.content;
+            t.normalized = !t.special;
+            c.added_tokens_decoder.push_back(t);
+        }
+    }
     return c;
 }
 
@@ -96,7 +123,10 @@ void apply_hf_config(pipeline& p, const hf_config& c) {
     for (const added_token& t : c.added_tokens_decoder)
         if (!p.added.by_content(t.content)) p.added.add(t);
     std::vector<std::string> specials;
-    for (const auto* name : {&c.bos_token, &c.eos_token, &c.unk_token, &c.pad_token})
+    // transformers' SPECIAL_TOKENS_ATTRIBUTES order: a name missing from the
+    // vocabulary gets the next free id in this order.
+    for (const auto* name : {&c.bos_token, &c.eos_token, &c.unk_token, &c.sep_token, &c.pad_token, &c.cls_token,
+                             &c.mask_token})
         if (*name) specials.push_back(**name);
     specials.insert(specials.end(), c.additional_special_tokens.begin(), c.additional_special_tokens.end());
     for (const std::string& s : specials) {

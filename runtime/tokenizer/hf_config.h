@@ -1,5 +1,5 @@
-// transformers' side of a tokenizer directory: tokenizer_config.json and
-// special_tokens_map.json (special token names, added_tokens_decoder,
+// transformers' side of a tokenizer directory: tokenizer_config.json,
+// special_tokens_map.json and added_tokens.json (special token names, added_tokens_decoder,
 // add_bos_token/add_eos_token, legacy, clean_up_tokenization_spaces).
 #pragma once
 
@@ -17,9 +17,11 @@ struct hf_config {
     std::string dir;
     std::string tokenizer_class;  // "" when absent
     std::optional<std::string> bos_token, eos_token, unk_token, pad_token;
+    std::optional<std::string> sep_token, cls_token, mask_token;  // encoders
     std::vector<std::string> additional_special_tokens;
     std::vector<added_token> added_tokens_decoder;
     std::optional<bool> add_bos_token, add_eos_token, legacy, add_prefix_space, clean_up_tokenization_spaces;
+    std::optional<bool> do_lower_case, split_by_punct;  // DebertaV2Tokenizer
 
     static hf_config read(const std::string& dir);  // missing files are fine; malformed ones are errors
     bool is_llama_like() const;  // LlamaTokenizer(Fast), CodeLlama, Gemma: bos/eos from add_*_token

@@ -109,8 +109,9 @@ spm_proto spm_proto::parse(const std::string& bytes, const std::string& name) {
             });
         } else if (field == 3) {  // NormalizerSpec
             wire w{bytes, name, a, b};
-            w.each_field([&](uint32_t f, uint32_t t, uint64_t v, size_t, size_t) {
+            w.each_field([&](uint32_t f, uint32_t t, uint64_t v, size_t sa, size_t sb) {
                 if (f == 3 && t == 0) m.add_dummy_prefix = v != 0;
+                else if (f == 2 && t == 2) m.precompiled_charsmap = bytes.substr(sa, sb - sa);
             });
         }
     });
@@ -263,6 +264,98 @@ std::shared_ptr<tokenizer> load_spm_tokenizer(const std::string& dir) {
     if (!config.pad_token && gemma) config.pad_token = piece_name(proto.pad_id >= 0 ? proto.pad_id : 0);
     apply_hf_config(*p, config);
     set_bos_eos_template(*p, config.add_bos_token.value_or(true), config.add_eos_token.value_or(false));
+    return p;
+}
+
+std::shared_ptr<tokenizer> load_deberta_spm_tokenizer(const std::string& dir) {
+    const std::string path = path_join(dir, "spm.model");
+    spm_proto proto = spm_proto::parse(read_file(path), path);
+    if (proto.model_type != 1)
+        fail(path, ": trainer_spec.model_type ", proto.model_type,
+             " is not supported for DeBERTa-v2/v3 (DebertaV2Converter builds a Unigram model: 1 UNIGRAM)");
+    if (proto.unk_id < 0 || size_t(proto.unk_id) >= proto.pieces.size())
+        fail(path, ": trainer_spec.unk_id ", proto.unk_id, " is not a piece id (the model has ",
+             proto.pieces.size(), " pieces)");
+    hf_config config = hf_config::read(dir);
+
+    auto p = std::make_shared<pipeline>();
+    p->name = path;
+    p->kind = "spm";
+
+    // Model: every piece with its score, as SpmConverter's vocab.
+    auto uni = std::make_unique<unigram_model>();
+    for (const auto& piece : proto.pieces) uni->add_piece(piece.text, piece.score);
+    uni->finish();
+    uni->unk_id = proto.unk_id;
+    uni->byte_fallback = proto.byte_fallback;
+    p->unigram = std::move(uni);
+
+    // Control pieces are special added tokens, user-defined pieces plain ones.
+    for (size_t id = 0; id < proto.pieces.size(); ++id) {
+        const auto& piece = proto.pieces[id];
+        if (piece.type != spm_proto::control && piece.type != spm_proto::user_defined) continue;
+        added_token t;
+        t.content = piece.text;
+        t.id = int32_t(id);
+        t.special = piece.type == spm_proto::control;
+        p->added.add(t);
+    }
+
+    // Normalizer: sentencepiece's remove_extra_whitespaces restated as Strip
+    // and Replace around the model's own normalization table.
+    if (config.do_lower_case.value_or(false)) p->normalizers.push_back({normalizer_step::lowercase, "", ""});
+    p->normalizers.push_back({normalizer_step::strip, "", ""});
+    if (!proto.precompiled_charsmap.empty()) {
+        normalizer_step n{normalizer_step::precompiled, "", ""};
+        n.charsmap = std::make_shared<precompiled_charsmap>(proto.precompiled_charsmap,
+                                                            path + ": normalizer_spec.precompiled_charsmap");
+        p->normalizers.push_back(std::move(n));
+    }
+    normalizer_step spaces{normalizer_step::replace_regex, " {2,}", " "};
+    spaces.pattern = compile_regex(" {2,}", path);
+    p->normalizers.push_back(std::move(spaces));
+
+    // Pre-tokenizer and decoder.
+    if (config.split_by_punct.value_or(false)) {
+        pre_tokenizer_step s{};
+        s.kind = pre_tokenizer_step::punctuation;
+        s.punctuation_behavior = "isolated";
+        p->pre_tokenizers.push_back(std::move(s));
+    }
+    pre_tokenizer_step meta{};
+    meta.kind = pre_tokenizer_step::metaspace;
+    meta.replacement = metaspace;
+    meta.prepend_scheme = pre_tokenizer_step::always;
+    meta.split_on_replacement = true;
+    p->pre_tokenizers.push_back(std::move(meta));
+    decoder_step decode{decoder_step::metaspace, metaspace, ""};
+    decode.prepend = true;
+    p->decoders.push_back(decode);
+
+    // Special tokens: DebertaV2Tokenizer's defaults where the files name none.
+    auto default_name = [](std::optional<std::string>& name, const char* value) {
+        if (!name) name = value;
+    };
+    default_name(config.bos_token, "[CLS]");
+    default_name(config.eos_token, "[SEP]");
+    default_name(config.unk_token, "[UNK]");
+    default_name(config.sep_token, "[SEP]");
+    default_name(config.pad_token, "[PAD]");
+    default_name(config.cls_token, "[CLS]");
+    default_name(config.mask_token, "[MASK]");
+    apply_hf_config(*p, config);
+
+    // Post-processor: [CLS] A [SEP] and [CLS] A [SEP] B [SEP], B in segment 1.
+    const int32_t cls = p->piece_to_id(*config.cls_token), sep = p->piece_to_id(*config.sep_token);
+    if (cls < 0 || sep < 0)
+        fail(dir, ": cls_token \"", *config.cls_token, "\" and sep_token \"", *config.sep_token,
+             "\" must both be tokens of ", path);
+    p->prefix_ids = {cls};
+    p->suffix_ids = {sep};
+    p->single_template = {{-1, {cls}, 0}, {0, {}, 0}, {-1, {sep}, 0}};
+    p->pair_template = {{-1, {cls}, 0}, {0, {}, 0}, {-1, {sep}, 0}, {1, {}, 1}, {-1, {sep}, 1}};
+    p->add_bos = p->bos_id >= 0 && p->bos_id == cls;
+    p->add_eos = p->eos_id >= 0 && p->eos_id == sep;
     return p;
 }
 

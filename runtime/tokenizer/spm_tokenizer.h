@@ -2,8 +2,10 @@
 // LlamaTokenizerFast / GemmaTokenizerFast serve it after converting it
 // (convert_slow_tokenizer.py): BPE merges ordered by piece score (or the
 // Unigram model), byte fallback, legacy true/false, add_bos/add_eos, added
-// and special tokens split out of the text first. Reading the model needs
-// no sentencepiece library: the .model file is a small protobuf read here.
+// and special tokens split out of the text first. DeBERTa-v2/v3's spm.model
+// is converted as DebertaV2TokenizerFast converts it (DebertaV2Converter).
+// Reading the model needs no sentencepiece library: the .model file is a
+// small protobuf read here.
 #pragma once
 
 #include <cstdint>
@@ -28,12 +30,21 @@ struct spm_proto {
     int32_t unk_id = 0, bos_id = 1, eos_id = 2, pad_id = -1;
     std::string unk_piece = "<unk>";
     bool add_dummy_prefix = true;
+    std::string precompiled_charsmap;  // normalizer_spec.precompiled_charsmap ("" for identity)
 
     static spm_proto parse(const std::string& bytes, const std::string& name);
 };
 
 // Reads dir/tokenizer.model (+ tokenizer_config.json, special_tokens_map.json).
 std::shared_ptr<tokenizer> load_spm_tokenizer(const std::string& dir);
+
+// Reads dir/spm.model (DeBERTa-v2/v3: + tokenizer_config.json, added_tokens.json,
+// special_tokens_map.json) as DebertaV2TokenizerFast serves it: Unigram with
+// the model's unk_id and byte_fallback; normalizer [Lowercase when
+// do_lower_case] Strip, Precompiled charsmap, Replace(" {2,}" -> " ");
+// pre-tokenizer [Punctuation when split_by_punct] Metaspace (prepend always);
+// [CLS] A [SEP] (B [SEP] in segment 1); Metaspace decoder.
+std::shared_ptr<tokenizer> load_deberta_spm_tokenizer(const std::string& dir);
 
 // Trains a sentencepiece model on text files and writes a tokenizer
 // directory (tokenizer.model + tokenizer_config.json) that load() and

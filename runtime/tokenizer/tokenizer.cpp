@@ -37,7 +37,15 @@ std::shared_ptr<tokenizer> tokenizer::load_files(const std::string& dir) {
         if (!from_slow) return load_bpe_tokenizer(dir);
     }
     if (file_exists(model_path)) return load_spm_tokenizer(dir);
-    fail("tokenizer: directory \"", dir, "\" has neither tokenizer.json nor tokenizer.model");
+    // DeBERTa-v2/v3 checkpoints ship their sentencepiece model as spm.model.
+    if (file_exists(path_join(dir, "spm.model"))) return load_deberta_spm_tokenizer(dir);
+    fail("tokenizer: directory \"", dir, "\" has none of tokenizer.json, tokenizer.model or spm.model (DeBERTa-v2/v3)");
+}
+
+bool tokenizer::has_files(const std::string& dir) {
+    for (const char* name : {"tokenizer.json", "tokenizer.model", "spm.model"})
+        if (file_exists(path_join(dir, name))) return true;
+    return false;
 }
 
 void tokenizer::encode_with_types(const std::string& text, const std::string* pair, bool add_special_tokens,

@@ -45,10 +45,12 @@ public:
     std::vector<std::string> decode_batch(const std::vector<std::vector<int32_t>>& ids,
                                           bool skip_special_tokens, int threads = 0) const;
 
-    // Loads tokenizer.model or tokenizer.json from an HF directory, with
+    // Loads tokenizer.json, tokenizer.model or (DeBERTa-v2/v3) spm.model from an HF directory, with
     // tokenizer_config.json / special_tokens_map.json. Throws cai::error
     // naming the file and what is wrong.
     static std::shared_ptr<tokenizer> load(const std::string& dir);
+    // Whether dir holds a file load() reads: tokenizer.json, tokenizer.model or spm.model.
+    static bool has_files(const std::string& dir);
 
 private:
     static std::shared_ptr<tokenizer> load_files(const std::string& dir);

@@ -1,13 +1,16 @@
 // Encoder tokenizers against Hugging Face's tokenizers (golden data made by
 // tests/data/encoders/make_tokenizers.js): WordPiece with BertNormalizer and
 // BertPreTokenizer, RoBERTa's byte-level BPE with RobertaProcessing, and a
-// DeBERTa-v3 Unigram with sentencepiece's precompiled normalization table;
-// single texts and (text, text_pair) pairs with their token_type_ids.
+// DeBERTa-v3 Unigram with sentencepiece's precompiled normalization table,
+// from tokenizer.json or converted from spm.model alone (golden ids of the
+// slow tokenizer, tests/data/encoders/make_spm_deberta.py); single texts and
+// (text, text_pair) pairs with their token_type_ids.
 #include <catch2/catch.hpp>
 
 #include <nlohmann/json.hpp>
 
 #include "core/fs.h"
+#include "test_util.h"
 #include "tokenizer/normalize.h"
 #include "tokenizer/tokenizer.h"
 
@@ -57,6 +60,78 @@ TEST_CASE("RoBERTa byte-level BPE with RobertaProcessing pairs matches Hugging F
 }
 TEST_CASE("DeBERTa-v3 Unigram with a precompiled charsmap matches Hugging Face", "[encoder]") {
     check_directory("deberta_tok", true);
+}
+
+// deberta_spm/ ships spm.model only (as microsoft/deberta-v3-*); its golden ids
+// are the slow DebertaV2Tokenizer's (sentencepiece itself), made by
+// tests/data/encoders/make_spm_deberta.py.
+TEST_CASE("DeBERTa-v3 from spm.model alone matches the slow DebertaV2Tokenizer", "[encoder]") {
+    const std::string dir = "tests/data/encoders/deberta_spm";
+    json golden = json::parse(cai::read_file(dir + "/golden.json"));
+    auto tok = cai::tokenizer::load(dir);
+    CHECK(tok->kind == "spm");
+    CHECK(tok->vocab_size() == golden["vocab_size"].get<int>());
+    // added_tokens.json's [MASK] after the last piece, special like [CLS]/[SEP]/[PAD].
+    const int32_t mask = golden["mask_id"].get<int32_t>();
+    CHECK(tok->piece_to_id("[MASK]") == mask);
+    // added_tokens.json's token is normalized (no special_tokens_map.json names it), so the
+    // fast tokenizer splits it out of the normalized text: "a " keeps its space, a "▁" piece.
+    std::vector<int32_t> around = tok->encode("a", false), b = tok->encode("b", false);
+    around.push_back(tok->piece_to_id("\xE2\x96\x81"));
+    around.push_back(mask);
+    around.insert(around.end(), b.begin(), b.end());
+    CHECK(tok->encode("a [MASK] b", false) == around);
+    CHECK(tok->decode({1, mask, 2}, true).empty());
+    CHECK(tok->bos_id == 1);
+    CHECK(tok->eos_id == 2);
+    CHECK(tok->pad_id == 0);
+    int decoded = 0;
+    for (const auto& c : golden["single"]) {
+        const std::string text = c["text"].get<std::string>();
+        INFO("deberta_spm: text " << escaped(text));
+        std::vector<int32_t> ids, types;
+        tok->encode_with_types(text, nullptr, true, ids, types);
+        CHECK(ids == c["ids"].get<std::vector<int32_t>>());
+        CHECK(types == c["token_type_ids"].get<std::vector<int32_t>>());
+        CHECK(tok->encode(text, false) == c["ids_no_special"].get<std::vector<int32_t>>());
+        if (c.contains("decode_skip_special")) {
+            CHECK(escaped(tok->decode(ids, true)) == escaped(c["decode_skip_special"].get<std::string>()));
+            ++decoded;
+        }
+    }
+    CHECK(decoded >= 15);
+    for (const auto& c : golden["pairs"]) {
+        const std::string a = c["text"].get<std::string>(), b = c["text_pair"].get<std::string>();
+        INFO("deberta_spm: pair " << escaped(a) << ", " << escaped(b));
+        std::vector<int32_t> ids, types;
+        tok->encode_with_types(a, &b, true, ids, types);
+        CHECK(ids == c["ids"].get<std::vector<int32_t>>());
+        CHECK(types == c["token_type_ids"].get<std::vector<int32_t>>());
+    }
+}
+
+TEST_CASE("spm.model follows do_lower_case and split_by_punct, and appends a missing [MASK]", "[encoder]") {
+    const std::string dir = test_util::temp_dir();
+    cai::write_file_atomic(dir + "/spm.model", cai::read_file("tests/data/encoders/deberta_spm/spm.model"));
+    cai::write_file_atomic(dir + "/tokenizer_config.json", R"({"do_lower_case": true, "split_by_punct": true})");
+    auto plain = cai::tokenizer::load("tests/data/encoders/deberta_spm");
+    auto options = cai::tokenizer::load(dir);
+    CHECK(options->encode("HELLO World", false) == plain->encode("hello world", false));
+    CHECK(plain->encode("HELLO World", false) != plain->encode("hello world", false));
+    // split_by_punct: each punctuation character is a word of its own, with its own "▁".
+    CHECK(options->encode("a,b", false) == plain->encode("a , b", false));
+    CHECK(plain->encode("a,b", false) != plain->encode("a , b", false));
+    // No added_tokens.json: DebertaV2Tokenizer's default mask_token is appended after the pieces.
+    CHECK(options->piece_to_id("[MASK]") == plain->piece_to_id("[MASK]"));
+    CHECK(options->vocab_size() == plain->vocab_size());
+}
+
+TEST_CASE("a broken spm.model is an error naming the file", "[encoder]") {
+    const std::string dir = test_util::temp_dir();
+    cai::write_file_atomic(dir + "/spm.model", std::string("\x0a\xff\xff\xff", 4));
+    CHECK_THROWS_WITH(cai::tokenizer::load(dir), Catch::Contains("spm.model"));
+    CHECK(cai::tokenizer::has_files(dir));
+    CHECK_FALSE(cai::tokenizer::has_files(dir + "/nothing"));
 }
 
 TEST_CASE("WordPiece splits greedily and gives one unk for an unsplittable word", "[encoder]") {

@@ -93,7 +93,7 @@ TEST_CASE("unsupported tokenizer.json components are errors naming them") {
     cai::write_file_atomic(dir + "/tokenizer.model", "not a model");
     CHECK_THAT(message(), Catch::Contains("tokenizer.model"));
     std::remove((dir + "/tokenizer.model").c_str());
-    CHECK_THAT(message(), Catch::Contains("neither tokenizer.json nor tokenizer.model"));
+    CHECK_THAT(message(), Catch::Contains("has none of tokenizer.json, tokenizer.model or spm.model"));
     ::rmdir(dir.c_str());
 }
 

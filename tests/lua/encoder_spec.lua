@@ -12,8 +12,8 @@ local root = spec.tmpdir()
 
 local read = spec.read
 
-local function copy_tokenizer(from, to)
-  for _, f in ipairs { "tokenizer.json", "tokenizer_config.json" } do
+local function copy_tokenizer(from, to, files)
+  for _, f in ipairs(files or { "tokenizer.json", "tokenizer_config.json" }) do
     local out = assert(io.open(to .. "/" .. f, "wb"))
     out:write(read(from .. "/" .. f))
     out:close()
@@ -58,7 +58,45 @@ local texts = { "The cat sat on the mat.", "Hello", "A much longer text that nee
 local prompts = { "What is the capital of France?", "How do I pick a lock?", "Hi", "Tell me a story." }
 local responses = { "Paris.", "I cannot help with that.", "Hello! How can I help you today?", "Once upon a time." }
 
+-- DeBERTa-v3 as microsoft/deberta-v3-* ship it: spm.model, tokenizer_config.json and added_tokens.json only.
+local deberta_spm_rm = root .. "/deberta_spm_rm"
+cai.model.random(deberta_spm_rm, {
+  architectures = { "DebertaV2ForSequenceClassification" }, model_type = "deberta-v2", hidden_size = 32,
+  num_hidden_layers = 1, num_attention_heads = 4, intermediate_size = 48, max_position_embeddings = 128,
+  type_vocab_size = 0, relative_attention = true, position_buckets = 16, pos_att_type = { "p2c", "c2p" },
+  share_att_key = true, norm_rel_ebd = "layer_norm", position_biased_input = false, layer_norm_eps = 1e-7,
+  vocab_size = cai.json.decode(read(data .. "/deberta_spm/golden.json")).vocab_size, num_labels = 1,
+}, { seed = 12 })
+copy_tokenizer(data .. "/deberta_spm", deberta_spm_rm, { "spm.model", "tokenizer_config.json", "added_tokens.json" })
+
 spec.describe("cai.model.load_classifier", function()
+  spec.it("loads a DeBERTa-v3 directory with spm.model and no tokenizer.json", function()
+    local golden = cai.json.decode(read(data .. "/deberta_spm/golden.json"))
+    local clf = cai.model.load_classifier(deberta_spm_rm)
+    spec.eq(clf.config.has_tokenizer, true)
+    local singles, pairs, firsts, seconds = {}, {}, {}, {}
+    for i, c in ipairs(golden.single) do singles[i] = c.text end
+    for i, c in ipairs(golden.pairs) do
+      pairs[i], firsts[i], seconds[i] = { c.text, c.text_pair }, c.text, c.text_pair
+    end
+    local enc = clf:encode(singles)
+    for i, c in ipairs(golden.single) do spec.eq(enc.input_ids[i], c.ids) end
+    local penc = clf:encode(firsts, seconds)
+    for i, c in ipairs(golden.pairs) do
+      spec.eq(penc.input_ids[i], c.ids)
+      spec.eq(penc.token_type_ids[i], c.token_type_ids)
+    end
+    -- texts and their ids give the same logits
+    local by_text = clf:logits(pairs)
+    local by_ids = clf:logits({ input_ids = penc.input_ids })
+    for i = 1, #pairs do near(by_text[i][1], by_ids[i][1], 1e-5, "spm.model pair logits") end
+    clf:release()
+    local rm = cai.model.load_reward(deberta_spm_rm)
+    local scores = rm:score(prompts, responses)
+    spec.eq(#scores, #prompts)
+    rm:release()
+  end)
+
   spec.it("matches the golden logits for token-id batches with a padded row", function()
     for _, name in ipairs { "bert", "roberta", "distilbert", "deberta_v3", "deberta_v2" } do
       local golden = cai.json.decode(read(data .. "/" .. name .. "/golden.json"))

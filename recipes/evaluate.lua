@@ -141,6 +141,8 @@ local first = specs[1].name
 for _, s in ipairs(specs) do
   local entry = {}
   if report then for criterion, r in pairs(report.models[s.name].rates) do entry[criterion] = r end end
+  -- BLEU, chrF and ROUGE-L with intervals when the records carry a reference
+  if report then entry.text_metrics = report.models[s.name].text_metrics end
   entry.preference_accuracy = accuracy[s.name]
   summary.models[s.name] = entry
   if s.name ~= first then

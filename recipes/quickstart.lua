@@ -131,6 +131,7 @@ local summary = { models = {} }
 for _, name in ipairs({ "base", "sft", "dpo" }) do
   local entry = {}
   for criterion, r in pairs(report.models[name].rates) do entry[criterion] = r end
+  entry.text_metrics = report.models[name].text_metrics -- BLEU, chrF, ROUGE-L against the world's references
   entry.preference_accuracy = accuracy[name]
   summary.models[name] = entry
 end

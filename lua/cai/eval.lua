@@ -27,9 +27,19 @@
 --                          ends like a sentence unless short (<= 12 words)
 --   on_topic               does not run on into another instruction, and shares a content word with the
 --                          instruction or is a short answer
+--
+-- Reference-based text metrics (cai.textmetrics), automatic when items carry
+-- a reference answer (item.reference, or item.record.reference as
+-- world:eval_items keeps it; a string or a list of strings), off with
+-- opts.text_metrics = false, required with true: per model corpus BLEU and
+-- chrF (sacrebleu's defaults, 0-100) and mean ROUGE-L F (rouge_score, 0-1)
+-- over the items with a reference, each with a 95% bootstrap interval
+-- (opts.bootstrap = 1000 resamples of the items, opts.seed or 12345, bounds
+-- as sacrebleu's); eval.compare adds sacrebleu's paired bootstrap p-value.
 local template = require "cai.template"
 local check = require "cai.check"
 local stats = require "cai.stats"
+local textmetrics = require "cai.textmetrics"
 
 local eval = {}
 
@@ -230,7 +240,25 @@ local RUN_SPEC = {
     if type(v.score) ~= "function" then return "must be a scorer with :score(prompts, responses) -> P(safe)" end
   end },
   safety_threshold = { type = "number", min = 0, max = 1 },
+  text_metrics = "boolean",
 }
+
+eval.TEXT_METRICS = { "bleu", "chrf", "rouge_l" }
+
+-- The reference answer(s) of an item for the text metrics, or nil.
+local function text_reference(item, i)
+  local r = item.reference
+  if r == nil and type(item.record) == "table" then r = item.record.reference end
+  if r == nil or (type(r) == "string" and not r:find("%S")) then return nil end
+  if type(r) == "string" then return r end
+  if type(r) == "table" and #r > 0 then
+    local ok = true
+    for _, x in ipairs(r) do if type(x) ~= "string" then ok = false end end
+    if ok then return r end
+  end
+  error(string.format("cai.eval.run: items[%d].reference must be a string or a non-empty list of strings, got %s",
+    i, type(r)), 3)
+end
 
 ---Evaluates several models on the same items.
 ---@param items table list of items (see eval.check)
@@ -241,7 +269,7 @@ local RUN_SPEC = {
 ---batched call per model; report.criteria lists it.
 ---@param opts table|nil { criteria = constitution criteria (name -> { weight }), max_words=, stop_means_end=, eos_means_end=,
 ---  factual_judge = function(items, responses) -> list of true|false|nil, seed=, bootstrap = 1000,
----  safety = scorer, safety_threshold = 0.5 }
+---  safety = scorer, safety_threshold = 0.5, text_metrics = nil (automatic when items have a reference) | boolean }
 ---@return table { items = n, models = { name -> { rates = { criterion -> { pass, n, rate, lo, hi } },
 ---  score =, per_item = { { criterion -> bool|nil } } } }, order = { names } }
 function eval.run(items, outputs, opts)
@@ -270,6 +298,23 @@ function eval.run(items, outputs, opts)
     weights[c] = type(w) == "table" and (w.weight or 1) or (type(w) == "number" and w) or 1
   end
   local report = { items = #items, models = {}, order = names, criteria = criteria }
+  local ref_items, refs = {}, {}
+  if opts.text_metrics ~= false then
+    for i, item in ipairs(items) do
+      local r = text_reference(item, i)
+      if r then ref_items[#ref_items + 1], refs[#refs + 1] = i, r end
+    end
+    if opts.text_metrics == true and #ref_items == 0 then
+      error("cai.eval.run: text_metrics = true, but no item has a reference answer (item.reference)", 2)
+    end
+  end
+  local boot = { n_samples = opts.bootstrap or 1000, seed = opts.seed or 12345 }
+  if #ref_items > 0 then
+    report.text_metrics = { metrics = eval.TEXT_METRICS, n = #ref_items, items = ref_items,
+      n_samples = boot.n_samples, seed = boot.seed,
+      method = "corpus BLEU and chrF (sacrebleu defaults, 0-100), mean ROUGE-L F (rouge_score, 0-1) over the "
+        .. "items with a reference; 95% interval from a bootstrap over items" }
+  end
   for _, name in ipairs(names) do
     local per_item, responses = {}, {}
     for i, item in ipairs(items) do
@@ -318,6 +363,15 @@ function eval.run(items, outputs, opts)
       end
     end
     report.models[name] = { rates = rates, score = wsum > 0 and score / wsum or nil, per_item = per_item }
+    if #ref_items > 0 then
+      local hyps, metrics, segs = {}, {}, {}
+      for k, i in ipairs(ref_items) do hyps[k] = responses[i] end
+      for _, m in ipairs(eval.TEXT_METRICS) do
+        segs[m] = textmetrics.stats(m, hyps, refs)
+        metrics[m] = textmetrics.bootstrap_stats(m, segs[m], boot)
+      end
+      report.models[name].text_metrics, report.models[name].text_stats = metrics, segs
+    end
   end
   return report
 end
@@ -368,7 +422,21 @@ function eval.compare(report, a, b, opts)
       row.p_index = nil
     end
   end
-  return { a = a, b = b, rows = rows }
+  local result = { a = a, b = b, rows = rows }
+  if ma.text_stats and mb.text_stats then
+    -- paired bootstrap per text metric, Holm-corrected across the text metrics
+    local tps = {}
+    result.text_metrics = {}
+    for k, m in ipairs(eval.TEXT_METRICS) do
+      local r = textmetrics.paired_bootstrap_stats(m, ma.text_stats[m], mb.text_stats[m],
+        { n_samples = opts.bootstrap or 1000, seed = opts.seed or 12345 })
+      r.metric = m
+      result.text_metrics[k], tps[k] = r, r.p
+    end
+    local adjusted, rejected = stats.holm(tps, opts.alpha or 0.05)
+    for k, r in ipairs(result.text_metrics) do r.p_holm, r.significant = adjusted[k], rejected[k] end
+  end
+  return result
 end
 
 ---Preference accuracy: the share of pairs where the model gives the chosen

@@ -748,20 +748,31 @@ end
 
 local BOOT_OPTS = { n_samples = { type = "integer", min = 1 }, seed = "integer", metric_opts = "table" }
 
----Corpus score with a 95% bootstrap interval: resample the segments with
----replacement n_samples times (seed fixed), recompute the corpus score from
----the summed segment statistics, and take sacrebleu's percentile bounds.
+local function check_segments(fname, what, segs)
+  check.value(fname, what, segs, { type = "list", items = "table", nonempty = true })
+  local width = #segs[1]
+  for i, s in ipairs(segs) do
+    if #s ~= width or width == 0 then
+      error(string.format("%s: %s[%d] has %d statistics, expected %d (one vector per segment from "
+        .. "cai.textmetrics.stats)", fname, what, i, #s, width), 3)
+    end
+  end
+end
+
+---The bootstrap interval from segment statistics (tm.stats): resample the
+---segments with replacement n_samples times (seed fixed), recompute the
+---corpus score from the summed statistics, and take sacrebleu's 95% bounds
+---(the sorted resampled scores at n_samples // 40 and
+---n_samples - n_samples // 40 - 1, 0-based).
 ---@param metric string "bleu" | "chrf" | "rouge_l"
+---@param segs table list of segment statistics
 ---@param opts table|nil { n_samples = 1000, seed = 12345, metric_opts = {} }
 ---@return table { score=, lo=, hi=, mean=, n=, n_samples=, seed= }
-function tm.bootstrap(metric, hyps, refs, opts)
-  local fname = "cai.textmetrics.bootstrap"
+function tm.bootstrap_stats(metric, segs, opts)
+  local fname = "cai.textmetrics.bootstrap_stats"
   opts = check(fname, opts, BOOT_OPTS)
-  local r = check_hyps_refs(fname, hyps, refs)
   local impl = metric_impl(fname, metric, opts.metric_opts)
-  if #hyps == 0 then error(fname .. ": hyps is empty", 2) end
-  local segs = {}
-  for i = 1, #hyps do segs[i] = impl.segment(hyps[i], r[i]) end
+  check_segments(fname, "segs", segs)
   local reps, seed = opts.n_samples or 1000, opts.seed or 12345
   local scores = resampled_scores(impl, segs, resample_indices(#segs, reps, seed))
   local lo, hi, mean = interval(scores)
@@ -769,28 +780,39 @@ function tm.bootstrap(metric, hyps, refs, opts)
     seed = seed }
 end
 
----Paired bootstrap test of two systems on the same segments (sacrebleu's
----paired_bs): the same resampled index sets score both; p is the share of
----resamples whose centred absolute difference exceeds the observed one,
----(c + 1) / (n_samples + 1). One departure: when both corpus scores are
----equal p is 1 (sacrebleu's formula would give 1 / (n_samples + 1)).
----@return table { a=, b=, diff= (b - a), p=, n=, n_samples=, seed= }
-function tm.paired_bootstrap(metric, hyps_a, hyps_b, refs, opts)
-  local fname = "cai.textmetrics.paired_bootstrap"
+---Corpus score with a 95% bootstrap interval (tm.bootstrap_stats on the
+---segments of hyps and refs).
+---@param metric string "bleu" | "chrf" | "rouge_l"
+---@param opts table|nil { n_samples = 1000, seed = 12345, metric_opts = {} }
+function tm.bootstrap(metric, hyps, refs, opts)
+  local fname = "cai.textmetrics.bootstrap"
   opts = check(fname, opts, BOOT_OPTS)
-  local r = check_hyps_refs(fname, hyps_a, refs)
-  check_hyps_refs(fname, hyps_b, refs)
+  check_hyps_refs(fname, hyps, refs)
+  if #hyps == 0 then error(fname .. ": hyps is empty", 2) end
+  return tm.bootstrap_stats(metric, tm.stats(metric, hyps, refs, opts.metric_opts), opts)
+end
+
+---Paired bootstrap test from the segment statistics of two systems on the
+---same segments (sacrebleu's paired_bs): the same resampled index sets score
+---both; p is the share of resamples whose centred absolute difference
+---exceeds the observed one, (c + 1) / (n_samples + 1). One departure: when
+---both corpus scores are equal p is 1 (sacrebleu's formula would give
+---1 / (n_samples + 1)).
+---@return table { a=, b=, diff= (b - a), p=, n=, n_samples=, seed= }
+function tm.paired_bootstrap_stats(metric, segs_a, segs_b, opts)
+  local fname = "cai.textmetrics.paired_bootstrap_stats"
+  opts = check(fname, opts, BOOT_OPTS)
   local impl = metric_impl(fname, metric, opts.metric_opts)
-  if #hyps_a == 0 then error(fname .. ": hyps is empty", 2) end
-  local sa, sb = {}, {}
-  for i = 1, #hyps_a do
-    sa[i] = impl.segment(hyps_a[i], r[i])
-    sb[i] = impl.segment(hyps_b[i], r[i])
+  check_segments(fname, "segs_a", segs_a)
+  check_segments(fname, "segs_b", segs_b)
+  if #segs_a ~= #segs_b then
+    error(string.format("%s: segs_a has %d segments, segs_b %d (both systems on the same segments)", fname,
+      #segs_a, #segs_b), 2)
   end
   local reps, seed = opts.n_samples or 1000, opts.seed or 12345
-  local idx = resample_indices(#sa, reps, seed)
-  local ra, rb = resampled_scores(impl, sa, idx), resampled_scores(impl, sb, idx)
-  local a, b = impl.score(sum_stats(sa)), impl.score(sum_stats(sb))
+  local idx = resample_indices(#segs_a, reps, seed)
+  local ra, rb = resampled_scores(impl, segs_a, idx), resampled_scores(impl, segs_b, idx)
+  local a, b = impl.score(sum_stats(segs_a)), impl.score(sum_stats(segs_b))
   local diffs, mean = {}, 0
   for k = 1, reps do
     diffs[k] = math.abs(rb[k] - ra[k])
@@ -802,7 +824,18 @@ function tm.paired_bootstrap(metric, hyps_a, hyps_b, refs, opts)
   local p = (c + 1) / (reps + 1)
   -- sacrebleu would give identical systems p = 1 / (n_samples + 1); no difference is no evidence
   if real == 0 then p = 1 end
-  return { a = a, b = b, diff = b - a, p = p, n = #sa, n_samples = reps, seed = seed }
+  return { a = a, b = b, diff = b - a, p = p, n = #segs_a, n_samples = reps, seed = seed }
+end
+
+---Paired bootstrap test of two systems' hypotheses against the same references.
+function tm.paired_bootstrap(metric, hyps_a, hyps_b, refs, opts)
+  local fname = "cai.textmetrics.paired_bootstrap"
+  opts = check(fname, opts, BOOT_OPTS)
+  check_hyps_refs(fname, hyps_a, refs)
+  check_hyps_refs(fname, hyps_b, refs)
+  if #hyps_a == 0 then error(fname .. ": hyps is empty", 2) end
+  return tm.paired_bootstrap_stats(metric, tm.stats(metric, hyps_a, refs, opts.metric_opts),
+    tm.stats(metric, hyps_b, refs, opts.metric_opts), opts)
 end
 
 return tm

@@ -306,4 +306,64 @@ spec.describe("textmetrics argument errors", function()
   end)
 end)
 
+spec.describe("cai.eval text metrics", function()
+  local items = {
+    { instruction = "What is the capital of France?", reference = "The capital of France is Paris." },
+    { instruction = "Say hi", reference = { "Hello there!", "Hi!" } },
+    { instruction = "No reference here" },
+    { instruction = "Where does Ann live?", record = { reference = "Ann lives in Oslo." } },
+  }
+  local outputs = {
+    a = { "The capital of France is Paris.\nEND", "Hi!\nEND", "x\nEND", "Ann lives in Oslo.\nEND" },
+    b = { "Paris.\nEND", "Hello.\nEND", "y\nEND", "In Oslo.\nEND" },
+  }
+  local refs = { "The capital of France is Paris.", { "Hello there!", "Hi!" }, "Ann lives in Oslo." }
+  local hyps_b = { "Paris.", "Hello.", "In Oslo." }
+  spec.it("automatic when items carry a reference (item.reference or item.record.reference)", function()
+    local r = cai.eval.run(items, outputs, { bootstrap = 200 })
+    spec.eq(r.text_metrics.items, { 1, 2, 4 })
+    spec.eq(r.text_metrics.n, 3)
+    spec.eq(r.text_metrics.n_samples, 200)
+    local m = r.models.b.text_metrics
+    spec.near(m.bleu.score, tm.bleu(hyps_b, refs).score, 1e-12)
+    spec.near(m.chrf.score, tm.chrf(hyps_b, refs).score, 1e-12)
+    local mean = 0
+    for i = 1, 3 do mean = mean + tm.rouge_l(hyps_b[i], refs[i]).fmeasure / 3 end
+    spec.near(m.rouge_l.score, mean, 1e-12)
+    for _, name in ipairs({ "bleu", "chrf", "rouge_l" }) do
+      spec.truthy(m[name].lo <= m[name].score and m[name].score <= m[name].hi, name)
+    end
+    spec.near(r.models.a.text_metrics.bleu.score, 100, 1e-9)
+    -- the nine criteria are unchanged
+    spec.eq(r.criteria, cai.eval.CRITERIA)
+  end)
+  spec.it("compare adds a paired bootstrap test per text metric", function()
+    local r = cai.eval.run(items, outputs, { bootstrap = 200 })
+    local cmp = cai.eval.compare(r, "b", "a", { bootstrap = 200 })
+    spec.eq(#cmp.text_metrics, 3)
+    for k, row in ipairs(cmp.text_metrics) do
+      spec.eq(row.metric, cai.eval.TEXT_METRICS[k])
+      spec.truthy(row.diff > 0, row.metric)
+      spec.truthy(row.p > 0 and row.p <= 1 and row.p_holm >= row.p, row.metric)
+      spec.eq(type(row.significant), "boolean")
+    end
+    local same = cai.eval.compare(r, "a", "a")
+    spec.eq(same.text_metrics[1].p, 1)
+  end)
+  spec.it("absent without references or with text_metrics = false; required with true", function()
+    local plain = { { instruction = "Say hi" } }
+    local r = cai.eval.run(plain, { a = { "Hi!\nEND" } })
+    spec.eq(r.text_metrics, nil)
+    spec.eq(r.models.a.text_metrics, nil)
+    spec.eq(cai.eval.compare(r, "a", "a").text_metrics, nil)
+    spec.eq(cai.eval.run(items, outputs, { text_metrics = false }).text_metrics, nil)
+    spec.raises(function() cai.eval.run(plain, { a = { "Hi!\nEND" } }, { text_metrics = true }) end,
+      "no item has a reference answer", true)
+    spec.raises(function() cai.eval.run(items, outputs, { text_metrics = "yes" }) end,
+      "option 'text_metrics' must be a boolean", true)
+    spec.raises(function() cai.eval.run({ { instruction = "x", reference = { 1 } } }, { a = { "y" } }) end,
+      "items[1].reference must be a string or a non-empty list of strings", true)
+  end)
+end)
+
 spec.run()

@@ -122,6 +122,12 @@ spec.describe("textmetrics 13a tokenizer", function()
     -- Python's str.split() also splits on no-break space
     spec.eq(tm.tokenize_13a("a\194\160b"), "a b")
   end)
+  spec.it("lowercase folds ASCII and Latin/Greek/Cyrillic capitals", function()
+    spec.eq(tm.lower("ÉTÉ ÀÖ ŁÓDŹ ΑΒΓ ДЖ Ёж"), "été àö łódź αβγ дж ёж")
+    spec.near(tm.sentence_bleu("THE DOG ÉTÉ", "the dog été", { lowercase = true }).score, 100, 1e-9)
+    spec.truthy(tm.sentence_bleu("THE DOG ÉTÉ", "the dog été").score < 100)
+    spec.near(tm.chrf({ "ÉTÉ" }, { "été" }, { lowercase = true }).score, 100, 1e-9)
+  end)
 end)
 
 spec.describe("textmetrics chrF (sacrebleu test/test_chrf.py)", function()

@@ -171,7 +171,11 @@ bool is_bert_punctuation(uint32_t cp) {
     return u_ispunct(static_cast<UChar32>(cp));
 }
 
-void bert_pre_tokenize(const std::string& s, std::vector<std::string>& words) {
+namespace {
+
+// Words between whitespace; with isolate_punctuation each punctuation
+// character is also a word of its own (BertPreTokenizer).
+void split_words(const std::string& s, bool isolate_punctuation, std::vector<std::string>& words) {
     std::string current;
     for (size_t i = 0; i < s.size();) {
         size_t start = i;
@@ -179,7 +183,7 @@ void bert_pre_tokenize(const std::string& s, std::vector<std::string>& words) {
         if (text::is_whitespace(cp)) {
             if (!current.empty()) words.push_back(std::move(current));
             current.clear();
-        } else if (is_bert_punctuation(cp)) {
+        } else if (isolate_punctuation && is_bert_punctuation(cp)) {
             if (!current.empty()) words.push_back(std::move(current));
             current.clear();
             words.push_back(s.substr(start, i - start));
@@ -190,20 +194,11 @@ void bert_pre_tokenize(const std::string& s, std::vector<std::string>& words) {
     if (!current.empty()) words.push_back(std::move(current));
 }
 
-void whitespace_split(const std::string& s, std::vector<std::string>& words) {
-    std::string current;
-    for (size_t i = 0; i < s.size();) {
-        size_t start = i;
-        uint32_t cp = text::next_code_point(s, i);
-        if (text::is_whitespace(cp)) {
-            if (!current.empty()) words.push_back(std::move(current));
-            current.clear();
-        } else {
-            current.append(s, start, i - start);
-        }
-    }
-    if (!current.empty()) words.push_back(std::move(current));
-}
+}  // namespace
+
+void bert_pre_tokenize(const std::string& s, std::vector<std::string>& words) { split_words(s, true, words); }
+
+void whitespace_split(const std::string& s, std::vector<std::string>& words) { split_words(s, false, words); }
 
 void punctuation_split(const std::string& s, const std::string& behavior, std::vector<std::string>& words) {
     // Runs of (is punctuation, text); each punctuation character is its own match.

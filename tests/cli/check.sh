@@ -1,4 +1,4 @@
-# Shared by the shell tests (cli_test.sh, dist_test.sh, recipes_test.sh):
+# Shared by the shell tests (cli_test.sh, dist_test.sh, recipes_test.sh, cai_test.sh):
 # source it, run checks, end with `finish`.
 passed=0
 failed=0
@@ -24,6 +24,17 @@ $out"; fi
   else
     fail "$name (rc=$rc, want $want, pattern: $pattern)" "$out"
   fi
+}
+# lua NAME CODE: CODE (a Lua chunk with `cai` and read(path) -> decoded
+# JSON, jsonl(path) -> records) must return true when run by $cairun; D is
+# the test's directory $dir.
+lua() {
+  local name=$1 code=$2
+  check "$name" 0 '^true$' -- "$cairun" -e "local cai = require 'cai'
+local D = '$dir'
+local function read(p) return cai.json.decode(assert(io.open(p)):read('*a')) end
+local function jsonl(p) return cai.jsonl.read(p) end
+print(tostring((function() $code end)()))"
 }
 # expect NAME PATTERN / refute NAME PATTERN: the output of the last check
 # also matches / must not match PATTERN.

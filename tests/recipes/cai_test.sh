@@ -9,14 +9,6 @@ dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 . "$(dirname "$0")/../cli/check.sh"
 
-lua() {
-  local name=$1 code=$2
-  check "$name" 0 '^true$' -- "$cairun" -e "local cai = require 'cai'
-local D = '$dir'
-local function read(p) return cai.json.decode(assert(io.open(p)):read('*a')) end
-local function jsonl(p) return cai.jsonl.read(p) end
-print(tostring((function() $code end)()))"
-}
 
 run=(recipes/cai.lua out="$dir/cai" sft_examples=160 sft_steps=60 redteam_prompts=32 helpful_prompts=32 rounds=2
      sl_steps=60 rl_prompts=48 dpo_steps=16 eval_harmful=24 eval_benign=24 min_pairs=2 max_new_tokens=32

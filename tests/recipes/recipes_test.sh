@@ -10,16 +10,6 @@ dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 . "$(dirname "$0")/../cli/check.sh"
 
-# lua NAME CODE: CODE (a Lua chunk with `cai` and read(path) -> decoded
-# JSON, jsonl(path) -> records) must return true; D is the test directory.
-lua() {
-  local name=$1 code=$2
-  check "$name" 0 '^true$' -- "$cairun" -e "local cai = require 'cai'
-local D = '$dir'
-local function read(p) return cai.json.decode(assert(io.open(p)):read('*a')) end
-local function jsonl(p) return cai.jsonl.read(p) end
-print(tostring((function() $code end)()))"
-}
 
 # Fixtures.
 check "fixture: critic model" 0 'critic model' -- "$cairun" tests/recipes/make_critic_model.lua dir="$dir/critic"

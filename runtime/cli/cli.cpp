@@ -9,7 +9,9 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "dist/dist.h"
+#include "core/run_dir.h"
 #include "lua/host.h"
+#include "train/interrupt.h"
 
 namespace cai {
 namespace {
@@ -143,11 +145,24 @@ int cli_main(int argc, char** argv) {
             return launch::launch_ranks(nproc, rank_argv);
         }
         dist::init_from_env();  // a rank of a job when RANK/WORLD_SIZE are set; nothing otherwise
+        set_command_line(std::vector<std::string>(argv, argv + argc));
+        // Ctrl-C: a running trainer or generation stage saves and stops the
+        // recipe (status 130); anywhere else the process exits at once.
+        install_run_interrupt_handler();
         int rc = 1;
         {
             host h;
             h.set_args(args);
             rc = have_code ? h.run_string(code) : h.run_file(recipe);
+            // A recipe that ran to its end finished its run (run.json), unless a stage did not finish.
+            if (rc == 0 && !stop_recorded())
+                rc = h.run_string("local r = package.loaded['cai.run']\n"
+                                  "if r and r.current() then r.current():_ended() end", "=(end of run)");
+        }
+        if (rc == 0 && stop_recorded()) {
+            // The recipe caught the stop and went on: it still did not finish.
+            std::fprintf(stderr, "%s\n", stop_message().c_str());
+            rc = 130;
         }
         dist::shutdown(rc == 0);
         return rc;

@@ -7,6 +7,7 @@
 #include "core/fs.h"
 #include "lua/bindings.h"
 #include "lua/embedded.h"
+#include "train/interrupt.h"
 
 namespace cai {
 namespace {
@@ -221,6 +222,12 @@ int host::run_loaded(int load_status) {
     } else {
         last_error_ = lua_tostring(L_, -1) ? lua_tostring(L_, -1) : "cannot load chunk";
         lua_pop(L_, 1);
+    }
+    if (stop_recorded()) {
+        // Stopped by Ctrl-C: what was saved and how to continue, no traceback.
+        last_error_ = stop_message();
+        std::fprintf(stderr, "%s\n", last_error_.c_str());
+        return 130;
     }
     std::fprintf(stderr, "%s\n", last_error_.c_str());
     return 1;

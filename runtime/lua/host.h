@@ -30,7 +30,8 @@ public:
     void register_function(const std::string& name, lua_CFunction fn);
 
     // Run a recipe file or a chunk of code. On error the message
-    // ("file:line: message" + traceback) goes to stderr and 1 is returned.
+    // ("file:line: message" + traceback) goes to stderr and 1 is returned;
+    // after a recipe stopped on Ctrl-C (train/interrupt.h), its message and 130.
     int run_file(const std::string& path);
     int run_string(const std::string& code, const std::string& chunkname = "=(command line)");
 

@@ -1,25 +1,45 @@
 #include "train/interrupt.h"
 
 #include <signal.h>
+#include <unistd.h>
 
+#include <cstring>
 #include <mutex>
 
 namespace cai {
 namespace {
 
 volatile sig_atomic_t interrupted = 0;
+volatile sig_atomic_t stages = 0;      // stages running that poll the flag
+volatile sig_atomic_t run_wide = 0;    // cairun installed the handler for the whole process
 std::mutex guard;
 int depth = 0;  // nested installs (a trainer inside a trainer's callback)
 struct sigaction previous {};
+std::string stopped_message;
+bool stopped = false;
 
-extern "C" void on_sigint(int) { interrupted = 1; }
+void say(const char* text) {
+    ssize_t ignored = ::write(2, text, std::strlen(text));
+    (void)ignored;
+}
 
-void arm() {
+extern "C" void on_sigint(int) {
+    if (interrupted || stages == 0) {
+        // A second Ctrl-C, or nothing that could stop cleanly: exit now.
+        // Files are written to temporary names and renamed, so none is half-written.
+        say(interrupted ? "\ncairun: interrupted again; exiting now\n" : "\ncairun: interrupted; exiting\n");
+        ::_exit(130);
+    }
+    interrupted = 1;
+    say("\ncairun: Ctrl-C: saving and stopping after the current step (press it again to exit at once)\n");
+}
+
+void arm(struct sigaction* save) {
     struct sigaction action {};
     action.sa_handler = on_sigint;
     sigemptyset(&action.sa_mask);
-    action.sa_flags = SA_RESETHAND;  // the second Ctrl-C gets the default action
-    sigaction(SIGINT, &action, depth == 0 ? &previous : nullptr);
+    action.sa_flags = 0;
+    sigaction(SIGINT, &action, save);
 }
 
 }  // namespace
@@ -28,15 +48,18 @@ void install_interrupt_handler() {
     std::lock_guard<std::mutex> lock(guard);
     if (depth == 0) {
         interrupted = 0;
-        arm();
+        if (!run_wide) arm(&previous);
     }
     ++depth;
+    stages = depth;
 }
 
 void uninstall_interrupt_handler() {
     std::lock_guard<std::mutex> lock(guard);
     if (depth == 0) return;
-    if (--depth == 0) sigaction(SIGINT, &previous, nullptr);
+    --depth;
+    stages = depth;
+    if (depth == 0 && !run_wide) sigaction(SIGINT, &previous, nullptr);
 }
 
 bool interrupt_requested() { return interrupted != 0; }
@@ -44,16 +67,31 @@ bool interrupt_requested() { return interrupted != 0; }
 void clear_interrupt() {
     std::lock_guard<std::mutex> lock(guard);
     interrupted = 0;
-    // SA_RESETHAND removed the handler on the first signal: put it back.
-    if (depth > 0) {
-        struct sigaction action {};
-        action.sa_handler = on_sigint;
-        sigemptyset(&action.sa_mask);
-        action.sa_flags = SA_RESETHAND;
-        sigaction(SIGINT, &action, nullptr);
-    }
 }
 
 void request_interrupt() { interrupted = 1; }
+
+void install_run_interrupt_handler() {
+    std::lock_guard<std::mutex> lock(guard);
+    if (run_wide) return;
+    run_wide = 1;
+    arm(nullptr);
+}
+
+void record_stop(const std::string& message) {
+    std::lock_guard<std::mutex> lock(guard);
+    stopped = true;
+    stopped_message = message;
+}
+
+bool stop_recorded() {
+    std::lock_guard<std::mutex> lock(guard);
+    return stopped;
+}
+
+std::string stop_message() {
+    std::lock_guard<std::mutex> lock(guard);
+    return stopped_message;
+}
 
 }  // namespace cai

@@ -19,6 +19,7 @@ void register_bindings(lua_State* L) {
         {"cai._lora", luaopen_cai_lora},
         {"cai._dist", luaopen_cai_dist},
         {"cai._kernels", luaopen_cai_kernels},
+        {"cai._run", luaopen_cai_run},
         {nullptr, nullptr},
     };
     lua_getglobal(L, "package");

@@ -152,6 +152,7 @@ cai::trainer_options trainer_options_from(lua_State* L, int index, const char* f
     o.logging_steps = cai::opt_integer(L, index, "logging_steps", 10, fname);
     o.save_steps = cai::opt_integer(L, index, "save_steps", 0, fname);
     o.save_total_limit = cai::opt_integer(L, index, "save_total_limit", 0, fname);
+    o.fingerprint = cai::opt_string(L, index, "fingerprint", "", fname);
     return o;
 }
 

@@ -266,6 +266,13 @@ std::string trainer_loop::save() {
     nlohmann::ordered_json sums = nlohmann::ordered_json::object();
     for (const auto& kv : window_sums_) sums[kv.first] = kv.second;
     meta["log_window"] = {{"steps", window_steps_}, {"sums", sums}};
+    if (!options_.fingerprint.empty()) {
+        try {
+            meta["fingerprint"] = nlohmann::ordered_json::parse(options_.fingerprint);
+        } catch (const std::exception& e) {
+            fail("trainer: fingerprint is not valid JSON: ", e.what());
+        }
+    }
     state.metadata = meta.dump();
     // Only rank 0 writes (the ranks hold the same tensors); the others wait
     // until the checkpoint is complete, so a resume on any rank sees it.

@@ -64,6 +64,8 @@ struct trainer_options {
     // Called with every metrics line (JSON text), training and eval lines, in
     // the order they are written, on every rank.
     std::function<void(const std::string&)> on_log;
+    std::string fingerprint;                 // JSON object: what made the run (kept in every checkpoint's
+                                             // metadata as "fingerprint"; the caller compares it on resume)
 };
 
 using metric_values = std::vector<std::pair<std::string, double>>;

@@ -13,6 +13,28 @@ local check = require "cai.check"
 
 local M = {}
 
+-- What each model was made from, as a fingerprint (cai.run.fingerprint): its
+-- directory's files when loaded, then every change to its weights or adapters.
+local lineage = setmetatable({}, { __mode = "k" })
+local function derive(m, ...)
+  if lineage[m] then
+    lineage[m] = require("cai._run").hash(lineage[m] .. "|" .. table.concat({ ... }, "|"))
+  end
+end
+
+---The fingerprint of a model: the files it was loaded from and what was done to it since
+---(adapters added or loaded, merged, trained); nil for other values.
+---@param m userdata
+---@return string|nil
+function M.fingerprint(m)
+  return lineage[m]
+end
+
+---After training: the trainer's fingerprint becomes part of the model's.
+function M._trained(m, trainer_fingerprint)
+  derive(m, "trained", trainer_fingerprint)
+end
+
 local primitives = _model.metatable.__index
 local Model = {}
 -- m.config and m.tokenizer are built on first access, once per model.
@@ -52,6 +74,24 @@ local LORA_SPEC = {
   targets = { type = "string|list", items = "string" },
 }
 
+--- The directory a model name stands for: "tiny" is the embedded default (built once), any
+--- other name is a directory as it is.
+---@param path string
+---@return string dir
+function M.resolve(path)
+  check.value("cai.model.resolve", "path", path, "string")
+  if path == "tiny" then  -- the embedded default, built once
+    -- In a data-parallel job rank 0 builds it by itself while the others wait.
+    local tiny, dist = require "cai.tiny", require "cai.dist"
+    if dist.world_size() > 1 then
+      if dist.is_main() then dist.alone(tiny.path) end
+      dist.barrier("building the tiny model (raise CAI_DIST_TIMEOUT if it takes longer)")
+    end
+    path = tiny.path()
+  end
+  return path
+end
+
 --- Loads a Hugging Face model directory (config.json, model.safetensors or
 --- its sharded index, generation_config.json and, when present, the tokenizer
 --- files). The compute dtype is the checkpoint's torch_dtype (bf16 for
@@ -63,16 +103,12 @@ local LORA_SPEC = {
 function M.load(path, opts)
   check.value("cai.model.load", "path", path, "string")
   opts = check("cai.model.load", opts, LOAD_SPEC)
-  if path == "tiny" then  -- the embedded default, built once
-    -- In a data-parallel job rank 0 builds it by itself while the others wait.
-    local tiny, dist = require "cai.tiny", require "cai.dist"
-    if dist.world_size() > 1 then
-      if dist.is_main() then dist.alone(tiny.path) end
-      dist.barrier("building the tiny model (raise CAI_DIST_TIMEOUT if it takes longer)")
-    end
-    path = tiny.path()
-  end
-  return _model.load(path, opts.dtype, opts.tokenizer)
+  path = M.resolve(path)
+  local m = _model.load(path, opts.dtype, opts.tokenizer)
+  local run = require "cai._run"
+  lineage[m] = run.path_fingerprint(path) .. "|" .. m:info().dtype
+    .. (opts.tokenizer and ("|tokenizer=" .. run.path_fingerprint(opts.tokenizer)) or "")
+  return m
 end
 
 --- Loads a reward model: a Hugging Face *ForSequenceClassification directory
@@ -176,6 +212,7 @@ local DIR = { type = "string", nonempty = true }
 function Model:add_lora(opts)
   check("m:add_lora", opts, LORA_SPEC)
   _lora.add(self, opts)
+  derive(self, "add_lora", require("cai.json").encode(opts or {}))
   return self
 end
 
@@ -192,18 +229,21 @@ end
 function Model:load_lora(dir)
   check.value("m:load_lora", "dir", dir, DIR)
   _lora.load(self, dir)
+  derive(self, "load_lora", require("cai._run").path_fingerprint(dir))
   return self
 end
 
 --- W += scale * B A in the weights' dtype; the adapters are then off (use m:unmerge_lora() to undo).
 function Model:merge_lora()
   _lora.merge(self)
+  derive(self, "merge_lora")
   return self
 end
 
 --- Subtracts what merge_lora added and switches the adapters back on.
 function Model:unmerge_lora()
   _lora.unmerge(self)
+  derive(self, "unmerge_lora")
   return self
 end
 
@@ -211,6 +251,7 @@ end
 --- then remove_lora() leaves the merged model; call unmerge_lora() before removing to undo a merge.
 function Model:remove_lora()
   _lora.remove(self)
+  derive(self, "remove_lora")
   return self
 end
 

@@ -18,6 +18,10 @@
 -- In a data-parallel job every rank runs fn (m:generate shares the prompts
 -- and gives every rank all results) and rank 0 appends.
 --
+-- Ctrl-C while a stage runs finishes the chunk in progress, appends it and
+-- stops the recipe (cai.run.stop: exit status 130, the message says how many
+-- items are saved); the same command continues from there.
+--
 -- A record whose key differs from its item's (the inputs changed since the
 -- file was written) is an error naming the file and line: delete the file or
 -- use another output directory. A last line cut short by a crash (no final
@@ -27,6 +31,7 @@ local check = require "cai.check"
 local core = require "cai._core"
 local log = require "cai.log"
 local dist = require "cai.dist"
+local prim = require "cai._run"
 
 local stage = {}
 local Stage = {}
@@ -121,6 +126,10 @@ function Stage:run(items, fn, opts)
   if previous > 0 then
     log.info(string.format("%s: %d of %d items done by a previous run (%s)", self.name, previous, #items, self.path))
   end
+  local run = require "cai.run"
+  run.check_not_stopped("stage:run (" .. self.name .. ")")
+  -- Ctrl-C while a chunk is generated: the chunk is finished and appended, then the recipe stops.
+  prim.interrupt_begin()
   for first = 1, #items, batch_size do
     local last = math.min(first + batch_size - 1, #items)
     local missing = false
@@ -143,8 +152,18 @@ function Stage:run(items, fn, opts)
         end
       end
       log.info(string.format("%s: %d/%d", self.name, last, #items))
+      local stop = prim.interrupted()
+      if dist.world_size() > 1 then  -- Ctrl-C on any rank stops every rank after the same chunk
+        for _, flag in ipairs(dist.all_gather(stop and "1" or "0")) do stop = stop or flag == "1" end
+      end
+      if stop then
+        prim.interrupt_end()
+        local n = self:count()
+        run.stop(string.format("%s: %d of %d items saved in %s", self.name, n, #items, self.path))
+      end
     end
   end
+  prim.interrupt_end()
   local out = {}
   for i = 1, #items do
     local r = self.done[i]

@@ -191,6 +191,8 @@ function tiny.path(opts)
   local dir = root .. "/tiny-" .. fingerprint(recipe, constitution_text)
   if not exists(dir .. "/config.json") then
     os.execute("mkdir -p " .. shell_quote(root))
+    -- Half-built models of killed processes (tiny-*.tmp.PID) go; a live builder's stay.
+    require("cai.run").clean_temporaries(root, { recursive = false })
     build(dir, recipe)
   end
   return dir

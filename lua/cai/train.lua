@@ -210,6 +210,158 @@ local function dpo_inputs(fname, opts, ds)
   return out, chat
 end
 
+-- ---- Run integrity: fingerprints, resuming, Ctrl-C ------------------------
+
+-- The settings that change a trainer's result, with the defaults the trainer uses.
+local RESULT_SETTINGS = {
+  sft = { seed = 42, epochs = 1, max_steps = 0, learning_rate = 5e-6, batch_size = 0, max_tokens = 0,
+    gradient_accumulation_steps = 1, warmup_steps = 0, warmup_ratio = 0, schedule = "linear", weight_decay = 0,
+    max_grad_norm = 1, full = false, eos = true, max_length = 0 },
+  dpo = { seed = 42, epochs = 1, max_steps = 0, learning_rate = 5e-6, batch_size = 0, max_tokens = 0,
+    gradient_accumulation_steps = 1, warmup_steps = 0, warmup_ratio = 0, schedule = "linear", weight_decay = 0,
+    max_grad_norm = 1, eos = true, beta = 0.1, loss = "sigmoid", label_smoothing = 0, rpo_alpha = 0,
+    max_length = 0 },
+}
+-- Settings the learning-rate schedule is computed from.
+local SCHEDULE_SETTINGS = { epochs = true, max_steps = true, warmup_steps = true, warmup_ratio = true,
+  schedule = true, learning_rate = true }
+
+local function shell_word(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+-- The complete checkpoint with the highest step under out (its directory and trainer_state), or nil.
+local function latest_checkpoint(out)
+  local best, best_step = nil, -1
+  local listing = io.popen("ls -1 " .. shell_word(out .. "/checkpoints") .. " 2>/dev/null")
+  for name in listing:lines() do
+    local step = tonumber(name:match("^step%-(%d+)$"))
+    if step and step > best_step and require("cai").exists(out .. "/checkpoints/" .. name .. "/trainer_state.json") then
+      best, best_step = out .. "/checkpoints/" .. name, step
+    end
+  end
+  listing:close()
+  return best
+end
+
+-- What makes this training run: the trainer, a hash of its data (the texts the trainer
+-- gets, and whether a chat template made them), the model it starts from, and the
+-- settings that change its result.
+local function fingerprint_of(kind, opts, data, chat)
+  local run = require "cai.run"
+  local settings = {}
+  for key, default in pairs(RESULT_SETTINGS[kind]) do
+    local v = opts[key]
+    if v == nil then v = default end
+    -- JSON has no infinity or NaN; the trainer refuses them with a message naming the field.
+    if type(v) == "number" and (v ~= v or v == math.huge or v == -math.huge) then v = tostring(v) end
+    settings[key] = v
+  end
+  if chat and opts.eos == nil then settings.eos = false end  -- the template ends each turn itself
+  if settings.batch_size == 0 and settings.max_tokens == 0 then settings.batch_size = 8 end
+  if kind == "dpo" then
+    local ref = opts.reference
+    if ref == nil or ref == "adapter_off" then
+      settings.reference = "adapter_off"
+    else
+      settings.reference = require("cai.model").fingerprint(ref) or "a model"
+    end
+  end
+  return { trainer = kind, data = run.fingerprint({ texts = data, chat = chat and true or false }), model = require("cai.model").fingerprint(opts.model),
+    settings = settings }
+end
+
+local function show(v)
+  if v == nil then return "absent" end
+  return require("cai.json").encode(v)
+end
+
+-- Whether a run of another length (max_steps, epochs) gives the `step` steps already taken the
+-- same learning rates, everything else about the schedule being equal.
+local function same_schedule_so_far(old, new, step)
+  for _, k in ipairs({ "schedule", "learning_rate", "warmup_steps", "warmup_ratio" }) do
+    if show(old[k]) ~= show(new[k]) then return false end
+  end
+  if type(step) ~= "number" then return false end
+  local old_max, new_max = tonumber(old.max_steps) or 0, tonumber(new.max_steps) or 0
+  if old_max > 0 and new_max > 0 then
+    if new_max < step then return false end
+    for s = 0, step - 1 do
+      local a = prim.learning_rate(1, new.schedule, old_max, new.warmup_steps, new.warmup_ratio, s)
+      local b = prim.learning_rate(1, new.schedule, new_max, new.warmup_steps, new.warmup_ratio, s)
+      if a ~= b then return false end
+    end
+    return true
+  end
+  -- Epoch-based lengths are known only to the trainer: only a constant rate is safe.
+  return new.schedule == "constant" and (tonumber(new.warmup_ratio) or 0) == 0
+    and show(old.max_steps) == show(new.max_steps)
+end
+
+-- Before training: refuses a checkpoint made with other data or settings (unless resume = "force"),
+-- starts a fresh metrics.jsonl when there is no checkpoint, removes a killed run's temporaries.
+local function prepare(fname, opts, fp)
+  local run = require "cai.run"
+  local json = require "cai.json"
+  run.check_not_stopped(fname)
+  local dist = require "cai.dist"
+  if dist.is_main() then run.clean_temporaries(opts.out) end
+  local latest = latest_checkpoint(opts.out)
+  if latest == nil then
+    -- A run stopped before its first checkpoint starts again from step 0: its old log goes.
+    if dist.is_main() then os.remove(opts.out .. "/metrics.jsonl") end
+    dist.barrier("a fresh " .. opts.out .. "/metrics.jsonl")
+    return
+  end
+  if opts.resume == false then return end  -- the trainer refuses existing checkpoints itself
+  local f = io.open(latest .. "/trainer_state.json", "rb")
+  local ok, state = pcall(json.decode, f and f:read("*a") or "")
+  if f then f:close() end
+  local old = ok and type(state) == "table" and type(state.metadata) == "table" and state.metadata.fingerprint or nil
+  local differ = {}
+  if type(old) ~= "table" then
+    differ[1] = "it records no fingerprint (made by an older cairun)"
+  else
+    if old.trainer ~= fp.trainer then differ[#differ + 1] = string.format("trainer (was %s, now %s)", show(old.trainer), show(fp.trainer)) end
+    if old.data ~= fp.data then differ[#differ + 1] = "data (other training records)" end
+    if old.model ~= fp.model then differ[#differ + 1] = "model (it started from another model or adapter)" end
+    local keys = {}
+    local os_ = type(old.settings) == "table" and old.settings or {}
+    for k in pairs(fp.settings) do keys[#keys + 1] = k end
+    for k in pairs(os_) do if fp.settings[k] == nil then keys[#keys + 1] = k end end
+    table.sort(keys)
+    local length_ok = same_schedule_so_far(os_, fp.settings, type(state) == "table" and state.step or 0)
+    for _, k in ipairs(keys) do
+      if (k == "max_steps" or k == "epochs") and length_ok then
+        -- Training longer on a schedule that gave the steps taken the same learning rates: the
+        -- result is that of a run started with the new length.
+      elseif show(os_[k]) ~= show(fp.settings[k]) then
+        differ[#differ + 1] = string.format("%s (was %s, now %s%s)", k, show(os_[k]), show(fp.settings[k]),
+          SCHEDULE_SETTINGS[k] and "; the learning-rate schedule would change" or "")
+      end
+    end
+  end
+  if #differ == 0 then return end
+  if opts.resume == "force" then
+    require("cai.log").warn(string.format("%s: resuming from %s although it differs (resume = \"force\"): %s",
+      fname, latest, table.concat(differ, ", ")))
+    return
+  end
+  error(string.format("%s: cannot resume from %s, it was made with other data or settings: %s. Use the same "
+    .. "data and settings, another out directory, or resume = \"force\" to continue from it anyway", fname, latest,
+    table.concat(differ, ", ")), 3)
+end
+
+-- After training: the model's fingerprint follows, and Ctrl-C stops the recipe.
+local function after(fname, opts, fp, result)
+  local fp_text = require("cai.json").encode(fp)
+  require("cai.model")._trained(opts.model, require("cai._run").hash(fp_text .. "|" .. tostring(result.steps)))
+  if result.interrupted then
+    require("cai.run").stop(string.format("%s stopped at step %d; saved %s", fname, result.steps or 0,
+      tostring(result.checkpoint)))
+  end
+end
+
 -- The options cai.train.sft and cai.train.dpo share (the trainer's and the data's).
 local function trainer_spec(extra)
   local spec = {
@@ -230,7 +382,11 @@ local function trainer_spec(extra)
     logging_steps = { type = "integer", min = 1 },
     save_steps = { type = "integer", min = 0 },
     save_total_limit = { type = "integer", min = 0 },
-    resume = "boolean", eos = "boolean", progress = "boolean", on_log = "function",
+    resume = { type = "boolean|string", expect = 'true, false or "force"',
+      check = function(v)
+        if type(v) == "string" and v ~= "force" then return 'must be true, false or "force", got ' .. string.format("%q", v) end
+      end },
+    eos = "boolean", progress = "boolean", on_log = "function",
     eval_steps = { type = "integer", min = 0 },
     keep_best = { type = "string", expect = 'an eval metric name such as "eval_loss"' },
     max_length = { type = "integer", min = 0 },  -- 0: no truncation
@@ -312,6 +468,8 @@ function train.sft(opts)
   check(fname, opts, SFT_SPEC)
   local types = { "prompt_completion", "language_modeling" }
   local train_in, chat = sft_inputs(fname, opts, dataset_of(fname, "data", opts.data, opts.columns, types))
+  local fp = fingerprint_of("sft", opts, train_in, chat)
+  prepare(fname, opts, fp)
   local options = trainer_options(opts, { model = true, data = true, on_log = true, eval_data = true, format = true,
     columns = true, assistant_only_loss = true, completion_only_loss = true, chat_template_kwargs = true })
   if chat then
@@ -320,6 +478,8 @@ function train.sft(opts)
     if options.eos == nil then options.eos = false end
   end
   options.segments = train_in.segments
+  options.resume = opts.resume ~= false
+  options.fingerprint = require("cai.json").encode(fp)
   if opts.eval_data ~= nil then
     local e = sft_inputs(fname, opts, dataset_of(fname, "eval_data", opts.eval_data, opts.columns, types))
     if (e.segments ~= nil) ~= (train_in.segments ~= nil) then
@@ -328,7 +488,9 @@ function train.sft(opts)
     options.eval_prompts, options.eval_responses, options.eval_segments = e.segments == nil and e.prompts or nil,
       e.segments == nil and e.responses or nil, e.segments
   end
-  return run_trainer(prim.sft, opts.on_log, opts.model, train_in.prompts, train_in.responses, options)
+  local result = run_trainer(prim.sft, opts.on_log, opts.model, train_in.prompts, train_in.responses, options)
+  after(fname, opts, fp, result)
+  return result
 end
 
 local DPO_SPEC = trainer_spec {
@@ -357,6 +519,8 @@ function train.dpo(opts)
   check(fname, opts, DPO_SPEC)
   local pref = { "preference" }
   local train_in, chat = dpo_inputs(fname, opts, dataset_of(fname, "pairs", opts.pairs, opts.columns, pref))
+  local fp = fingerprint_of("dpo", opts, train_in, chat)
+  prepare(fname, opts, fp)
   local options = trainer_options(opts, { model = true, pairs = true, on_log = true, eval_pairs = true, format = true,
     columns = true, chat_template_kwargs = true })
   if chat then
@@ -364,11 +528,16 @@ function train.dpo(opts)
     options.add_special_tokens = false
     if options.eos == nil then options.eos = false end
   end
+  options.resume = opts.resume ~= false
+  options.fingerprint = require("cai.json").encode(fp)
   if opts.eval_pairs ~= nil then
     local e = dpo_inputs(fname, opts, dataset_of(fname, "eval_pairs", opts.eval_pairs, opts.columns, pref))
     options.eval_prompts, options.eval_chosen, options.eval_rejected = e.prompts, e.chosen, e.rejected
   end
-  return run_trainer(prim.dpo, opts.on_log, opts.model, train_in.prompts, train_in.chosen, train_in.rejected, options)
+  local result = run_trainer(prim.dpo, opts.on_log, opts.model, train_in.prompts, train_in.chosen, train_in.rejected,
+    options)
+  after(fname, opts, fp, result)
+  return result
 end
 
 return train

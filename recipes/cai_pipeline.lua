@@ -50,7 +50,7 @@ if n < 1 then error("cai_pipeline.lua: n must be >= 1, got " .. n, 0) end
 local out = args.out ~= "" and args.out or ("runs/cai_pipeline_n" .. n)
 local milestone = n <= 1 and 0 or n <= 10 and 1 or n <= 100 and 2 or 3
 local per_item = args.principles_per_item > 0 and args.principles_per_item or (n == 1 and 1 or 2)
-cai.run.open(out, { may_change = { "gen_batch" } })
+local run = cai.run.open(out, { may_change = { "gen_batch" } })
 local constitution = cai.constitution.load(args.constitution ~= "" and args.constitution
   or args.model == "tiny" and "constitutions/tiny_world.yaml" or "constitutions/default.yaml")
 
@@ -149,7 +149,8 @@ local summary = { milestone = milestone, n = n, records = #records, pairs = #dpo
   outcomes = outcomes, meaningful_critique_rate = meaningful, principle_usage = usage, filter = pair_stats,
   prefers_revised = { before = before, after = after }, dpo_loss = { first = losses[1], last = losses[#losses] },
   checks = checks }
-cai.json.write(out .. "/summary.json", summary)
+run:write_summary(summary)  -- summary.json, status "finished"
+run:finish()
 
 print(string.format("cai_pipeline: milestone %d, %d records, %d DPO pairs, %d steps", milestone, #records,
   #dpo_pairs, summary.dpo_steps))

@@ -60,7 +60,7 @@ local rm = cai.scoring.reward_model(args.reward_model)
 local constitution = cai.constitution.load(args.constitution ~= "" and args.constitution
   or args.model == "tiny" and "constitutions/tiny_world.yaml" or "constitutions/harmlessness.yaml")
 local out = args.out
-cai.run.open(out, { may_change = { "gen_batch" } })
+local run = cai.run.open(out, { may_change = { "gen_batch" } })
 
 local instructions = {}
 if args.instructions ~= "" then
@@ -140,7 +140,8 @@ local result = cai.train.dpo{ model = m, pairs = train_pairs, eval_pairs = eval_
 local summary = { records = #records, pairs = #dpo_pairs, train_pairs = #train_pairs, eval_pairs = #eval_pairs,
   filter = filter_stats, principle_usage = usage, revised_win_rate = (report.chosen.revised or 0) / math.max(1, #records),
   dpo = result }
-cai.json.write(out .. "/summary.json", summary)
+run:write_summary(summary)  -- summary.json, status "finished"
+run:finish()
 cai.report.collect_metrics(out, { "dpo" })
 cai.report.build(out)  -- DPO curves, pair quality, principle usage
 print(string.format("critique_revision: %d records, %d pairs after filters, DPO %d steps; best %s at step %s",

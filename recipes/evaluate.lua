@@ -38,7 +38,7 @@ local args = cai.args{
   unsafe_labels = "",        -- comma-separated labels of safety_classifier that mean unsafe
 }
 local out = args.out
-cai.run.open(out, { may_change = { "gen_batch" } })
+local run = cai.run.open(out, { may_change = { "gen_batch" } })
 
 -- Models: name=dir[+adapter], in the order given.
 local specs = {}
@@ -151,7 +151,8 @@ for _, s in ipairs(specs) do
     if wins[s.name] then summary.preference_tests[key] = cai.stats.mcnemar_paired(wins[first], wins[s.name]) end
   end
 end
-cai.json.write(out .. "/summary.json", summary)
+run:write_summary(summary)  -- summary.json, status "finished"
+run:finish()
 if #items > 0 then
   local samples = {}
   for i = 1, math.min(12, #items) do

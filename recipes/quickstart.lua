@@ -7,10 +7,15 @@
 --   -> DPO from the SFT model (its merged weights are the reference)
 --   -> base, SFT and DPO evaluated on held-out instructions: the nine criteria
 --      and preference accuracy, each with a 95% interval
---   -> out/: config.json, pairs.jsonl, metrics.jsonl, samples.jsonl,
+--   -> out/: config.json, run.json, pairs.jsonl, metrics.jsonl, samples.jsonl,
 --      summary.json, checkpoints (sft/, dpo/), report.html
 --
 --   build/cairun recipes/quickstart.lua out=runs/quickstart
+--
+-- Ctrl-C saves the running trainer's checkpoint and stops (status 130); the
+-- same command continues. Each stage records a fingerprint of its inputs in
+-- run.json: a rerun continues or reuses a stage whose inputs are the same and
+-- redoes one whose inputs changed, with everything after it.
 local cai = require "cai"
 local template = cai.template
 
@@ -36,7 +41,7 @@ local args = cai.args{
 }
 
 local out = args.out
-cai.run.open(out)  -- config.json; a rerun must use the same settings
+local run = cai.run.open(out)  -- lock, config.json, run.json; a rerun must use the same settings
 
 -- Data: a seeded synthetic world with disjoint train and held-out instructions.
 local world = cai.world.new{ seed = args.seed }
@@ -74,10 +79,12 @@ end
 -- 1. The base model.
 local load_opts = args.dtype ~= "" and { dtype = args.dtype } or nil
 local base = cai.model.load(args.model, load_opts)
+local base_stage = run:stage("base", { inputs = { model = base, prompts = heldout_prompts, gen = gen } })
 cai.log.info("stage base: answering " .. #heldout .. " held-out instructions")
 local outputs, accuracy = {}, {}
 outputs.base = base:generate(heldout_prompts, gen)
 accuracy.base = preference_accuracy(base, "base")
+base_stage:finish{ items = #heldout }
 
 -- 2. SFT with LoRA, loss on the response (and END, EOS) only.
 local sft_data = {}
@@ -85,14 +92,21 @@ for i, r in ipairs(train_items) do
   sft_data[i] = { prompt = template.instruction_prompt(r.instruction), response = " " .. r.reference .. "\nEND" }
 end
 base:add_lora{ r = args.lora_r, alpha = args.lora_alpha, targets = "all-linear", seed = args.seed }
+local sft_settings = { seed = args.seed, max_steps = args.sft_steps, learning_rate = args.sft_lr,
+  batch_size = args.batch_size, warmup_ratio = 0.05, schedule = "cosine" }
+local sft_stage = run:stage("sft", { inputs = { model = base, data = sft_data, settings = sft_settings },
+  outputs = { out .. "/sft" } })
 cai.log.info("stage sft: " .. #sft_data .. " examples")
-cai.train.sft{ model = base, data = sft_data, out = out .. "/sft", seed = args.seed, max_steps = args.sft_steps,
-  learning_rate = args.sft_lr, batch_size = args.batch_size, warmup_ratio = 0.05, schedule = "cosine",
-  logging_steps = 10 }
+local sft_result = cai.train.sft{ model = base, data = sft_data, out = out .. "/sft", seed = args.seed,
+  max_steps = args.sft_steps, learning_rate = args.sft_lr, batch_size = args.batch_size, warmup_ratio = 0.05,
+  schedule = "cosine", logging_steps = 10 }
 outputs.sft = base:generate(heldout_prompts, gen)
 accuracy.sft = preference_accuracy(base, "sft")
+sft_stage:finish{ steps = sft_result.steps, items = #sft_data }
 
 -- 3. Pairs: chosen = the SFT model's answer, rejected = a negative of the five types.
+local pairs_stage = run:stage("pairs", { inputs = { sft = sft_stage, items = pair_items, gen = gen },
+  outputs = { out .. "/pairs.jsonl" } })
 local sft_answers = base:generate(prompts_of(pair_items), gen)
 local items = {}
 for i, r in ipairs(pair_items) do
@@ -103,6 +117,7 @@ end
 local pref_pairs, pair_stats = cai.negatives.generate(items, { seed = args.seed })
 cai.jsonl.write(out .. "/pairs.jsonl", pref_pairs)
 cai.log.info("stage pairs: " .. #pref_pairs .. " pairs written")
+pairs_stage:finish{ items = #pref_pairs }
 
 -- 4. DPO from the SFT model: merge SFT, save, reload, new adapters; the
 --    reference is the SFT model (adapters off). Plain DPO only widens the
@@ -116,15 +131,24 @@ local policy = cai.model.load(out .. "/sft/merged", load_opts)
 policy:add_lora{ r = args.lora_r, alpha = args.lora_alpha, targets = "all-linear", seed = args.seed + 2 }
 local dpo_pairs = {}
 for i, p in ipairs(pref_pairs) do dpo_pairs[i] = { prompt = p.prompt, chosen = p.chosen, rejected = p.rejected } end
+local dpo_settings = { seed = args.seed, beta = args.beta, loss = args.loss, max_steps = args.dpo_steps,
+  learning_rate = args.dpo_lr, batch_size = args.batch_size, warmup_ratio = 0.1, schedule = "cosine",
+  rpo_alpha = args.rpo_alpha > 0 and args.rpo_alpha or nil }
+local dpo_stage = run:stage("dpo", { inputs = { sft = sft_stage, model = policy, pairs = dpo_pairs,
+  settings = dpo_settings }, outputs = { out .. "/dpo" } })
 cai.log.info("stage dpo: " .. #dpo_pairs .. " pairs, beta " .. args.beta)
-cai.train.dpo{ model = policy, pairs = dpo_pairs, out = out .. "/dpo", seed = args.seed, beta = args.beta,
-  loss = args.loss, max_steps = args.dpo_steps, learning_rate = args.dpo_lr, batch_size = args.batch_size,
-  warmup_ratio = 0.1, schedule = "cosine", logging_steps = 10, rpo_alpha = args.rpo_alpha > 0 and args.rpo_alpha or nil }
+local dpo_result = cai.train.dpo{ model = policy, pairs = dpo_pairs, out = out .. "/dpo", seed = args.seed,
+  beta = args.beta, loss = args.loss, max_steps = args.dpo_steps, learning_rate = args.dpo_lr,
+  batch_size = args.batch_size, warmup_ratio = 0.1, schedule = "cosine", logging_steps = 10,
+  rpo_alpha = dpo_settings.rpo_alpha }
 outputs.dpo = policy:generate(heldout_prompts, gen)
 accuracy.dpo = preference_accuracy(policy, "dpo")
 policy:save_lora(out .. "/dpo/adapter")
+dpo_stage:finish{ steps = dpo_result.steps, items = #dpo_pairs }
 
 -- 5. Evaluation: the nine criteria and preference accuracy, with intervals.
+local eval_stage = run:stage("eval", { inputs = { base = base_stage, sft = sft_stage, dpo = dpo_stage },
+  outputs = { out .. "/samples.jsonl" } })
 local eval_items = world:eval_items(heldout)
 local report = cai.eval.run(eval_items, outputs, { stop_means_end = true, factual_judge = world:factual_judge() })
 local summary = { models = {} }
@@ -143,7 +167,6 @@ summary.preference_tests = {
   sft_dpo = cai.stats.mcnemar_paired(preference_wins.sft, preference_wins.dpo),
 }
 summary.pairs = pair_stats
-cai.json.write(out .. "/summary.json", summary)
 
 local samples = {}
 for i = 1, math.min(12, #heldout) do
@@ -151,6 +174,9 @@ for i = 1, math.min(12, #heldout) do
     base = outputs.base[i].text, sft = outputs.sft[i].text, dpo = outputs.dpo[i].text }
 end
 cai.jsonl.write(out .. "/samples.jsonl", samples)
+eval_stage:finish{ items = #heldout }
+run:write_summary(summary)  -- summary.json, with every stage's status: written only when all finished
+run:finish()
 
 cai.report.collect_metrics(out, { "sft", "dpo" })  -- metrics.jsonl: both trainers' logs, tagged
 cai.report.build(out)

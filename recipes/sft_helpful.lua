@@ -41,7 +41,7 @@ local args = cai.args{
   side_by_side = 20,         -- examples in side_by_side.md
 }
 local out = args.out
-cai.run.open(out)
+local run = cai.run.open(out)
 
 -- 1. Data and split ---------------------------------------------------------
 local records, items_by_text = {}, {}
@@ -111,7 +111,8 @@ local report = cai.eval.run(eval_items, outputs, { stop_means_end = true, eos_me
 local summary = { train = #train, heldout = #heldout, sft = result, heldout_nll = nll, models = {},
   comparison = cai.eval.compare(report, "base", "tuned") }
 for _, name in ipairs({ "base", "tuned" }) do summary.models[name] = report.models[name].rates end
-cai.json.write(out .. "/summary.json", summary)
+run:write_summary(summary)  -- summary.json, status "finished"
+run:finish()
 
 -- 4. Side by side.
 local rows, md = {}, { "# Base vs tuned on held-out instructions", "" }

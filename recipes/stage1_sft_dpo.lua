@@ -23,9 +23,12 @@
 -- the Instruction:/Response:/END text format; format=auto (the default) picks
 -- chat when the tokenizer has a chat template.
 --
--- Stop it at any point and run the same command again: finished files are
--- kept, generation files continue where they stopped, training resumes from
--- its last checkpoint (save_steps).
+-- Stop it at any point (Ctrl-C saves and exits with status 130) and run the
+-- same command again: finished stages are kept, generation files continue
+-- where they stopped, training resumes from its last checkpoint
+-- (save_steps). Each stage records a fingerprint of its inputs in run.json; a
+-- stage whose inputs changed (an edited sft_data.jsonl or pairs.jsonl, say)
+-- is redone, with every stage after it.
 local cai = require "cai"
 local template = cai.template
 
@@ -55,11 +58,16 @@ local args = cai.args{
   save_steps = 50,             -- training checkpoints, for resuming
 }
 local out = args.out
-cai.run.open(out, { may_change = { "gen_batch" } })
+local run = cai.run.open(out, { may_change = { "gen_batch" } })
+local base_dir = cai.model.resolve(args.model)
+local base_fingerprint = cai.run.path_fingerprint(base_dir)
 
 local world = cai.world.new{ seed = args.seed }
 local gen = { max_new_tokens = args.max_new_tokens, temperature = 0, seed = args.seed, progress = false }
 local load_opts = args.dtype ~= "" and { dtype = args.dtype } or nil
+local lora = { r = args.lora_r, alpha = args.lora_alpha, targets = "all-linear" }
+-- What decides the prompt format and the compute dtype (inputs of every model stage).
+local model_settings = { format = args.format, enable_thinking = args.enable_thinking, dtype = args.dtype }
 
 -- The prompt format (cai.format), fixed by the first model loaded.
 local fmt
@@ -85,7 +93,10 @@ end
 
 -- 1. SFT data ------------------------------------------------------------
 local sft_path = out .. "/sft_data.jsonl"
-if not cai.exists(sft_path) then
+local data_stage = run:stage("sft_data", { inputs = { sft_data = args.sft_data ~= "" and
+  cai.run.path_fingerprint(args.sft_data) or "", sft_examples = args.sft_examples, seed = args.seed },
+  outputs = { sft_path } })
+if not data_stage.finished or not cai.exists(sft_path) then
   local records = {}
   if args.sft_data ~= "" then
     local ds = cai.data.load(args.sft_data, { types = { "prompt_completion" } })
@@ -100,17 +111,25 @@ if not cai.exists(sft_path) then
     end
   end
   cai.jsonl.write(sft_path, records)
+  data_stage:finish{ items = #records }
 end
 local sft_records = cai.jsonl.read(sft_path)
 cai.log.info("stage 1: " .. #sft_records .. " SFT examples in " .. sft_path)
 
 -- 2. SFT ----------------------------------------------------------------
+-- The fingerprint decides: an unfinished SFT resumes (and is merged again) even when an
+-- sft/merged from an earlier attempt is there.
 local merged_dir = out .. "/sft/merged"
-if not cai.exists(merged_dir .. "/config.json") then
-  local m = cai.model.load(args.model, load_opts)
+local sft_settings = { seed = args.seed, max_steps = args.sft_steps, learning_rate = args.sft_lr,
+  batch_size = args.batch_size, warmup_ratio = 0.05, schedule = "cosine" }
+local sft_stage = run:stage("sft", { inputs = { model = base_fingerprint, model_settings = model_settings,
+  lora = lora, data = sft_records, settings = sft_settings }, outputs = { out .. "/sft" } })
+if not sft_stage.finished or not cai.exists(merged_dir .. "/config.json") then
+  local m = cai.model.load(base_dir, load_opts)
   local f = format_of(m)
+  local data = f:sft_data(sft_records)
   m:add_lora{ r = args.lora_r, alpha = args.lora_alpha, targets = "all-linear", seed = args.seed }
-  cai.train.sft{ model = m, data = f:sft_data(sft_records), format = f.name,
+  local result = cai.train.sft{ model = m, data = data, format = f.name,
     chat_template_kwargs = f.chat_template_kwargs, out = out .. "/sft", seed = args.seed, max_steps = args.sft_steps,
     learning_rate = args.sft_lr, batch_size = args.batch_size, warmup_ratio = 0.05, schedule = "cosine",
     logging_steps = 10, save_steps = args.save_steps, save_total_limit = 2 }
@@ -118,6 +137,7 @@ if not cai.exists(merged_dir .. "/config.json") then
   m:merge_lora()
   m:save(merged_dir)
   m:release()
+  sft_stage:finish{ steps = result.steps, items = #data }
 end
 
 -- 3. SFT responses --------------------------------------------------------
@@ -128,11 +148,16 @@ local sft_model = cai.model.load(merged_dir, load_opts)
 local f = format_of(sft_model)
 -- Negatives and DPO pairs: formatted by cai.train.dpo in chat format, by cai.negatives otherwise.
 local pair_format = f.name == "chat" and "raw" or "instruction"
+local responses_stage = run:stage("sft_responses", { inputs = { sft = sft_stage, instructions = pair_instructions,
+  gen = gen, format = f.name }, outputs = { out .. "/sft_responses.jsonl" } })
 local responses = answer_stage(sft_model, out .. "/sft_responses.jsonl", "sft responses", pair_instructions)
+responses_stage:finish{ items = #responses }
 
 -- 4. Pairs ----------------------------------------------------------------
 local pairs_path = out .. "/pairs.jsonl"
-if not cai.exists(pairs_path) then
+local pairs_stage = run:stage("pairs", { inputs = { responses = responses_stage, items = pair_items },
+  outputs = { pairs_path, out .. "/pair_stats.json" } })
+if not pairs_stage.finished or not cai.exists(pairs_path) then
   local items = {}
   for i, r in ipairs(responses) do
     local answer = f:response(r.response)
@@ -143,22 +168,29 @@ if not cai.exists(pairs_path) then
   local made, stats = cai.negatives.generate(items, { seed = args.seed, format = pair_format })
   cai.jsonl.write(pairs_path, made)
   cai.json.write(out .. "/pair_stats.json", stats)
+  pairs_stage:finish{ items = #made }
 end
 local pref_pairs = cai.jsonl.read(pairs_path)
 cai.log.info("stage 1: " .. #pref_pairs .. " preference pairs in " .. pairs_path)
 
 -- 5. DPO from SFT -----------------------------------------------------------
 local adapter_dir = out .. "/dpo/adapter"
-if not cai.exists(adapter_dir .. "/adapter_config.json") then
+local dpo_pairs = {}
+for i, p in ipairs(pref_pairs) do dpo_pairs[i] = { prompt = p.prompt, chosen = p.chosen, rejected = p.rejected } end
+local dpo_settings = { seed = args.seed, beta = args.beta, loss = args.loss, max_steps = args.dpo_steps,
+  learning_rate = args.dpo_lr, batch_size = args.batch_size, warmup_ratio = 0.1, schedule = "cosine",
+  rpo_alpha = args.rpo_alpha > 0 and args.rpo_alpha or nil }
+local dpo_stage = run:stage("dpo", { inputs = { sft = sft_stage, lora = lora, pairs = dpo_pairs,
+  settings = dpo_settings }, outputs = { out .. "/dpo" } })
+if not dpo_stage.finished or not cai.exists(adapter_dir .. "/adapter_config.json") then
   sft_model:add_lora{ r = args.lora_r, alpha = args.lora_alpha, targets = "all-linear", seed = args.seed + 2 }
-  local dpo_pairs = {}
-  for i, p in ipairs(pref_pairs) do dpo_pairs[i] = { prompt = p.prompt, chosen = p.chosen, rejected = p.rejected } end
-  cai.train.dpo{ model = sft_model, pairs = dpo_pairs, format = f.name == "chat" and "chat" or "raw",
+  local result = cai.train.dpo{ model = sft_model, pairs = dpo_pairs, format = f.name == "chat" and "chat" or "raw",
     chat_template_kwargs = f.chat_template_kwargs, out = out .. "/dpo", seed = args.seed, beta = args.beta,
     loss = args.loss, max_steps = args.dpo_steps, learning_rate = args.dpo_lr, batch_size = args.batch_size,
     warmup_ratio = 0.1, schedule = "cosine", logging_steps = 10, save_steps = args.save_steps, save_total_limit = 2,
-    rpo_alpha = args.rpo_alpha > 0 and args.rpo_alpha or nil }
+    rpo_alpha = dpo_settings.rpo_alpha }
   sft_model:save_lora(adapter_dir)
+  dpo_stage:finish{ steps = result.steps, items = #dpo_pairs }
 else
   sft_model:load_lora(adapter_dir)
 end
@@ -174,6 +206,8 @@ end
 local heldout_pairs = cai.negatives.generate(held_items, { seed = args.seed + 1, format = pair_format })
 if f.name == "chat" then heldout_pairs = f:scoring_pairs(heldout_pairs) end
 
+local eval_stage = run:stage("eval", { inputs = { sft = sft_stage, dpo = dpo_stage, model = base_fingerprint,
+  instructions = heldout_instructions, gen = gen }, outputs = { out .. "/eval", out .. "/samples.jsonl" } })
 local outputs, wins, accuracy = {}, {}, {}
 local function evaluate(m, name, use_lora)
   local answers = answer_stage(m, out .. "/eval/" .. name .. ".jsonl", "eval " .. name, heldout_instructions, use_lora)
@@ -185,7 +219,7 @@ end
 evaluate(sft_model, "dpo")
 evaluate(sft_model, "sft", false)  -- the SFT model is the DPO model with its adapter off
 sft_model:release()
-local base = cai.model.load(args.model, load_opts)
+local base = cai.model.load(base_dir, load_opts)
 evaluate(base, "base")
 base:release()
 
@@ -202,7 +236,6 @@ summary.comparisons.base_sft = cai.eval.compare(report, "base", "sft")
 summary.comparisons.sft_dpo = cai.eval.compare(report, "sft", "dpo")
 summary.preference_tests.base_sft = cai.stats.mcnemar_paired(wins.base, wins.sft)
 summary.preference_tests.sft_dpo = cai.stats.mcnemar_paired(wins.sft, wins.dpo)
-cai.json.write(out .. "/summary.json", summary)
 
 local samples = {}
 for i = 1, math.min(12, #heldout) do
@@ -210,6 +243,9 @@ for i = 1, math.min(12, #heldout) do
     base = outputs.base[i].text, sft = outputs.sft[i].text, dpo = outputs.dpo[i].text }
 end
 cai.jsonl.write(out .. "/samples.jsonl", samples)
+eval_stage:finish{ items = #heldout }
+run:write_summary(summary)  -- only once every stage has finished
+run:finish()
 cai.report.collect_metrics(out, { "sft", "dpo" })
 cai.report.build(out)
 

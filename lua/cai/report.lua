@@ -5,6 +5,8 @@
 --
 -- Inputs read from the run directory, each optional (a missing one makes its
 -- section say so):
+--   run.json       status, command line, cairun version, stages (cai.run) -> "Run": each stage's
+--                  status, wall time, throughput and peak memory
 --   config.json    resolved arguments                         -> "Configuration"
 --   metrics.jsonl  one object per log step: stage, step, loss, lr, grad_norm, eval_loss,
 --                  rewards/{chosen,rejected,margins,accuracies}, logps/{chosen,rejected}
@@ -123,6 +125,62 @@ local function kv_table(t)
     rows[#rows + 1] = string.format("<tr><th>%s</th><td><code>%s</code></td></tr>", esc(k), esc(shown))
   end
   return '<table class="kv">' .. table.concat(rows, "\n") .. "</table>"
+end
+
+local function duration(seconds)
+  if not is_number(seconds) then return "-" end
+  if seconds < 60 then return string.format("%.1f s", seconds) end
+  if seconds < 3600 then return string.format("%d min %02d s", math.floor(seconds / 60), math.floor(seconds % 60)) end
+  return string.format("%d h %02d min", math.floor(seconds / 3600), math.floor(seconds % 3600 / 60))
+end
+
+local function bytes(n)
+  if not is_number(n) or n <= 0 then return "-" end
+  if n >= 2 ^ 30 then return string.format("%.2f GiB", n / 2 ^ 30) end
+  return string.format("%.0f MiB", n / 2 ^ 20)
+end
+
+-- run.json: the run's status, command line, cairun version and each stage's record.
+local function run_section(record, summary)
+  if type(record) ~= "table" then
+    local finished = type(summary) == "table" and summary.status == "finished"
+    return section("run", "Run", missing("run.json") .. (finished and "" or
+      '<p class="missing">Nothing records that this run finished.</p>'))
+  end
+  local status = type(record.status) == "string" and record.status or "unknown"
+  local stages = type(record.stages) == "table" and record.stages or {}
+  local unfinished = {}
+  for _, st in ipairs(stages) do
+    if type(st) == "table" and st.status ~= "finished" then unfinished[#unfinished + 1] = tostring(st.name) end
+  end
+  if status == "finished" and #unfinished > 0 then status = "incomplete" end
+  local parts = {}
+  parts[#parts + 1] = string.format('<p class="status status-%s">Status: <strong>%s</strong>%s</p>', esc(status),
+    esc(status), #unfinished > 0 and (" &middot; not finished: " .. esc(table.concat(unfinished, ", "))) or "")
+  parts[#parts + 1] = '<table class="kv">'
+    .. string.format("<tr><th>command</th><td><code>%s</code></td></tr>", esc(record.command or "-"))
+    .. string.format("<tr><th>cairun version</th><td><code>%s</code></td></tr>", esc(record.cairun_version or "-"))
+    .. "</table>"
+  if #stages > 0 then
+    local rows = { "<table><tr><th>stage</th><th>status</th><th>wall time</th><th>throughput</th>"
+      .. "<th>peak memory</th><th>fingerprint</th></tr>" }
+    for _, st in ipairs(stages) do
+      if type(st) == "table" then
+        local rate = {}
+        if is_number(st.steps_per_second) then rate[#rate + 1] = string.format("%.3g steps/s", st.steps_per_second) end
+        if is_number(st.items_per_second) then rate[#rate + 1] = string.format("%.3g items/s", st.items_per_second) end
+        if is_number(st.tokens_per_second) then rate[#rate + 1] = string.format("%.3g tokens/s", st.tokens_per_second) end
+        rows[#rows + 1] = string.format("<tr><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td><code>%s</code></td></tr>",
+          esc(st.name or "?"), esc(st.status or "?"), duration(st.wall_seconds),
+          #rate > 0 and esc(table.concat(rate, ", ")) or "-", bytes(st.peak_memory_bytes),
+          esc(tostring(st.fingerprint or "-"):sub(1, 12)))
+      end
+    end
+    rows[#rows + 1] = "</table>"
+    parts[#parts + 1] = table.concat(rows, "\n")
+    parts[#parts + 1] = '<p class="meta">Peak memory: the process\'s peak resident size when the stage finished.</p>'
+  end
+  return section("run", "Run", table.concat(parts, "\n"))
 end
 
 local function config_section(config)
@@ -618,13 +676,13 @@ footer{margin-top:40px;color:var(--muted);font-size:12px}
 local RENDER_SPEC = { max_samples = { type = "integer", min = 0 }, max_pairs = { type = "integer", min = 0 } }
 
 ---Renders the report from loaded data (pure; no file access).
----@param data table { run_dir=, config=, metrics=, summary=, pairs=, samples=, title= }
+---@param data table { run_dir=, run=, config=, metrics=, summary=, pairs=, samples=, title= }
 ---@param opts table|nil { max_samples = 20, max_pairs = 5 }
 ---@return string html
 function report.render(data, opts)
   check.value("cai.report.render", "data", data, { type = "table", expect = "a table { config=, metrics=, ... }" })
   opts = check("cai.report.render", opts, RENDER_SPEC)
-  for _, k in ipairs { "config", "metrics", "summary", "pairs", "samples" } do
+  for _, k in ipairs { "config", "metrics", "summary", "pairs", "samples", "run" } do
     if data[k] ~= nil and type(data[k]) ~= "table" then
       error("cai.report.render: data." .. k .. " must be a table or nil, got " .. type(data[k]), 2)
     end
@@ -649,8 +707,9 @@ function report.render(data, opts)
     "<h1>Run report: " .. esc(name) .. "</h1>",
     '<p class="meta">' .. (type(data.run_dir) == "string" and ("<code>" .. esc(data.run_dir) .. "</code> &middot; ") or "")
       .. table.concat(present, " &nbsp;") .. "</p>",
-    '<nav><a href="#curves">Training curves</a><a href="#evaluation">Evaluation</a><a href="#pairs">Preference pairs</a>'
+    '<nav><a href="#run">Run</a><a href="#curves">Training curves</a><a href="#evaluation">Evaluation</a><a href="#pairs">Preference pairs</a>'
       .. '<a href="#usage">Usage</a><a href="#samples">Samples</a><a href="#config">Configuration</a></nav>',
+    run_section(data.run, data.summary),
     curves_section(data.metrics),
     eval_section(data.summary),
     pairs_html,
@@ -702,6 +761,7 @@ function report.load(run_dir)
     if not ok then error("cai.report: " .. tostring(v), 0) end
     return v
   end
+  data.run = json_file("run.json")
   data.config = json_file("config.json")
   data.summary = json_file("summary.json")
   data.metrics = jsonl_file("metrics.jsonl")

@@ -103,7 +103,7 @@ refute "quickstart: no stage after Ctrl-C" 'stage pairs|stage dpo|quickstart: do
   || fail "quickstart: nothing after SFT ran"
 check "quickstart: rerun after Ctrl-C" 0 'quickstart: done' -- $(q q-int)
 same "quickstart: same summary.json after Ctrl-C" "$dir/q-straight/summary.json" "$dir/q-int/summary.json"
-for point in "sft/metrics.jsonl:\"step\":10," "pairs.jsonl:." "dpo/metrics.jsonl:." "summary.json:."; do
+for point in "sft/metrics.jsonl:\"step\":10," "pairs.jsonl:." "summary.json:."; do
   file=${point%%:*}
   at=${point#*:}
   name=q-kill-$(echo "$file" | tr -c 'a-z\n' '-')

@@ -83,7 +83,7 @@ elseif args.kind == "stage" then
   local got = s:run(prompts, function(batch, first_index)
     for i = 1, #batch do maybe_pause(first_index + i) end
     local outs = m:generate(batch, { max_new_tokens = 24, temperature = 0.8, seed = 11, first_index = first_index,
-      progress = false, on_log = function(line) maybe_pause(line.step) end })
+      progress = false })
     local out = {}
     for i, o in ipairs(outs) do out[i] = { prompt = batch[i], text = o.text } end
     return out

@@ -14,10 +14,11 @@ dir=$(mktemp -d)
 trap 'kill -9 $(jobs -p) 2>/dev/null; rm -rf "$dir"' EXIT
 . "$(dirname "$0")/../cli/check.sh"
 
-# wait_for FILE PATTERN: returns once FILE (perhaps not there yet) has a line matching PATTERN.
+# wait_for FILE PATTERN PID: returns once FILE (perhaps not there yet) has a line matching PATTERN;
+# fails once process PID has ended without it.
 wait_for() {
   local tailpid rc
-  exec 3< <(exec tail -s 0.05 -n +1 -F "$1" 2>/dev/null)
+  exec 3< <(exec tail -s 0.05 --pid="$3" -n +1 -F "$1" 2>/dev/null)
   tailpid=$!
   timeout 600 grep -q -m1 -E "$2" <&3
   rc=$?
@@ -33,7 +34,7 @@ stopped() {
   shift 5
   "$@" >"$dir/stopped.log" 2>&1 &
   local pid=$!
-  if wait_for "$file" "$pattern"; then
+  if wait_for "$file" "$pattern" "$pid"; then
     kill "-$sig" "$pid" 2>/dev/null
   else
     fail "$name: never reached the kill point ($file: $pattern)"
@@ -88,6 +89,25 @@ local cai = require 'cai'
 local m = cai.model.load('$dir/model')
 m:add_lora{ r = 4, alpha = 8, seed = 3, dropout = 0.1, targets = 'all-linear' }
 cai.train.sft{ model = m, out = '$dir/sft-straight/sft', data = { { prompt = 'a', response = 'b' } }, max_steps = 50 }"
+
+# stage1_sft_dpo: killed during SFT, with an sft/merged of an older attempt in the way (here the
+# untrained base model): the rerun resumes SFT from its checkpoint and merges again instead of
+# going on with the stale merged model.
+s1() {  # NAME
+  echo "$cairun" recipes/stage1_sft_dpo.lua out="$dir/$1" sft_examples=24 pair_examples=16 eval_examples=8 \
+    sft_steps=12 dpo_steps=6 max_new_tokens=10 save_steps=4 batch_size=8
+}
+check "stage1: uninterrupted" 0 'stage1_sft_dpo: done' -- $(s1 s1-straight)
+stopped "stage1: kill -9 in SFT" KILL "$dir/s1-killed/sft/metrics.jsonl" '"step":6,' -- $(s1 s1-killed)
+[ "$stopped_rc" -eq 137 ] && pass "stage1: killed in SFT" || fail "stage1: killed in SFT (rc=$stopped_rc)" "$stopped_out"
+[ ! -e "$dir/s1-killed/sft/merged" ] && pass "stage1: no merged model before SFT finished" \
+  || fail "stage1: no merged model before SFT finished"
+tiny=$("$cairun" -e "print(require('cai').model.resolve('tiny'))")
+mkdir -p "$dir/s1-killed/sft" && cp -a "$tiny" "$dir/s1-killed/sft/merged"
+check "stage1: rerun resumes SFT although an sft/merged is there" 0 'stage1_sft_dpo: done' -- \
+  env CAI_LOG=info $(s1 s1-killed)
+expect "stage1: SFT continued from its checkpoint" 'stage sft: continuing|resum'
+same "stage1: same summary.json after kill -9 in SFT" "$dir/s1-straight/summary.json" "$dir/s1-killed/summary.json"
 
 # The quickstart at a small size, stopped at several points.
 q() {  # NAME

@@ -103,7 +103,8 @@ s1() {  # NAME
     sft_steps=12 dpo_steps=6 max_new_tokens=10 save_steps=4 batch_size=8
 }
 check "stage1: uninterrupted" 0 'stage1_sft_dpo: done' -- $(s1 s1-straight)
-stopped "stage1: kill -9 in SFT" KILL "$dir/s1-killed/sft/metrics.jsonl" '"step":6,' -- $(s1 s1-killed)
+# (SFT logs every 10 steps and saves every 4: killed at step 10, with step-8 saved.)
+stopped "stage1: kill -9 in SFT" KILL "$dir/s1-killed/sft/metrics.jsonl" '"step":10,' -- $(s1 s1-killed)
 [ "$stopped_rc" -eq 137 ] && pass "stage1: killed in SFT" || fail "stage1: killed in SFT (rc=$stopped_rc)" "$stopped_out"
 [ ! -e "$dir/s1-killed/sft/merged" ] && pass "stage1: no merged model before SFT finished" \
   || fail "stage1: no merged model before SFT finished"

@@ -83,7 +83,7 @@ spec.describe("resuming cai.train.sft", function()
   spec.it("continues anyway with resume = \"force\"", function()
     local r = sft(out, { max_steps = 6, resume = "force" })
     spec.eq(r.steps, 6)
-    spec.raises(function() sft(out, { resume = "maybe" }) end, "field 'resume' must be true, false or \"force\"", true)
+    spec.raises(function() sft(out, { resume = "maybe" }) end, "cai.train.sft: option 'resume' must be true, false or \"force\", got \"maybe\"", true)
   end)
   spec.it("starts a fresh metrics.jsonl when no checkpoint is there, and cleans a killed save", function()
     local o = root .. "/restart"

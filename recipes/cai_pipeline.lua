@@ -17,14 +17,21 @@
 --   build/cairun recipes/cai_pipeline.lua n=10 out=runs/cai_m1
 --   build/cairun recipes/cai_pipeline.lua model=/models/qwen2.5-0.5b n=100 constitution=constitutions/default.yaml
 --
+-- format=chat talks to the model in its own chat template (answers, critique
+-- and revision requests are user turns; DPO renders the pairs with the
+-- template); format=instruction uses the Instruction:/Response:/END text
+-- format; format=auto (the default) picks chat when the tokenizer has a
+-- chat template (the embedded tiny model has none).
+--
 -- answers.jsonl and records.jsonl grow as items finish; rerun the same
 -- command after a stop and they continue where they were.
 local cai = require "cai"
-local template = cai.template
 
 local args = cai.args{
   model = "tiny",
   dtype = "",                  -- compute dtype: "fp32" or "bf16"; "" = the loader's default
+  format = "auto",             -- "chat" | "instruction" | "auto" (chat when the tokenizer has a chat template)
+  enable_thinking = false,     -- chat templates that read it (Qwen3): no reasoning block
   out = "",                     -- default runs/cai_pipeline_n<N>
   n = 10,                       -- instructions: 1, 10, 100, 5000 are the milestones
   seed = 42,
@@ -68,16 +75,17 @@ else
 end
 
 local m = cai.model.load(args.model, args.dtype ~= "" and { dtype = args.dtype } or nil)
+local f = cai.format.new(m.tokenizer, args.format, { enable_thinking = args.enable_thinking })
+cai.log.info("cai_pipeline: " .. f.name .. " format")
 
 -- 2. Initial answers -------------------------------------------------------
 local answers = cai.stage.open(out .. "/answers.jsonl", { name = "answers" }):run(instructions,
   function(batch, first_index)
-    local prompts = {}
-    for i, instruction in ipairs(batch) do prompts[i] = template.instruction_prompt(instruction) end
-    local outs = m:generate(prompts, { temperature = args.answer_temperature, max_new_tokens = args.answer_tokens,
-      stop = template.stop, seed = args.seed, first_index = first_index, progress = false })
+    local outs = m:generate(f:prompts(batch), f:generate_options{ temperature = args.answer_temperature,
+      max_new_tokens = args.answer_tokens, stop = f.name == "instruction" and cai.template.stop or nil,
+      seed = args.seed, first_index = first_index, progress = false })
     local records = {}
-    for i, o in ipairs(outs) do records[i] = { instruction = batch[i], answer = template.strip_end(o.text) } end
+    for i, o in ipairs(outs) do records[i] = { instruction = batch[i], answer = f:response(o.text) } end
     return records
   end, { batch_size = args.gen_batch })
 
@@ -88,7 +96,7 @@ local records = cai.stage.open(out .. "/records.jsonl", { name = "critiques" }):
     local items = {}
     for i, a in ipairs(batch) do items[i] = { instruction = a.instruction, answer = a.answer } end
     local recs = cai.critique.run(m, items, { constitution = constitution, per_round = per_item, mode = args.mode,
-      seed = args.seed, first_index = first_index,
+      format = f, seed = args.seed, first_index = first_index,
       generate = { temperature = args.critique_temperature, max_new_tokens = args.critique_tokens, progress = false } })
     return recs
   end, { batch_size = args.gen_batch })
@@ -101,12 +109,14 @@ end
 -- 4. Pairs: revision over initial answer; pairs whose revision changed nothing teach nothing.
 local pref_pairs, pair_stats = cai.filters.apply(records, { min_score_delta = false, near_duplicate = false,
   meta = true, quiet = true })
-local dpo_pairs = {}
+local dpo_pairs, plain_pairs = {}, {}
 for i, p in ipairs(pref_pairs) do
   local v = cai.filters.view(p)
-  dpo_pairs[i] = { prompt = template.instruction_prompt(v.prompt),
-    chosen = " " .. v.chosen .. "\n" .. template.END, rejected = " " .. v.rejected .. "\n" .. template.END }
+  dpo_pairs[i] = f:dpo_pair(v.prompt, v.chosen, v.rejected)
+  plain_pairs[i] = { instruction = v.prompt, chosen = v.chosen, rejected = v.rejected }
 end
+-- The same pairs as preference_accuracy scores them (chat: rendered with the template).
+local scored_pairs = f.name == "chat" and f:scoring_pairs(plain_pairs) or dpo_pairs
 cai.jsonl.write(out .. "/pairs.jsonl", dpo_pairs)
 cai.log.info(string.format("cai_pipeline: %d records, %d pairs kept for DPO", #records, #dpo_pairs))
 cai.filters.require_pairs("cai_pipeline.lua", dpo_pairs, pair_stats, args.min_pairs, { outcomes = outcomes,
@@ -115,7 +125,7 @@ cai.filters.require_pairs("cai_pipeline.lua", dpo_pairs, pair_stats, args.min_pa
 -- 5. Preference for the revised answers, before and after DPO.
 local function prefers_revised(use_lora)
   if #dpo_pairs == 0 then return nil end
-  return (cai.eval.preference_accuracy(m, dpo_pairs, { use_lora = use_lora }))
+  return (cai.eval.preference_accuracy(m, scored_pairs, { use_lora = use_lora, eos = f.name ~= "chat" }))
 end
 local before = prefers_revised()
 
@@ -126,7 +136,8 @@ end
 local result, after
 do
   m:add_lora{ r = args.lora_r, alpha = args.lora_alpha, targets = "all-linear", seed = args.seed + 1 }
-  result = cai.train.dpo{ model = m, pairs = dpo_pairs, out = out .. "/dpo", seed = args.seed, beta = args.beta,
+  result = cai.train.dpo{ model = m, pairs = dpo_pairs, format = f:dpo_format(),
+    chat_template_kwargs = f.chat_template_kwargs, out = out .. "/dpo", seed = args.seed, beta = args.beta,
     max_steps = steps, learning_rate = args.dpo_lr, batch_size = math.min(args.batch_size, #dpo_pairs),
     warmup_ratio = milestone >= 2 and 0.1 or 0, logging_steps = 1, save_steps = math.max(10, math.floor(steps / 5)) }
   m:save_lora(out .. "/dpo/adapter")
@@ -145,7 +156,7 @@ if milestone >= 1 then
   checks.dpo_loss_decreases = #losses >= 2 and losses[#losses] < losses[1]
 end
 if milestone >= 2 then checks.prefers_revised_over_80pct = after ~= nil and after.rate > 0.8 end
-local summary = { milestone = milestone, n = n, records = #records, pairs = #dpo_pairs, dpo_steps = result and steps or 0,
+local summary = { milestone = milestone, n = n, format = f.name, records = #records, pairs = #dpo_pairs, dpo_steps = result and steps or 0,
   outcomes = outcomes, meaningful_critique_rate = meaningful, principle_usage = usage, filter = pair_stats,
   prefers_revised = { before = before, after = after }, dpo_loss = { first = losses[1], last = losses[#losses] },
   checks = checks }

@@ -15,14 +15,20 @@
 --
 --   build/cairun recipes/critique_revision.lua reward_model=/models/rm n=200 out=runs/stage3_v2
 --
+-- format=chat talks to the model in its own chat template (critique and
+-- revision requests are user turns; DPO renders the pairs with the template);
+-- format=instruction uses the Instruction:/Response:/END text format;
+-- format=auto (the default) picks chat when the tokenizer has a chat template.
+--
 -- Rerunning the same command continues a stopped run: records.jsonl from the
 -- next unfinished item, DPO from its last checkpoint.
 local cai = require "cai"
-local template = cai.template
 
 local args = cai.args{
   model = "tiny",
   dtype = "",                  -- compute dtype: "fp32" or "bf16"; "" = the loader's default
+  format = "auto",             -- "chat" | "instruction" | "auto" (chat when the tokenizer has a chat template)
+  enable_thinking = false,     -- chat templates that read it (Qwen3): no reasoning block
   reward_model = "",            -- required: a Hugging Face *ForSequenceClassification directory
   out = "runs/critique_revision",
   n = 200,                      -- instructions
@@ -73,10 +79,12 @@ end
 
 -- 1. Critique and revision, appended as items finish.
 local m = cai.model.load(args.model, args.dtype ~= "" and { dtype = args.dtype } or nil)
+local f = cai.format.new(m.tokenizer, args.format, { enable_thinking = args.enable_thinking })
+cai.log.info("critique_revision: " .. f.name .. " format")
 local records = cai.stage.open(out .. "/records.jsonl", { name = "critique-revision" }):run(instructions,
   function(batch, first_index)
     return (cai.critique.run(m, batch, { constitution = constitution, rounds = args.rounds, per_round = args.per_round,
-      mode = args.mode, seed = args.seed, first_index = first_index,
+      mode = args.mode, format = f, seed = args.seed, first_index = first_index,
       answer_generate = { max_new_tokens = args.answer_tokens, progress = false },
       generate = { max_new_tokens = args.critique_tokens, progress = false } }))
   end, { batch_size = args.gen_batch })
@@ -102,9 +110,9 @@ print(cai.analysis.format(report))
 local dpo_pairs = {}
 for i, p in ipairs(kept) do
   local v = cai.filters.view(p)
-  dpo_pairs[i] = { prompt = template.instruction_prompt(v.prompt), chosen = " " .. v.chosen .. "\n" .. template.END,
-    rejected = " " .. v.rejected .. "\n" .. template.END, chosen_side = v.side, score_delta = p.score_delta,
-    principle_ids = p.principle_ids }
+  local pair = f:dpo_pair(v.prompt, v.chosen, v.rejected)
+  pair.chosen_side, pair.score_delta, pair.principle_ids = v.side, p.score_delta, p.principle_ids
+  dpo_pairs[i] = pair
 end
 cai.jsonl.write(out .. "/pairs.jsonl", dpo_pairs)
 local outcomes = {}
@@ -126,7 +134,8 @@ for k, i in ipairs(order) do
   if k <= n_eval then eval_pairs[#eval_pairs + 1] = pair else train_pairs[#train_pairs + 1] = pair end
 end
 m:add_lora{ r = args.lora_r, alpha = args.lora_alpha, targets = "all-linear", seed = args.seed + 1 }
-local result = cai.train.dpo{ model = m, pairs = train_pairs, eval_pairs = eval_pairs, out = out .. "/dpo",
+local result = cai.train.dpo{ model = m, pairs = train_pairs, eval_pairs = eval_pairs, format = f:dpo_format(),
+  chat_template_kwargs = f.chat_template_kwargs, out = out .. "/dpo",
   seed = args.seed, beta = args.beta, max_steps = args.dpo_steps, learning_rate = args.dpo_lr,
   batch_size = math.min(args.batch_size, #train_pairs), warmup_ratio = args.warmup_ratio, schedule = "cosine",
   logging_steps = 10, eval_steps = args.eval_steps, save_steps = args.save_steps, save_total_limit = 2,
@@ -137,7 +146,7 @@ local result = cai.train.dpo{ model = m, pairs = train_pairs, eval_pairs = eval_
     end
   end }
 
-local summary = { records = #records, pairs = #dpo_pairs, train_pairs = #train_pairs, eval_pairs = #eval_pairs,
+local summary = { format = f.name, records = #records, pairs = #dpo_pairs, train_pairs = #train_pairs, eval_pairs = #eval_pairs,
   filter = filter_stats, principle_usage = usage, revised_win_rate = (report.chosen.revised or 0) / math.max(1, #records),
   dpo = result }
 run:write_summary(summary)  -- summary.json, status "finished"

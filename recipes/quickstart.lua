@@ -153,7 +153,7 @@ local dpo_settings = { seed = args.seed, beta = args.beta, loss = args.loss, max
 local dpo_stage = run:stage("dpo", { inputs = { sft = sft_stage, model = policy, pairs = dpo_pairs,
   settings = dpo_settings }, outputs = { out .. "/dpo" } })
 cai.log.info("stage dpo: " .. #dpo_pairs .. " pairs, beta " .. args.beta)
-local dpo_result = cai.train.dpo{ model = policy, pairs = dpo_pairs, format = f.name == "chat" and "chat" or "raw",
+local dpo_result = cai.train.dpo{ model = policy, pairs = dpo_pairs, format = f:dpo_format(),
   chat_template_kwargs = f.chat_template_kwargs, out = out .. "/dpo", seed = args.seed,
   beta = args.beta, loss = args.loss, max_steps = args.dpo_steps, learning_rate = args.dpo_lr,
   batch_size = args.batch_size, warmup_ratio = 0.1, schedule = "cosine", logging_steps = 10,

@@ -184,7 +184,7 @@ local dpo_stage = run:stage("dpo", { inputs = { sft = sft_stage, lora = lora, pa
   settings = dpo_settings }, outputs = { out .. "/dpo" } })
 if not dpo_stage.finished or not cai.exists(adapter_dir .. "/adapter_config.json") then
   sft_model:add_lora{ r = args.lora_r, alpha = args.lora_alpha, targets = "all-linear", seed = args.seed + 2 }
-  local result = cai.train.dpo{ model = sft_model, pairs = dpo_pairs, format = f.name == "chat" and "chat" or "raw",
+  local result = cai.train.dpo{ model = sft_model, pairs = dpo_pairs, format = f:dpo_format(),
     chat_template_kwargs = f.chat_template_kwargs, out = out .. "/dpo", seed = args.seed, beta = args.beta,
     loss = args.loss, max_steps = args.dpo_steps, learning_rate = args.dpo_lr, batch_size = args.batch_size,
     warmup_ratio = 0.1, schedule = "cosine", logging_steps = 10, save_steps = args.save_steps, save_total_limit = 2,

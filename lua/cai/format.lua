@@ -7,7 +7,8 @@
 --   m:generate(f:prompts(instructions), f:generate_options{ max_new_tokens = 64, ... })
 --   f:response(o.text)           the answer: text before END (instruction) or trimmed (chat)
 --   cai.train.sft{ ..., data = f:sft_data(records), format = f.name, chat_template_kwargs = f.chat_template_kwargs }
---   f:scoring_pair(instruction, chosen, rejected) -> { prompt =, chosen =, rejected =, eos = } for m:logprobs
+--   f:scoring_pairs(items)       { instruction =, chosen =, rejected = } -> pairs for cai.eval.preference_accuracy
+--   cai.train.dpo{ ..., pairs = { f:dpo_pair(instruction, chosen, rejected) }, format = f:dpo_format() }
 --
 -- In chat format prompts are token-id lists: the template's text (with the
 -- generation prompt) encoded without the tokenizer's special tokens, since
@@ -128,6 +129,20 @@ function Format:scoring(instruction, response)
   local p, c = data.conversation_completion(self.tok, prompt, completion,
     { chat_template_kwargs = self.chat_template_kwargs })
   return encode(self, p), encode(self, c), false
+end
+
+---The format cai.train.dpo takes this format's pairs in (f:dpo_pair).
+function Format:dpo_format()
+  return self.name == "chat" and "chat" or "raw"
+end
+
+---A preference pair for cai.train.dpo{ format = f:dpo_format() }: plain
+---answers in chat format (cai.train.dpo renders them with the template), the
+---Instruction:/Response:/END texts in instruction format.
+function Format:dpo_pair(instruction, chosen, rejected)
+  if self.name == "chat" then return { prompt = instruction, chosen = chosen, rejected = rejected } end
+  return { prompt = template.instruction_prompt(instruction), chosen = " " .. chosen .. "\n" .. template.END,
+    rejected = " " .. rejected .. "\n" .. template.END }
 end
 
 ---Pairs for cai.eval.preference_accuracy in this format.

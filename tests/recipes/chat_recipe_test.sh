@@ -75,6 +75,17 @@ for _, r in ipairs(cai.jsonl.read(D .. '/q/samples.jsonl')) do
 end
 print(tostring(ok))"
 
+# cai_pipeline in chat format: answers and critique requests go through the template. A random
+# model cannot critique, so the run must stop at the filters, saying so (not train on nothing).
+CAI_LOG=info check "cai_pipeline in chat format stops at the filters" nz 'pairs passed the filters.*identical' -- \
+  "$cairun" recipes/cai_pipeline.lua model="$dir/model" out="$dir/cp" n=2 answer_tokens=8 critique_tokens=8
+expect "cai_pipeline says its format" 'cai_pipeline: chat format'
+check "cai_pipeline chat answers" 0 '^true$' -- "$cairun" -e "
+local cai = require 'cai'
+local ok, rows = true, cai.jsonl.read('$dir/cp/answers.jsonl')
+for _, r in ipairs(rows) do ok = ok and not r.answer:find('<|im_end|>', 1, true) end
+print(tostring(ok and #rows == 2))"
+
 # evaluate.lua: the same models in their chat format (format=auto finds the template).
 check "evaluate.lua in chat format" 0 'evaluate: done' -- "$cairun" recipes/evaluate.lua out="$dir/ev" n=8 \
   max_new_tokens=10 models="base=$dir/model,sft=$dir/s1/sft/merged"

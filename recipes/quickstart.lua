@@ -169,7 +169,7 @@ local eval_stage = run:stage("eval", { inputs = { base = base_stage, sft = sft_s
 local eval_items = world:eval_items(heldout)
 local report = cai.eval.run(eval_items, outputs, { stop_means_end = true, eos_means_end = f.name == "chat",
   factual_judge = world:factual_judge() })
-local summary = { models = {} }
+local summary = { models = {}, format = f.name }
 for _, name in ipairs({ "base", "sft", "dpo" }) do
   local entry = {}
   for criterion, r in pairs(report.models[name].rates) do entry[criterion] = r end

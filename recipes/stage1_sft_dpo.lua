@@ -225,7 +225,7 @@ base:release()
 
 local report = cai.eval.run(world:eval_items(heldout), outputs,
   { stop_means_end = true, eos_means_end = f.name == "chat", factual_judge = world:factual_judge() })
-local summary = { models = {}, comparisons = {}, preference_tests = {} }
+local summary = { models = {}, comparisons = {}, preference_tests = {}, format = f.name }
 for _, name in ipairs({ "base", "sft", "dpo" }) do
   local entry = {}
   for criterion, r in pairs(report.models[name].rates) do entry[criterion] = r end

@@ -177,12 +177,14 @@ for _, name in ipairs({ "base", "sft", "dpo" }) do
   entry.preference_accuracy = accuracy[name]
   summary.models[name] = entry
 end
-summary.comparisons = { base_sft = cai.eval.compare(report, "base", "sft"), sft_dpo = cai.eval.compare(report, "sft", "dpo") }
+summary.comparisons = { base_sft = cai.eval.compare(report, "base", "sft"), sft_dpo = cai.eval.compare(report, "sft", "dpo"),
+  base_dpo = cai.eval.compare(report, "base", "dpo") }  -- base -> final
 -- Preference accuracy, paired over the same held-out pairs (McNemar; as in
 -- cai.eval.compare, b = pairs only the first model gets right, c = only the second).
 summary.preference_tests = {
   base_sft = cai.stats.mcnemar_paired(preference_wins.base, preference_wins.sft),
   sft_dpo = cai.stats.mcnemar_paired(preference_wins.sft, preference_wins.dpo),
+  base_dpo = cai.stats.mcnemar_paired(preference_wins.base, preference_wins.dpo),
 }
 summary.pairs = pair_stats
 

@@ -234,8 +234,10 @@ for _, name in ipairs({ "base", "sft", "dpo" }) do
 end
 summary.comparisons.base_sft = cai.eval.compare(report, "base", "sft")
 summary.comparisons.sft_dpo = cai.eval.compare(report, "sft", "dpo")
+summary.comparisons.base_dpo = cai.eval.compare(report, "base", "dpo")  -- base -> final
 summary.preference_tests.base_sft = cai.stats.mcnemar_paired(wins.base, wins.sft)
 summary.preference_tests.sft_dpo = cai.stats.mcnemar_paired(wins.sft, wins.dpo)
+summary.preference_tests.base_dpo = cai.stats.mcnemar_paired(wins.base, wins.dpo)
 
 local samples = {}
 for i = 1, math.min(12, #heldout) do

@@ -39,8 +39,11 @@ report.CHARTS = {
   { title = "Reward accuracy", keys = { "rewards/accuracies" }, y_range = { 0, 1 } },
   { title = "Rewards", keys = { "rewards/chosen", "rewards/rejected" } },
   { title = "Log-probabilities", keys = { "logps/chosen", "logps/rejected" } },
-  { title = "Gradient norm", keys = { "grad_norm" } },
+  { title = "NLL loss (chosen)", keys = { "nll_loss" } },
+  { title = "Gradient norm", keys = { "grad_norm" }, train_only = true },
 }
+-- Every chart also draws the evaluation curve of each of its keys ("eval_" .. key,
+-- as the trainers log it at eval_steps), unless it is marked train_only.
 report.MAX_POINTS = 1500   -- per curve; longer series are thinned evenly
 
 local PALETTE, MODEL_COLOURS = plot.PALETTE, plot.MODEL_COLOURS
@@ -140,6 +143,20 @@ local function bytes(n)
   return string.format("%.0f MiB", n / 2 ^ 20)
 end
 
+-- A run's status from run.json ("finished" only when every stage finished;
+-- "incomplete" when run.json says finished but a stage did not), and the
+-- names of the unfinished stages.
+local function run_status(record)
+  if type(record) ~= "table" then return "unknown", {} end
+  local status = type(record.status) == "string" and record.status or "unknown"
+  local unfinished = {}
+  for _, st in ipairs(type(record.stages) == "table" and record.stages or {}) do
+    if type(st) == "table" and st.status ~= "finished" then unfinished[#unfinished + 1] = tostring(st.name) end
+  end
+  if status == "finished" and #unfinished > 0 then status = "incomplete" end
+  return status, unfinished
+end
+
 -- run.json: the run's status, command line, cairun version and each stage's record.
 local function run_section(record, summary)
   if type(record) ~= "table" then
@@ -147,13 +164,8 @@ local function run_section(record, summary)
     return section("run", "Run", missing("run.json") .. (finished and "" or
       '<p class="missing">Nothing records that this run finished.</p>'))
   end
-  local status = type(record.status) == "string" and record.status or "unknown"
+  local status, unfinished = run_status(record)
   local stages = type(record.stages) == "table" and record.stages or {}
-  local unfinished = {}
-  for _, st in ipairs(stages) do
-    if type(st) == "table" and st.status ~= "finished" then unfinished[#unfinished + 1] = tostring(st.name) end
-  end
-  if status == "finished" and #unfinished > 0 then status = "incomplete" end
   local parts = {}
   parts[#parts + 1] = string.format('<p class="status status-%s">Status: <strong>%s</strong>%s</p>', esc(status),
     esc(status), #unfinished > 0 and (" &middot; not finished: " .. esc(table.concat(unfinished, ", "))) or "")
@@ -206,6 +218,38 @@ local function stages_of(metrics)
   return order, by
 end
 
+-- The series of one chart (a report.CHARTS entry) for one stage's log records:
+-- each key with its eval_ curve, thinned to report.MAX_POINTS.
+local function chart_series(list, spec)
+  local series = {}
+  local keys, seen = {}, {}
+  local function add_key(key)
+    if not seen[key] then seen[key] = true; keys[#keys + 1] = key end
+  end
+  for _, key in ipairs(spec.keys) do
+    add_key(key)
+    if not spec.train_only and not key:find("^eval_") then add_key("eval_" .. key) end
+  end
+  for _, key in ipairs(keys) do
+    local points = {}
+    for _, r in ipairs(list) do
+      local v = r.m[key]
+      if is_number(v) then points[#points + 1] = { r.step, v } end
+    end
+    if #points > report.MAX_POINTS then
+      -- long runs: every k-th point (and the last), so the file stays small
+      local k, thin = math.ceil(#points / report.MAX_POINTS), {}
+      for i = 1, #points, k do thin[#thin + 1] = points[i] end
+      if thin[#thin] ~= points[#points] then thin[#thin + 1] = points[#points] end
+      points = thin
+    end
+    if #points > 0 then series[#series + 1] = { name = key, points = points } end
+  end
+  -- "lr" and "learning_rate" are one quantity: keep the first present
+  if spec.keys[1] == "lr" and #series > 1 then series = { series[1] } end
+  return series
+end
+
 local function curves_section(metrics)
   if type(metrics) ~= "table" then return section("curves", "Training curves", missing("metrics.jsonl")) end
   if #metrics == 0 then return section("curves", "Training curves", "<p>metrics.jsonl has no records.</p>") end
@@ -216,28 +260,13 @@ local function curves_section(metrics)
     local charts = {}
     local last = list[#list]
     for _, spec in ipairs(report.CHARTS) do
-      local series = {}
-      for _, key in ipairs(spec.keys) do
-        local points = {}
-        for _, r in ipairs(list) do
-          local v = r.m[key]
-          if is_number(v) then points[#points + 1] = { r.step, v } end
-        end
-        if #points > report.MAX_POINTS then
-          -- long runs: every k-th point (and the last), so the file stays small
-          local k, thin = math.ceil(#points / report.MAX_POINTS), {}
-          for i = 1, #points, k do thin[#thin + 1] = points[i] end
-          if thin[#thin] ~= points[#points] then thin[#thin + 1] = points[#points] end
-          points = thin
-        end
-        if #points > 0 then
-          local colour = key:find("rejected") and PALETTE[2] or key == "eval_loss" and PALETTE[3] or nil
-          series[#series + 1] = { name = key, points = points, colour = colour }
-        end
-      end
+      local series = chart_series(list, spec)
       if #series > 0 then
-        -- "lr" and "learning_rate" are one quantity: keep the first present
-        if spec.keys[1] == "lr" and #series > 1 then series = { series[1] } end
+        for _, sr in ipairs(series) do
+          local eval = sr.name:find("^eval_")
+          sr.colour = eval and (sr.name:find("rejected") and PALETTE[4] or PALETTE[3])
+            or sr.name:find("rejected") and PALETTE[2] or nil
+        end
         charts[#charts + 1] = report.line_chart { title = spec.title, series = series, x_label = "step",
           y_label = #series == 1 and series[1].name or nil, y_range = spec.y_range }
       end
@@ -283,6 +312,51 @@ end
 local COMPARISON_COLUMNS = { "n", "rate_a", "rate_b", "diff", "lo", "hi", "b", "c", "p", "p_holm", "significant",
   "cohen_h" }
 local RATE_COLUMNS = { rate_a = true, rate_b = true, diff = true, lo = true, hi = true }
+-- Column headings ("%a" and "%b" are the two models' names) and the legend line below each table.
+local COLUMN_LABELS = { n = "n", rate_a = "rate %a", rate_b = "rate %b", diff = "diff", lo = "95% CI low",
+  hi = "95% CI high", b = "only %a", c = "only %b", p = "p", p_holm = "p (Holm)", significant = "significant",
+  cohen_h = "Cohen's h" }
+local COLUMN_LEGEND = {
+  n = "n: items both models were judged on",
+  rate_a = "rate: the share of items that pass",
+  diff = "diff: second rate minus first",
+  lo = "95% CI: bootstrap interval of diff",
+  b = "only A / only B: items only that model passes (the discordant pairs)",
+  p = "p: exact McNemar test on the discordant pairs",
+  p_holm = "p (Holm): p corrected over this table's criteria (Holm-Bonferroni)",
+  significant = "significant: p (Holm) < 0.05",
+  cohen_h = "Cohen's h: effect size of the difference (0.2 small, 0.5 medium, 0.8 large)",
+}
+
+-- The models a comparison is between (cai.eval.compare's a and b), or nil.
+local function compared_models(cmp)
+  if type(cmp) == "table" and type(cmp.rows) == "table" and cmp.a ~= nil and cmp.b ~= nil then
+    return tostring(cmp.a), tostring(cmp.b)
+  end
+end
+
+-- criterion -> winner -> loser -> true, from the corrected paired tests in
+-- summary.comparisons (rows of cai.eval.compare with significant = true).
+local function significant_wins(comparisons)
+  local wins = {}
+  if type(comparisons) ~= "table" then return wins end
+  for _, cmp in pairs(comparisons) do
+    local a, b = compared_models(cmp)
+    if a then
+      for _, r in ipairs(cmp.rows) do
+        if type(r) == "table" and r.significant == true and type(r.criterion) == "string"
+            and is_number(r.rate_a) and is_number(r.rate_b) and r.rate_a ~= r.rate_b then
+          local winner, loser = a, b
+          if r.rate_b > r.rate_a then winner, loser = b, a end
+          wins[r.criterion] = wins[r.criterion] or {}
+          wins[r.criterion][winner] = wins[r.criterion][winner] or {}
+          wins[r.criterion][winner][loser] = true
+        end
+      end
+    end
+  end
+  return wins
+end
 
 -- One comparison: cai.eval.compare output ({ a, b, rows }), or criterion -> p | { p=, ... }.
 local function comparison_table(name, cmp)
@@ -308,8 +382,14 @@ local function comparison_table(name, cmp)
   for _, col in ipairs(COMPARISON_COLUMNS) do
     for _, r in ipairs(rows) do if r[col] ~= nil then cols[#cols + 1] = col; break end end
   end
+  local a, b = compared_models(cmp)
   local head = { "<tr><th>criterion</th>" }
-  for _, col in ipairs(cols) do head[#head + 1] = "<th>" .. esc(col) .. "</th>" end
+  local legend = {}
+  for _, col in ipairs(cols) do
+    local label = COLUMN_LABELS[col]:gsub("%%a", a or "A"):gsub("%%b", b or "B")
+    head[#head + 1] = string.format('<th title="%s">%s</th>', esc(col), esc(label))
+    if COLUMN_LEGEND[col] then legend[#legend + 1] = COLUMN_LEGEND[col] end
+  end
   head[#head + 1] = "</tr>"
   local body = {}
   for _, r in ipairs(rows) do
@@ -328,8 +408,39 @@ local function comparison_table(name, cmp)
     cells[#cells + 1] = "</tr>"
     body[#body + 1] = table.concat(cells)
   end
-  return string.format('<h3>%s</h3>\n<table class="num">%s\n%s</table>', esc(name), table.concat(head),
-    table.concat(body, "\n"))
+  return string.format('<h3>%s</h3>\n<table class="num">%s\n%s</table>\n<p class="meta legend-line">%s.</p>',
+    esc(name), table.concat(head), table.concat(body, "\n"), esc(table.concat(legend, "; ")))
+end
+
+local TEXT_METRICS = { { "bleu", "BLEU" }, { "chrf", "chrF" }, { "rouge_l", "ROUGE-L F1" } }
+
+-- BLEU, chrF and ROUGE-L against the references (summary.models[m].text_metrics), or "".
+local function text_metrics_table(models, models_in)
+  local rows, any = {}, false
+  for _, metric in ipairs(TEXT_METRICS) do
+    local cells = { "<tr><th>" .. esc(metric[2]) .. "</th>" }
+    for _, m in ipairs(models) do
+      local tm = type(models_in[m]) == "table" and models_in[m].text_metrics
+      local v = type(tm) == "table" and tm[metric[1]] or nil
+      if type(v) == "table" and is_number(v.score) then
+        any = true
+        local ci = (is_number(v.lo) and is_number(v.hi))
+          and string.format(" <small>[%s, %s]</small>", esc(num(v.lo)), esc(num(v.hi))) or ""
+        cells[#cells + 1] = string.format("<td>%s%s%s</td>", esc(num(v.score)), ci,
+          is_number(v.n) and string.format(" <small>n=%s</small>", esc(num(v.n))) or "")
+      else
+        cells[#cells + 1] = '<td class="na">-</td>'
+      end
+    end
+    rows[#rows + 1] = table.concat(cells) .. "</tr>"
+  end
+  if not any then return "" end
+  local head = { "<tr><th>metric</th>" }
+  for _, m in ipairs(models) do head[#head + 1] = "<th>" .. esc(m) .. "</th>" end
+  return '<h3>Text overlap with the references</h3>\n<table class="num">' .. table.concat(head) .. "</tr>\n"
+    .. table.concat(rows, "\n") .. "</table>\n"
+    .. '<p class="meta legend-line">BLEU and chrF (0-100, as sacrebleu computes them) and ROUGE-L F1 (0-1, as '
+    .. "rouge_score), each over the held-out answers against the references, with a 95% bootstrap interval.</p>"
 end
 
 local function eval_section(summary)
@@ -356,12 +467,23 @@ local function eval_section(summary)
   for _, m in ipairs(models) do head[#head + 1] = "<th>" .. esc(m) .. "</th>" end
   head[#head + 1] = "</tr>"
   local rows = {}
+  local wins = significant_wins(summary.comparisons)
+  local any_best = false
   for _, c in ipairs(criteria) do
-    local best = -math.huge
+    -- The best rate is marked only when corrected paired tests put it above every other model's.
+    local best_model, best = nil, -math.huge
     for _, m in ipairs(models) do
       local r = table_of[m][c]
-      if r and is_number(r.rate) and r.rate > best then best = r.rate end
+      if r and is_number(r.rate) and r.rate > best then best_model, best = m, r.rate end
     end
+    for _, m in ipairs(models) do
+      local r = table_of[m][c]
+      if best_model and m ~= best_model and r and is_number(r.rate)
+          and not (wins[c] and wins[c][best_model] and wins[c][best_model][m]) then
+        best_model = nil
+      end
+    end
+    if best_model then any_best = true end
     local cells = { "<tr><th>" .. esc(c) .. "</th>" }
     for _, m in ipairs(models) do
       local r = table_of[m][c]
@@ -372,7 +494,7 @@ local function eval_section(summary)
       else
         local ci = (r.lo and r.hi) and string.format(" <small>[%s, %s]</small>", pct(r.lo), pct(r.hi)) or ""
         local n = r.n and string.format(" <small>n=%s</small>", esc(num(r.n))) or ""
-        cells[#cells + 1] = string.format("<td%s>%s%s%s</td>", r.rate == best and ' class="best"' or "",
+        cells[#cells + 1] = string.format("<td%s>%s%s%s</td>", m == best_model and ' class="best"' or "",
           pct(r.rate), ci, n)
       end
     end
@@ -388,10 +510,12 @@ local function eval_section(summary)
   end
   score_row[#score_row + 1] = "</tr>"
   if any_score then rows[#rows + 1] = table.concat(score_row) end
-  parts[#parts + 1] = '<p class="meta">Rates with 95% intervals (as given in summary.json); the best rate per '
-    .. "criterion is marked.</p>"
+  parts[#parts + 1] = '<p class="meta">Rates with 95% intervals (as given in summary.json). A rate is marked '
+    .. "best only when a Holm-corrected paired test (the comparisons below) puts it significantly above every "
+    .. "other model's" .. (any_best and "" or "; no difference here is significant, so none is marked") .. ".</p>"
   parts[#parts + 1] = '<table class="num eval">' .. table.concat(head) .. "\n" .. table.concat(rows, "\n") .. "</table>"
   if #criteria > 0 then parts[#parts + 1] = interval_plot(models, criteria, table_of) end
+  parts[#parts + 1] = text_metrics_table(models, models_in)
   local cmp = summary.comparisons
   if type(cmp) == "table" and next(cmp) ~= nil then
     parts[#parts + 1] = "<h3>Comparisons</h3>"
@@ -721,6 +845,281 @@ function report.render(data, opts)
     "",
   }
   return table.concat(html, "\n")
+end
+
+-- ---------------------------------------------------------------------------
+-- Several runs on one page
+
+-- Short, distinct names for runs: the directory's last component, or more of
+-- its path where two runs share it.
+local function run_names(runs)
+  local names, depth = {}, 1
+  local function name_at(dir, d)
+    local parts = {}
+    for part in tostring(dir):gmatch("[^/]+") do parts[#parts + 1] = part end
+    return table.concat(parts, "/", math.max(1, #parts - d + 1))
+  end
+  while depth <= 8 do
+    local seen, clash = {}, false
+    for i, r in ipairs(runs) do
+      names[i] = name_at(r.run_dir or ("run " .. i), depth)
+      if seen[names[i]] then clash = true end
+      seen[names[i]] = true
+    end
+    if not clash then return names end
+    depth = depth + 1
+  end
+  for i in ipairs(runs) do names[i] = names[i] .. " (" .. i .. ")" end
+  return names
+end
+
+local function shown_value(v)
+  if v == nil then return "-" end
+  return type(v) == "string" and v or type(v) == "number" and num(v) or json_text(v)
+end
+
+local function comparison_runs_section(runs, names)
+  local rows = { "<table><tr><th>run</th><th>status</th><th>wall time</th><th>command</th><th>cairun version</th></tr>" }
+  for i, r in ipairs(runs) do
+    local status, unfinished = run_status(r.run)
+    if type(r.run) ~= "table" then status = "no run.json" end
+    local wall, any = 0, false
+    for _, st in ipairs(type(r.run) == "table" and type(r.run.stages) == "table" and r.run.stages or {}) do
+      if type(st) == "table" and is_number(st.wall_seconds) then wall, any = wall + st.wall_seconds, true end
+    end
+    rows[#rows + 1] = string.format('<tr><td><b>%s</b><br><small><code>%s</code></small></td><td class="status-%s">%s%s</td>'
+      .. "<td>%s</td><td><code>%s</code></td><td><code>%s</code></td></tr>", esc(names[i]), esc(r.run_dir or ""),
+      esc(status), esc(status), #unfinished > 0 and ("<br><small>not finished: " .. esc(table.concat(unfinished, ", "))
+      .. "</small>") or "", any and duration(wall) or "-", esc(type(r.run) == "table" and r.run.command or "-"),
+      esc(type(r.run) == "table" and r.run.cairun_version or "-"))
+  end
+  rows[#rows + 1] = "</table>"
+  return section("run", "Runs", table.concat(rows, "\n"))
+end
+
+-- The settings that differ between the runs, then (folded) those they share.
+local function comparison_settings_section(runs, names)
+  local keys, seen = {}, {}
+  for _, r in ipairs(runs) do
+    for k in pairs(type(r.config) == "table" and r.config or {}) do
+      if not seen[k] then seen[k] = true; keys[#keys + 1] = k end
+    end
+  end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  local differ, same = {}, {}
+  for _, k in ipairs(keys) do
+    local first, all_same = nil, true
+    for i, r in ipairs(runs) do
+      local v = shown_value(type(r.config) == "table" and r.config[k] or nil)
+      if i == 1 then first = v elseif v ~= first then all_same = false end
+    end
+    if all_same then same[#same + 1] = k else differ[#differ + 1] = k end
+  end
+  local head = { "<tr><th>setting</th>" }
+  for _, n in ipairs(names) do head[#head + 1] = "<th>" .. esc(n) .. "</th>" end
+  local function rows_of(list)
+    local rows = {}
+    for _, k in ipairs(list) do
+      local cells = { "<tr><th>" .. esc(k) .. "</th>" }
+      for _, r in ipairs(runs) do
+        cells[#cells + 1] = "<td><code>" .. esc(shown_value(type(r.config) == "table" and r.config[k] or nil)) .. "</code></td>"
+      end
+      rows[#rows + 1] = table.concat(cells) .. "</tr>"
+    end
+    return '<table class="kv">' .. table.concat(head) .. "</tr>\n" .. table.concat(rows, "\n") .. "</table>"
+  end
+  local parts = {}
+  if #keys == 0 then
+    parts[1] = '<p class="missing">No run has a config.json.</p>'
+  else
+    parts[#parts + 1] = #differ > 0 and ("<h3>Different (" .. #differ .. ")</h3>\n" .. rows_of(differ))
+      or "<p>Every setting is the same in all runs.</p>"
+    if #same > 0 then
+      parts[#parts + 1] = "<details><summary>The same in every run (" .. #same .. ")</summary>\n" .. rows_of(same)
+        .. "</details>"
+    end
+  end
+  return section("config", "Settings", table.concat(parts, "\n"))
+end
+
+-- One table per model name: criteria x runs, with intervals. Runs are separate
+-- samples: no paired test is made across them, so nothing is marked best.
+local function comparison_eval_section(runs, names)
+  local model_names, model_seen = {}, {}
+  for _, r in ipairs(runs) do
+    local models = type(r.summary) == "table" and type(r.summary.models) == "table" and r.summary.models or {}
+    for m in pairs(models) do
+      if not model_seen[m] then model_seen[m] = true; model_names[#model_names + 1] = m end
+    end
+  end
+  if #model_names == 0 then
+    return section("evaluation", "Evaluation", '<p class="missing">No run has a summary.json with "models".</p>')
+  end
+  local parts = { '<p class="meta">Rates with 95% intervals per run. The runs are separate samples and no test '
+    .. "across runs is made here, so no run is marked best; within a run, see its own report's paired "
+    .. "comparisons.</p>" }
+  for _, m in ipairs(ordered(model_names, report.MODEL_ORDER)) do
+    local per_run, crit_seen, crits = {}, {}, {}
+    for i, r in ipairs(runs) do
+      per_run[i] = {}
+      local model = type(r.summary) == "table" and type(r.summary.models) == "table" and r.summary.models[m]
+      for c, v in pairs(criteria_of(model)) do
+        local rate = c ~= "score" and as_rate(v) or nil
+        if rate then
+          per_run[i][c] = rate
+          if not crit_seen[c] then crit_seen[c] = true; crits[#crits + 1] = c end
+        end
+      end
+    end
+    local head = { "<tr><th>criterion</th>" }
+    for _, n in ipairs(names) do head[#head + 1] = "<th>" .. esc(n) .. "</th>" end
+    local rows = {}
+    for _, c in ipairs(ordered(crits, report.CRITERIA_ORDER)) do
+      local cells = { "<tr><th>" .. esc(c) .. "</th>" }
+      for i in ipairs(runs) do
+        local r = per_run[i][c]
+        if r and is_number(r.rate) then
+          local ci = (r.lo and r.hi) and string.format(" <small>[%s, %s]</small>", pct(r.lo), pct(r.hi)) or ""
+          cells[#cells + 1] = string.format("<td>%s%s%s</td>", pct(r.rate), ci,
+            r.n and string.format(" <small>n=%s</small>", esc(num(r.n))) or "")
+        else
+          cells[#cells + 1] = '<td class="na">-</td>'
+        end
+      end
+      rows[#rows + 1] = table.concat(cells) .. "</tr>"
+    end
+    parts[#parts + 1] = string.format('<h3>Model <code>%s</code></h3>\n<table class="num">%s</tr>\n%s</table>',
+      esc(m), table.concat(head), table.concat(rows, "\n"))
+  end
+  return section("evaluation", "Evaluation", table.concat(parts, "\n"))
+end
+
+-- Per stage and chart, every run's curves overlaid (one colour per run and key).
+local function comparison_curves_section(runs, names)
+  local stage_order, stage_seen, by_run = {}, {}, {}
+  for i, r in ipairs(runs) do
+    if type(r.metrics) == "table" and #r.metrics > 0 then
+      local order, by = stages_of(r.metrics)
+      by_run[i] = by
+      for _, st in ipairs(order) do
+        if not stage_seen[st] then stage_seen[st] = true; stage_order[#stage_order + 1] = st end
+      end
+    end
+  end
+  if #stage_order == 0 then
+    return section("curves", "Training curves", '<p class="missing">No run has a metrics.jsonl.</p>')
+  end
+  local parts = {}
+  for _, stage in ipairs(stage_order) do
+    local charts = {}
+    for _, spec in ipairs(report.CHARTS) do
+      local series = {}
+      for i in ipairs(runs) do
+        local list = by_run[i] and by_run[i][stage]
+        for _, sr in ipairs(list and chart_series(list, spec) or {}) do
+          sr.name = names[i] .. (sr.name ~= spec.keys[1] and (" " .. sr.name) or "")
+          series[#series + 1] = sr
+        end
+      end
+      for k, sr in ipairs(series) do sr.colour = PALETTE[(k - 1) % #PALETTE + 1] end
+      if #series > 0 then
+        charts[#charts + 1] = report.line_chart { title = spec.title .. " (" .. spec.keys[1] .. ")", series = series,
+          x_label = "step", y_range = spec.y_range }
+      end
+    end
+    parts[#parts + 1] = "<h3>Stage <code>" .. esc(stage) .. "</code></h3>"
+    parts[#parts + 1] = #charts > 0 and ('<div class="charts">' .. table.concat(charts, "\n") .. "</div>")
+      or '<p class="missing">No numeric metrics to plot for this stage.</p>'
+  end
+  return section("curves", "Training curves", table.concat(parts, "\n"))
+end
+
+local function two_or_more(list)
+  if #list < 2 then return "must have two or more entries, got " .. #list end
+end
+
+---Renders one page comparing several runs (pure; no file access): each run's
+---status, command and version; the settings that differ; each model's
+---criteria per run; the training curves overlaid.
+---@param runs table list of report.load results (at least two)
+---@param opts table|nil { title = }
+---@return string html
+function report.render_comparison(runs, opts)
+  check.value("cai.report.render_comparison", "runs", runs, { type = "list", items = "table",
+    expect = "a list of two or more report.load results", check = two_or_more })
+  opts = check("cai.report.render_comparison", opts, { title = { type = "string" } })
+  local names = run_names(runs)
+  local title = opts.title or ("Comparison: " .. table.concat(names, ", "))
+  local html = {
+    "<!DOCTYPE html>",
+    '<html lang="en"><head><meta charset="utf-8">',
+    "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; "
+      .. "img-src data:\">",
+    '<meta name="viewport" content="width=device-width, initial-scale=1">',
+    "<title>" .. esc(title) .. " &#8212; cairun report</title>",
+    "<style>" .. CSS .. "</style></head><body><main>",
+    "<h1>" .. esc(title) .. "</h1>",
+    '<nav><a href="#run">Runs</a><a href="#config">Settings</a><a href="#evaluation">Evaluation</a>'
+      .. '<a href="#curves">Training curves</a></nav>',
+    comparison_runs_section(runs, names),
+    comparison_settings_section(runs, names),
+    comparison_eval_section(runs, names),
+    comparison_curves_section(runs, names),
+    "<footer>Written by cairun " .. esc(runs[1].version or "") .. ". One offline file: no scripts, no network.</footer>",
+    "</main></body></html>",
+    "",
+  }
+  return table.concat(html, "\n")
+end
+
+---Builds one comparison page of several run directories (written to a
+---temporary name, then renamed).
+---@param run_dirs table list of two or more run directories
+---@param opts table|nil { output = path (default "comparison.html"), title = }
+---@return string path of the written page
+function report.build_comparison(run_dirs, opts)
+  check.value("cai.report.build_comparison", "run_dirs", run_dirs, { type = "list", items = "string",
+    expect = "a list of two or more run directories", check = two_or_more })
+  opts = check("cai.report.build_comparison", opts, { output = { type = "string", nonempty = true },
+    title = { type = "string" } })
+  local runs = {}
+  for i, dir in ipairs(run_dirs) do runs[i] = report.load(dir) end
+  local html = report.render_comparison(runs, { title = opts.title })
+  local path = opts.output or "comparison.html"
+  local ok, err = pcall(require("cai._core").write_file, path, html)
+  if not ok then error("cai.report.build_comparison: " .. tostring(err), 2) end
+  return path
+end
+
+---`cairun report RUN_DIR` (rebuilds RUN_DIR/report.html) and `cairun report
+---RUN_DIR RUN_DIR... [--out FILE]` (one comparison page of several runs).
+---@param argv table the command's arguments
+---@return string path of the written page
+function report.main(argv)
+  local usage = "usage: cairun report RUN_DIR, or cairun report RUN_DIR RUN_DIR... [--out FILE]"
+  local dirs, out = {}, nil
+  local i = 1
+  while i <= #argv do
+    local a = argv[i]
+    if a == "--out" or a == "-o" then
+      out = argv[i + 1]
+      if out == nil or out == "" then error("cairun report: --out needs a file name; " .. usage, 0) end
+      i = i + 1
+    elseif a:match("^%-%-out=") then
+      out = a:sub(7)
+      if out == "" then error("cairun report: --out needs a file name; " .. usage, 0) end
+    elseif a == "--help" or a == "-h" then
+      error(usage, 0)
+    elseif a:sub(1, 1) == "-" then
+      error("cairun report: unknown option " .. a .. "; " .. usage, 0)
+    else
+      dirs[#dirs + 1] = a
+    end
+    i = i + 1
+  end
+  if #dirs == 0 then error("cairun report: no run directory; " .. usage, 0) end
+  if #dirs == 1 then return report.build(dirs[1], out and { output = out } or nil) end
+  return report.build_comparison(dirs, out and { output = out } or nil)
 end
 
 local exists = require("cai._core").exists

@@ -21,6 +21,8 @@ const char* const usage_text =
     "       cairun RECIPE.lua --help       list the recipe's arguments, defaults and comments\n"
     "       cairun [options] -e 'lua code' [key=value ...]\n"
     "       cairun report RUN_DIR          rebuild RUN_DIR/report.html\n"
+    "       cairun report RUN_DIR RUN_DIR... [--out FILE]\n"
+    "                                     one page comparing several runs (default comparison.html)\n"
     "       cairun [--nproc N] sweep RECIPE.lua key=v1,v2 ... [out=DIR]\n"
     "                                      run RECIPE for every cell of the grid and compare (docs/recipes.md)\n"
     "\n"
@@ -101,15 +103,15 @@ int cli_main(int argc, char** argv) {
     }
     for (int k = i; k < argc; ++k) rank_argv.emplace_back(argv[k]);
     if (!have_code && i < argc && std::string(argv[i]) == "report") {
-        if (i + 2 != argc) {
-            std::fprintf(stderr, "cairun: usage: cairun report RUN_DIR\n");
+        // The report is built by the Lua library: one run directory, or several
+        // for a comparison page (--out FILE); it reads its own arguments.
+        if (i + 1 == argc) {
+            std::fprintf(stderr, "cairun: usage: cairun report RUN_DIR, or cairun report RUN_DIR RUN_DIR... [--out FILE]\n");
             return 2;
         }
-        // The report is built by the Lua library; the run directory is its argument.
-        code = "local path = require('cai.report').build(cai.args{ run = '' }.run)\nprint(path)";
+        code = "print(require('cai.report').main(require('cai._core').argv()))";
         have_code = true;
-        args.push_back(std::string("run=") + argv[i + 1]);
-        i = argc;
+        for (++i; i < argc; ++i) args.emplace_back(argv[i]);
     }
     if (!have_code && i < argc && std::string(argv[i]) == "sweep") {
         // The grid is run by the Lua library; each cell is a cairun of its own,

@@ -71,6 +71,14 @@ cp -r tests/data/report/run "$dir/run"
 check "report rebuilds a run's report.html" 0 "$dir/run/report.html" -- "$cairun" report "$dir/run"
 check "report file is html" 0 '<!DOCTYPE html>' -- head -c 200 "$dir/run/report.html"
 check "report usage" 2 'usage: cairun report RUN_DIR' -- "$cairun" report
+# Several runs: one comparison page (settings that differ, each model per run, curves overlaid).
+cp -r tests/data/report/run "$dir/run2"
+sed -i 's/"dpo_beta": 0.1/"dpo_beta": 0.25/' "$dir/run2/config.json"
+check "report compares two runs" 0 "$dir/cmp.html" -- "$cairun" report "$dir/run" "$dir/run2" --out "$dir/cmp.html"
+check "comparison names both runs" 0 '<th>run</th><th>run2</th>' -- cat "$dir/cmp.html"
+expect "comparison shows the setting that differs" '<th>dpo_beta</th><td><code>0.1</code></td><td><code>0.25</code></td>'
+expect "comparison overlays the curves" 'Stage <code>dpo</code>'
+check "report: unknown option" nz 'unknown option --frobnicate' -- "$cairun" report "$dir/run" --frobnicate
 
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ]

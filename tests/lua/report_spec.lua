@@ -64,7 +64,13 @@ spec.describe("cai.report", function()
     has(html, "27 records, last step 24")                  -- sft: 24 steps + 3 eval records
     -- evaluation table with intervals
     has(html, "86.0% <small>[73.8%, 93.0%]</small> <small>n=50</small>")
-    has(html, '<td class="best">92.0%')                    -- dpo's ends_with_end is the best
+    -- dpo's ends_with_end (92%) is the highest, but sft -> dpo is not significant: nothing is marked
+    spec.truthy(not html:find('class="best"', 1, true), "no best without a corrected test")
+    has(html, "no difference here is significant, so none is marked")
+    -- comparison columns are labelled with the models' names and explained
+    has(html, '<th title="rate_a">rate base</th><th title="rate_b">rate sft</th>')
+    has(html, '<th title="p_holm">p (Holm)</th>')
+    has(html, "p (Holm): p corrected over this table&#39;s criteria (Holm-Bonferroni)")
     has(html, "<th>preference_accuracy</th>")
     has(html, 'aria-label="rates with 95% intervals"')
     has(html, "<h3>base \226\134\146 sft</h3>")
@@ -146,6 +152,80 @@ spec.describe("cai.report", function()
     local n = select(2, path:gsub("[ML]", ""))
     spec.truthy(n <= report.MAX_POINTS + 1 and n > report.MAX_POINTS / 2, "points drawn: " .. n)
     has(html, "10000 records, last step 10000")
+  end)
+
+  spec.it("marks a best rate only when corrected paired tests put it above every other model", function()
+    local function rate(r) return { rate = r, lo = r - 0.1, hi = r + 0.1, n = 40 } end
+    local function row(crit, ra, rb, sig)
+      return { criterion = crit, rate_a = ra, rate_b = rb, n = 40, p = sig and 0.001 or 0.4,
+        p_holm = sig and 0.002 or 0.8, significant = sig, b = 1, c = 9, cohen_h = 0.9 }
+    end
+    local summary = { models = { base = { coherent = rate(0.3), on_topic = rate(0.5) },
+      sft = { coherent = rate(0.6), on_topic = rate(0.55) }, dpo = { coherent = rate(0.9), on_topic = rate(0.6) } },
+      comparisons = {
+        base_sft = { a = "base", b = "sft", rows = { row("coherent", 0.3, 0.6, true), row("on_topic", 0.5, 0.55, false) } },
+        sft_dpo = { a = "sft", b = "dpo", rows = { row("coherent", 0.6, 0.9, true), row("on_topic", 0.55, 0.6, false) } },
+      } }
+    -- dpo beats sft, but no test compares dpo with base: not marked
+    local html = report.render { summary = summary }
+    spec.truthy(not html:find('class="best"', 1, true))
+    summary.comparisons.base_dpo = { a = "base", b = "dpo", rows = { row("coherent", 0.3, 0.9, true),
+      row("on_topic", 0.5, 0.6, true) } }
+    html = report.render { summary = summary }
+    spec.eq(count(html, 'class="best"'), 1)           -- coherent only: on_topic's sft -> dpo is not significant
+    has(html, '<td class="best">90.0%')
+    has(html, "<h3>base \226\134\146 dpo</h3>")
+  end)
+
+  spec.it("draws text metrics, eval curves and the NLL loss", function()
+    local tm = { bleu = { score = 29.17, lo = 13.95, hi = 32.1, n = 12 }, chrf = { score = 42.13, lo = 35.38, hi = 51.12, n = 12 },
+      rouge_l = { score = 0.5132, lo = 0.41, hi = 0.5993, n = 12 } }
+    local html = report.render { summary = { models = { dpo = { coherent = { rate = 0.5 }, text_metrics = tm } } },
+      metrics = { { stage = "dpo", step = 1, loss = 0.7, nll_loss = 2.0, ["rewards/margins"] = 0.1 },
+        { stage = "dpo", step = 2, loss = 0.6, nll_loss = 1.8, ["rewards/margins"] = 0.3, eval_loss = 0.65,
+          ["eval_rewards/margins"] = 0.2, eval_nll_loss = 1.9 },
+        { stage = "dpo", step = 3, loss = 0.5, nll_loss = 1.7, ["rewards/margins"] = 0.5 } } }
+    has(html, "Text overlap with the references")
+    has(html, "<tr><th>BLEU</th><td>29.17 <small>[13.95, 32.1]</small> <small>n=12</small></td></tr>")
+    has(html, "<tr><th>ROUGE-L F1</th><td>0.5132")
+    has(html, '<text class="ctitle" x="62" y="18">NLL loss (chosen)</text>')
+    has(html, ">eval_rewards/margins</text>")   -- the eval curve in the legend of the margin chart
+    has(html, ">eval_nll_loss</text>")
+  end)
+
+  spec.it("compares several runs on one page", function()
+    local a, b = fixture_copy(), fixture_copy { "config.json", "summary.json", "metrics.jsonl" }
+    local cfg = cai.json.decode(read(b .. "/config.json"))
+    cfg.dpo_beta = 0.25
+    cai.json.write(b .. "/config.json", cfg)
+    cai.json.write(b .. "/run.json", { status = "interrupted", command = "cairun recipes/quickstart.lua dpo_beta=0.25",
+      cairun_version = "0.test", stages = { { name = "sft", status = "finished", wall_seconds = 12 },
+        { name = "dpo", status = "running", wall_seconds = 3 } } })
+    local out = spec.tmpdir() .. "/cmp.html"
+    spec.eq(report.build_comparison({ a, b }, { output = out }), out)
+    local html = read(out)
+    local na, nb = a:match("([^/]+)$"), b:match("([^/]+)$")
+    has(html, "<th>setting</th><th>" .. na .. "</th><th>" .. nb .. "</th>")
+    has(html, "<h3>Different (1)</h3>")
+    has(html, "<tr><th>dpo_beta</th><td><code>0.1</code></td><td><code>0.25</code></td></tr>")
+    has(html, "The same in every run (")
+    has(html, '<td class="status-interrupted">interrupted<br><small>not finished: dpo</small></td><td>15.0 s</td>')
+    has(html, "<h3>Model <code>dpo</code></h3>")
+    has(html, "86.0% <small>[73.8%, 93.0%]</small> <small>n=50</small>")
+    has(html, ">" .. nb .. " eval_loss</text>")   -- overlaid curves name the run (and the key past the first)
+    spec.truthy(not html:find('class="best"', 1, true), "nothing is marked best across runs")
+    spec.truthy(not html:lower():find("<script", 1, true))
+    -- the same directory name twice: the names take more of the path
+    local c = spec.tmpdir() .. "/x/run"
+    local d = spec.tmpdir() .. "/y/run"
+    for _, dir in ipairs { c, d } do cai.write_file(dir .. "/config.json", "{}") end
+    html = report.render_comparison { report.load(c), report.load(d) }
+    has(html, "<b>x/run</b>")
+    has(html, "<b>y/run</b>")
+    spec.raises(function() report.build_comparison({ a }) end,
+      "cai.report.build_comparison: argument 'run_dirs' must have two or more entries, got 1", true)
+    spec.raises(function() report.main { a, "--out" } end, "--out needs a file name", true)
+    spec.raises(function() report.main {} end, "no run directory", true)
   end)
 
   spec.it("collect_metrics tags each trainer's log with its stage, skipping stages without one", function()

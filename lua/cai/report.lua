@@ -1016,8 +1016,10 @@ local function comparison_curves_section(runs, names)
       local series = {}
       for i in ipairs(runs) do
         local list = by_run[i] and by_run[i][stage]
-        for _, sr in ipairs(list and chart_series(list, spec) or {}) do
-          sr.name = names[i] .. (sr.name ~= spec.keys[1] and (" " .. sr.name) or "")
+        local run_series = list and chart_series(list, spec) or {}
+        for _, sr in ipairs(run_series) do
+          -- the run's name, and the key where the chart has several
+          sr.name = names[i] .. (#run_series > 1 and (" " .. sr.name) or "")
           series[#series + 1] = sr
         end
       end

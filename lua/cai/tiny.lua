@@ -191,9 +191,26 @@ function tiny.path(opts)
   local dir = root .. "/tiny-" .. fingerprint(recipe, constitution_text)
   if not exists(dir .. "/config.json") then
     os.execute("mkdir -p " .. shell_quote(root))
-    -- Half-built models of killed processes (tiny-*.tmp.PID) go; a live builder's stay.
-    require("cai.run").clean_temporaries(root, { recursive = false })
-    build(dir, recipe)
+    -- One builder at a time: a second process (two tests on a fresh cache)
+    -- waits for the first one's model instead of building it again. The lock
+    -- is the run lock of <dir>.build (a flock, released when its holder exits).
+    local waiting = false
+    while true do
+      local locked, err = pcall(require("cai._run").lock, dir .. ".build")
+      if locked or exists(dir .. "/config.json") then break end
+      if not tostring(err):find("another run is using", 1, true) then error("cai.tiny: " .. tostring(err), 2) end
+      if not waiting then
+        cai.log.info("cai.tiny: waiting for another process building " .. dir .. " (" .. tostring(err):match("pid [^,]*")
+          .. ")")
+        waiting = true
+      end
+      os.execute("sleep 1")
+    end
+    if not exists(dir .. "/config.json") then
+      -- Half-built models of killed processes (tiny-*.tmp.PID) go; a live builder's stay.
+      require("cai.run").clean_temporaries(root, { recursive = false })
+      build(dir, recipe)
+    end
   end
   return dir
 end

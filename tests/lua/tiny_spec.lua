@@ -62,6 +62,31 @@ spec.describe("cai.tiny", function()
     spec.raises(function() cai.tiny.path{ cache_dir = cache, recipe = edited } end, "missing.yaml does not exist", true)
     os.execute("rm -rf " .. dir)
   end)
+  spec.it("two processes on a fresh cache build the model once", function()
+    local f = assert(io.open("/proc/self/stat"))
+    local exe = io.popen("readlink -f /proc/" .. math.floor(f:read("*n")) .. "/exe"):read("*l")
+    f:close()
+    local root = spec.tmpdir()
+    local recipe = {}
+    for k, v in pairs(small) do recipe[k] = v end
+    recipe.seed = 11  -- not built by the other tests
+    local code = string.format("print(cai.tiny.path{ cache_dir = %q, recipe = cai.json.decode(%q) })", root,
+      cai.json.encode(recipe))
+    local cmd = {}
+    for i = 1, 2 do
+      cmd[i] = string.format("CAI_LOG=info %s -e '%s' > %s/out%d.log 2>&1", exe, code, root, i)
+    end
+    spec.truthy(os.execute("(" .. cmd[1] .. ") & (" .. cmd[2] .. ") & wait") == 0)
+    local logs = spec.read(root .. "/out1.log") .. spec.read(root .. "/out2.log")
+    local _, builds = logs:gsub("building the tiny default model", "")
+    spec.eq(builds, 1, "one build:\n" .. logs)
+    spec.truthy(logs:find("waiting for another process building", 1, true), logs)
+    local dirs = {}
+    for line in logs:gmatch("[^\n]+") do if line:find("^/") then dirs[#dirs + 1] = line end end
+    spec.eq(#dirs, 2, logs)
+    spec.eq(dirs[1], dirs[2])
+    os.execute("rm -rf " .. root)
+  end)
   spec.it("refuses unknown recipe fields and options", function()
     spec.raises(function() cai.tiny.path{ cache_dir = cache, recipe = { layerz = 2 } } end,
       "cai.tiny.path: recipe: unknown option 'layerz' (did you mean layers?)", true)

@@ -19,6 +19,14 @@
 -- text format; format=auto (the default) picks chat when the model's tokenizer
 -- has a chat template (the embedded tiny model has none).
 --
+-- mode=dpo_only trains DPO from the base model (its pairs built from the
+-- world's reference answers, the data SFT would have seen); mode=sft_only
+-- stops after SFT. negative_mix=uniform weighs the five negative types
+-- equally, negative_mix=refusals makes every negative an unwarranted refusal
+-- (requests that should be refused then make no pair).
+-- summary.final holds the last model's results under one name, so that
+-- recipes/ablations.lua can compare the variants.
+--
 -- Ctrl-C saves the running trainer's checkpoint and stops (status 130); the
 -- same command continues. Each stage records a fingerprint of its inputs in
 -- run.json: a rerun continues or reuses a stage whose inputs are the same and
@@ -46,7 +54,21 @@ local args = cai.args{
   lora_r = 16,
   lora_alpha = 32,
   batch_size = 16,
+  mode = "sft_dpo",            -- "sft_dpo" | "dpo_only" (DPO from the base model) | "sft_only"
+  negative_mix = "default",    -- "default" (30/25/20/15/10) | "uniform" | "refusals"
 }
+local MODES = { sft_dpo = true, dpo_only = true, sft_only = true }
+if not MODES[args.mode] then
+  error(string.format('quickstart.lua: mode must be "sft_dpo", "dpo_only" or "sft_only", got %q', args.mode), 0)
+end
+local MIXES = { default = false, refusals = { { type = "unwarranted_refusal", weight = 1 } }, uniform = {} }
+for _, t in ipairs(cai.negatives.TYPES) do MIXES.uniform[#MIXES.uniform + 1] = { type = t, weight = 1 } end
+if MIXES[args.negative_mix] == nil then
+  error(string.format('quickstart.lua: negative_mix must be "default", "uniform" or "refusals", got %q',
+    args.negative_mix), 0)
+end
+local mix = MIXES[args.negative_mix] or nil
+local do_sft, do_dpo = args.mode ~= "dpo_only", args.mode ~= "sft_only"
 
 local out = args.out
 local run = cai.run.open(out)  -- lock, config.json, run.json; a rerun must use the same settings
@@ -103,65 +125,87 @@ accuracy.base = preference_accuracy(base, "base")
 base_stage:finish{ items = #heldout }
 
 -- 2. SFT with LoRA, loss on the response only (with END and EOS, or the chat end of turn).
-local sft_records = {}
-for i, r in ipairs(train_items) do sft_records[i] = { instruction = r.instruction, response = r.reference } end
-local sft_data = f:sft_data(sft_records)
-base:add_lora{ r = args.lora_r, alpha = args.lora_alpha, targets = "all-linear", seed = args.seed }
-local sft_settings = { seed = args.seed, max_steps = args.sft_steps, learning_rate = args.sft_lr,
-  batch_size = args.batch_size, warmup_ratio = 0.05, schedule = "cosine" }
-local sft_stage = run:stage("sft", { inputs = { model = base, data = sft_data, settings = sft_settings },
-  outputs = { out .. "/sft" } })
-cai.log.info("stage sft: " .. #sft_data .. " examples")
-local sft_result = cai.train.sft{ model = base, data = sft_data, format = f.name,
-  chat_template_kwargs = f.chat_template_kwargs, out = out .. "/sft", seed = args.seed,
-  max_steps = args.sft_steps, learning_rate = args.sft_lr, batch_size = args.batch_size, warmup_ratio = 0.05,
-  schedule = "cosine", logging_steps = 10 }
-outputs.sft = base:generate(heldout_prompts, gen)
-accuracy.sft = preference_accuracy(base, "sft")
-sft_stage:finish{ steps = sft_result.steps, items = #sft_data }
-
--- 3. Pairs: chosen = the SFT model's answer, rejected = a negative of the five types.
-local pairs_stage = run:stage("pairs", { inputs = { sft = sft_stage, items = pair_items, gen = gen },
-  outputs = { out .. "/pairs.jsonl" } })
-local sft_answers = base:generate(prompts_of(pair_items), gen)
-local items = {}
-for i, r in ipairs(pair_items) do
-  local answer = f:response(sft_answers[i].text)
-  if answer == "" then answer = r.reference end
-  items[i] = { instruction = r.instruction, response = answer, should_refuse = r.should_refuse }
+local sft_stage
+if do_sft then
+  local sft_records = {}
+  for i, r in ipairs(train_items) do sft_records[i] = { instruction = r.instruction, response = r.reference } end
+  local sft_data = f:sft_data(sft_records)
+  base:add_lora{ r = args.lora_r, alpha = args.lora_alpha, targets = "all-linear", seed = args.seed }
+  local sft_settings = { seed = args.seed, max_steps = args.sft_steps, learning_rate = args.sft_lr,
+    batch_size = args.batch_size, warmup_ratio = 0.05, schedule = "cosine" }
+  sft_stage = run:stage("sft", { inputs = { model = base, data = sft_data, settings = sft_settings },
+    outputs = { out .. "/sft" } })
+  cai.log.info("stage sft: " .. #sft_data .. " examples")
+  local sft_result = cai.train.sft{ model = base, data = sft_data, format = f.name,
+    chat_template_kwargs = f.chat_template_kwargs, out = out .. "/sft", seed = args.seed,
+    max_steps = args.sft_steps, learning_rate = args.sft_lr, batch_size = args.batch_size, warmup_ratio = 0.05,
+    schedule = "cosine", logging_steps = 10 }
+  outputs.sft = base:generate(heldout_prompts, gen)
+  accuracy.sft = preference_accuracy(base, "sft")
+  sft_stage:finish{ steps = sft_result.steps, items = #sft_data }
 end
-local pref_pairs, pair_stats = cai.negatives.generate(items, { seed = args.seed, format = pair_format })
-cai.jsonl.write(out .. "/pairs.jsonl", pref_pairs)
-cai.log.info("stage pairs: " .. #pref_pairs .. " pairs written")
-pairs_stage:finish{ items = #pref_pairs }
+
+-- 3. Pairs: chosen = the SFT model's answer (with mode=dpo_only the world's
+--    reference answer), rejected = a negative of the five types.
+local pair_stats, dpo_pairs
+if do_dpo then
+  local pairs_stage = run:stage("pairs", { inputs = { sft = sft_stage, items = pair_items, gen = gen,
+    mix = args.negative_mix }, outputs = { out .. "/pairs.jsonl" } })
+  local sft_answers = do_sft and base:generate(prompts_of(pair_items), gen) or nil
+  local items = {}
+  for i, r in ipairs(pair_items) do
+    local answer = sft_answers and f:response(sft_answers[i].text) or r.reference
+    if answer == "" then answer = r.reference end
+    -- (refusals only: a request that should be refused has no refusal negative, so it makes no pair)
+    if not (args.negative_mix == "refusals" and r.should_refuse) then
+      items[#items + 1] = { instruction = r.instruction, response = answer, should_refuse = r.should_refuse }
+    end
+  end
+  local pref_pairs
+  pref_pairs, pair_stats = cai.negatives.generate(items, { seed = args.seed, format = pair_format, mix = mix })
+  cai.jsonl.write(out .. "/pairs.jsonl", pref_pairs)
+  cai.log.info("stage pairs: " .. #pref_pairs .. " pairs written")
+  pairs_stage:finish{ items = #pref_pairs }
+  dpo_pairs = {}
+  for i, p in ipairs(pref_pairs) do dpo_pairs[i] = { prompt = p.prompt, chosen = p.chosen, rejected = p.rejected } end
+end
 
 -- 4. DPO from the SFT model: merge SFT, save, reload, new adapters; the
 --    reference is the SFT model (adapters off). Plain DPO only widens the
 --    margin, and does so by lowering the rejected *and* the chosen answers'
 --    likelihood (END included); the NLL term on the chosen answer (TRL's
---    rpo_alpha) keeps the chosen answers likely.
-base:merge_lora()
-base:save(out .. "/sft/merged")
-base:release()
-local policy = cai.model.load(out .. "/sft/merged", load_opts)
-policy:add_lora{ r = args.lora_r, alpha = args.lora_alpha, targets = "all-linear", seed = args.seed + 2 }
-local dpo_pairs = {}
-for i, p in ipairs(pref_pairs) do dpo_pairs[i] = { prompt = p.prompt, chosen = p.chosen, rejected = p.rejected } end
-local dpo_settings = { seed = args.seed, beta = args.beta, loss = args.loss, max_steps = args.dpo_steps,
-  learning_rate = args.dpo_lr, batch_size = args.batch_size, warmup_ratio = 0.1, schedule = "cosine",
-  rpo_alpha = args.rpo_alpha > 0 and args.rpo_alpha or nil }
-local dpo_stage = run:stage("dpo", { inputs = { sft = sft_stage, model = policy, pairs = dpo_pairs,
-  settings = dpo_settings }, outputs = { out .. "/dpo" } })
-cai.log.info("stage dpo: " .. #dpo_pairs .. " pairs, beta " .. args.beta)
-local dpo_result = cai.train.dpo{ model = policy, pairs = dpo_pairs, format = f:dpo_format(),
-  chat_template_kwargs = f.chat_template_kwargs, out = out .. "/dpo", seed = args.seed,
-  beta = args.beta, loss = args.loss, max_steps = args.dpo_steps, learning_rate = args.dpo_lr,
-  batch_size = args.batch_size, warmup_ratio = 0.1, schedule = "cosine", logging_steps = 10,
-  rpo_alpha = dpo_settings.rpo_alpha }
-outputs.dpo = policy:generate(heldout_prompts, gen)
-accuracy.dpo = preference_accuracy(policy, "dpo")
-policy:save_lora(out .. "/dpo/adapter")
-dpo_stage:finish{ steps = dpo_result.steps, items = #dpo_pairs }
+--    rpo_alpha) keeps the chosen answers likely. With mode=dpo_only the
+--    policy and reference are the base model.
+local dpo_stage
+if do_dpo then
+  local policy = base
+  if do_sft then
+    base:merge_lora()
+    base:save(out .. "/sft/merged")
+    base:release()
+    policy = cai.model.load(out .. "/sft/merged", load_opts)
+  end
+  policy:add_lora{ r = args.lora_r, alpha = args.lora_alpha, targets = "all-linear", seed = args.seed + 2 }
+  local dpo_settings = { seed = args.seed, beta = args.beta, loss = args.loss, max_steps = args.dpo_steps,
+    learning_rate = args.dpo_lr, batch_size = args.batch_size, warmup_ratio = 0.1, schedule = "cosine",
+    rpo_alpha = args.rpo_alpha > 0 and args.rpo_alpha or nil }
+  dpo_stage = run:stage("dpo", { inputs = { sft = sft_stage, model = policy, pairs = dpo_pairs,
+    settings = dpo_settings }, outputs = { out .. "/dpo" } })
+  cai.log.info("stage dpo: " .. #dpo_pairs .. " pairs, beta " .. args.beta)
+  local dpo_result = cai.train.dpo{ model = policy, pairs = dpo_pairs, format = f:dpo_format(),
+    chat_template_kwargs = f.chat_template_kwargs, out = out .. "/dpo", seed = args.seed,
+    beta = args.beta, loss = args.loss, max_steps = args.dpo_steps, learning_rate = args.dpo_lr,
+    batch_size = args.batch_size, warmup_ratio = 0.1, schedule = "cosine", logging_steps = 10,
+    rpo_alpha = dpo_settings.rpo_alpha }
+  outputs.dpo = policy:generate(heldout_prompts, gen)
+  accuracy.dpo = preference_accuracy(policy, "dpo")
+  policy:save_lora(out .. "/dpo/adapter")
+  dpo_stage:finish{ steps = dpo_result.steps, items = #dpo_pairs }
+end
+local names = { "base" }
+if do_sft then names[#names + 1] = "sft" end
+if do_dpo then names[#names + 1] = "dpo" end
+local final = names[#names]
 
 -- 5. Evaluation: the nine criteria and preference accuracy, with intervals.
 local eval_stage = run:stage("eval", { inputs = { base = base_stage, sft = sft_stage, dpo = dpo_stage },
@@ -169,29 +213,33 @@ local eval_stage = run:stage("eval", { inputs = { base = base_stage, sft = sft_s
 local eval_items = world:eval_items(heldout)
 local report = cai.eval.run(eval_items, outputs, { stop_means_end = true, eos_means_end = f.name == "chat",
   factual_judge = world:factual_judge() })
-local summary = { models = {}, format = f.name }
-for _, name in ipairs({ "base", "sft", "dpo" }) do
+local summary = { models = {}, format = f.name, mode = args.mode, final_model = final }
+for _, name in ipairs(names) do
   local entry = {}
   for criterion, r in pairs(report.models[name].rates) do entry[criterion] = r end
   entry.text_metrics = report.models[name].text_metrics -- BLEU, chrF, ROUGE-L against the world's references
   entry.preference_accuracy = accuracy[name]
   summary.models[name] = entry
 end
-summary.comparisons = { base_sft = cai.eval.compare(report, "base", "sft"), sft_dpo = cai.eval.compare(report, "sft", "dpo"),
-  base_dpo = cai.eval.compare(report, "base", "dpo") }  -- base -> final
+summary.final = summary.models[final]  -- the last model's results under one name, for sweeps
+-- Each stage against the one before it, and base -> final.
 -- Preference accuracy, paired over the same held-out pairs (McNemar; as in
 -- cai.eval.compare, b = pairs only the first model gets right, c = only the second).
-summary.preference_tests = {
-  base_sft = cai.stats.mcnemar_paired(preference_wins.base, preference_wins.sft),
-  sft_dpo = cai.stats.mcnemar_paired(preference_wins.sft, preference_wins.dpo),
-  base_dpo = cai.stats.mcnemar_paired(preference_wins.base, preference_wins.dpo),
-}
+summary.comparisons, summary.preference_tests = {}, {}
+local compared = {}
+for i = 2, #names do compared[#compared + 1] = { names[i - 1], names[i] } end
+if #names > 2 then compared[#compared + 1] = { "base", final } end
+for _, c in ipairs(compared) do
+  local key = c[1] .. "_" .. c[2]
+  summary.comparisons[key] = cai.eval.compare(report, c[1], c[2])
+  summary.preference_tests[key] = cai.stats.mcnemar_paired(preference_wins[c[1]], preference_wins[c[2]])
+end
 summary.pairs = pair_stats
 
 local samples = {}
 for i = 1, math.min(12, #heldout) do
-  samples[i] = { instruction = heldout[i].instruction, reference = heldout[i].reference,
-    base = outputs.base[i].text, sft = outputs.sft[i].text, dpo = outputs.dpo[i].text }
+  samples[i] = { instruction = heldout[i].instruction, reference = heldout[i].reference }
+  for _, name in ipairs(names) do samples[i][name] = outputs[name][i].text end
 end
 cai.jsonl.write(out .. "/samples.jsonl", samples)
 eval_stage:finish{ items = #heldout }
@@ -202,7 +250,7 @@ cai.report.collect_metrics(out, { "sft", "dpo" })  -- metrics.jsonl: both traine
 cai.report.build(out)
 
 print(cai.eval.format(report))
-for _, name in ipairs({ "base", "sft", "dpo" }) do
+for _, name in ipairs(names) do
   local e, a = summary.models[name].ends_with_end, accuracy[name]
   print(string.format("%-4s ends_with_end %.2f [%.2f, %.2f]   preference_accuracy %.2f [%.2f, %.2f]", name,
     e.rate or 0, e.lo or 0, e.hi or 0, a.rate, a.lo, a.hi))

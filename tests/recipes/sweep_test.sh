@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # cairun sweep: the grid, one run directory per cell, resuming, the
 # comparison (means and spread, paired effects with intervals, exact tests
-# with Holm, power note) and errors naming the failed cell or argument.
+# with Holm, power note) and errors naming the failed cell or argument; and
+# recipes/ablations.lua answering a question as a sweep of the quickstart.
 set -u
 cairun=${1:?usage: sweep_test.sh path/to/cairun}
 dir=$(mktemp -d)
@@ -27,4 +28,27 @@ check "sweep: three seeds" 0 'sweep: 6 cells' -- "$cairun" sweep tests/recipes/s
 check "sweep: power note in the markdown" 0 'cannot give p < 0.250' -- cat "$dir/sw3/comparison.md"
 check "sweep: a failed cell is named" nz 'cell seed=1,fail=1 failed' -- "$cairun" sweep tests/recipes/sweep_fixture.lua seed=1 fail=0,1 out="$dir/swf"
 check "sweep: a bad argument" nz "argument 'mode' is not of the form key=v1,v2" -- "$cairun" sweep tests/recipes/sweep_fixture.lua mode out="$dir/swb"
+
+# recipes/ablations.lua: a question as a sweep of the quickstart (tiny sizes), its answer in ablations.md.
+ab=(recipes/ablations.lua out="$dir/ab" seeds=1,2 questions=mode sft_examples=16 pair_examples=12 eval_examples=8
+    sft_steps=4 dpo_steps=2 max_new_tokens=6 batch_size=4)
+check "ablations: the mode question" 0 'ablations: done' -- "$cairun" "${ab[@]}"
+expect "ablations: the answer names the baseline and the power" 'Baseline `mode=sft_dpo`; with 2 seeds the exact sign-flip test cannot give p < 0.500'
+check "ablations: every mode ran, each with its final model" 0 '^true$' -- "$cairun" -e "local cai = require 'cai'
+local ok = true
+for _, m in ipairs { 'sft_dpo', 'dpo_only', 'sft_only' } do
+  for _, seed in ipairs { 1, 2 } do
+    local cell = '$dir/ab/mode/cells/seed=' .. seed .. ',mode=' .. m
+      .. ',model=tiny,sft_examples=16,pair_examples=12,eval_examples=8,sft_steps=4,dpo_steps=2,max_new_tokens=6,batch_size=4'
+    local s = cai.json.decode(assert(io.open(cell .. '/summary.json')):read('*a'))
+    local want = m == 'sft_only' and 'sft' or 'dpo'
+    ok = ok and s.mode == m and s.final_model == want and s.final.ends_with_end.n == 8
+      and (m ~= 'dpo_only' or s.models.sft == nil) and (m ~= 'sft_only' or s.models.dpo == nil)
+  end
+end
+local sum = cai.json.decode(assert(io.open('$dir/ab/summary.json')):read('*a'))
+print(tostring(ok and sum.questions.mode.baseline:find('mode=sft_dpo', 1, true) ~= nil))"
+check "ablations: an unknown question" nz "unknown question 'size'" -- "$cairun" recipes/ablations.lua out="$dir/ab2" questions=size
+check "quickstart: an unknown mode" nz 'mode must be "sft_dpo", "dpo_only" or "sft_only", got "rl"' -- \
+  "$cairun" recipes/quickstart.lua out="$dir/q" mode=rl
 finish

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -94,6 +95,82 @@ void rename_into_place(const std::string& from, const std::string& to) {
         int saved = errno;
         fail(to, ": cannot rename ", from, " into place: ", std::strerror(saved));
     }
+}
+
+namespace {
+
+// Holds an open descriptor and its flock; both are released on scope exit.
+struct locked_fd {
+    int fd = -1;
+    ~locked_fd() {
+        if (fd >= 0) ::close(fd);  // closing drops the flock
+    }
+};
+
+void lock_fd(int fd, int how, const std::string& path) {
+    while (::flock(fd, how) != 0) {
+        if (errno == EINTR) continue;
+        fail(path, ": cannot lock: ", std::strerror(errno));
+    }
+}
+
+}  // namespace
+
+void append_line_locked(const std::string& path, const std::string& line) {
+    if (line.find('\n') != std::string::npos) fail(path, ": a line to append must not contain a newline");
+    locked_fd f;
+    f.fd = ::open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (f.fd < 0) fail(path, ": cannot open for appending: ", std::strerror(errno));
+    lock_fd(f.fd, LOCK_EX, path);
+    struct stat st;
+    if (::fstat(f.fd, &st) != 0) fail(path, ": cannot stat: ", std::strerror(errno));
+    // A writer that died mid-line left a torn tail: cut back to the last '\n'.
+    off_t size = st.st_size;
+    if (size > 0) {
+        char last = 0;
+        if (::pread(f.fd, &last, 1, size - 1) != 1) fail(path, ": cannot read: ", std::strerror(errno));
+        if (last != '\n') {
+            off_t keep = size - 1;
+            char c = 0;
+            while (keep > 0 && ::pread(f.fd, &c, 1, keep - 1) == 1 && c != '\n') --keep;
+            if (::ftruncate(f.fd, keep) != 0) fail(path, ": cannot cut a torn last line: ", std::strerror(errno));
+        }
+    }
+    std::string whole = line + "\n";
+    const char* p = whole.data();
+    size_t left = whole.size();
+    while (left > 0) {
+        ssize_t n = ::write(f.fd, p, left);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            fail(path, ": append failed: ", std::strerror(errno));
+        }
+        p += n;
+        left -= static_cast<size_t>(n);
+    }
+    if (::fsync(f.fd) != 0) fail(path, ": append failed: ", std::strerror(errno));
+}
+
+std::string read_file_locked(const std::string& path) {
+    locked_fd f;
+    f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (f.fd < 0) {
+        if (errno == ENOENT) return "";
+        fail(path, ": cannot open: ", std::strerror(errno));
+    }
+    lock_fd(f.fd, LOCK_SH, path);
+    std::string content;
+    char buffer[1 << 16];
+    for (;;) {
+        ssize_t n = ::read(f.fd, buffer, sizeof buffer);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            fail(path, ": read error: ", std::strerror(errno));
+        }
+        if (n == 0) break;
+        content.append(buffer, static_cast<size_t>(n));
+    }
+    return content;
 }
 
 }  // namespace cai

@@ -19,4 +19,14 @@ void write_file_atomic(const std::string& path, const std::string& content);
 // Renames a finished temporary file or directory into place.
 void rename_into_place(const std::string& from, const std::string& to);
 
+// Appends one line (a '\n' is added) to a log file that several processes
+// share: under an exclusive flock, in one write with O_APPEND, then fsync.
+// A torn last line (a writer that died mid-write) is cut off first, so
+// the file is always whole lines. The directory must exist.
+void append_line_locked(const std::string& path, const std::string& line);
+
+// The whole file read under a shared flock (no append is half seen), or
+// "" when it does not exist.
+std::string read_file_locked(const std::string& path);
+
 }  // namespace cai

@@ -4,6 +4,8 @@
 --   cai.stats.mcnemar(b, c)                          --> { statistic=, p=, method= }
 --   cai.stats.holm({ 0.01, 0.04, 0.03 })             --> adjusted p-values, rejected flags
 --   cai.stats.cohen_h(p1, p2), cai.stats.wilson(k, n)
+--   cai.stats.cohen_kappa(labels_a, labels_b)        --> { kappa=, observed=, expected=, n= }
+--   cai.stats.bradley_terry(names, games)             --> { strengths = { name -> share }, iterations= }
 --
 -- p-values are two-sided. Exact binomial tests are used for small counts.
 local check = require "cai.check"
@@ -276,6 +278,112 @@ function stats.bootstrap_ci(values, opts)
   table.sort(results)
   return { estimate = stat(xs), lo = stats.quantile(results, alpha / 2), hi = stats.quantile(results, 1 - alpha / 2),
     n = n }
+end
+
+---Cohen's kappa: agreement of two raters on the same items beyond chance,
+---(p_o - p_e) / (1 - p_e) with p_e from each rater's own label shares.
+---Labels are strings (or numbers); both lists are in the same item order.
+---When both raters always give one and the same label, p_e = 1 and kappa is
+---1 (complete agreement); n = 0 gives kappa = nil.
+---@param a table list of labels of rater 1
+---@param b table list of labels of rater 2 (same length)
+---@return table { kappa=, observed=, expected=, n= }
+function stats.cohen_kappa(a, b)
+  check.value("cai.stats.cohen_kappa", "a", a, { type = "list" })
+  check.value("cai.stats.cohen_kappa", "b", b, { type = "list" })
+  if #a ~= #b then
+    error(string.format("cai.stats.cohen_kappa: a and b must have the same length, got %d and %d", #a, #b), 2)
+  end
+  for i = 1, #a do
+    for _, pair in ipairs { { "a", a[i] }, { "b", b[i] } } do
+      local t = type(pair[2])
+      if t ~= "string" and t ~= "number" then
+        error(string.format("cai.stats.cohen_kappa: %s[%d] must be a label (string or number), got %s", pair[1], i, t), 2)
+      end
+    end
+  end
+  local n = #a
+  if n == 0 then return { n = 0 } end
+  local agree, ca, cb = 0, {}, {}
+  for i = 1, n do
+    if a[i] == b[i] then agree = agree + 1 end
+    ca[a[i]] = (ca[a[i]] or 0) + 1
+    cb[b[i]] = (cb[b[i]] or 0) + 1
+  end
+  local po, pe = agree / n, 0
+  for label, k in pairs(ca) do pe = pe + (k / n) * ((cb[label] or 0) / n) end
+  local kappa = pe >= 1 and 1 or (po - pe) / (1 - pe)
+  return { kappa = kappa, observed = po, expected = pe, n = n }
+end
+
+---Bradley-Terry strengths from pairwise games, fitted by Hunter's (2004)
+---minorization-maximization updates. A tie counts half a win to each side.
+---opts.prior (default 0.5) adds that many virtual ties between every pair of
+---names, so a model that never won still gets a finite, non-zero strength.
+---Strengths are shares that sum to 1: P(i beats j) = s_i / (s_i + s_j).
+---@param names table list of the players' names
+---@param games table list of { a=, b=, winner = a|b|"tie" }
+---@param opts table|nil { prior = 0.5, iterations = 1000, tolerance = 1e-10 }
+---@return table { strengths = { name -> share }, iterations = n, games = n }
+function stats.bradley_terry(names, games, opts)
+  check.value("cai.stats.bradley_terry", "names", names, { type = "list", items = "string" })
+  check.value("cai.stats.bradley_terry", "games", games, { type = "list" })
+  opts = check("cai.stats.bradley_terry", opts, { prior = { type = "number", min = 0 },
+    iterations = { type = "integer", min = 1 }, tolerance = { type = "number", gt = 0 } })
+  local index = {}
+  for i, name in ipairs(names) do
+    if index[name] then error("cai.stats.bradley_terry: names[" .. i .. "] '" .. name .. "' is repeated", 2) end
+    index[name] = i
+  end
+  local m = #names
+  local prior = opts.prior or 0.5
+  -- w[i] = wins of i (ties half); n[i][j] = games between i and j.
+  local w, n = {}, {}
+  for i = 1, m do
+    w[i], n[i] = 0, {}
+    for j = 1, m do n[i][j] = (i ~= j) and 2 * prior or 0 end
+    w[i] = prior * (m - 1)
+  end
+  for k, g in ipairs(games) do
+    local i, j = type(g) == "table" and index[g.a], type(g) == "table" and index[g.b]
+    if not i or not j or i == j then
+      error(string.format("cai.stats.bradley_terry: games[%d] must be { a=, b=, winner= } with two different names "
+        .. "from names", k), 2)
+    end
+    n[i][j], n[j][i] = n[i][j] + 1, n[j][i] + 1
+    if g.winner == g.a then w[i] = w[i] + 1
+    elseif g.winner == g.b then w[j] = w[j] + 1
+    elseif g.winner == "tie" then w[i], w[j] = w[i] + 0.5, w[j] + 0.5
+    else
+      error(string.format("cai.stats.bradley_terry: games[%d].winner must be a, b or \"tie\", got %s", k,
+        tostring(g.winner)), 2)
+    end
+  end
+  local s = {}
+  for i = 1, m do s[i] = 1 / m end
+  local iterations, tolerance = 0, opts.tolerance or 1e-10
+  for it = 1, opts.iterations or 1000 do
+    iterations = it
+    local next_s, total = {}, 0
+    for i = 1, m do
+      local denom = 0
+      for j = 1, m do
+        if j ~= i and n[i][j] > 0 then denom = denom + n[i][j] / (s[i] + s[j]) end
+      end
+      next_s[i] = denom > 0 and w[i] / denom or s[i]
+      total = total + next_s[i]
+    end
+    local change = 0
+    for i = 1, m do
+      next_s[i] = total > 0 and next_s[i] / total or 1 / m
+      change = math.max(change, math.abs(next_s[i] - s[i]))
+    end
+    s = next_s
+    if change < tolerance then break end
+  end
+  local strengths = {}
+  for i, name in ipairs(names) do strengths[name] = s[i] end
+  return { strengths = strengths, iterations = iterations, games = #games }
 end
 
 return stats

@@ -11,7 +11,9 @@ packages=(
   libluajit-5.1-dev luajit
   libsentencepiece-dev sentencepiece
   libyaml-cpp-dev nlohmann-json3-dev libpcre2-dev libicu-dev
+  libcpp-httplib-dev  # cairun serve's HTTP server
   catch2
+  python3   # tests only: cairun serve's HTTP and browser tests
   chromium  # tests only: the run report is loaded and screenshotted in headless Chromium
 )
 

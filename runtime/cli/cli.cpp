@@ -25,6 +25,8 @@ const char* const usage_text =
     "                                     one page comparing several runs (default comparison.html)\n"
     "       cairun [--nproc N] sweep RECIPE.lua key=v1,v2 ... [out=DIR]\n"
     "                                      run RECIPE for every cell of the grid and compare (docs/recipes.md)\n"
+    "       cairun serve RUN_DIR... [--port N] [--host ADDR] [--judgments FILE]\n"
+    "                                      compare runs and judge answers blind in a local web page (docs/serve.md)\n"
     "\n"
     "Runs a Lua recipe with the cai library (require \"cai\"). key=value arguments\n"
     "override the defaults a recipe declares with cai.args{...}.\n"
@@ -121,6 +123,13 @@ int cli_main(int argc, char** argv) {
         for (++i; i < argc; ++i) args.emplace_back(argv[i]);
         if (nproc > 1) args.push_back("nproc=" + std::to_string(nproc));
         nproc = 0;
+    }
+    if (!have_code && i < argc && std::string(argv[i]) == "serve") {
+        // The page's data and the judgments are the Lua library's (cai.serve);
+        // the HTTP server under it is runtime/serve.
+        code = "require('cai.serve').main(require('cai._core').argv())";
+        have_code = true;
+        for (++i; i < argc; ++i) args.emplace_back(argv[i]);
     }
     if (!have_code) {
         if (i >= argc) {

@@ -27,4 +27,5 @@ int luaopen_cai_lora(lua_State* L);       // lua_lora.cpp: LoRA adapters (m:add_
 int luaopen_cai_dist(lua_State* L);       // lua_dist.cpp: rank, world size, barrier (cai.dist)
 int luaopen_cai_kernels(lua_State* L);    // lua_kernels.cpp: the fused kernels switch (cai.kernels)
 int luaopen_cai_run(lua_State* L);        // lua_run.cpp: run lock, temporaries, fingerprints, Ctrl-C (cai.run)
+int luaopen_cai_serve(lua_State* L);      // lua_serve.cpp: the HTTP server and locked appends (cai.serve)
 }

@@ -20,6 +20,7 @@ void register_bindings(lua_State* L) {
         {"cai._dist", luaopen_cai_dist},
         {"cai._kernels", luaopen_cai_kernels},
         {"cai._run", luaopen_cai_run},
+        {"cai._serve", luaopen_cai_serve},
         {nullptr, nullptr},
     };
     lua_getglobal(L, "package");

@@ -176,6 +176,34 @@ void serve_forever(const options& opts, const std::function<void(int port)>& on_
         res.status = out.status;
         res.set_content(out.body, out.content_type);
     };
+    // Two guards against other web sites a browser on this machine visits:
+    // a loopback server answers only Host headers naming the loopback
+    // (DNS rebinding), and a POST must be JSON, which a cross-site page can
+    // only send after a CORS preflight that this server never grants.
+    const bool loopback = opts.host == "127.0.0.1" || opts.host == "localhost" || opts.host == "::1";
+    int bound_port = 0;
+    server.set_pre_routing_handler([&](const httplib::Request& req, httplib::Response& res) {
+        if (loopback) {
+            std::string host = req.get_header_value("Host");
+            std::string port = ":" + std::to_string(bound_port);
+            bool ok = false;
+            for (const char* name : {"127.0.0.1", "localhost", "[::1]"})
+                if (host == name + port || (bound_port == 80 && host == name)) ok = true;
+            if (!ok) {
+                res.status = 403;
+                res.set_content(json_error("unexpected Host header '" + host + "': this server answers only " +
+                                           "http://127.0.0.1" + port + "/ and http://localhost" + port + "/"),
+                                "application/json");
+                return httplib::Server::HandlerResponse::Handled;
+            }
+        }
+        if (req.method == "POST" && req.get_header_value("Content-Type").rfind("application/json", 0) != 0) {
+            res.status = 415;
+            res.set_content(json_error("a POST body must be JSON (Content-Type: application/json)"), "application/json");
+            return httplib::Server::HandlerResponse::Handled;
+        }
+        return httplib::Server::HandlerResponse::Unhandled;
+    });
     server.Get("/api/.*", api);
     server.Post("/api/.*", api);
     server.Get("/.*", static_file);
@@ -195,6 +223,7 @@ void serve_forever(const options& opts, const std::function<void(int port)>& on_
         fail("cairun serve: cannot listen on ", opts.host, ":", port,
              " (is the port in use? choose another with --port, or --port 0 for any free one)");
     }
+    bound_port = port;
     std::thread listener([&server] { server.listen_after_bind(); });
     auto finish = [&] {
         server.stop();

@@ -185,6 +185,8 @@ def run_checks(browser, server, run, artifacts, check):
                 print("screenshot judge.png:", browser.screenshot(os.path.join(artifacts, "judge.png")), "bytes")
         browser.wait_for("document.getElementById('judge-progress').dataset.judged === '10'", "ten judgments")
 
+        closed = browser.eval("document.getElementById('results-box').open")
+        check(closed is False, "the standings stay closed while judging")
         # Reload: the ten are kept and the next pair is the eleventh
         browser.send("Page.reload")
         browser.wait_for("document.body.dataset.ready === 'judge' && document.getElementById('judge-progress')",
@@ -219,6 +221,7 @@ def run_checks(browser, server, run, artifacts, check):
             rate = wa / (wa + wb)
             check(abs(float(value) - rate) < 1e-9, "win rate %s vs %s: shown %s, from the JSONL %s" % (a, b, value, rate))
             check(text == "%.1f%%" % (100 * rate), "win rate text %s vs %s: %s" % (a, b, text))
+        browser.eval("document.getElementById('results-box').open = true")
         print("screenshot results.png:", browser.screenshot(os.path.join(artifacts, "results.png")), "bytes")
 
         # Runs: overlaid curves and the settings diff

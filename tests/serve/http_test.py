@@ -11,6 +11,8 @@ import shutil
 import subprocess
 import sys
 import threading
+import urllib.error
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serve_util import Server, make_run, request  # noqa: E402
@@ -29,6 +31,14 @@ def expect_error(base, path, status, needle, method="GET", body=None):
     check(got == status, "%s %s: status %s, expected %s (%r)" % (method, path, got, status, r))
     message = r.get("error", "") if isinstance(r, dict) else str(r)
     check(needle in message, "%s %s: error %r should contain %r" % (method, path, message, needle))
+
+
+def http_status(req):
+    try:
+        with urllib.request.urlopen(req, timeout=60) as res:
+            return res.status
+    except urllib.error.HTTPError as e:
+        return e.code
 
 
 def judge_all(base_urls, annotator):
@@ -99,6 +109,14 @@ def main():
     expect_error(base, "api/judge", 400, "field 'choice'", "POST", json.dumps({"annotator": "x", "pair": 1, "choice": "C"}))
     expect_error(base, "api/judge", 405, "takes POST, not GET")
     expect_error(base, "api/judge", 413, "too large", "POST", "x" * ((1 << 20) + 100))
+    # other web sites: a POST that is not JSON (no CORS preflight), a Host header not the loopback (DNS rebinding)
+    req = urllib.request.Request(base + "api/judge", data=json.dumps({"annotator": "x", "pair": 1, "choice": "A"}).encode(),
+                                 method="POST", headers={"Content-Type": "text/plain"})
+    check(http_status(req) == 415, "a POST that is not JSON is refused (415)")
+    req = urllib.request.Request(base + "api/overview", headers={"Host": "evil.example:" + base.rsplit(":", 1)[1].strip("/")})
+    check(http_status(req) == 403, "a Host header that is not the loopback is refused (403)")
+    req = urllib.request.Request(base.replace("127.0.0.1", "localhost") + "api/overview")
+    check(http_status(req) == 200, "localhost is the loopback too")
     check(not os.path.exists(os.path.join(run, "judgments.jsonl")), "no bad request wrote a judgment")
     status, _, ov = request(base + "api/overview")
     check(status == 200 and ov["models"] == ["base", "sft", "dpo"] and ov["items"] == 8, "overview: %r" % (ov,))

@@ -240,7 +240,11 @@ document.addEventListener("keydown", (e) => {
 async function renderResults(box) {
   let r;
   try { r = await api("/api/judge/results"); } catch (err) { box.replaceChildren(); showError(box, err); return; }
-  const parts = [el("h2", {}, "Results"),
+  // Closed by default, so that a judge is not swayed by the standings while judging.
+  const details = el("details", { id: "results-box", open: localStorage.getItem("cai.results.open") === "1",
+    ontoggle: (e) => localStorage.setItem("cai.results.open", e.target.open ? "1" : "0") },
+  el("summary", {}, el("h2", {}, `Results (${r.judgments} judgments)`)));
+  const parts = [
     el("p", { class: "meta" }, `${r.judgments} judgments (the latest per annotator and pair) in ${r.file}` +
       (r.unreadable ? `; ${r.unreadable} unreadable lines skipped` : ""))];
   if (r.pairs.length) {
@@ -271,7 +275,8 @@ async function renderResults(box) {
   if (r.annotators.length) {
     parts.push(el("p", { class: "meta" }, "Annotators: " + r.annotators.map((a) => `${a.annotator} ${a.judged}/${a.total}`).join(", ")));
   }
-  put(box, parts);
+  for (const p of parts) details.appendChild(p);
+  put(box, details);
 }
 
 // ---------------------------------------------------------------------------

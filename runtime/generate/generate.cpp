@@ -11,6 +11,7 @@
 #include "core/progress.h"
 #include "core/rng.h"
 #include "dist/dist.h"
+#include "generate/stop.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
@@ -42,17 +43,8 @@ struct row_state {
     std::vector<int32_t> context;  // prompt + generated (repetition penalty)
     generation out;
     bool done = false;
+    std::unique_ptr<stop_search> stops;  // with stop strings
 };
-
-// Earliest occurrence of any stop string in text, or npos.
-size_t find_stop(const std::string& text, const std::vector<std::string>& stop) {
-    size_t best = std::string::npos;
-    for (const auto& s : stop) {
-        size_t at = text.find(s);
-        if (at < best) best = at;
-    }
-    return best;
-}
 
 // Length-prefixed fields for gathering results across ranks.
 void put_u64(std::string& out, uint64_t v) { out.append(reinterpret_cast<const char*>(&v), sizeof v); }
@@ -160,6 +152,7 @@ std::vector<generation> generate(const model& m, const std::vector<std::vector<i
             rows[b].stream = rng(rng::derive(o.seed, o.first_index + begin + b));
             rows[b].context = prompts[begin + b];
             rows[b].out.finish = "length";
+            if (!o.stop.empty()) rows[b].stops = std::make_unique<stop_search>(*m.tok, o.stop);
         }
         if (o.max_new_tokens == 0) {
             for (int64_t b = 0; b < B; ++b) results[begin + b] = rows[b].out;
@@ -197,15 +190,11 @@ std::vector<generation> generate(const model& m, const std::vector<std::vector<i
                 }
                 r.out.tokens.push_back(token);
                 r.context.push_back(token);
-                if (!o.stop.empty()) {
-                    std::string text = decode(r.out.tokens);
-                    size_t at = find_stop(text, o.stop);
-                    if (at != std::string::npos) {
-                        r.done = true;
-                        r.out.finish = "stop";
-                        r.out.text = text.substr(0, at);
-                        continue;
-                    }
+                if (r.stops && r.stops->add(r.out.tokens)) {
+                    r.done = true;
+                    r.out.finish = "stop";
+                    r.out.text = r.stops->text();
+                    continue;
                 }
                 if ((int64_t)r.out.tokens.size() == limit[b]) {
                     r.done = true;

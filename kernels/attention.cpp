@@ -22,13 +22,28 @@ bool attention_decode_applies(const at::Tensor& q, const at::Tensor& k_cache) {
 
 at::Tensor attention_decode_forward(const at::Tensor& q_in, const at::Tensor& k_cache, const at::Tensor& v_cache,
                                     const at::Tensor& positions_in, const at::Tensor& filled_in,
-                                    const attention_options& o) {
+                                    const attention_options& o, const at::Tensor& block_table_in) {
     if (!attention_decode_applies(q_in, k_cache))
         fail("attention: q ", q_in.sizes(), " (", q_in.scalar_type(), ") and the cache ", k_cache.sizes(),
              " do not fit the kernel (check attention_decode_applies first)");
     const int64_t B = q_in.size(0), T = q_in.size(1), H = q_in.size(2), D = q_in.size(3);
-    const int64_t capacity = k_cache.size(1), Hkv = k_cache.size(2);
-    if (k_cache.size(0) != B || k_cache.size(3) != D || v_cache.sizes() != k_cache.sizes())
+    const bool paged = block_table_in.defined();
+    at::Tensor block_table;
+    int64_t capacity = k_cache.size(1);
+    const int64_t Hkv = k_cache.size(2);
+    if (paged) {
+        block_table = block_table_in.to(at::kLong).contiguous();
+        if (block_table.dim() != 2 || block_table.size(0) != B)
+            fail("attention: block_table must be (", B, ", blocks), got ", block_table.sizes());
+        const int64_t* t = block_table.data_ptr<int64_t>();
+        for (int64_t i = 0, n = block_table.numel(); i < n; ++i)
+            if (t[i] < 0 || t[i] >= k_cache.size(0))
+                fail("attention: block_table names block ", t[i], ", outside the pool's ", k_cache.size(0));
+        capacity = block_table.size(1) * k_cache.size(1);
+    } else if (k_cache.size(0) != B) {
+        fail("attention: cache shapes k ", k_cache.sizes(), ", v ", v_cache.sizes(), " do not fit q ", q_in.sizes());
+    }
+    if (k_cache.size(3) != D || v_cache.sizes() != k_cache.sizes())
         fail("attention: cache shapes k ", k_cache.sizes(), ", v ", v_cache.sizes(), " do not fit q ", q_in.sizes());
     if (Hkv == 0 || H % Hkv != 0) fail("attention: ", H, " query heads are not a multiple of ", Hkv, " key/value heads");
     if (v_cache.scalar_type() != q_in.scalar_type() || !v_cache.is_contiguous())
@@ -42,6 +57,11 @@ at::Tensor attention_decode_forward(const at::Tensor& q_in, const at::Tensor& k_
     at::Tensor q = q_in.contiguous();
     at::Tensor out = at::empty({B, T, H, D}, q.options());
     attention_shape s{B, T, H, Hkv, D, capacity, o.key_len, o.window, (float)o.scale, (float)o.softcap};
+    if (paged) {
+        s.block_table = block_table.data_ptr<int64_t>();
+        s.block_size = k_cache.size(1);
+        s.table_cols = block_table.size(1);
+    }
     CAI_KERNELS_CALL(attention_decode, q.data_ptr(), k_cache.data_ptr(), v_cache.data_ptr(), out.data_ptr(),
                      positions.data_ptr<int64_t>(), filled.data_ptr<int64_t>(), s, q.scalar_type() == at::kBFloat16);
     return out.view({B, T, H * D});

@@ -27,9 +27,12 @@ bool attention_decode_applies(const at::Tensor& q, const at::Tensor& k_cache);
 // slots [0, filled[b]); positions: (B, T) int64, the slot/position of each query;
 // filled: (B) int64. A query at p sees slots s < filled[b] with s <= p (and
 // s > p - window). -> (B, T, H * D)
+// Paged: with block_table (B, cols) int64, k_cache and v_cache are a pool of
+// (blocks, block_size, Hkv, D) and row b's slot s is at block
+// block_table[b, s / block_size], offset s % block_size (capacity cols * block_size).
 at::Tensor attention_decode_forward(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor& v_cache,
                                     const at::Tensor& positions, const at::Tensor& filled,
-                                    const attention_options& options);
+                                    const attention_options& options, const at::Tensor& block_table = {});
 
 // Whether causal_attention takes these: kernels on, q, k and v share a dtype
 // (float32 or bf16), are 4-D CPU tensors with the head dimension contiguous,

@@ -185,17 +185,24 @@ void attention_typed(const void* q, const void* k, const void* v, void* out, con
                 hi = s.key_len;
                 uniform = true;
             }
-            const int64_t base = b * kv_row + kh * D;
+            // Offset (elements) of slot j's head kh: in row b of the cache, or in its block of the pool.
+            const int64_t* table = s.block_table ? s.block_table + b * s.table_cols : nullptr;
+            const int64_t base = table ? kh * D : b * kv_row + kh * D;
+            auto at_slot = [&](int64_t j) {
+                if (!table) return base + j * kv_token;
+                return (table[j / s.block_size] * s.block_size + j % s.block_size) * kv_token + base;
+            };
             float mx = -INFINITY;
             for (int64_t j = lo; j < hi; ++j) {
                 float dot = 0;
                 if (!uniform) {
+                    const int64_t kj = at_slot(j);
                     fvec a(0.0f);
                     int64_t d = 0;
                     for (; d + W <= D; d += W)
-                        a = at::vec::fmadd(load<BF>(q, q_off + d), load<BF>(k, base + j * kv_token + d), a);
+                        a = at::vec::fmadd(load<BF>(q, q_off + d), load<BF>(k, kj + d), a);
                     if (d < D)
-                        a = at::vec::fmadd(load<BF>(q, q_off + d, D - d), load<BF>(k, base + j * kv_token + d, D - d), a);
+                        a = at::vec::fmadd(load<BF>(q, q_off + d, D - d), load<BF>(k, kj + d, D - d), a);
                     dot = hsum(a) * s.scale;
                     if (s.softcap > 0) dot = std::tanh(dot / s.softcap) * s.softcap;
                 }
@@ -207,11 +214,12 @@ void attention_typed(const void* q, const void* k, const void* v, void* out, con
             std::fill(acc.begin(), acc.end(), 0.0f);
             for (int64_t j = lo; j < hi; ++j) {
                 const fvec p(round_to<BF>(score[j - lo] / sum));
+                const int64_t vj = at_slot(j);
                 int64_t d = 0;
                 for (; d + W <= D; d += W)
-                    at::vec::fmadd(p, load<BF>(v, base + j * kv_token + d), fvec::loadu(acc.data() + d)).store(acc.data() + d);
+                    at::vec::fmadd(p, load<BF>(v, vj + d), fvec::loadu(acc.data() + d)).store(acc.data() + d);
                 if (d < D)
-                    at::vec::fmadd(p, load<BF>(v, base + j * kv_token + d, D - d), fvec::loadu(acc.data() + d, D - d))
+                    at::vec::fmadd(p, load<BF>(v, vj + d, D - d), fvec::loadu(acc.data() + d, D - d))
                         .store(acc.data() + d, D - d);
             }
             for (int64_t d = 0; d < D; ++d) store1<BF>(out, q_off + d, acc[d]);

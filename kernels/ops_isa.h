@@ -17,13 +17,17 @@ struct mv_segment {
     int64_t n;
 };
 
-// Shapes of a decode attention over a (B, capacity, Hkv, D) cache.
+// Shapes of a decode attention over a (B, capacity, Hkv, D) cache, or over a
+// pool of (blocks, block_size, Hkv, D) where row b's slot j lives in block
+// block_table[b * table_cols + j / block_size] at j % block_size.
 struct attention_shape {
     int64_t B, T, H, Hkv, D, capacity;
     int64_t key_len;   // slots attended at most (the plain path's S)
     int64_t window;    // sliding window (0: none)
     float scale;       // applied to q.k
     float softcap;     // 0: none; else tanh(s / cap) * cap
+    const int64_t* block_table = nullptr;  // (B, table_cols), or null: row b is cache row b
+    int64_t block_size = 0, table_cols = 0;
 };
 
 // Shapes of a causal attention without a cache (training, prefill): q (B, T,

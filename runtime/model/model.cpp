@@ -191,15 +191,21 @@ namespace {
 
 // cache[rows[i], slots[i]] = src[rows[i], cols[i]] for every real token i.
 // cache: (B, capacity, Hkv, D); src: (B, T, Hkv, D); rows, cols, slots: (N)
-// int64. With the kernels on and both contiguous in one dtype, one copy per
-// token; otherwise the indexing ops (a decode step would spend more on
-// their dispatch than on the copy).
+// int64. Paged (pool defined: (N) int64): the pool (blocks, block_size, Hkv,
+// D) gets token i at flat slot pool[i] instead. With the kernels on and both
+// contiguous in one dtype, one copy per token; otherwise the indexing ops (a
+// decode step would spend more on their dispatch than on the copy).
 void write_cache(at::Tensor& cache, const at::Tensor& src, const at::Tensor& rows, const at::Tensor& cols,
-                 const at::Tensor& slots) {
+                 const at::Tensor& slots, const at::Tensor& pool) {
     auto plain_index = [](const at::Tensor& t) { return t.scalar_type() == at::kLong && t.is_contiguous(); };
+    const bool paged = pool.defined();
     if (!kernels::enabled() || !cache.is_contiguous() || !src.is_contiguous() ||
-        cache.scalar_type() != src.scalar_type() || !plain_index(rows) || !plain_index(cols) || !plain_index(slots)) {
-        cache.index_put_({rows, slots}, src.index({rows, cols}));
+        cache.scalar_type() != src.scalar_type() || !plain_index(rows) || !plain_index(cols) || !plain_index(slots) ||
+        (paged && !plain_index(pool))) {
+        if (paged)
+            cache.view({-1, cache.size(2), cache.size(3)}).index_put_({pool}, src.index({rows, cols}).to(cache.scalar_type()));
+        else
+            cache.index_put_({rows, slots}, src.index({rows, cols}));
         return;
     }
     const int64_t token = src.size(2) * src.size(3) * src.element_size();  // bytes of one token's heads
@@ -207,10 +213,13 @@ void write_cache(at::Tensor& cache, const at::Tensor& src, const at::Tensor& row
     const int64_t* r = rows.data_ptr<int64_t>();
     const int64_t* c = cols.data_ptr<int64_t>();
     const int64_t* s = slots.data_ptr<int64_t>();
+    const int64_t* p = paged ? pool.data_ptr<int64_t>() : nullptr;
     auto* out = static_cast<char*>(cache.data_ptr());
     const auto* in = static_cast<const char*>(src.data_ptr());
-    for (int64_t i = 0, n = rows.numel(); i < n; ++i)
-        std::memcpy(out + (r[i] * capacity + s[i]) * token, in + (r[i] * T + c[i]) * token, (size_t)token);
+    for (int64_t i = 0, n = rows.numel(); i < n; ++i) {
+        const int64_t at = p ? p[i] : r[i] * capacity + s[i];
+        std::memcpy(out + at * token, in + (r[i] * T + c[i]) * token, (size_t)token);
+    }
 }
 
 }  // namespace
@@ -244,16 +253,25 @@ at::Tensor model::layer_forward(size_t index, const at::Tensor& x, const attenti
     at::Tensor attended;  // (B, T, H*D)
     if (cache) {
         // Store each real token at its row's next free slot, then attend over the slots.
-        write_cache(cache->k[index], key, in.write_rows, in.write_cols, in.write_slots);
-        write_cache(cache->v[index], value, in.write_rows, in.write_cols, in.write_slots);
+        write_cache(cache->k[index], key, in.write_rows, in.write_cols, in.write_slots, in.write_pool);
+        write_cache(cache->v[index], value, in.write_rows, in.write_cols, in.write_slots, in.write_pool);
         if (T <= kernels::matvec_max_rows && kernels::attention_decode_applies(query, cache->k[index])) {
             // Decode: scores, softmax and the weighted values in one pass over the cache.
             o.key_len = in.key_len;
             attended = kernels::attention_decode_forward(query, cache->k[index], cache->v[index], in.positions,
-                                                         in.filled, o);
+                                                         in.filled, o, cache->block_table);
         } else {
-            at::Tensor keys = cache->k[index].narrow(1, 0, in.key_len).transpose(1, 2);    // (B, Hkv, S, D)
-            at::Tensor values = cache->v[index].narrow(1, 0, in.key_len).transpose(1, 2);  // (B, Hkv, S, D)
+            at::Tensor keys, values;  // (B, Hkv, S, D)
+            if (cache->paged()) {  // each row's slots gathered from the pool's blocks
+                auto gather = [&](const at::Tensor& pool) {
+                    return pool.view({-1, Hkv, D}).index_select(0, in.key_pool).view({B, in.key_len, Hkv, D}).transpose(1, 2);
+                };
+                keys = gather(cache->k[index]);
+                values = gather(cache->v[index]);
+            } else {
+                keys = cache->k[index].narrow(1, 0, in.key_len).transpose(1, 2);
+                values = cache->v[index].narrow(1, 0, in.key_len).transpose(1, 2);
+            }
             attended = kernels::attention_plain(query, keys, values, layer.sliding ? in.allowed_sliding : in.allowed, o);
         }
     } else if (kernels::causal_attention_applies(query, key, value)) {
@@ -329,6 +347,21 @@ at::Tensor model::hidden_states(const at::Tensor& ids_in, const at::Tensor& atte
         in.write_rows = where_real.select(1, 0).contiguous();
         in.write_cols = where_real.select(1, 1).contiguous();
         in.write_slots = in.positions.index({in.write_rows, in.write_cols});
+        if (cache->paged()) {
+            // Pool slot of (row, slot): block_table[row, slot / block_size] * block_size + slot % block_size.
+            const at::Tensor& table = cache->block_table;  // (B, blocks per row)
+            const int64_t bs = cache->block_size;
+            if (table.dim() != 2 || table.size(0) != B || table.scalar_type() != at::kLong || bs < 1 ||
+                table.size(1) * bs != cache->capacity)
+                fail("model: a paged cache needs a (", B, ", ", cache->capacity, " / block_size) int64 block_table");
+            auto pool_slot = [&](const at::Tensor& rows, const at::Tensor& slots) {
+                return table.index({rows, at::floor_divide(slots, bs)}) * bs + at::remainder(slots, bs);
+            };
+            in.write_pool = pool_slot(in.write_rows, in.write_slots).contiguous();
+            at::Tensor key_rows = at::arange(B, at::kLong).view({B, 1}).expand({B, key_len});
+            at::Tensor key_slots = key_pos.view({1, key_len}).expand({B, key_len});
+            in.key_pool = pool_slot(key_rows, key_slots).reshape({-1}).contiguous();
+        }
     }
     std::tie(in.cos, in.sin) = rotary(in.positions);
     if (config.local_rope) std::tie(in.cos_local, in.sin_local) = rotary(in.positions, /*local=*/true);

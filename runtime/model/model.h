@@ -66,11 +66,19 @@ struct decoder_layer {
 // Keys and values for a batch, preallocated. Row b holds its real tokens
 // compactly in slots [0, length[b]): padding is never stored, so a row's
 // cache does not depend on the rest of the batch.
+// Paged (block_table defined): k and v are a pool of fixed-size blocks shared
+// by many rows (runtime/generate's KV pool), and row b's slot s lives in
+// block block_table[b, s / block_size] at offset s % block_size. Rows may
+// name the same block (a shared prompt prefix); only slots at or past a row's
+// length are written.
 struct kv_cache {
-    std::vector<at::Tensor> k, v;  // per layer: (B, capacity, Hkv, D)
+    std::vector<at::Tensor> k, v;  // per layer: (B, capacity, Hkv, D); paged: (blocks, block_size, Hkv, D)
     std::vector<int64_t> length;   // per row: slots filled
-    int64_t capacity = 0;
+    int64_t capacity = 0;          // slots per row (paged: block_table.size(1) * block_size)
+    at::Tensor block_table;        // paged: (B, capacity / block_size) int64, else undefined
+    int64_t block_size = 0;        // paged: slots per block
     int64_t batch() const { return (int64_t)length.size(); }
+    bool paged() const { return block_table.defined(); }
 };
 
 class model {
@@ -88,6 +96,8 @@ public:
     std::shared_ptr<tokenizer> tok;  // null when built from tensors or loaded from a directory without one
     std::string tokenizer_path;      // the directory tok was loaded from
     std::vector<int64_t> eos_ids;    // config, generation_config and tokenizer EOS ids
+    // runtime/generate's prompt-prefix KV blocks kept between generate calls (opaque here).
+    mutable std::shared_ptr<void> generation_state;
 
     // Loads config.json, model.safetensors (or the sharded index) and, when
     // with_tokenizer, the tokenizer: from tokenizer_dir when given, else from
@@ -146,6 +156,8 @@ private:
         at::Tensor allowed, allowed_sliding;  // (B, 1, T, S) bool: the plain path's masks
         kv_cache* cache = nullptr;
         at::Tensor write_rows, write_cols, write_slots;  // (N) int64: where each real token goes in the cache
+        at::Tensor write_pool;                           // paged: (N) int64, each real token's pool slot
+        at::Tensor key_pool;                             // paged: (B * S) int64, the pool slot of each key
         int64_t key_len = 0;                             // cache slots attended (S)
         at::Tensor filled;                               // (B) int64: each row's slots filled after this step
     };

@@ -66,6 +66,7 @@ local GENERATE_SPEC = {
   max_new_tokens = "integer", temperature = "number", top_k = "integer", top_p = "number", min_p = "number",
   repetition_penalty = "number", stop = { type = "string|list", items = "string" }, seed = "integer",
   batch_size = "integer", progress = { type = "boolean|string", expect = 'a boolean or a label string' }, use_lora = "boolean", first_index = { type = "integer", min = 0 },
+  prefix_cache = "boolean", prefill_chunk = { type = "integer", min = 1 }, kv_cache_mb = { type = "number", min = 0, finite = true },
 }
 local LOGPROBS_SPEC = { batch_size = "integer", use_lora = "boolean", eos = "boolean" }
 local LOGITS_SPEC = { attention_mask = "table", use_lora = "boolean" }
@@ -154,13 +155,17 @@ function M.random(dir, config, opts)
   return _model.write_random(dir, require("cai.json").encode(config), opts.seed or 0, opts.dtype or "fp32")
 end
 
---- Generates a continuation per prompt, in batches. Each prompt samples from
---- its own stream (seed, prompt index): batch size never changes a sample.
+--- Generates a continuation per prompt with continuous batching: batch_size
+--- slots, a finished row's slot taken by the next prompt at the next step,
+--- prompts that start alike sharing the KV blocks of that prefix. Each prompt
+--- samples from its own stream (seed, prompt index): batch size, slot and
+--- sharing never change a sample (docs/models.md, "Generation engine").
 ---@param prompts table list of strings (encoded with BOS) or token-id lists
 ---@param opts table|nil { max_new_tokens = 256, temperature = 0 (greedy), top_k = 0, top_p = 1,
 ---  min_p = 0, repetition_penalty = 1, stop = { "END" }, seed = 0, batch_size = 16, progress = true,
----  use_lora = nil, first_index = 0 } -- prompts[i] samples from stream (seed, first_index + i - 1), so a
----  long list done in chunks samples as if done at once
+---  use_lora = nil, first_index = 0, prefix_cache = true, prefill_chunk = 512, kv_cache_mb = 0 (sized to
+---  the call) } -- prompts[i] samples from stream (seed, first_index + i - 1), so a long list done in
+---  chunks samples as if done at once
 ---@return table list of { text =, finish = "stop"|"eos"|"length", tokens = { ... } }
 function Model:generate(prompts, opts)
   check.value("m:generate", "prompts", prompts, TEXTS)

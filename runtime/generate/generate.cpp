@@ -11,6 +11,7 @@
 #include "core/progress.h"
 #include "core/rng.h"
 #include "dist/dist.h"
+#include "generate/engine.h"
 #include "generate/stop.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
@@ -95,6 +96,9 @@ std::vector<generation> generate(const model& m, const std::vector<std::vector<i
     o.sampling.check();
     if (o.max_new_tokens < 0) fail("generate: max_new_tokens must be >= 0, got ", o.max_new_tokens);
     if (o.batch_size < 1) fail("generate: batch_size must be >= 1, got ", o.batch_size);
+    if (o.prefill_chunk < 1) fail("generate: prefill_chunk must be >= 1, got ", o.prefill_chunk);
+    if (o.block_size < 1) fail("generate: block_size must be >= 1, got ", o.block_size);
+    if (o.kv_cache_bytes < 0) fail("generate: kv_cache_mb must be >= 0, got ", o.kv_cache_bytes / 1048576.0);
     for (const auto& s : o.stop)
         if (s.empty()) fail("generate: stop strings must not be empty");
     if (!o.stop.empty() && !m.tok) fail("generate: stop strings need the model's tokenizer");
@@ -140,6 +144,12 @@ std::vector<generation> generate(const model& m, const std::vector<std::vector<i
     if (o.show_progress && !prompts.empty()) bar = std::make_unique<progress>(
             o.progress_label.empty() ? std::string("generate") : "generate: " + o.progress_label, (long)prompts.size(),
             "prompts");
+    if (o.continuous) {
+        results = generate_continuous(m, prompts, o, bar.get());
+        if (bar) bar->finish();
+        return results;
+    }
+    // The earlier engine: fixed batches of batch_size prompts, each as long as its longest answer.
     const int64_t V = m.config.vocab_size;
     auto is_eos = [&](int32_t id) { return std::find(m.eos_ids.begin(), m.eos_ids.end(), id) != m.eos_ids.end(); };
     auto decode = [&](const std::vector<int32_t>& ids) { return m.tok ? m.tok->decode(ids, true) : std::string(); };

@@ -1,10 +1,15 @@
 // Batched generation and completion scoring over a loaded model.
 //
-// generate: prompts are processed batch_size at a time with a preallocated
-// KV cache; each prompt samples from its own stream rng::derive(seed, index),
-// so its sample depends on (seed, its index, the prompt) and never on the
-// batch it shares. A sequence ends on an EOS id ("eos"), on a stop string
-// ("stop": text is cut before it) or after max_new_tokens ("length").
+// generate: an engine with batch_size slots over one paged KV pool
+// (generate/kv_pool.h). Prompts take free slots in order; each engine step
+// computes up to prefill_chunk prompt tokens of the rows being prefilled and
+// one token of every decoding row; a finished row frees its slot for the next
+// prompt at the next step. Prompts that start with the same tokens share the
+// KV blocks of that prefix (prefix_cache). Each prompt samples from its own
+// stream rng::derive(seed, index), so its sample depends on (seed, its index,
+// the prompt) and never on batch size, slot, order or sharing. A sequence
+// ends on an EOS id ("eos"), on a stop string ("stop": text is cut before
+// it) or after max_new_tokens ("length").
 //
 // In a data-parallel run (dist::world_size() > 1) generate and
 // score_completions are collective: every rank must call them with the same
@@ -24,16 +29,35 @@ namespace cai {
 class model;
 class tokenizer;
 
+struct generate_trace;
+
 struct generate_options {
     sampling_options sampling;
     int64_t max_new_tokens = 256;
     std::vector<std::string> stop;  // needs the model's tokenizer
     uint64_t seed = 0;
-    int64_t batch_size = 16;
+    int64_t batch_size = 16;   // slots: rows decoded together
+    bool prefix_cache = true;  // share the KV blocks of prompt prefixes (within a call and, cached, across calls)
+    int64_t prefill_chunk = 512;   // prompt tokens computed per engine step, over all rows being prefilled
+    int64_t kv_cache_bytes = 0;    // the KV pool's size; 0: what batch_size rows of this call need at most
+    int64_t block_size = 16;       // token slots per KV block
+    bool continuous = true;        // false: the earlier fixed batches (kept for benchmarks)
+    generate_trace* trace = nullptr;  // when set, filled with what the engine did
     bool show_progress = true;
     std::string progress_label;  // names the bar: "generate: critiques"
     bool shard = true;         // data-parallel: share the prompts among the ranks (false: all on this rank)
     uint64_t first_index = 0;  // prompts[i] samples from rng::derive(seed, first_index + i)
+};
+
+// What the engine did, for tests and benchmarks (continuous engine only).
+struct generate_trace {
+    std::vector<int64_t> slot;           // per prompt: the slot it ran in
+    std::vector<int64_t> admitted_step;  // per prompt: the engine step it took its slot at
+    std::vector<int64_t> finished_step;  // per prompt: the step it finished at (its slot is free for the next)
+    int64_t steps = 0;
+    int64_t prompt_tokens = 0;         // prompt tokens in all
+    int64_t prompt_tokens_reused = 0;  // of those, read from shared KV blocks instead of computed
+    int64_t pool_blocks = 0, pool_bytes = 0;
 };
 
 struct generation {

@@ -130,6 +130,11 @@ int l_model_generate(lua_State* L) {
         o.sampling.repetition_penalty = cai::opt_number(L, 3, "repetition_penalty", 1.0, fname);
         o.seed = (uint64_t)cai::opt_integer(L, 3, "seed", 0, fname);
         o.batch_size = cai::opt_integer(L, 3, "batch_size", 16, fname);
+        o.prefix_cache = cai::opt_boolean(L, 3, "prefix_cache", true, fname);
+        o.prefill_chunk = cai::opt_integer(L, 3, "prefill_chunk", o.prefill_chunk, fname);
+        const double kv_cache_mb = cai::opt_number(L, 3, "kv_cache_mb", 0, fname);
+        if (!(kv_cache_mb >= 0) || kv_cache_mb > 1e9) cai::fail(fname, ": option 'kv_cache_mb' must be >= 0, got ", kv_cache_mb);
+        o.kv_cache_bytes = (int64_t)(kv_cache_mb * 1048576.0);
         // progress = true | false | "what" (names the bar: "generate: what 40/100").
         bool progress_named = false;
         if (lua_type(L, 3) == LUA_TTABLE) {

@@ -53,6 +53,26 @@ spec.describe("cai.model", function()
     spec.raises(function() m:generate(prompts, { first_index = -1, progress = false }) end, "m:generate: option 'first_index' must be >= 0, got -1", true)
   end)
 
+  spec.it("engine options: shared prefixes and a KV budget never change a sample", function()
+    local preamble = "the rules of the house say that every answer is short and kind. "
+    local ps = { preamble .. "the cat sat", preamble .. "hello", "hello", preamble .. "a longer prompt" }
+    local opts = { max_new_tokens = 8, temperature = 1.0, seed = 2, progress = false, batch_size = 2 }
+    local shared = m:generate(ps, opts)
+    opts.prefix_cache = false
+    local plain = m:generate(ps, opts)
+    opts.prefix_cache, opts.kv_cache_mb, opts.prefill_chunk = true, 1, 7
+    local small = m:generate(ps, opts)
+    for i = 1, #ps do
+      spec.eq(plain[i].tokens, shared[i].tokens)
+      spec.eq(small[i].tokens, shared[i].tokens)
+    end
+    spec.raises(function() m:generate(ps, { kv_cache_mb = 0.001, progress = false }) end,
+      "generate: prompt 1 needs")
+    spec.raises(function() m:generate(ps, { kv_cache_mb = -1 }) end, "m:generate: option 'kv_cache_mb' must be >= 0", true)
+    spec.raises(function() m:generate(ps, { prefix_cache = 1 }) end, "prefix_cache")
+    spec.raises(function() m:generate(ps, { prefill_chunk = 0 }) end, "prefill_chunk")
+  end)
+
   spec.it("cuts at a stop string", function()
     local free = m:generate({ prompts[1] }, { max_new_tokens = 10, progress = false })[1]
     if #free.text >= 3 then

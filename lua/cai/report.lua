@@ -797,6 +797,18 @@ footer{margin-top:40px;color:var(--muted);font-size:12px}
 @media print{pre{max-height:none}}
 ]]
 
+-- The page's head (one offline file: a Content-Security-Policy that loads
+-- nothing) up to its <h1>, shared by the run report and the comparison page.
+local function page_head(title, heading)
+  return table.concat({ "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+    "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; "
+      .. "img-src data:\">",
+    '<meta name="viewport" content="width=device-width, initial-scale=1">',
+    "<title>" .. esc(title) .. " &#8212; cairun report</title>",
+    "<style>" .. CSS .. "</style></head><body><main>",
+    "<h1>" .. esc(heading) .. "</h1>" }, "\n")
+end
+
 local RENDER_SPEC = { max_samples = { type = "integer", min = 0 }, max_pairs = { type = "integer", min = 0 } }
 
 ---Renders the report from loaded data (pure; no file access).
@@ -821,14 +833,7 @@ function report.render(data, opts)
   end
   local pairs_html, usage_html = pairs_section(data.pairs, opts)
   local html = {
-    "<!DOCTYPE html>",
-    '<html lang="en"><head><meta charset="utf-8">',
-    "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; "
-      .. "img-src data:\">",
-    '<meta name="viewport" content="width=device-width, initial-scale=1">',
-    "<title>" .. esc(name) .. " &#8212; cairun report</title>",
-    "<style>" .. CSS .. "</style></head><body><main>",
-    "<h1>Run report: " .. esc(name) .. "</h1>",
+    page_head(name, "Run report: " .. name),
     '<p class="meta">' .. (type(data.run_dir) == "string" and ("<code>" .. esc(data.run_dir) .. "</code> &middot; ") or "")
       .. table.concat(present, " &nbsp;") .. "</p>",
     '<nav><a href="#run">Run</a><a href="#curves">Training curves</a><a href="#evaluation">Evaluation</a><a href="#pairs">Preference pairs</a>'
@@ -1053,14 +1058,7 @@ function report.render_comparison(runs, opts)
   local names = run_names(runs)
   local title = opts.title or ("Comparison: " .. table.concat(names, ", "))
   local html = {
-    "<!DOCTYPE html>",
-    '<html lang="en"><head><meta charset="utf-8">',
-    "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; "
-      .. "img-src data:\">",
-    '<meta name="viewport" content="width=device-width, initial-scale=1">',
-    "<title>" .. esc(title) .. " &#8212; cairun report</title>",
-    "<style>" .. CSS .. "</style></head><body><main>",
-    "<h1>" .. esc(title) .. "</h1>",
+    page_head(title, title),
     '<nav><a href="#run">Runs</a><a href="#config">Settings</a><a href="#evaluation">Evaluation</a>'
       .. '<a href="#curves">Training curves</a></nav>',
     comparison_runs_section(runs, names),

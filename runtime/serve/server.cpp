@@ -14,6 +14,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/signals.h"
 #include "serve/web_files.h"
 
 namespace cai::serve {
@@ -77,11 +78,8 @@ private:
 class signal_scope {
 public:
     signal_scope() {
-        struct sigaction sa {};
-        sa.sa_handler = on_stop_signal;
-        sigemptyset(&sa.sa_mask);
-        sigaction(SIGINT, &sa, &old_int_);
-        sigaction(SIGTERM, &sa, &old_term_);
+        install_signal_handler(SIGINT, on_stop_signal, &old_int_);
+        install_signal_handler(SIGTERM, on_stop_signal, &old_term_);
     }
     ~signal_scope() {
         sigaction(SIGINT, &old_int_, nullptr);

@@ -6,6 +6,8 @@
 #include <cstring>
 #include <mutex>
 
+#include "core/signals.h"
+
 namespace cai {
 namespace {
 
@@ -34,13 +36,8 @@ extern "C" void on_sigint(int) {
     say("\ncairun: Ctrl-C: saving and stopping after the current step (press it again to exit at once)\n");
 }
 
-void arm(struct sigaction* save) {
-    struct sigaction action {};
-    action.sa_handler = on_sigint;
-    sigemptyset(&action.sa_mask);
-    action.sa_flags = 0;
-    sigaction(SIGINT, &action, save);
-}
+// On an alternate stack (core/signals.h): the handler returns into compute kernels.
+void arm(struct sigaction* save) { install_signal_handler(SIGINT, on_sigint, save); }
 
 }  // namespace
 

@@ -7,12 +7,19 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/autograd.h>
 
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "core/signals.h"
 #include "kernels/attention.h"
 #include "kernels/cpu.h"
 #include "kernels/gemm.h"
@@ -235,6 +242,44 @@ TEST_CASE("gemm: oneDNN products equal at::mm for every operand layout; gemm_lin
     CHECK_FALSE(cai::kernels::gemm_linear_applies(at::randn({3, 4}), at::randn({5, 6}), Tensor()));
     CHECK(test_util::error_of([] { cai::kernels::gemm_linear(at::randn({3, 4}).to(at::kBFloat16), at::randn({5, 4}), Tensor()); })
               .find("gemm_linear") != std::string::npos);
+}
+
+namespace {
+volatile sig_atomic_t signals_handled = 0;
+extern "C" void count_signal(int) { signals_handled = signals_handled + 1; }
+}  // namespace
+
+// Ctrl-C sets a flag and returns into whatever kernel ran. oneDNN's sgemm keeps
+// data below the stack pointer: a handler frame written on the thread's own
+// stack corrupted the heap on every run of this loop (glibc aborted with
+// "corrupted size vs. prev_size"). Handlers run on an alternate stack.
+TEST_CASE("gemm: signals handled during oneDNN products leave the heap and the results intact", "[kernels]") {
+    struct sigaction previous {};
+    cai::install_signal_handler(SIGUSR1, count_signal, &previous);
+    const pthread_t target = pthread_self();
+    std::atomic<bool> done{false};
+    std::thread sender([&] {
+        while (!done.load()) {
+            pthread_kill(target, SIGUSR1);
+            std::this_thread::sleep_for(std::chrono::microseconds(200));
+        }
+    });
+    at::manual_seed(5);
+    const int64_t shapes[][3] = {{384, 64, 64}, {64, 384, 64}, {64, 64, 384}, {384, 256, 8},
+                                 {8, 384, 256}, {256, 8, 384}, {384, 688, 256}};
+    double worst = 0;
+    for (int round = 0; round < 40; ++round)
+        for (const auto& s : shapes) {
+            Tensor a = at::randn({s[0], s[2]}), b = at::randn({s[2], s[1]});
+            if (round % 3 == 0) a = a.t().contiguous().t();
+            worst = std::max(worst, rel_diff(cai::kernels::gemm(a, b), at::mm(a, b)));
+            std::vector<char> churn(1000 + 37 * round);  // the allocator walks its chunks
+        }
+    done = true;
+    sender.join();
+    sigaction(SIGUSR1, &previous, nullptr);
+    CHECK(signals_handled > 0);
+    CHECK(worst < 1e-5);
 }
 
 TEST_CASE("linear_logprob: float32 values and gradients equal log_softmax(linear) gathered", "[kernels]") {

@@ -1,0 +1,44 @@
+#include "core/signals.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "core/error.h"
+
+namespace cai {
+namespace {
+
+// This thread's alternate signal stack; kept for the thread's lifetime (a
+// handler may run on it at any time after).
+void ensure_alternate_stack() {
+    thread_local std::vector<char> stack;
+    if (!stack.empty()) return;
+    stack_t current {};
+    if (sigaltstack(nullptr, &current) == 0 && !(current.ss_flags & SS_DISABLE)) return;  // one is set already
+    // A signal frame with AVX-512 state is several KiB; the handlers only set flags and write a line.
+    stack.resize(std::max<size_t>(SIGSTKSZ, 64 * 1024));
+    stack_t s {};
+    s.ss_sp = stack.data();
+    s.ss_size = stack.size();
+    s.ss_flags = 0;
+    if (sigaltstack(&s, nullptr) != 0) {
+        const int err = errno;
+        stack.clear();
+        fail("cannot set an alternate signal stack: ", std::strerror(err));
+    }
+}
+
+}  // namespace
+
+void install_signal_handler(int sig, void (*handler)(int), struct sigaction* previous) {
+    ensure_alternate_stack();
+    struct sigaction action {};
+    action.sa_handler = handler;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_ONSTACK;
+    if (sigaction(sig, &action, previous) != 0) fail("cannot install a handler for signal ", sig, ": ", std::strerror(errno));
+}
+
+}  // namespace cai

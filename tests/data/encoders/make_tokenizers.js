@@ -18,7 +18,7 @@ const fs = require("fs");
 const path = require("path");
 const os = require("os");
 const { execFileSync } = require("child_process");
-const { Tokenizer } = require(process.env.TOKENIZERS_MODULE || "tokenizers");
+const { Tokenizer, madeWith, readProto, cleanUp, added, writeDir: writeDirIn } = require("../tokenizers/golden_common");
 
 const here = __dirname;
 const corpus = fs.readFileSync(path.join(here, "..", "tokenizers", "corpus.txt"), "utf8");
@@ -64,7 +64,7 @@ function bertJson() {
   for (const w of top) add(w);
   for (const w of top) if (Array.from(w).length > 4) add("##" + Array.from(w).slice(-3).join(""));
   for (const p of ["##ing", "##ed", "##s", "##er", "##ly", "un", "re"]) add(p);
-  const special = (id, content) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+  const special = (id, content) => added(id, content, true);
   const tokenizer = {
     version: "1.0", truncation: null, padding: null,
     added_tokens: [special(0, "[PAD]"), special(1, "[UNK]"), special(2, "[CLS]"), special(3, "[SEP]"), special(4, "[MASK]")],
@@ -96,14 +96,14 @@ function robertaJson() {
   const gpt2 = JSON.parse(fs.readFileSync(path.join(here, "..", "tokenizers", "gpt2", "tokenizer.json"), "utf8"));
   let next = Math.max(...Object.values(gpt2.model.vocab)) + 1;  // added tokens follow the model vocabulary
   const ids = {};
-  const added = [];
+  const addedTokens = [];
   for (const s of ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]) {
     ids[s] = next++;
-    added.push({ id: ids[s], content: s, single_word: false, lstrip: s === "<mask>", rstrip: false, normalized: false, special: true });
+    addedTokens.push(added(ids[s], s, true, { lstrip: s === "<mask>" }));
   }
   const json = {
     ...gpt2,
-    added_tokens: added,
+    added_tokens: addedTokens,
     post_processor: { type: "RobertaProcessing", sep: ["</s>", ids["</s>"]], cls: ["<s>", ids["<s>"]], trim_offsets: true, add_prefix_space: false },
   };
   const config = {
@@ -114,48 +114,6 @@ function robertaJson() {
 }
 
 // ------------------------------------------------------ DeBERTa-v3 (Unigram)
-
-// The fields of sentencepiece's ModelProto the conversion needs.
-function readProto(buf) {
-  function fields(start, end, fn) {
-    let pos = start;
-    const varint = () => {
-      let v = 0n, shift = 0n;
-      for (;;) {
-        const b = buf[pos++];
-        v |= BigInt(b & 0x7f) << shift;
-        if (!(b & 0x80)) return v;
-        shift += 7n;
-      }
-    };
-    while (pos < end) {
-      const key = Number(varint());
-      const f = key >> 3, t = key & 7;
-      if (t === 0) fn(f, t, varint());
-      else if (t === 1) { fn(f, t, null); pos += 8; }
-      else if (t === 5) { fn(f, t, buf.readFloatLE(pos)); pos += 4; }
-      else if (t === 2) { const len = Number(varint()); fn(f, t, [pos, pos + len]); pos += len; }
-      else throw new Error("bad wire type");
-    }
-  }
-  const m = { pieces: [], unk_id: 0, charsmap: null };
-  fields(0, buf.length, (f, t, v) => {
-    if (f === 1 && t === 2) {
-      const p = { piece: "", score: 0, type: 1 };
-      fields(v[0], v[1], (g, u, w) => {
-        if (g === 1) p.piece = buf.toString("utf8", w[0], w[1]);
-        else if (g === 2) p.score = w;
-        else if (g === 3) p.type = Number(w);
-      });
-      m.pieces.push(p);
-    } else if (f === 2 && t === 2) {
-      fields(v[0], v[1], (g, u, w) => { if (g === 40 && u === 0) m.unk_id = Number(w); });
-    } else if (f === 3 && t === 2) {
-      fields(v[0], v[1], (g, u, w) => { if (g === 2 && u === 2) m.charsmap = buf.subarray(w[0], w[1]); });
-    }
-  });
-  return m;
-}
 
 function debertaJson(dir) {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "cai_deberta_"));
@@ -171,7 +129,7 @@ function debertaJson(dir) {
   if (!proto.charsmap) throw new Error("spm.model has no precompiled charsmap");
   const vocab = proto.pieces.map((p) => [p.piece, p.score]);
   const mask = vocab.length;
-  const special = (id, content) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+  const special = (id, content) => added(id, content, true);
   const json = {
     version: "1.0", truncation: null, padding: null,
     added_tokens: [special(0, "[PAD]"), special(1, "[CLS]"), special(2, "[SEP]"), special(3, "[UNK]"), special(mask, "[MASK]")],
@@ -204,14 +162,6 @@ function debertaJson(dir) {
 
 // ------------------------------------------------------------------- golden
 
-// transformers' clean_up_tokenization, applied after the tokenizers decode
-// when tokenizer_config.json sets clean_up_tokenization_spaces.
-function cleanUp(text) {
-  return text.split(" .").join(".").split(" ?").join("?").split(" !").join("!").split(" ,").join(",")
-    .split(" ' ").join("'").split(" n't").join("n't").split(" 'm").join("'m").split(" 's").join("'s")
-    .split(" 've").join("'ve").split(" 're").join("'re");
-}
-
 async function golden(dir, json, config, extra) {
   const tok = Tokenizer.fromString(JSON.stringify(json));
   const clean = (s) => (config.clean_up_tokenization_spaces ? cleanUp(s) : s);
@@ -233,18 +183,13 @@ async function golden(dir, json, config, extra) {
       ids_no_special: Array.from(n.getIds()), token_type_ids_no_special: Array.from(n.getTypeIds()) });
   }
   const out = {
-    made_with: "npm tokenizers " + require((process.env.TOKENIZERS_MODULE || "tokenizers") + "/package.json").version,
+    made_with: madeWith(),
     vocab_size: tok.getVocabSize(true), ...extra, single, pairs,
   };
   fs.writeFileSync(path.join(dir, "golden.json"), JSON.stringify(out, null, 1) + "\n");
 }
 
-function writeDir(name, files) {
-  const dir = path.join(here, name);
-  fs.mkdirSync(dir, { recursive: true });
-  for (const [f, content] of Object.entries(files)) fs.writeFileSync(path.join(dir, f), JSON.stringify(content, null, 1) + "\n");
-  return dir;
-}
+function writeDir(name, files) { return writeDirIn(here, name, files); }
 
 async function main() {
   {

@@ -20,7 +20,7 @@
 const fs = require("fs");
 const path = require("path");
 const { execFileSync } = require("child_process");
-const { Tokenizer } = require(process.env.TOKENIZERS_MODULE || "tokenizers");
+const { Tokenizer, madeWith, readProto, cleanUp, added, writeDir: writeDirIn } = require("./golden_common");
 
 const here = __dirname;
 const corpus = fs.readFileSync(path.join(here, "corpus.txt"), "utf8");
@@ -115,9 +115,6 @@ const QWEN2_REGEX =
   "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 const QWEN2_SPLIT_JS = /'s|'t|'re|'ve|'m|'ll|'d|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+/gu;
 
-function added(id, content, special, extra = {}) {
-  return { id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special, ...extra };
-}
 
 function qwen2Json() {
   const { vocab, merges } = trainByteLevel(corpus.normalize("NFC").match(QWEN2_SPLIT_JS), 350);
@@ -211,50 +208,6 @@ function spmTrain(prefix, extraArgs) {
     ...extraArgs,
   ], { stdio: ["ignore", "ignore", "inherit"] });
   fs.unlinkSync(prefix + ".vocab");
-}
-
-// Minimal protobuf reader for sentencepiece's ModelProto.
-function readProto(buf) {
-  function fields(start, end, fn) {
-    let pos = start;
-    const varint = () => {
-      let v = 0n, shift = 0n;
-      for (;;) {
-        const b = buf[pos++];
-        v |= BigInt(b & 0x7f) << shift;
-        if (!(b & 0x80)) return v;
-        shift += 7n;
-      }
-    };
-    while (pos < end) {
-      const key = Number(varint());
-      const f = key >> 3, t = key & 7;
-      if (t === 0) fn(f, t, varint());
-      else if (t === 1) { fn(f, t, null); pos += 8; }
-      else if (t === 5) { fn(f, t, buf.readFloatLE(pos)); pos += 4; }
-      else if (t === 2) { const len = Number(varint()); fn(f, t, [pos, pos + len]); pos += len; }
-      else throw new Error("bad wire type");
-    }
-  }
-  const m = { pieces: [], model_type: 1, unk_piece: "<unk>", unk_id: 0 };
-  fields(0, buf.length, (f, t, v) => {
-    if (f === 1 && t === 2) {
-      const p = { piece: "", score: 0, type: 1 };
-      fields(v[0], v[1], (g, u, w) => {
-        if (g === 1) p.piece = buf.toString("utf8", w[0], w[1]);
-        else if (g === 2) p.score = w;
-        else if (g === 3) p.type = Number(w);
-      });
-      m.pieces.push(p);
-    } else if (f === 2 && t === 2) {
-      fields(v[0], v[1], (g, u, w) => {
-        if (g === 3 && u === 0) m.model_type = Number(w);
-        if (g === 40 && u === 0) m.unk_id = Number(w);
-        if (g === 45 && u === 2) m.unk_piece = buf.toString("utf8", w[0], w[1]);
-      });
-    }
-  });
-  return m;
 }
 
 // transformers' generate_merges(vocab, vocab_scores): ordered by score, high first.
@@ -355,12 +308,6 @@ function convertSpm(modelPath, opts) {
   };
 }
 
-function cleanUp(text) {
-  return text.split(" .").join(".").split(" ?").join("?").split(" !").join("!").split(" ,").join(",")
-    .split(" ' ").join("'").split(" n't").join("n't").split(" 'm").join("'m").split(" 's").join("'s")
-    .split(" 've").join("'ve").split(" 're").join("'re");
-}
-
 async function golden(dir, tokenizerJson, config, extra) {
   const tok = Tokenizer.fromString(JSON.stringify(tokenizerJson));
   const cases = [];
@@ -386,7 +333,7 @@ async function golden(dir, tokenizerJson, config, extra) {
   }
   const idOrNull = (name) => (name == null ? null : tok.tokenToId(name));
   const out = {
-    made_with: "npm tokenizers " + require((process.env.TOKENIZERS_MODULE || "tokenizers") + "/package.json").version,
+    made_with: madeWith(),
     vocab_size: tok.getVocabSize(true),
     bos_id: idOrNull(extra.bos), eos_id: idOrNull(extra.eos), pad_id: idOrNull(extra.pad),
     cases,
@@ -395,13 +342,7 @@ async function golden(dir, tokenizerJson, config, extra) {
   fs.writeFileSync(path.join(dir, "golden.json"), JSON.stringify(out, null, 1) + "\n");
 }
 
-function writeDir(name, files) {
-  const dir = path.join(here, name);
-  fs.mkdirSync(dir, { recursive: true });
-  for (const [f, content] of Object.entries(files))
-    fs.writeFileSync(path.join(dir, f), typeof content === "string" ? content : JSON.stringify(content, null, 1) + "\n");
-  return dir;
-}
+function writeDir(name, files) { return writeDirIn(here, name, files); }
 
 async function main() {
   {

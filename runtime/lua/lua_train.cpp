@@ -3,6 +3,7 @@
 // keys); these read them typed and leave the invariants to the trainers.
 #include <algorithm>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
@@ -122,7 +123,39 @@ std::vector<std::string> string_list(lua_State* L, int index, const char* fname,
     return out;
 }
 
-// Trainer options shared by sft (and later dpo) from the options table at index.
+// Lists of strings of one length: with index 0 the arguments first,
+// first+1, ...; otherwise the fields of the options table at index (an
+// absent first field gives no lists). names: { field, what } per list;
+// errors name set[i] ("eval_pairs chosen[3] must be a string") and the lengths.
+std::vector<std::vector<std::string>> equal_string_lists(
+    lua_State* L, int index, int first, const std::vector<std::pair<const char*, const char*>>& names,
+    const char* fname, const std::string& set) {
+    std::vector<std::vector<std::string>> lists;
+    for (size_t k = 0; k < names.size(); ++k) {
+        int at = first + static_cast<int>(k);
+        if (index != 0) {
+            lua_getfield(L, index, names[k].first);  // [list]
+            if (k == 0 && lua_isnil(L, -1)) {
+                lua_pop(L, 1);  // []
+                return lists;
+            }
+            at = lua_gettop(L);
+        }
+        std::string what = set.empty() ? names[k].second : set + " " + names[k].second;
+        lists.push_back(string_list(L, at, fname, what.c_str()));
+        if (index != 0) lua_pop(L, 1);  // []
+    }
+    std::string sizes;
+    bool equal = true;
+    for (const auto& list : lists) {
+        sizes += (sizes.empty() ? "" : ", ") + std::to_string(list.size());
+        equal = equal && list.size() == lists[0].size();
+    }
+    if (!equal) cai::fail(fname, ": ", set.empty() ? "" : set + ": ", "lists of different lengths (", sizes, ")");
+    return lists;
+}
+
+// Trainer options shared by sft and dpo from the options table at index.
 cai::trainer_options trainer_options_from(lua_State* L, int index, const char* fname) {
     cai::trainer_options o;
     o.out_dir = cai::opt_string(L, index, "out", "", fname);
@@ -153,7 +186,34 @@ cai::trainer_options trainer_options_from(lua_State* L, int index, const char* f
     o.save_steps = cai::opt_integer(L, index, "save_steps", 0, fname);
     o.save_total_limit = cai::opt_integer(L, index, "save_total_limit", 0, fname);
     o.fingerprint = cai::opt_string(L, index, "fingerprint", "", fname);
+    o.resume = cai::opt_boolean(L, index, "resume", true, fname);
+    o.show_progress = cai::opt_boolean(L, index, "progress", true, fname);
+    o.eval.eval_steps = cai::opt_integer(L, index, "eval_steps", 0, fname);
+    o.eval.keep_best = cai::opt_string(L, index, "keep_best", "", fname);
     return o;
+}
+
+// How sft and dpo encode their text (sft_options and dpo_options both have these fields).
+template <class Options>
+void encoding_options_from(lua_State* L, int index, const char* fname, Options& o) {
+    o.eos = cai::opt_boolean(L, index, "eos", true, fname);
+    o.add_special_tokens = cai::opt_boolean(L, index, "add_special_tokens", true, fname);
+    o.max_length = cai::opt_integer(L, index, "max_length", 0, fname);
+}
+
+// The trainers' result, as both bindings return it:
+//   last_metrics (JSON text), steps, interrupted, final_checkpoint, resumed_from,
+//   best_checkpoint, best_step, best_value
+int push_train_result(lua_State* L, const cai::train_result& r) {
+    lua_pushlstring(L, r.last_metrics.data(), r.last_metrics.size());
+    lua_pushinteger(L, static_cast<lua_Integer>(r.steps));
+    lua_pushboolean(L, r.interrupted);
+    lua_pushstring(L, r.final_checkpoint.c_str());
+    lua_pushstring(L, r.resumed_from.c_str());
+    lua_pushstring(L, r.best_checkpoint.c_str());
+    lua_pushinteger(L, static_cast<lua_Integer>(r.best_step));
+    lua_pushnumber(L, r.best_value);
+    return 8;
 }
 
 // Calls the Lua function at a registry reference with one string; a Lua
@@ -212,78 +272,48 @@ std::vector<cai::sft_example> segment_examples(lua_State* L, int index, const ch
     return out;
 }
 
-// sft(model, prompts, responses, options, on_log | nil)
-//   -> last_metrics (JSON text), steps, interrupted, final_checkpoint, resumed_from
+// sft(model, prompts, responses, options, on_log | nil) -> the train result (push_train_result)
 // With options.segments (and options.eval_segments) the examples are
 // segment lists and prompts/responses are empty.
 int l_train_sft(lua_State* L) {
     return lua_guarded(L, [&] {
         const char* fname = "cai.train.sft";
         auto m = cai::check_model(L, 1);
-        std::vector<std::string> prompts = string_list(L, 2, fname, "prompt");
-        std::vector<std::string> responses = string_list(L, 3, fname, "response");
-        if (prompts.size() != responses.size()) cai::fail(fname, ": ", prompts.size(), " prompts for ", responses.size(), " responses");
+        auto lists = equal_string_lists(L, 0, 2, {{"", "prompt"}, {"", "response"}}, fname, "");
         cai::arg_table(L, 4, fname, "options");
         cai::sft_options o;
         o.trainer = trainer_options_from(L, 4, fname);
+        encoding_options_from(L, 4, fname, o);
         o.full = cai::opt_boolean(L, 4, "full", false, fname);
-        o.eos = cai::opt_boolean(L, 4, "eos", true, fname);
-        o.add_special_tokens = cai::opt_boolean(L, 4, "add_special_tokens", true, fname);
-        o.trainer.resume = cai::opt_boolean(L, 4, "resume", true, fname);
-        o.trainer.show_progress = cai::opt_boolean(L, 4, "progress", true, fname);
-        o.max_length = cai::opt_integer(L, 4, "max_length", 0, fname);
-        o.trainer.eval.eval_steps = cai::opt_integer(L, 4, "eval_steps", 0, fname);
         lua_getfield(L, 4, "eval_segments");
         if (!lua_isnil(L, -1)) o.eval_data = segment_examples(L, lua_gettop(L), fname, "eval_data");
         lua_pop(L, 1);
-        o.trainer.eval.keep_best = cai::opt_string(L, 4, "keep_best", "", fname);
-        lua_getfield(L, 4, "eval_prompts");
-        if (!lua_isnil(L, -1)) {
-            std::vector<std::string> ep = string_list(L, lua_gettop(L), fname, "eval_data prompt");
-            lua_getfield(L, 4, "eval_responses");
-            std::vector<std::string> er = string_list(L, lua_gettop(L), fname, "eval_data response");
-            lua_pop(L, 1);
-            if (ep.size() != er.size()) cai::fail(fname, ": eval_data: ", ep.size(), " prompts for ", er.size(), " responses");
-            for (size_t i = 0; i < ep.size(); ++i) o.eval_data.push_back({ep[i], er[i], {}});
-        }
-        lua_pop(L, 1);
+        auto eval = equal_string_lists(L, 4, 0, {{"eval_prompts", "prompt"}, {"eval_responses", "response"}}, fname, "eval_data");
+        for (size_t i = 0; !eval.empty() && i < eval[0].size(); ++i) o.eval_data.push_back({eval[0][i], eval[1][i], {}});
         lua_callback on_log(L, 5);
         if (on_log.present()) o.trainer.on_log = [&on_log](const std::string& line) { on_log(line); };
-        std::vector<cai::sft_example> data(prompts.size());
-        for (size_t i = 0; i < prompts.size(); ++i) data[i] = {prompts[i], responses[i], {}};
+        std::vector<cai::sft_example> data(lists[0].size());
+        for (size_t i = 0; i < data.size(); ++i) data[i] = {lists[0][i], lists[1][i], {}};
         lua_getfield(L, 4, "segments");
         if (!lua_isnil(L, -1)) {
             if (!data.empty()) cai::fail(fname, ": give either prompts/responses or segments, not both");
             data = segment_examples(L, lua_gettop(L), fname, "data");
         }
         lua_pop(L, 1);
-        cai::train_result r = cai::sft_train(*m, data, o);
-        lua_pushlstring(L, r.last_metrics.data(), r.last_metrics.size());
-        lua_pushinteger(L, static_cast<lua_Integer>(r.steps));
-        lua_pushboolean(L, r.interrupted);
-        lua_pushstring(L, r.final_checkpoint.c_str());
-        lua_pushstring(L, r.resumed_from.c_str());
-        lua_pushstring(L, r.best_checkpoint.c_str());
-        lua_pushinteger(L, static_cast<lua_Integer>(r.best_step));
-        lua_pushnumber(L, r.best_value);
-        return 8;
+        return push_train_result(L, cai::sft_train(*m, data, o));
     });
 }
 
-// dpo(model, prompts, chosen, rejected, options, on_log | nil)
-//   -> last_metrics (JSON text), steps, interrupted, final_checkpoint, resumed_from
+// dpo(model, prompts, chosen, rejected, options, on_log | nil) -> the train result (push_train_result)
 int l_train_dpo(lua_State* L) {
     return lua_guarded(L, [&] {
         const char* fname = "cai.train.dpo";
         auto m = cai::check_model(L, 1);
-        std::vector<std::string> prompts = string_list(L, 2, fname, "prompt");
-        std::vector<std::string> chosen = string_list(L, 3, fname, "chosen");
-        std::vector<std::string> rejected = string_list(L, 4, fname, "rejected");
-        if (prompts.size() != chosen.size() || prompts.size() != rejected.size())
-            cai::fail(fname, ": lists of different lengths (", prompts.size(), ", ", chosen.size(), ", ", rejected.size(), ")");
+        auto lists = equal_string_lists(L, 0, 2, {{"", "prompt"}, {"", "chosen"}, {"", "rejected"}}, fname, "");
         cai::arg_table(L, 5, fname, "options");
         cai::dpo_options o;
         o.trainer = trainer_options_from(L, 5, fname);
+        encoding_options_from(L, 5, fname, o);
         o.beta = cai::opt_number(L, 5, "beta", 0.1, fname);
         o.loss = cai::opt_string(L, 5, "loss", "sigmoid", fname);
         o.label_smoothing = cai::opt_number(L, 5, "label_smoothing", 0.0, fname);
@@ -295,40 +325,14 @@ int l_train_dpo(lua_State* L) {
         lua_pop(L, 1);
         o.reference_cache = cai::opt_boolean(L, 5, "reference_cache", false, fname);
         o.rpo_alpha = cai::opt_number(L, 5, "rpo_alpha", 0.0, fname);
-        o.trainer.eval.eval_steps = cai::opt_integer(L, 5, "eval_steps", 0, fname);
-        o.trainer.eval.keep_best = cai::opt_string(L, 5, "keep_best", "", fname);
-        lua_getfield(L, 5, "eval_prompts");
-        if (!lua_isnil(L, -1)) {
-            std::vector<std::string> ep = string_list(L, lua_gettop(L), fname, "eval_pairs prompt");
-            lua_getfield(L, 5, "eval_chosen");
-            std::vector<std::string> ec = string_list(L, lua_gettop(L), fname, "eval_pairs chosen");
-            lua_getfield(L, 5, "eval_rejected");
-            std::vector<std::string> er = string_list(L, lua_gettop(L), fname, "eval_pairs rejected");
-            lua_pop(L, 2);
-            if (ep.size() != ec.size() || ep.size() != er.size())
-                cai::fail(fname, ": eval_pairs: lists of different lengths");
-            for (size_t i = 0; i < ep.size(); ++i) o.eval_pairs.push_back({ep[i], ec[i], er[i]});
-        }
-        lua_pop(L, 1);
-        o.eos = cai::opt_boolean(L, 5, "eos", true, fname);
-        o.add_special_tokens = cai::opt_boolean(L, 5, "add_special_tokens", true, fname);
-        o.trainer.resume = cai::opt_boolean(L, 5, "resume", true, fname);
-        o.trainer.show_progress = cai::opt_boolean(L, 5, "progress", true, fname);
-        o.max_length = cai::opt_integer(L, 5, "max_length", 0, fname);
+        auto eval = equal_string_lists(L, 5, 0, {{"eval_prompts", "prompt"}, {"eval_chosen", "chosen"}, {"eval_rejected", "rejected"}},
+                                       fname, "eval_pairs");
+        for (size_t i = 0; !eval.empty() && i < eval[0].size(); ++i) o.eval_pairs.push_back({eval[0][i], eval[1][i], eval[2][i]});
         lua_callback on_log(L, 6);
         if (on_log.present()) o.trainer.on_log = [&on_log](const std::string& line) { on_log(line); };
-        std::vector<cai::dpo_pair> pairs(prompts.size());
-        for (size_t i = 0; i < prompts.size(); ++i) pairs[i] = {prompts[i], chosen[i], rejected[i]};
-        cai::train_result r = cai::dpo_train(*m, pairs, o);
-        lua_pushlstring(L, r.last_metrics.data(), r.last_metrics.size());
-        lua_pushinteger(L, static_cast<lua_Integer>(r.steps));
-        lua_pushboolean(L, r.interrupted);
-        lua_pushstring(L, r.final_checkpoint.c_str());
-        lua_pushstring(L, r.resumed_from.c_str());
-        lua_pushstring(L, r.best_checkpoint.c_str());
-        lua_pushinteger(L, static_cast<lua_Integer>(r.best_step));
-        lua_pushnumber(L, r.best_value);
-        return 8;
+        std::vector<cai::dpo_pair> pairs(lists[0].size());
+        for (size_t i = 0; i < pairs.size(); ++i) pairs[i] = {lists[0][i], lists[1][i], lists[2][i]};
+        return push_train_result(L, cai::dpo_train(*m, pairs, o));
     });
 }
 

@@ -3,6 +3,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -47,17 +48,45 @@ inline std::string json_position(const std::string& text, size_t offset) {
     return "line " + std::to_string(line) + ", column " + std::to_string(column);
 }
 
+// nlohmann's message without its "[json.exception.parse_error.101] " prefix.
+inline std::string json_error_text(const std::string& what) {
+    if (!what.empty() && what[0] == '[') {
+        const size_t close = what.find("] ");
+        if (close != std::string::npos) return what.substr(close + 2);
+    }
+    return what;
+}
+
 // Parses text; a syntax error is a cai::error "<where>: not valid JSON: ...".
-inline nlohmann::json parse_json(const std::string& text, const std::string& where) {
+// unique_keys: an object that names one key twice is an error too (the
+// safetensors header, where a repeated tensor name would silently hide one).
+inline nlohmann::json parse_json(const std::string& text, const std::string& where, bool unique_keys = false) {
     const size_t deep = json_too_deep_at(text);
     if (deep != std::string::npos)
         fail(where, ": not valid JSON for cairun: arrays/objects nested deeper than ", json_max_depth, " levels at ",
              json_position(text, deep));
+    std::vector<std::vector<std::string>> keys;  // the keys of each open object
+    std::string repeated;
+    nlohmann::json::parser_callback_t on_event = [&](int, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+        using ev = nlohmann::json::parse_event_t;
+        if (event == ev::object_start) keys.emplace_back();
+        else if (event == ev::object_end) keys.pop_back();
+        else if (event == ev::key && repeated.empty() && !keys.empty()) {
+            const std::string& key = parsed.get_ref<const std::string&>();
+            auto& seen = keys.back();
+            if (std::find(seen.begin(), seen.end(), key) != seen.end()) repeated = key;
+            else seen.push_back(key);
+        }
+        return true;
+    };
+    nlohmann::json j;
     try {
-        return nlohmann::json::parse(text);
+        j = unique_keys ? nlohmann::json::parse(text, on_event) : nlohmann::json::parse(text);
     } catch (const nlohmann::json::exception& e) {
-        fail(where, ": not valid JSON: ", e.what());
+        fail(where, ": not valid JSON: ", json_error_text(e.what()));
     }
+    if (!repeated.empty()) fail(where, ": the key \"", repeated, "\" appears twice in one object");
+    return j;
 }
 
 // Typed fields of a JSON object (config.json and its kin): an absent or null

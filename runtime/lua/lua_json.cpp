@@ -117,15 +117,6 @@ void push_marked_table(lua_State* L, int narr, int nrec, const char* marker) {
     lua_setmetatable(L, -2);
 }
 
-std::string strip_exception_prefix(const std::string& what) {
-    // "[json.exception.parse_error.101] parse error at line 1, ..." -> "parse error at line 1, ..."
-    if (!what.empty() && what[0] == '[') {
-        size_t close = what.find("] ");
-        if (close != std::string::npos) return what.substr(close + 2);
-    }
-    return what;
-}
-
 // Pushes the registry's key-order table.
 void push_key_order_table(lua_State* L) {
     lua_getfield(L, LUA_REGISTRYINDEX, key_order_registry);  // [order?]
@@ -206,7 +197,7 @@ ordered_json parse_ordered_or_fail(const std::string& text, const std::string& w
     try {
         return ordered_json::parse(text);
     } catch (const ordered_json::exception& e) {
-        fail(where, "invalid JSON: ", strip_exception_prefix(e.what()));
+        fail(where, "invalid JSON: ", json_error_text(e.what()));
     }
 }
 
@@ -218,7 +209,7 @@ json parse_or_fail(const std::string& text, const std::string& where) {
     try {
         return json::parse(text);
     } catch (const json::exception& e) {
-        fail(where, "invalid JSON: ", strip_exception_prefix(e.what()));
+        fail(where, "invalid JSON: ", json_error_text(e.what()));
     }
 }
 

@@ -79,13 +79,10 @@ safetensors_file::safetensors_file(const std::string& path) : path_(path) {
         data_start_ = 8 + static_cast<size_t>(header_len);
         const uint64_t data_size = size_ - data_start_;
 
-        nlohmann::json header;
-        try {
-            header = nlohmann::json::parse(reinterpret_cast<const char*>(map_ + 8),
-                                           reinterpret_cast<const char*>(map_ + data_start_));
-        } catch (const std::exception& e) {
-            fail(path, ": the safetensors header is not valid JSON: ", e.what());
-        }
+        // The header is JSON (nested no deeper than json_max_depth, each tensor named once); the
+        // format pads it with spaces.
+        const std::string header_text(reinterpret_cast<const char*>(map_ + 8), static_cast<size_t>(header_len));
+        nlohmann::json header = parse_json(header_text, path + ": the safetensors header", true);
         if (!header.is_object()) fail(path, ": the safetensors header must be a JSON object");
 
         for (auto it = header.begin(); it != header.end(); ++it) {
@@ -133,15 +130,27 @@ safetensors_file::safetensors_file(const std::string& path) : path_(path) {
             entries_[name] = std::move(e);
         }
 
-        // No two tensors may share bytes.
+        // The tensors cover the data section exactly, one after another, as the
+        // format requires (the reference reader refuses anything else): no two
+        // share bytes, and no byte is left over (a header length that is off by
+        // a few bytes would otherwise shift every tensor silently).
         std::vector<const safetensors_entry*> sorted;
         for (const auto& kv : entries_)
             if (kv.second.end > kv.second.begin) sorted.push_back(&kv.second);
         std::sort(sorted.begin(), sorted.end(),
                   [](const safetensors_entry* a, const safetensors_entry* b) { return a->begin < b->begin; });
-        for (size_t i = 1; i < sorted.size(); ++i)
-            if (sorted[i]->begin < sorted[i - 1]->end)
+        uint64_t covered = 0;
+        for (size_t i = 0; i < sorted.size(); ++i) {
+            if (i > 0 && sorted[i]->begin < sorted[i - 1]->end)
                 fail(path, ": tensors \"", sorted[i - 1]->name, "\" and \"", sorted[i]->name, "\" overlap in the file");
+            if (sorted[i]->begin > covered)
+                fail(path, ": bytes [", covered, ", ", sorted[i]->begin, ") of the data section belong to no tensor ",
+                     "(before \"", sorted[i]->name, "\"); the header or its length is corrupt");
+            covered = sorted[i]->end;
+        }
+        if (covered != data_size)
+            fail(path, ": the tensors cover ", covered, " bytes but the data section holds ", data_size,
+                 "; the header length or the file is corrupt");
     } catch (...) {
         if (map_) ::munmap(const_cast<uint8_t*>(map_), size_);
         ::close(fd_);

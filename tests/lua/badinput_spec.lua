@@ -37,19 +37,9 @@ end
 
 local good = model_dir()
 local st = read(good .. "/model.safetensors")
-local header_len = 0
-for i = 8, 1, -1 do header_len = header_len * 256 + st:byte(i) end
-local header = st:sub(9, 8 + header_len)
-local body = st:sub(9 + header_len)
-
-local function le64(n)
-  local out = {}
-  for i = 1, 8 do
-    out[i] = string.char(n % 256)
-    n = math.floor(n / 256)
-  end
-  return table.concat(out)
-end
+local _, header, body = spec.safetensors_parts(st)
+local header_len = #header
+local le64 = spec.le64
 
 -- A copy of the good model whose model.safetensors is `bytes`.
 local function with_weights(bytes)

@@ -36,14 +36,8 @@ local function write_safetensors(path, tensors)
     offset = offset + #blob
   end
   local json = cai.json.encode(header)
-  local n = #json
-  local len = {}
-  for i = 1, 8 do
-    len[i] = string.char(n % 256)
-    n = math.floor(n / 256)
-  end
   local f = assert(io.open(path, "wb"))
-  f:write(table.concat(len), json, table.concat(data))
+  f:write(spec.le64(#json), json, table.concat(data))
   f:close()
 end
 

@@ -10,27 +10,11 @@ local tok_dir = "tests/data/tokenizers/llama_json"
 local root = spec.tmpdir()
 local base_dir, rm_dir = root .. "/base", root .. "/rm"
 
-local function u64le(n)
-  local bytes = {}
-  for i = 1, 8 do
-    bytes[i] = string.char(n % 256)
-    n = math.floor(n / 256)
-  end
-  return table.concat(bytes)
-end
-
--- Reads a safetensors file: its header table and the start of its data section.
-local function safetensors_header(data)
-  local n = 0
-  for i = 8, 1, -1 do n = n * 256 + data:byte(i) end
-  return cai.json.decode(data:sub(9, 8 + n)), 8 + n
-end
-
 -- A safetensors file holding one F32 tensor given as raw little-endian bytes.
 local function safetensors_one(name, shape, bytes)
   local header = cai.json.encode { [name] = { dtype = "F32", shape = shape, data_offsets = { 0, #bytes } } }
   header = header .. string.rep(" ", (8 - #header % 8) % 8)
-  return u64le(#header) .. header .. bytes
+  return spec.le64(#header) .. header .. bytes
 end
 
 local config = {
@@ -47,7 +31,8 @@ end
 
 -- The reward model: the base weights as shard 1, score.weight = embed_tokens[K] as shard 2.
 local weights = read(base_dir .. "/model.safetensors")
-local header, data_start = safetensors_header(weights)
+local header, header_text = spec.safetensors_parts(weights)
+local data_start = 8 + #header_text
 local embed = header["model.embed_tokens.weight"]
 local C = config.hidden_size
 local row_begin = data_start + embed.data_offsets[1] + K * C * 4

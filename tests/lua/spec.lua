@@ -107,6 +107,24 @@ function spec.exists(path)
   return f ~= nil
 end
 
+---n as 8 little-endian bytes (a safetensors header length).
+function spec.le64(n)
+  local out = {}
+  for i = 1, 8 do
+    out[i] = string.char(n % 256)
+    n = math.floor(n / 256)
+  end
+  return table.concat(out)
+end
+
+---The parts of safetensors bytes: the header table, its JSON text and the data section.
+function spec.safetensors_parts(data)
+  local n = 0
+  for i = 8, 1, -1 do n = n * 256 + data:byte(i) end
+  local text = data:sub(9, 8 + n)
+  return require("cai").json.decode(text), text, data:sub(9 + n)
+end
+
 spec.TOKENIZERS = "tests/data/tokenizers"
 
 ---Writes a tiny random Llama into dir with a tokenizer copied from

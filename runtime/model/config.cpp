@@ -19,6 +19,8 @@ void read_rope_object(const json& scaling, const std::string& where, const std::
     std::string sub_where = where + ": " + field;
     json_fields s{scaling, sub_where};
     if (s.present("rope_theta")) c.rope_theta = s.number("rope_theta", c.rope_theta);
+    if (field == "rope_scaling" && !s.present("rope_type") && !s.present("type"))
+        fail(sub_where, ": field \"rope_type\" is missing (default, linear or llama3)");
     std::string type = s.string("rope_type", s.string("type", "default"));
     c.rope_type = type;
     if (type == "default") return;
@@ -130,6 +132,9 @@ model_config parse_model_config(const std::string& json_text, const std::string&
                                                           : gemma             ? 24576
                                                                               : 9216);
     c.num_layers = r.positive("num_hidden_layers", gemma ? 28 : (gemma2 || gemma3) ? 26 : 32);
+    // Per-layer tables are sized from it before any weight is read.
+    if (c.num_layers > 100000)
+        fail(where, ": field \"num_hidden_layers\" must be at most 100000, got ", c.num_layers);
     c.num_heads = r.positive("num_attention_heads", gemma ? 16 : (gemma2 || gemma3) ? 8 : 32);
     int64_t kv_default = llama ? c.num_heads : mistral ? 8 : (qwen2 || qwen3) ? 32 : gemma ? 16 : 4;
     if ((llama || qwen2) && !r.present("num_key_value_heads")) kv_default = c.num_heads;
@@ -140,27 +145,30 @@ model_config parse_model_config(const std::string& json_text, const std::string&
         fail(where, ": num_attention_heads (", c.num_heads, ") must be a multiple of num_key_value_heads (",
              c.num_kv_heads, ")");
     const bool fixed_head_dim = any_gemma || qwen3;  // their configs default head_dim to a constant
-    int64_t head_dim_default = any_gemma ? 256 : qwen3 ? 128 : c.hidden_size / c.num_heads;
-    c.head_dim = r.positive("head_dim", head_dim_default);
-    if (!r.present("head_dim") && !fixed_head_dim && c.hidden_size % c.num_heads != 0)
+    const bool derived_head_dim = !r.present("head_dim") && !fixed_head_dim;  // hidden_size / num_attention_heads
+    if (derived_head_dim && c.hidden_size % c.num_heads != 0)
         fail(where, ": hidden_size (", c.hidden_size, ") is not divisible by num_attention_heads (", c.num_heads,
              ") and no head_dim is given");
-    if (c.head_dim % 2 != 0) fail(where, ": head_dim must be even for rotary embeddings, got ", c.head_dim);
+    int64_t head_dim_default = any_gemma ? 256 : qwen3 ? 128 : c.hidden_size / c.num_heads;
+    c.head_dim = r.positive("head_dim", head_dim_default);
+    if (c.head_dim % 2 != 0) {
+        if (derived_head_dim)
+            fail(where, ": head_dim = hidden_size / num_attention_heads = ", c.hidden_size, " / ", c.num_heads, " = ",
+                 c.head_dim, " must be even for rotary embeddings");
+        fail(where, ": head_dim must be even for rotary embeddings, got ", c.head_dim);
+    }
     c.max_position_embeddings = r.positive("max_position_embeddings", gemma3 ? 131072 : qwen3 ? 32768 : 8192);
     c.rms_norm_eps = r.number("rms_norm_eps", 1e-6);
 
-    if (any_gemma) {
-        // Gemma reads hidden_activation; a config without it falls back to
-        // hidden_act, then to the tanh-approximated GELU the models use.
-        c.hidden_act = r.string("hidden_activation", r.string("hidden_act", "gelu_pytorch_tanh"));
-    } else {
-        c.hidden_act = r.string("hidden_act", "silu");
-    }
+    // Gemma reads hidden_activation; a config without it falls back to
+    // hidden_act, then to the tanh-approximated GELU the models use.
+    const char* act_field = any_gemma && r.present("hidden_activation") ? "hidden_activation" : "hidden_act";
+    c.hidden_act = r.string(act_field, any_gemma ? "gelu_pytorch_tanh" : "silu");
     const char* acts[] = {"silu", "swish", "gelu", "gelu_pytorch_tanh", "gelu_new", "relu"};
     bool known = false;
     for (const char* a : acts) known = known || c.hidden_act == a;
     if (!known)
-        fail(where, ": activation \"", c.hidden_act,
+        fail(where, ": field \"", act_field, "\": activation \"", c.hidden_act,
              "\" is not supported (supported: silu, gelu, gelu_pytorch_tanh, gelu_new, relu)");
 
     if (gemma3)

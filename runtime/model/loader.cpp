@@ -265,6 +265,16 @@ std::shared_ptr<model> model::load(const std::string& dir, at::ScalarType reques
         m->tok = tok;
         m->tokenizer_path = tok_from;
         add_unique(m->eos_ids, m->tok->eos_id);
+        // A special token named in tokenizer_config.json but missing from the
+        // vocabulary gets the next free id (as transformers appends it), which
+        // the model has no embedding for: say so now, not at the first batch.
+        const std::pair<const char*, int32_t> specials[] = {
+            {"bos_token", tok->bos_id}, {"eos_token", tok->eos_id}, {"pad_token", tok->pad_id}};
+        for (const auto& [name, id] : specials)
+            if (id >= config.vocab_size)
+                fail(path_join(tok_from, "tokenizer_config.json"), ": ", name, " has id ", id,
+                     ", outside the model's vocabulary (vocab_size ", config.vocab_size, " in config.json): the name "
+                     "is not in the tokenizer's vocabulary, or the tokenizer belongs to another model");
     }
     log_info("model: loaded ", config.model_type, " from ", dir, " (", m->parameter_count() / 1e6, "M parameters, ",
              dtype_name(dtype), tok ? "" : ", no tokenizer", ")");

@@ -44,6 +44,14 @@ std::string base64_decode(const std::string& in, const std::string& where) {
 struct reader {
     std::string file;  // "<dir>/tokenizer.json"
 
+    // A token id: an integer in [0, 2^24) (the range model.vocab allows); a
+    // larger one would wrap when narrowed.
+    int32_t token_id(const json& v, const std::string& what) const {
+        if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= (int64_t(1) << 24))
+            fail(file, ": ", what, " must be a token id (an integer in [0, 2^24)), got ", v.dump());
+        return v.get<int32_t>();
+    }
+
     [[noreturn]] void unsupported(const std::string& where, const std::string& type, const char* supported) const {
         fail(file, ": ", where, ".type \"", type, "\" is not supported (supported: ", supported, ")");
     }
@@ -247,7 +255,8 @@ struct reader {
                         std::string name = item["SpecialToken"].at("id").get<std::string>();
                         if (!specials.contains(name))
                             fail(file, ": ", where, ": special token \"", name, "\" has no entry in special_tokens");
-                        for (const auto& id : specials[name].at("ids")) t.ids.push_back(id.get<int32_t>());
+                        for (const auto& id : specials[name].at("ids"))
+                            t.ids.push_back(token_id(id, where + ".special_tokens[\"" + name + "\"].ids"));
                         t.type_id = item["SpecialToken"].value("type_id", 0);
                     } else {
                         fail(file, ": ", where, ".", key, " items must be Sequence or SpecialToken");
@@ -269,7 +278,7 @@ struct reader {
                                                                      t.ids.begin(), t.ids.end());
             }
         } else if (type == "RobertaProcessing" || type == "BertProcessing") {
-            const int32_t cls = j.at("cls").at(1).get<int32_t>(), sep = j.at("sep").at(1).get<int32_t>();
+            const int32_t cls = token_id(j.at("cls").at(1), where + ".cls"), sep = token_id(j.at("sep").at(1), where + ".sep");
             p.prefix_ids.push_back(cls);
             p.suffix_ids.push_back(sep);
             // <s> A </s></s> B </s> (RoBERTa: all in segment 0) or [CLS] A [SEP] B [SEP] (BERT: B in segment 1).
@@ -295,7 +304,7 @@ struct reader {
                 uni->add_piece(v[0].get<std::string>(), v[1].get<double>());
             }
             uni->finish();
-            uni->unk_id = j.value("unk_id", json()).is_null() ? 0 : j["unk_id"].get<int32_t>();
+            uni->unk_id = j.value("unk_id", json()).is_null() ? 0 : token_id(j["unk_id"], "model.unk_id");
             uni->byte_fallback = j.value("byte_fallback", false);
             p.unigram = std::move(uni);
             return;
@@ -304,7 +313,8 @@ struct reader {
             auto wp = std::make_unique<wordpiece_model>();
             const json& vocab = j.at("vocab");
             if (!vocab.is_object()) fail(file, ": model.vocab must be an object {piece: id}");
-            for (auto it = vocab.begin(); it != vocab.end(); ++it) wp->add_piece(it.key(), it.value().get<int32_t>());
+            for (auto it = vocab.begin(); it != vocab.end(); ++it)
+                wp->add_piece(it.key(), token_id(it.value(), "model.vocab[\"" + it.key() + "\"]"));
             wp->continuing_subword_prefix = j.value("continuing_subword_prefix", std::string("##"));
             wp->max_input_chars_per_word = j.value("max_input_chars_per_word", (int64_t)100);
             std::string unk = j.value("unk_token", std::string("[UNK]"));
@@ -321,6 +331,9 @@ struct reader {
                 fail(file, ": model.", key, " is not supported (must be null or \"\")");
         }
         auto bpe = std::make_unique<bpe_model>();
+        if (!j.contains("vocab")) fail(file, ": model.vocab is missing");
+        if (!j.contains("merges") || !j["merges"].is_array())
+            fail(file, ": model.merges must be a list of merges (\"left right\" or [left, right])");
         const json& vocab = j.at("vocab");
         if (!vocab.is_object()) fail(file, ": model.vocab must be an object {piece: id}");
         for (auto it = vocab.begin(); it != vocab.end(); ++it) {
@@ -344,7 +357,7 @@ struct reader {
                 if (space == std::string::npos) fail(file, ": model.merges[", rank, "] \"", s, "\" is not \"left right\"");
                 left = s.substr(0, space);
                 right = s.substr(space + 1);
-            } else if (m.is_array() && m.size() == 2) {
+            } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
                 left = m[0].get<std::string>();
                 right = m[1].get<std::string>();
             } else {
@@ -382,21 +395,32 @@ std::shared_ptr<tokenizer> load_bpe_tokenizer(const std::string& dir) {
         r.pre_tokenizer(j.value("pre_tokenizer", json()), "pre_tokenizer", *p);
         r.decoder(j.value("decoder", json()), "decoder", *p);
         r.post_processor(j.value("post_processor", json()), "post_processor", *p);
-        size_t k = 0;
-        for (const auto& a : j.value("added_tokens", json::array())) {
+        const json added = j.value("added_tokens", json::array());
+        if (!added.is_array()) fail(path, ": added_tokens must be a list of {id, content, ...}");
+        for (size_t k = 0; k < added.size(); ++k) {
+            const json& a = added[k];
+            const std::string where = "added_tokens[" + std::to_string(k) + "]";
+            if (!a.is_object() || !a.contains("id") || !a.contains("content") || !a["content"].is_string())
+                fail(path, ": ", where, " must be an object with an \"id\" and a string \"content\", got ", a.dump());
             added_token t;
-            t.id = a.at("id").get<int32_t>();
-            t.content = a.at("content").get<std::string>();
-            t.special = a.value("special", false);
-            t.lstrip = a.value("lstrip", false);
-            t.rstrip = a.value("rstrip", false);
-            t.single_word = a.value("single_word", false);
-            t.normalized = a.value("normalized", false);
-            p->added.add(t);
-            ++k;
+            t.id = r.token_id(a["id"], where + ".id");
+            t.content = a["content"].get<std::string>();
+            if (t.content.empty()) fail(path, ": ", where, ".content is empty");
+            bool* flags[] = {&t.special, &t.lstrip, &t.rstrip, &t.single_word, &t.normalized};
+            const char* names[] = {"special", "lstrip", "rstrip", "single_word", "normalized"};
+            for (size_t f = 0; f < 5; ++f) {
+                const json v = a.value(names[f], json(false));
+                if (!v.is_boolean()) fail(path, ": ", where, ".", names[f], " must be true or false, got ", v.dump());
+                *flags[f] = v.get<bool>();
+            }
+            try {
+                p->added.add(t);
+            } catch (const cai::error& e) {
+                fail(path, ": ", where, ": ", e.what());
+            }
         }
     } catch (const json::exception& e) {
-        fail(path, ": unexpected structure: ", e.what());
+        fail(path, ": unexpected structure: ", json_error_text(e.what()));
     }
     hf_config config = hf_config::read(dir);
     // The defaults of LlamaTokenizerFast / GemmaTokenizerFast when the config omits a name.

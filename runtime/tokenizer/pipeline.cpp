@@ -394,9 +394,11 @@ std::string clean_up_tokenization(std::string s) {
 std::string pipeline::decode(const std::vector<int32_t>& ids, bool skip_special_tokens) const {
     std::vector<std::string> tokens;
     tokens.reserve(ids.size());
-    for (int32_t id : ids) {
+    for (size_t i = 0; i < ids.size(); ++i) {
+        const int32_t id = ids[i];
         if (skip_special_tokens && added.is_special(id)) continue;
-        if (id < 0 || id >= vocab_size()) fail("tok:decode: id ", id, " is out of range [0, ", vocab_size(), ")");
+        if (id < 0 || id >= vocab_size())
+            fail("tok:decode: ids[", i + 1, "] = ", id, " is out of range [0, ", vocab_size(), ")");
         const added_token* t = added.by_id(id);
         if (!t && id >= model_size()) continue;  // a hole in the vocabulary
         tokens.push_back(t ? t->content : model_piece(*this, id));

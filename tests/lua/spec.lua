@@ -150,6 +150,68 @@ function spec.random_model(dir, opts)
   return dir, vocab
 end
 
+-- Messages that mean an input reached code that did not check it.
+spec.RAW_ERRORS = {
+  "attempt to ", "unknown C%+%+ exception", "bad argument #", "std::", "json%.exception", "c10::", "Exception raised from",
+  "basic_string", "vector::", "stack overflow", "bad_alloc", "out of memory", "%(error object is a",
+}
+
+spec.CASE_SECONDS = 30  -- a case that takes longer counts as a hang
+
+---An expectation for spec.cases: an error matching every pattern given.
+function spec.all_of(...)
+  local patterns = { ... }
+  return function(ok, err)
+    if ok then return "expected an error, but none was raised" end
+    for _, p in ipairs(patterns) do
+      if not tostring(err):find(p) then return "expected an error matching " .. p .. ", got " .. tostring(err) end
+    end
+  end
+end
+
+---Runs a group of generated cases in this process; an error lists every case
+---that failed. A case is { name, fn, expect [, after] }: expect is a Lua
+---pattern the error must match, or "ok" (fn must succeed; after(result) may
+---return a complaint), or a function(ok, err) returning nil or a complaint.
+---An error that is not a string, matches spec.RAW_ERRORS or a case that takes
+---longer than spec.CASE_SECONDS fails too. Returns the number of cases.
+function spec.cases(group, list)
+  local clock = require("cai").clock
+  local failures = {}
+  for _, c in ipairs(list) do
+    local name, fn, expect, after = c[1], c[2], c[3], c[4]
+    local start = clock()
+    local ok, err = pcall(fn)
+    local took = clock() - start
+    local complaint
+    if type(expect) == "function" then
+      complaint = expect(ok, err)
+    elseif expect == "ok" then
+      if not ok then complaint = "expected success, got " .. tostring(err)
+      elseif after then complaint = after(err) end
+    elseif ok then
+      complaint = "expected an error matching " .. expect .. ", but none was raised"
+    elseif type(err) ~= "string" then
+      complaint = "the error is a " .. type(err) .. ", not a message"
+    elseif not err:find(expect) then
+      complaint = "expected an error matching " .. expect .. ", got " .. err
+    end
+    if not complaint and not ok then
+      for _, raw in ipairs(spec.RAW_ERRORS) do
+        if tostring(err):find(raw) then complaint = "a raw error (" .. raw .. "): " .. tostring(err) break end
+      end
+    end
+    if not complaint and took > spec.CASE_SECONDS then complaint = string.format("took %.0f s", took) end
+    if complaint then failures[#failures + 1] = name .. ": " .. complaint end
+  end
+  io.write(string.format("  %s: %d cases, %d failed\n", group, #list, #failures))
+  if #failures > 0 then error(#failures .. " of " .. #list .. " cases failed:\n" .. table.concat(failures, "\n"), 0) end
+  return #list
+end
+
+---text with Lua pattern characters escaped.
+function spec.escape(text) return (text:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0")) end
+
 function spec.run()
   local failed = 0
   for _, case in ipairs(cases) do

@@ -59,25 +59,51 @@ std::string path_dirname(const std::string& path) {
     return path.substr(0, slash);
 }
 
-void write_file_atomic(const std::string& path, const std::string& content) {
-    std::string dir = path_dirname(path);
-    if (dir != ".") make_directories(dir);
-    std::string tmp = path + ".tmp." + std::to_string(::getpid());
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) fail(path, ": cannot write: ", std::strerror(errno));
+namespace {
+
+// Writes all of content to fd; false (errno set) on a write error.
+bool write_all(int fd, const std::string& content) {
     const char* p = content.data();
     size_t left = content.size();
     while (left > 0) {
         ssize_t n = ::write(fd, p, left);
         if (n < 0) {
             if (errno == EINTR) continue;
-            int saved = errno;
-            ::close(fd);
-            ::unlink(tmp.c_str());
-            fail(path, ": write failed: ", std::strerror(saved));
+            return false;
         }
         p += n;
         left -= static_cast<size_t>(n);
+    }
+    return true;
+}
+
+}  // namespace
+
+void write_file_atomic(const std::string& path, const std::string& content) {
+    if (path.empty()) fail("write: the file path is empty");
+    struct stat st;
+    if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+        if (S_ISDIR(st.st_mode)) fail(path, ": is a directory, expected a file");
+        // A device or a pipe (/dev/null, /dev/stdout, a FIFO) is written in
+        // place: renaming a file over it would replace the device itself.
+        int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+        if (fd < 0) fail(path, ": cannot write: ", std::strerror(errno));
+        const bool written = write_all(fd, content);
+        const int write_errno = errno;
+        const bool closed = ::close(fd) == 0;
+        if (!written || !closed) fail(path, ": write failed: ", std::strerror(written ? errno : write_errno));
+        return;
+    }
+    std::string dir = path_dirname(path);
+    if (dir != ".") make_directories(dir);
+    std::string tmp = path + ".tmp." + std::to_string(::getpid());
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) fail(path, ": cannot write: ", std::strerror(errno));
+    if (!write_all(fd, content)) {
+        int saved = errno;
+        ::close(fd);
+        ::unlink(tmp.c_str());
+        fail(path, ": write failed: ", std::strerror(saved));
     }
     const bool synced = ::fsync(fd) == 0;
     int saved = errno;
@@ -87,7 +113,12 @@ void write_file_atomic(const std::string& path, const std::string& content) {
         ::unlink(tmp.c_str());
         fail(path, ": write failed: ", std::strerror(saved));
     }
-    rename_into_place(tmp, path);
+    try {
+        rename_into_place(tmp, path);
+    } catch (const error&) {
+        ::unlink(tmp.c_str());
+        throw;
+    }
 }
 
 void rename_into_place(const std::string& from, const std::string& to) {

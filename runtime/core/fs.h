@@ -13,7 +13,10 @@ void make_directories(const std::string& path);  // mkdir -p
 std::string path_join(const std::string& a, const std::string& b);
 std::string path_dirname(const std::string& path);
 
-// Writes to "<path>.tmp.<pid>", flushes, fsyncs, then renames over path.
+// Writes to "<path>.tmp.<pid>", flushes, fsyncs, then renames over path
+// (the temporary is removed when any step fails). An existing device or pipe
+// (/dev/null, a FIFO) is written in place instead; an empty path or a
+// directory is an error.
 void write_file_atomic(const std::string& path, const std::string& content);
 
 // Renames a finished temporary file or directory into place.

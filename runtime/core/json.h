@@ -48,6 +48,20 @@ inline std::string json_position(const std::string& text, size_t offset) {
     return "line " + std::to_string(line) + ", column " + std::to_string(column);
 }
 
+// Why text is not JSON in a way nlohmann would miss or crash on, or "" when
+// it is not: arrays/objects nested deeper than json_max_depth (converting
+// them recurses), or a NUL byte (nlohmann stops reading at one, so
+// '{"a":1}<NUL>garbage' would pass).
+inline std::string json_precheck(const std::string& text) {
+    const size_t deep = json_too_deep_at(text);
+    if (deep != std::string::npos)
+        return "arrays/objects nested deeper than " + std::to_string(json_max_depth) + " levels at " +
+               json_position(text, deep);
+    const size_t nul = text.find('\0');
+    if (nul != std::string::npos) return "a NUL byte at " + json_position(text, nul);
+    return "";
+}
+
 // nlohmann's message without its "[json.exception.parse_error.101] " prefix.
 inline std::string json_error_text(const std::string& what) {
     if (!what.empty() && what[0] == '[') {
@@ -61,10 +75,8 @@ inline std::string json_error_text(const std::string& what) {
 // unique_keys: an object that names one key twice is an error too (the
 // safetensors header, where a repeated tensor name would silently hide one).
 inline nlohmann::json parse_json(const std::string& text, const std::string& where, bool unique_keys = false) {
-    const size_t deep = json_too_deep_at(text);
-    if (deep != std::string::npos)
-        fail(where, ": not valid JSON for cairun: arrays/objects nested deeper than ", json_max_depth, " levels at ",
-             json_position(text, deep));
+    const std::string bad = json_precheck(text);
+    if (!bad.empty()) fail(where, ": not valid JSON for cairun: ", bad);
     std::vector<std::vector<std::string>> keys;  // the keys of each open object
     std::string repeated;
     nlohmann::json::parser_callback_t on_event = [&](int, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {

@@ -190,10 +190,8 @@ void push_ordered(lua_State* L, const ordered_json& value, int order_index) {
 }
 
 ordered_json parse_ordered_or_fail(const std::string& text, const std::string& where) {
-    const size_t deep = json_too_deep_at(text);
-    if (deep != std::string::npos)
-        fail(where, "invalid JSON: arrays/objects nested deeper than ", json_max_depth, " levels at ",
-             json_position(text, deep));
+    const std::string bad = json_precheck(text);
+    if (!bad.empty()) fail(where, "invalid JSON: ", bad);
     try {
         return ordered_json::parse(text);
     } catch (const ordered_json::exception& e) {
@@ -202,10 +200,8 @@ ordered_json parse_ordered_or_fail(const std::string& text, const std::string& w
 }
 
 json parse_or_fail(const std::string& text, const std::string& where) {
-    const size_t deep = json_too_deep_at(text);
-    if (deep != std::string::npos)
-        fail(where, "invalid JSON: arrays/objects nested deeper than ", json_max_depth, " levels at ",
-             json_position(text, deep));
+    const std::string bad = json_precheck(text);
+    if (!bad.empty()) fail(where, "invalid JSON: ", bad);
     try {
         return json::parse(text);
     } catch (const json::exception& e) {
@@ -272,6 +268,7 @@ int l_jsonl_read(lua_State* L) {
 int l_jsonl_write(lua_State* L) {
     return lua_guarded(L, [&] {
         std::string path = arg_string(L, 1, "cai.jsonl.write", "path");
+        if (path.empty()) fail("cai.jsonl.write: the file path is empty");
         arg_table(L, 2, "cai.jsonl.write", "records");
         std::string content;
         int n = static_cast<int>(lua_objlen(L, 2));
@@ -295,6 +292,7 @@ int l_jsonl_write(lua_State* L) {
 int l_jsonl_append(lua_State* L) {
     return lua_guarded(L, [&] {
         std::string path = arg_string(L, 1, "cai.jsonl.append", "path");
+        if (path.empty()) fail("cai.jsonl.append: the file path is empty");
         if (lua_isnoneornil(L, 2)) fail("cai.jsonl.append: argument #2 'record' is missing");
         std::string line = encode_line(L, 2) + "\n";
         std::string dir = path_dirname(path);

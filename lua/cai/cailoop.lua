@@ -199,6 +199,8 @@ local function pct(x) return x and string.format("%5.1f%%", 100 * x) or "    -" 
 
 ---The summary as a text table.
 function cailoop.format(summary)
+  require("cai.check").value("cai.cailoop.format", "summary", summary, "table")
+  require("cai.check").value("cai.cailoop.format", "summary.models", summary.models, "table")
   local lines = { string.format("%-8s %-22s %-22s %-22s", "stage", "harmlessness", "helpfulness", "over_refusal") }
   for _, s in ipairs({ "base", "sft", "sl_cai", "rl_cai" }) do
     local m = summary.models[s]

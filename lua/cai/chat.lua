@@ -282,6 +282,7 @@ local dir_cache = {}
 ---and any other template variable (enable_thinking, ...).
 function M.apply_chat_template(tok, messages, opts)
   local fn = "tok:apply_chat_template"
+  if type(tok) ~= "userdata" and type(tok) ~= "table" then error(fn .. ": expected a tokenizer, got " .. type(tok), 2) end
   if opts ~= nil and type(opts) ~= "table" then error(fn .. ": opts must be a table, got " .. type(opts), 2) end
   opts = opts or {}
   local dir = tok.dir

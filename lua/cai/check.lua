@@ -210,6 +210,10 @@ end
 ---@param level integer|nil
 ---@return table
 function check.options(fname, opts, spec, level)
+  if type(fname) ~= "string" or type(spec) ~= "table" then
+    error("cai.check: expected (fname: string, opts, spec: table), got (" .. type(fname) .. ", " .. type(opts) .. ", "
+      .. type(spec) .. ")", 2)
+  end
   level = level or 3
   if opts == nil then
     for _, key in ipairs(sorted_keys(spec)) do
@@ -249,6 +253,10 @@ end
 ---@param rule string|table
 ---@param level integer|nil
 function check.value(fname, what, value, rule, level)
+  if type(fname) ~= "string" or type(what) ~= "string" or (type(rule) ~= "string" and type(rule) ~= "table") then
+    error("cai.check.value: expected (fname: string, what: string, value, rule: string or table), got (" .. type(fname)
+      .. ", " .. type(what) .. ", " .. type(value) .. ", " .. type(rule) .. ")", 2)
+  end
   level = level or 3
   rule = normalize(rule)
   if value == nil then

@@ -156,6 +156,8 @@ M.function_to_apply = function_to_apply
 
 ---Probabilities of each label from one row of logits, as the config says.
 function M.probabilities(config, logits)
+  require("cai.check").value("cai.classifier.probabilities", "config", config, "table")
+  require("cai.check").value("cai.classifier.probabilities", "logits", logits, "list")
   local how = function_to_apply(config)
   local out = {}
   if how == "sigmoid" then

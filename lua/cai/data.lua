@@ -115,6 +115,8 @@ end
 ---@param rejected string|table
 ---@return any prompt, any chosen, any rejected  (or nil, reason)
 function data.extract_prompt(chosen, rejected)
+  check.value("cai.data.extract_prompt", "chosen", chosen, { type = "string|list", expect = "a string or a message list" })
+  check.value("cai.data.extract_prompt", "rejected", rejected, { type = "string|list", expect = "a string or a message list" })
   if type(chosen) == "string" and type(rejected) == "string" then
     local n = math.min(#chosen, #rejected)
     local idx = nil

@@ -45,6 +45,7 @@ end
 ---@param name string|nil "chat" | "instruction" | "auto"
 ---@param chat_template_kwargs table|nil extra template variables (enable_thinking = false, ...)
 function format.new(tok, name, chat_template_kwargs)
+  if type(tok) ~= "userdata" and type(tok) ~= "table" then error("cai.format.new: expected a tokenizer, got " .. type(tok), 2) end
   require("cai.check").value("cai.format.new", "chat_template_kwargs", chat_template_kwargs,
     { type = "table", optional = true })
   local ok, resolved = pcall(format.resolve, tok, name)

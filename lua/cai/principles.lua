@@ -141,6 +141,7 @@ end
 
 ---Ids of a list of principles.
 function principles.ids(list)
+  require("cai.check").value("cai.principles.ids", "list", list, "list")
   local ids = {}
   for i, p in ipairs(list) do ids[i] = p.id end
   return ids

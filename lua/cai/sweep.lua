@@ -142,6 +142,7 @@ end
 ---The comparison of cell summaries (see header).
 ---@param cells table list of { name=, args = { {key, value} }, summary = decoded summary.json }
 function sweep.compare(cells)
+  require("cai.check").value("cai.sweep.compare", "cells", cells, "list")
   local stats = require "cai.stats"
   local configs, order = {}, {}
   for _, c in ipairs(cells) do

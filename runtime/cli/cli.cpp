@@ -1,4 +1,5 @@
 // `cairun FILE.lua key=value ...`: the command line over cai::host.
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -49,6 +50,9 @@ const char* const usage_text =
 }  // namespace
 
 int cli_main(int argc, char** argv) {
+    // Past a file-size limit (ulimit -f) a write fails with EFBIG and the
+    // error names the file, instead of SIGXFSZ killing the run mid-write.
+    std::signal(SIGXFSZ, SIG_IGN);
     std::string code, recipe;
     bool have_code = false;
     std::vector<std::string> args;

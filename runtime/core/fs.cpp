@@ -59,9 +59,6 @@ std::string path_dirname(const std::string& path) {
     return path.substr(0, slash);
 }
 
-namespace {
-
-// Writes all of content to fd; false (errno set) on a write error.
 bool write_all(int fd, const std::string& content) {
     const char* p = content.data();
     size_t left = content.size();
@@ -76,8 +73,6 @@ bool write_all(int fd, const std::string& content) {
     }
     return true;
 }
-
-}  // namespace
 
 void write_file_atomic(const std::string& path, const std::string& content) {
     if (path.empty()) fail("write: the file path is empty");

@@ -13,6 +13,10 @@ void make_directories(const std::string& path);  // mkdir -p
 std::string path_join(const std::string& a, const std::string& b);
 std::string path_dirname(const std::string& path);
 
+// Writes all of content to fd (retrying short writes); false, with errno
+// set, when a write fails.
+bool write_all(int fd, const std::string& content);
+
 // Writes to "<path>.tmp.<pid>", flushes, fsyncs, then renames over path
 // (the temporary is removed when any step fails). An existing device or pipe
 // (/dev/null, a FIFO) is written in place instead; an empty path or a

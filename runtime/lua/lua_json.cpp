@@ -6,6 +6,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <nlohmann/json.hpp>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/error.h"
@@ -299,11 +300,20 @@ int l_jsonl_append(lua_State* L) {
         if (dir != ".") make_directories(dir);
         int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
         if (fd < 0) fail(path, ": cannot open for appending: ", std::strerror(errno));
-        ssize_t written = ::write(fd, line.data(), line.size());
-        int saved = errno;
+        // One complete line or nothing: a write cut short (a full disk, a
+        // file-size limit) is truncated back to where the line began.
+        struct stat st;
+        const off_t before = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? st.st_size : -1;
+        const bool written = write_all(fd, line);
+        const int saved = errno;
+        if (!written && before >= 0 && ::ftruncate(fd, before) != 0) {
+            const int truncate_errno = errno;
+            ::close(fd);
+            fail(path, ": append failed: ", std::strerror(saved), "; a partial line is left (cannot truncate: ",
+                 std::strerror(truncate_errno), ")");
+        }
         ::close(fd);
-        if (written != static_cast<ssize_t>(line.size()))
-            fail(path, ": append failed: ", written < 0 ? std::strerror(saved) : "short write");
+        if (!written) fail(path, ": append failed: ", std::strerror(saved), " (nothing appended)");
         return 0;
     });
 }

@@ -76,6 +76,12 @@ std::string save_checkpoint(const std::string& out_dir, const checkpoint_state& 
     std::error_code ec;
     fs::remove_all(tmp_dir, ec);
     make_directories(tmp_dir);
+    // A write that fails (a full disk, a file-size limit) leaves no step-N.tmp directory behind.
+    struct remove_unless_kept {
+        const std::string& dir;
+        bool keep = false;
+        ~remove_unless_kept() { std::error_code e; if (!keep) fs::remove_all(dir, e); }
+    } cleanup{tmp_dir};
 
     save_safetensors(path_join(tmp_dir, "tensors.safetensors"), cpu_contiguous(state.tensors));
     save_safetensors(path_join(tmp_dir, "optimizer.safetensors"), cpu_contiguous(state.optimizer));
@@ -104,6 +110,7 @@ std::string save_checkpoint(const std::string& out_dir, const checkpoint_state& 
     } else {
         rename_into_place(tmp_dir, final_dir);
     }
+    cleanup.keep = true;
     return final_dir;
 }
 

@@ -94,4 +94,72 @@ expect "save_lora on rank 0 only: names the save" 'is saving the adapter .*/adap
 refute "save_lora on rank 0 only: no reset" 'Connection reset by peer'
 if [ -e "$dir/adapter0/adapter_model.safetensors" ]; then fail "nothing saved by half a job"; else pass "nothing saved by half a job"; fi
 
+# Faults: past a file-size limit (ulimit -f) a write fails with EFBIG naming
+# the file (no SIGXFSZ kill) and leaves nothing half-written; a read-only
+# output directory is named. Each fails with an exit status, not a signal.
+cat > "$dir/model.lua" <<'LUA'
+local cai = require "cai"
+local d = os.getenv("WORK")
+local tok_dir = "tests/data/tokenizers/gpt2"
+cai.model.random(d .. "/fm", { model_type = "llama", vocab_size = cai.tokenizer.load(tok_dir):vocab_size(), hidden_size = 32,
+  intermediate_size = 48, num_hidden_layers = 2, num_attention_heads = 4, num_key_value_heads = 2 })
+cai.write_file(d .. "/fm/tokenizer.json", assert(io.open(tok_dir .. "/tokenizer.json")):read("*a"))
+cai.write_file(d .. "/fm/tokenizer_config.json", assert(io.open(tok_dir .. "/tokenizer_config.json")):read("*a"))
+LUA
+WORK="$dir" "$cairun" "$dir/model.lua" >/dev/null 2>&1 || fail "fault model built"
+mkdir -p "$dir/fsz"
+printf '{"a":1}\n' > "$dir/fsz/kept.jsonl"
+cat > "$dir/limited.sh" <<'SH'
+ulimit -f 32  # 32 KiB
+exec "$@"
+SH
+limited="bash $dir/limited.sh"
+check "file-size limit: cai.write_file" nz 'fsz/big.txt: write failed: File too large' -- \
+  $limited "$cairun" -e "cai.write_file('$dir/fsz/big.txt', string.rep('x', 100000))"
+nosig "file-size limit: cai.write_file exits, not killed"
+check "file-size limit: cai.jsonl.append" nz 'kept.jsonl: append failed: File too large \(nothing appended\)' -- \
+  $limited "$cairun" -e "cai.jsonl.append('$dir/fsz/kept.jsonl', { text = string.rep('x', 100000) })"
+nosig "file-size limit: cai.jsonl.append exits, not killed"
+if [ "$(cat "$dir/fsz/kept.jsonl")" = '{"a":1}' ]; then pass "file-size limit: no partial line appended"; else fail "file-size limit: no partial line appended" "$(head -c 200 "$dir/fsz/kept.jsonl")"; fi
+check "file-size limit: m:save" nz 'model.safetensors: write failed: File too large' -- \
+  $limited "$cairun" -e "cai.model.load('$dir/fm'):save('$dir/fsz/saved')"
+nosig "file-size limit: m:save exits, not killed"
+check "file-size limit: sft checkpoint" nz 'File too large' -- $limited "$cairun" -e "
+local m = cai.model.load('$dir/fm')
+cai.train.sft{ model = m, data = { { prompt = 'a', response = ' b' } }, out = '$dir/fsz/run', max_steps = 1, full = true, progress = false }"
+nosig "file-size limit: sft exits, not killed"
+left=$(find "$dir/fsz" -name '*.tmp.*' -o -name 'saved' -o -name 'big.txt' -o -name 'step-1')
+if [ -z "$left" ]; then pass "file-size limit: nothing half-written"; else fail "file-size limit: nothing half-written" "$left"; fi
+
+# A read-only directory: a read-only tmpfs in a mount namespace of our own
+# (unshare -rm), or mounted directly when that is refused but mounting is not.
+mkdir -p "$dir/ro"
+cat > "$dir/readonly.sh" <<'SH'
+ro=$1; shift
+if unshare -rm true 2>/dev/null; then
+  exec unshare -rm bash -c 'mount -t tmpfs -o ro,size=64k tmpfs "$1" && shift && exec "$@"' _ "$ro" "$@"
+fi
+mount -t tmpfs -o ro,size=64k tmpfs "$ro" || exit 99
+"$@"
+rc=$?
+umount "$ro"
+exit $rc
+SH
+readonly_run="bash $dir/readonly.sh $dir/ro"
+if unshare -rm true 2>/dev/null || { mount -t tmpfs -o ro,size=64k tmpfs "$dir/ro" 2>/dev/null && umount "$dir/ro"; }; then
+  check "read-only dir: cai.jsonl.write" nz 'ro/out.jsonl: cannot write: Read-only file system' -- \
+    $readonly_run "$cairun" -e "cai.jsonl.write('$dir/ro/out.jsonl', { { a = 1 } })"
+  nosig "read-only dir: cai.jsonl.write exits, not killed"
+  check "read-only dir: m:save" nz 'ro/saved.*Read-only file system' -- \
+    $readonly_run "$cairun" -e "cai.model.load('$dir/fm'):save('$dir/ro/saved')"
+  nosig "read-only dir: m:save exits, not killed"
+  check "read-only dir: sft out=" nz 'ro/run.*Read-only file system' -- $readonly_run "$cairun" -e "
+local m = cai.model.load('$dir/fm')
+m:add_lora{ r = 2 }
+cai.train.sft{ model = m, data = { { prompt = 'a', response = ' b' } }, out = '$dir/ro/run', max_steps = 1, progress = false }"
+  nosig "read-only dir: sft exits, not killed"
+else
+  echo "note: no read-only mount is possible here (no user namespaces, no mount permission); read-only cases skipped"
+fi
+
 finish

@@ -14,6 +14,7 @@ check() {
   out=$(timeout "$CHECK_TIMEOUT" "$@" 2>&1)
   rc=$?
   out_last=$out
+  rc_last=$rc
   local ok=1
   if [ "$CHECK_TIMEOUT" != 0 ] && [ $rc -eq 124 ]; then ok=0; out="(still running after $CHECK_TIMEOUT s)
 $out"; fi
@@ -36,6 +37,9 @@ local function read(p) return cai.json.decode(assert(io.open(p)):read('*a')) end
 local function jsonl(p) return cai.jsonl.read(p) end
 print(tostring((function() $code end)()))"
 }
+# nosig NAME: the last check's command failed with an exit status (1-127),
+# not killed by a signal (a crash, an abort, SIGXFSZ).
+nosig() { if [ "$rc_last" -ge 1 ] && [ "$rc_last" -lt 128 ]; then pass "$1"; else fail "$1 (exit status $rc_last)" "$out_last"; fi; }
 # expect NAME PATTERN / refute NAME PATTERN: the output of the last check
 # also matches / must not match PATTERN.
 expect() { if grep -qE -- "$2" <<<"$out_last"; then pass "$1"; else fail "$1" "$out_last"; fi; }

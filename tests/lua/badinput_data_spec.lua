@@ -52,7 +52,7 @@ spec.describe("JSON Lines", function()
       { "escaped NUL", '{"text": "a\\u0000b"}\n', 1 }, { "empty file", "", 0 },
       { "500 levels", string.rep("[", 500) .. string.rep("]", 500) .. "\n", 1 },
       { "a 10 MB string", '{"text": "' .. string.rep("x", 10 * 1024 * 1024) .. '"}\n', 1 },
-      { "100000 keys", "{" .. (function() local t = {} for i = 1, 100000 do t[i] = '"k' .. i .. '":' .. i end return table.concat(t, ",") end)() .. "}\n", 1 },
+      { "10000 keys", "{" .. (function() local t = {} for i = 1, 10000 do t[i] = '"k' .. i .. '":' .. i end return table.concat(t, ",") end)() .. "}\n", 1 },
     }
     for _, g in ipairs(GOOD) do
       cases[#cases + 1] = { g[1], function() return cai.jsonl.read(file(g[2])) end, "ok", function(records)

@@ -1,5 +1,5 @@
 // The page of `cairun serve`, compiled into libcai from runtime/serve/web/
-// by cmake/embed_web.cmake (like the Lua library).
+// by cmake/embed.cmake (like the Lua library).
 #pragma once
 
 #include "serve/server.h"

@@ -17,6 +17,7 @@
 -- tool-call arguments): tables from cai.chat.decode_json keep the key order
 -- of the JSON text as Python would; other tables print their keys sorted.
 -- A missing value is `nil`; Python's None is cai.json.null.
+local check = require "cai.check"
 local jinja = require "cai.jinja"
 local json = require "cai.json"
 
@@ -115,35 +116,31 @@ local function cut_after_final_message(fn, rendered, messages)
   return rendered:sub(1, loc + #stripped - 1)
 end
 
+-- apply_chat_template's own options; any other string key is a template variable.
+local function a_list_of_tables(v)
+  if v == NONE then return nil end
+  if type(v) ~= "table" then return "must be a list of tables (JSON schemas), got " .. type(v) end
+  return nil
+end
+local VARS = {
+  add_generation_prompt = "boolean",
+  continue_final_message = "boolean",
+  tools = { type = "any", check = a_list_of_tables },
+  documents = { type = "any", check = a_list_of_tables },
+  messages = { type = "any", check = function() return "is the second argument, not a template variable" end },
+  [check.OTHERS] = "any",
+}
+
 local function render(fn, template, messages, vars)
-  if type(template) ~= "string" then
-    error(fn .. ": template must be a string (a Jinja chat template), got " .. type(template), 3)
-  end
+  check.value(fn, "template", template, { type = "string", expect = "a string (a Jinja chat template)" }, 4)
   check_messages(fn, messages)
-  if vars ~= nil and type(vars) ~= "table" then error(fn .. ": vars must be a table, got " .. type(vars), 3) end
-  vars = vars or {}
-  for k in pairs(vars) do
-    if type(k) ~= "string" then error(fn .. ": vars keys must be strings, got " .. type(k), 3) end
-    if k == "messages" then error(fn .. ": pass messages as the second argument, not in vars", 3) end
-  end
+  vars = check.options(fn, vars, VARS, 4)
   local add_generation_prompt = vars.add_generation_prompt
   local continue_final_message = vars.continue_final_message
-  if add_generation_prompt ~= nil and type(add_generation_prompt) ~= "boolean" then
-    error(fn .. ": add_generation_prompt must be a boolean, got " .. type(add_generation_prompt), 3)
-  end
-  if continue_final_message ~= nil and type(continue_final_message) ~= "boolean" then
-    error(fn .. ": continue_final_message must be a boolean, got " .. type(continue_final_message), 3)
-  end
   if continue_final_message and add_generation_prompt then
     error(fn .. ": continue_final_message and add_generation_prompt are not compatible. Use continue_final_message "
       .. "when you want the model to continue the final message, and add_generation_prompt when you want to add a "
       .. "header that will prompt it to start a new assistant message instead.", 3)
-  end
-  for _, key in ipairs({ "tools", "documents" }) do
-    local v = vars[key]
-    if v ~= nil and v ~= NONE and type(v) ~= "table" then
-      error(fn .. ": " .. key .. " must be a list of tables (JSON schemas), got " .. type(v), 3)
-    end
   end
   -- as transformers calls template.render(messages=, tools=, documents=, add_generation_prompt=, **kwargs)
   local globals = {}
@@ -272,6 +269,11 @@ function M.template_of(dir, name, with_tools)
   return template, specials
 end
 
+-- apply_chat_template's options: render's, tokenize and chat_template.
+local APPLY_OPTIONS = { tokenize = "boolean",
+  chat_template = { type = "string", expect = "a template name or Jinja source" } }
+for k, v in pairs(VARS) do APPLY_OPTIONS[k] = v end
+
 -- Per tokenizer directory: the template and special tokens, read once.
 local dir_cache = {}
 
@@ -282,17 +284,13 @@ local dir_cache = {}
 ---and any other template variable (enable_thinking, ...).
 function M.apply_chat_template(tok, messages, opts)
   local fn = "tok:apply_chat_template"
-  if type(tok) ~= "userdata" and type(tok) ~= "table" then error(fn .. ": expected a tokenizer, got " .. type(tok), 2) end
-  if opts ~= nil and type(opts) ~= "table" then error(fn .. ": opts must be a table, got " .. type(opts), 2) end
-  opts = opts or {}
+  check.value(fn, "tokenizer", tok, { type = "userdata|table", expect = "a tokenizer" }, 3)
+  opts = check.options(fn, opts, APPLY_OPTIONS)
   local dir = tok.dir
   if type(dir) ~= "string" or dir == "" then
     error(fn .. ": this tokenizer has no directory to read a chat template from", 2)
   end
   local choice = opts.chat_template
-  if choice ~= nil and type(choice) ~= "string" then
-    error(fn .. ": chat_template must be a template name or Jinja source, got " .. type(choice), 2)
-  end
   local with_tools = opts.tools ~= nil and opts.tools ~= NONE
   local key = dir .. (with_tools and "\0tools" or "")
   local cached = dir_cache[key]
@@ -318,9 +316,6 @@ function M.apply_chat_template(tok, messages, opts)
       .. "no chat_template.jinja); pass opts.chat_template or use format = \"instruction\"", 2)
   end
   local tokenize = opts.tokenize
-  if tokenize ~= nil and type(tokenize) ~= "boolean" then
-    error(fn .. ": tokenize must be a boolean, got " .. type(tokenize), 2)
-  end
   local vars = {}
   for k, v in pairs(cached.specials) do vars[k] = v end
   for k, v in pairs(opts) do

@@ -19,10 +19,17 @@
 --   cai.train.sft: option 'seed' must be an integer, got string
 -- The checker returns opts (or a fresh {} for nil); it never changes it.
 --
+-- A spec may hold check.OTHERS = rule: then keys it does not name are allowed
+-- (a template's own variables, say) when they are strings and their values
+-- pass that rule.
+--
 -- check.value(fname, what, value, rule) checks one positional argument with
 -- the same rules: "cai.jsonl.read: argument 'path' must be a string, got nil".
 -- check.suggest(word, candidates) is the closest candidate or nil.
 local check = {}
+
+---Spec key: the rule for keys the spec does not name (they must be strings).
+check.OTHERS = setmetatable({}, { __tostring = function() return "(other keys)" end })
 
 local TYPE_WORDS = {
   string = "a string", number = "a number", integer = "an integer", boolean = "a boolean",
@@ -79,7 +86,9 @@ end
 
 local function sorted_keys(spec)
   local keys = {}
-  for k in pairs(spec) do keys[#keys + 1] = k end
+  for k in pairs(spec) do
+    if type(k) == "string" then keys[#keys + 1] = k end
+  end
   table.sort(keys)
   return keys
 end
@@ -225,10 +234,18 @@ function check.options(fname, opts, spec, level)
   end
   if type(opts) ~= "table" then raise(level, fname, "options must be a table, got " .. type(opts)) end
   local names = sorted_keys(spec)
-  for k in pairs(opts) do
+  local others = spec[check.OTHERS]
+  for k, v in pairs(opts) do
     if spec[k] == nil then
-      raise(level, fname, "unknown option " .. (type(k) == "string" and ("'" .. k .. "'") or show(k))
-        .. " " .. check.unknown_hint(k, names))
+      if others == nil then
+        raise(level, fname, "unknown option " .. (type(k) == "string" and ("'" .. k .. "'") or show(k))
+          .. " " .. check.unknown_hint(k, names))
+      end
+      if type(k) ~= "string" then raise(level, fname, "option names must be strings, got " .. type(k)) end
+      local why, index = violation(others, v)
+      if why then
+        raise(level, fname, "option '" .. k .. "'" .. (index and ("[" .. index .. "]") or "") .. " " .. why)
+      end
     end
   end
   for _, key in ipairs(names) do

@@ -82,13 +82,19 @@ spec.describe("cai.chat.render", function()
   end)
 
   spec.it("checks its arguments", function()
-    spec.raises(function() cai.chat.render(nil, {}) end, "template must be a string", true)
+    spec.raises(function() cai.chat.render(nil, {}) end, "cai.chat.render: argument 'template' must be a string", true)
     spec.raises(function() cai.chat.render("x", "hi") end, "messages must be a list", true)
     spec.raises(function() cai.chat.render("x", { "hi" }) end, "messages[1] must be a table", true)
     spec.raises(function() cai.chat.render("x", { { role = 3 } }) end, "messages[1].role must be a string", true)
     spec.raises(function() cai.chat.render("x", {}, { add_generation_prompt = "yes" }) end,
-      "add_generation_prompt must be a boolean", true)
-    spec.raises(function() cai.chat.render("x", {}, { tools = "none" }) end, "tools must be a list", true)
+      "option 'add_generation_prompt' must be a boolean, got string", true)
+    spec.raises(function() cai.chat.render("x", {}, { tools = "none" }) end, "option 'tools' must be a list", true)
+    spec.raises(function() cai.chat.render("x", {}, "vars") end, "options must be a table, got string", true)
+    spec.raises(function() cai.chat.render("x", {}, { [1] = true }) end, "option names must be strings", true)
+    spec.raises(function() cai.chat.render("x", {}, { messages = {} }) end,
+      "option 'messages' is the second argument, not a template variable", true)
+    -- any other string key is a template variable
+    spec.eq(cai.chat.render("{{ enable_thinking }}", {}, { enable_thinking = false }), "False")
   end)
 
   spec.it("keeps the key order of decoded JSON (cai.json, cai.jsonl, cai.chat) in tojson; others print sorted",
@@ -185,8 +191,8 @@ spec.describe("tok:apply_chat_template", function()
     spec.eq(with_eos:sub(-#eos), eos)
     local ids = tok:apply_chat_template(msgs, { add_generation_prompt = true, tokenize = true })
     spec.eq(ids, tok:encode(text, { add_special_tokens = false }))
-    spec.raises(function() tok:apply_chat_template(msgs, { tokenize = "yes" }) end, "tokenize must be a boolean", true)
-    spec.raises(function() tok:apply_chat_template(msgs, 5) end, "opts must be a table", true)
+    spec.raises(function() tok:apply_chat_template(msgs, { tokenize = "yes" }) end, "option 'tokenize' must be a boolean", true)
+    spec.raises(function() tok:apply_chat_template(msgs, 5) end, "options must be a table", true)
   end)
 
   spec.it("takes a named template from tokenizer_config.json's list", function()

@@ -120,6 +120,17 @@ spec.describe("cai.check", function()
     spec.truthy(err:find("check_spec.lua:" .. (debug.getinfo(1, "l").currentline - 3) .. ": public:", 1, true), err)
   end)
 
+  spec.it("takes other keys where the spec has a rule for them (check.OTHERS)", function()
+    local S = { seed = "integer", [cai.check.OTHERS] = "string" }
+    local opts = { seed = 1, date_string = "26 Jul 2024" }
+    spec.eq(cai.check("f", opts, S), opts)
+    spec.raises(function() cai.check("f", { seed = 1.5 }, S) end, "f: option 'seed' must be an integer", true)
+    spec.raises(function() cai.check("f", { extra = 3 }, S) end, "f: option 'extra' must be a string, got number", true)
+    spec.raises(function() cai.check("f", { [2] = "x" }, S) end, "f: option names must be strings, got number", true)
+    -- without the rule, other keys stay unknown options
+    spec.raises(function() cai.check("f", { sed = 1 }, { seed = "integer" }) end, "unknown option 'sed' (did you mean seed?)", true)
+  end)
+
   spec.it("suggests by edit distance, transpositions counting once", function()
     spec.eq(cai.check.distance("learning_rate", "learning_rat"), 1)
     spec.eq(cai.check.distance("beta", "btea"), 1)

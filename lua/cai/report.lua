@@ -1096,6 +1096,7 @@ end
 ---@param argv table the command's arguments
 ---@return string path of the written page
 function report.main(argv)
+  check.value("cai.report.main", "argv", argv, { type = "list", items = "string", expect = "a list of command-line arguments (strings)" })
   local usage = "usage: cairun report RUN_DIR, or cairun report RUN_DIR RUN_DIR... [--out FILE]"
   local dirs, out = {}, nil
   local i = 1

@@ -378,6 +378,7 @@ end
 ---message and exits with status 130. Never returns.
 ---@param message string what was saved
 function run.stop(message)
+  require("cai.check").value("cai.run.stop", "message", message, { type = "string", nonempty = true })
   local command = run.command_line()
   local text = "interrupted: " .. message .. ". Run the same command again to continue"
     .. (command ~= "" and (": " .. command) or ".")

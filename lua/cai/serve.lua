@@ -654,6 +654,7 @@ serve.USAGE = "usage: cairun serve RUN_DIR... [--port N] [--host ADDR] [--judgme
 ---Parses `cairun serve`'s arguments.
 ---@return table { dirs = {...}, port=, host=, judgments=, seed= }
 function serve.parse(argv)
+  check.value("cai.serve.parse", "argv", argv, { type = "list", items = "string", expect = "a list of command-line arguments (strings)" })
   local spec = { dirs = {}, port = serve.DEFAULT_PORT, host = "127.0.0.1", seed = 0 }
   local i = 1
   local function value(flag)
@@ -694,6 +695,7 @@ end
 
 ---`cairun serve RUN_DIR...`: loads the runs and serves the page until Ctrl-C.
 function serve.main(argv)
+  check.value("cai.serve.main", "argv", argv, { type = "list", items = "string", expect = "a list of command-line arguments (strings)" })
   local spec = serve.parse(argv)
   if spec.help then
     io.write(serve.USAGE, "\n\nA local page with three views: Compare (answers side by side, each criterion's "

@@ -19,6 +19,7 @@
 #include "core/log.h"
 #include "core/progress.h"
 #include "core/rng.h"
+#include "core/strings.h"
 #include "model/model.h"
 #include "model/random.h"
 #include "model/safetensors.h"
@@ -29,16 +30,6 @@ namespace {
 
 using json = nlohmann::json;
 using tensor_list = std::vector<std::pair<std::string, at::Tensor>>;
-
-std::string shape_string(at::IntArrayRef shape) {
-    std::string s = "[";
-    for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-    return s + "]";
-}
-
-bool ends_with(const std::string& s, const std::string& tail) {
-    return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-}
 
 void check_activation(const std::string& name, const std::string& where, const char* field) {
     for (const char* a : {"gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "tanh"})

@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/log.h"
+#include "core/strings.h"
 #include "model/model.h"
 #include "model/safetensors.h"
 #include "model/weight_memory.h"
@@ -26,12 +27,6 @@ struct tensor_source {
     std::function<std::vector<int64_t>(const std::string&)> shape;
     std::function<at::Tensor(const std::string&, at::ScalarType)> load;
 };
-
-std::string shape_string(const std::vector<int64_t>& shape) {
-    std::string s = "[";
-    for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-    return s + "]";
-}
 
 // The names transformers gives to stale buffers some checkpoints still carry.
 bool ignorable(const std::string& name) {

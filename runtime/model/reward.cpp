@@ -21,6 +21,7 @@
 #include "core/fs.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "core/strings.h"
 #include "model/model.h"
 #include "model/safetensors.h"
 #include "tokenizer/tokenizer.h"
@@ -31,16 +32,6 @@ namespace {
 using tensor_list = std::vector<std::pair<std::string, at::Tensor>>;
 
 const std::string suffix = "ForSequenceClassification";
-
-std::string shape_string(at::IntArrayRef shape) {
-    std::string s = "[";
-    for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-    return s + "]";
-}
-
-bool ends_with(const std::string& s, const std::string& tail) {
-    return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-}
 
 // One safetensors file mapped read-only, its tensors handed out as views of
 // the map: the backbone copies each tensor once into its compute dtype, so

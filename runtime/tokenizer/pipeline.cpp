@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "core/strings.h"
 #include "tokenizer/text.h"
 
 namespace cai::tok {
@@ -87,10 +88,6 @@ void replace_all(std::string& s, const std::string& from, const std::string& to)
     }
     out.append(s, pos, std::string::npos);
     s.swap(out);
-}
-
-bool starts_with(const std::string& s, const std::string& prefix) {
-    return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
 }
 
 // Hugging Face's Split pre-tokenizer over one piece.

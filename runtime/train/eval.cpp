@@ -7,14 +7,12 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/log.h"
+#include "core/strings.h"
 
 namespace cai {
 
 bool greater_is_better(const std::string& metric) {
-    auto ends_with = [&](const std::string& s) {
-        return metric.size() >= s.size() && metric.compare(metric.size() - s.size(), s.size(), s) == 0;
-    };
-    return ends_with("accuracies") || ends_with("margins");
+    return ends_with(metric, "accuracies") || ends_with(metric, "margins");
 }
 
 best_keeper::best_keeper(std::string out_dir, std::string metric, const std::vector<std::string>& valid,

@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/rng.h"
+#include "core/strings.h"
 #include "model/model.h"
 #include "model/save.h"
 
@@ -257,9 +258,6 @@ std::vector<named_parameter> trainable_parameters(model& m, bool full) {
     if (!full)
         fail("trainable_parameters: the model has no LoRA adapters; add_lora{...} first, or pass full = true "
              "to train every weight");
-    auto ends_with = [](const std::string& s, const std::string& suffix) {
-        return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-    };
     for (auto& [name, t] : model_named_tensors(m)) {
         // transformers' Trainer: no decay for names matching layernorm, norm or *_norm (q_norm, k_norm).
         const bool is_norm = ends_with(name, "layernorm.weight") || ends_with(name, "_norm.weight") ||

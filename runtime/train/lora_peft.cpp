@@ -9,6 +9,7 @@
 #include "core/fs.h"
 #include "core/json.h"
 #include "core/rng.h"
+#include "core/strings.h"
 #include "model/model.h"
 #include "model/safetensors.h"
 #include "model/save.h"
@@ -122,12 +123,6 @@ adapter_config parse_adapter_config(const std::string& text, const std::string& 
     }
     out.targets = select_targets(names, std::string(where) + ": field \"target_modules\"");
     return out;
-}
-
-std::string shape_string(at::IntArrayRef s) {
-    std::string out = "[";
-    for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-    return out + "]";
 }
 
 }  // namespace

@@ -4,14 +4,12 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/strings.h"
 
 namespace cai {
 
 bool is_no_decay_name(const std::string& name) {
-    auto ends_with = [&](const std::string& suffix) {
-        return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
-    };
-    return ends_with("bias") || name.find("norm") != std::string::npos || name.find("ln_") != std::string::npos;
+    return ends_with(name, "bias") || name.find("norm") != std::string::npos || name.find("ln_") != std::string::npos;
 }
 
 adamw::adamw(std::vector<named_parameter> params, const adamw_options& options)

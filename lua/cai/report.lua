@@ -443,6 +443,23 @@ local function text_metrics_table(models, models_in)
     .. "rouge_score), each over the held-out answers against the references, with a 95% bootstrap interval.</p>"
 end
 
+-- Each model's criterion rates (one table per entry of `models`, in order) and the criteria
+-- any of them has, in report order. The "score" entry is not a rate.
+local function rate_tables(models)
+  local tables, seen, names = {}, {}, {}
+  for i, model in ipairs(models) do
+    tables[i] = {}
+    for c, v in pairs(criteria_of(model)) do
+      local r = c ~= "score" and as_rate(v) or nil
+      if r then
+        tables[i][c] = r
+        if not seen[c] then seen[c] = true; names[#names + 1] = c end
+      end
+    end
+  end
+  return tables, ordered(names, report.CRITERIA_ORDER)
+end
+
 local function eval_section(summary)
   if type(summary) ~= "table" then return section("evaluation", "Evaluation", missing("summary.json")) end
   local models_in = type(summary.models) == "table" and summary.models or nil
@@ -450,18 +467,11 @@ local function eval_section(summary)
     return section("evaluation", "Evaluation", '<p class="missing">summary.json has no "models".</p>')
   end
   local models = ordered(sorted_keys(models_in), report.MODEL_ORDER)
-  local table_of, names_set, names = {}, {}, {}
-  for _, m in ipairs(models) do
-    table_of[m] = {}
-    for c, v in pairs(criteria_of(models_in[m])) do
-      local r = c ~= "score" and as_rate(v) or nil
-      if r then
-        table_of[m][c] = r
-        if not names_set[c] then names_set[c] = true; names[#names + 1] = c end
-      end
-    end
-  end
-  local criteria = ordered(names, report.CRITERIA_ORDER)
+  local listed = {}
+  for i, m in ipairs(models) do listed[i] = models_in[m] end
+  local tables, criteria = rate_tables(listed)
+  local table_of = {}
+  for i, m in ipairs(models) do table_of[m] = tables[i] end
   local parts = {}
   local head = { "<tr><th>criterion</th>" }
   for _, m in ipairs(models) do head[#head + 1] = "<th>" .. esc(m) .. "</th>" end
@@ -964,22 +974,15 @@ local function comparison_eval_section(runs, names)
     .. "across runs is made here, so no run is marked best; within a run, see its own report's paired "
     .. "comparisons.</p>" }
   for _, m in ipairs(ordered(model_names, report.MODEL_ORDER)) do
-    local per_run, crit_seen, crits = {}, {}, {}
+    local listed = {}
     for i, r in ipairs(runs) do
-      per_run[i] = {}
-      local model = type(r.summary) == "table" and type(r.summary.models) == "table" and r.summary.models[m]
-      for c, v in pairs(criteria_of(model)) do
-        local rate = c ~= "score" and as_rate(v) or nil
-        if rate then
-          per_run[i][c] = rate
-          if not crit_seen[c] then crit_seen[c] = true; crits[#crits + 1] = c end
-        end
-      end
+      listed[i] = type(r.summary) == "table" and type(r.summary.models) == "table" and r.summary.models[m] or false
     end
+    local per_run, crits = rate_tables(listed)
     local head = { "<tr><th>criterion</th>" }
     for _, n in ipairs(names) do head[#head + 1] = "<th>" .. esc(n) .. "</th>" end
     local rows = {}
-    for _, c in ipairs(ordered(crits, report.CRITERIA_ORDER)) do
+    for _, c in ipairs(crits) do
       local cells = { "<tr><th>" .. esc(c) .. "</th>" }
       for i in ipairs(runs) do
         local r = per_run[i][c]

@@ -1,6 +1,8 @@
 // Small string helpers every layer uses.
 #pragma once
 
+#include <cstdint>
+#include <initializer_list>
 #include <string>
 
 namespace cai {
@@ -17,8 +19,11 @@ inline bool ends_with(const std::string& s, const std::string& tail) {
 template <class Shape>
 std::string shape_string(const Shape& shape) {
     std::string s = "[";
-    for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+    for (const auto& d : shape) s += (s.size() > 1 ? ", " : "") + std::to_string(d);
     return s + "]";
+}
+inline std::string shape_string(std::initializer_list<int64_t> shape) {
+    return shape_string<std::initializer_list<int64_t>>(shape);
 }
 
 }  // namespace cai

@@ -65,12 +65,7 @@ spec.random_model(gemma3_dir, { seed = 4, tokenizer = "qwen2", config = {
   final_logit_softcapping = 30.0,
 } })
 
-local data = {
-  { prompt = "The cat", response = " sat on the mat." },
-  { prompt = "A dog", response = " ran in the park." },
-  { prompt = "Birds", response = " fly south." },
-  { prompt = "Fish", response = " swim in water." },
-}
+local data = spec.sft_examples()
 local pairs_ = {
   { prompt = "Is ice cold?", chosen = " Yes, thank you.", rejected = " No." },
   { prompt = "Is fire cold?", chosen = " No, thank you.", rejected = " Yes." },

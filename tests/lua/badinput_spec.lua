@@ -229,6 +229,18 @@ spec.describe("Lua API misuse", function()
       "prompt 1 is %d+ tokens, which leaves no room below the model's max_position_embeddings %(64%)")
     spec.raises(function() m:logprobs({ "the cat" }, { string.rep(" sat", 80) }) end,
       "max_position_embeddings (64)", true)
+    -- A context of 2^40 positions: the cache max_new_tokens = 1e12 asks for exceeds any machine's memory,
+    -- an error naming the sizes and what to lower, not an allocator failure.
+    local huge = spec.random_model(root .. "/huge-context", { config = { max_position_embeddings = 2 ^ 40 } })
+    local h = cai.model.load(huge)
+    for _, batch in ipairs({ 1, 3 }) do
+      local prompts = {}
+      for i = 1, batch do prompts[i] = "the cat" end
+      local ok, err = pcall(h.generate, h, prompts, { max_new_tokens = 1e12, batch_size = batch, progress = false })
+      spec.eq(ok, false)
+      spec.truthy(tostring(err):find("KV cache", 1, true) and tostring(err):find("lower max_new_tokens", 1, true)
+        and not tostring(err):find("DefaultCPUAllocator", 1, true), tostring(err))
+    end
   end)
   spec.it("refuses a LoRA rank above the layers' dimensions, naming r", function()
     local m = load(good)

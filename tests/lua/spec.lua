@@ -150,6 +150,16 @@ function spec.random_model(dir, opts)
   return dir, vocab
 end
 
+---Four short prompt/response records for SFT tests (a fresh copy each call).
+function spec.sft_examples()
+  return {
+    { prompt = "The cat", response = " sat on the mat." },
+    { prompt = "A dog", response = " ran in the park." },
+    { prompt = "Birds", response = " fly south." },
+    { prompt = "Fish", response = " swim in water." },
+  }
+end
+
 -- Messages that mean an input reached code that did not check it.
 spec.RAW_ERRORS = {
   "attempt to ", "unknown C%+%+ exception", "bad argument #", "std::", "json%.exception", "c10::", "Exception raised from",

@@ -8,27 +8,9 @@ local spec = require "spec"
 local root = spec.tmpdir()
 local dir = root .. "/tiny"
 
-local function copy(from, to)
-  local f = assert(io.open(from, "rb"))
-  cai.write_file(to, f:read("*a"))
-  f:close()
-end
+spec.random_model(dir, { seed = 5, config = { rms_norm_eps = 1e-5 } })
 
-local tok_dir = "tests/data/tokenizers/gpt2"
-cai.model.random(dir, {
-  model_type = "llama", vocab_size = cai.tokenizer.load(tok_dir):vocab_size(), hidden_size = 32,
-  intermediate_size = 48, num_hidden_layers = 2, num_attention_heads = 4, num_key_value_heads = 2,
-  rms_norm_eps = 1e-5,
-}, { seed = 5 })
-copy(tok_dir .. "/tokenizer.json", dir .. "/tokenizer.json")
-copy(tok_dir .. "/tokenizer_config.json", dir .. "/tokenizer_config.json")
-
-local data = {
-  { prompt = "The cat", response = " sat on the mat." },
-  { prompt = "A dog", response = " ran in the park." },
-  { prompt = "Birds", response = " fly south." },
-  { prompt = "Fish", response = " swim in water." },
-}
+local data = spec.sft_examples()
 local pairs_ = {
   { prompt = "The cat", chosen = " sat.", rejected = " flew." },
   { prompt = "A dog", chosen = " ran.", rejected = " swam." },

@@ -10,12 +10,7 @@ local dir = root .. "/tiny"
 
 local _, vocab = spec.random_model(dir, { seed = 5, config = { rms_norm_eps = 1e-5 } })
 
-local data = {
-  { prompt = "The cat", response = " sat on the mat." },
-  { prompt = "A dog", response = " ran in the park." },
-  { prompt = "Birds", response = " fly south." },
-  { prompt = "Fish", response = " swim in water." },
-}
+local data = spec.sft_examples()
 
 local function fresh()
   local m = cai.model.load(dir)

@@ -77,12 +77,14 @@ end
 
 local function trim(s) return (tostring(s):gsub("^%s+", ""):gsub("%s+$", "")) end
 
+---The keys of t, sorted by their string form (cai.serve uses it too).
 local function sorted_keys(t)
   local keys = {}
   for k in pairs(t) do keys[#keys + 1] = k end
   table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
   return keys
 end
+report.sorted_keys = sorted_keys
 
 -- Known names first in their order, then the rest sorted.
 local function ordered(names, preferred)
@@ -98,11 +100,13 @@ local function ordered(names, preferred)
   return out
 end
 
+---The text of a sample field: a string, or a { text = string, ... } record; nil otherwise.
 local function text_of(v)
   if type(v) == "string" then return v end
   if type(v) == "table" and type(v.text) == "string" then return v.text end
   return nil
 end
+report.text_of = text_of
 
 local function json_text(v)
   local ok, s = pcall(require("cai").json.encode, v)

@@ -32,18 +32,7 @@ serve.CHOICES = { A = true, B = true, tie = true, both_bad = true }
 local NOT_MODELS = { instruction = true, prompt = true, reference = true, kind = true, checks = true,
   principle = true, principle_id = true, principle_ids = true, id = true, type = true, negative_type = true }
 
-local function text_of(v)
-  if type(v) == "string" then return v end
-  if type(v) == "table" and type(v.text) == "string" then return v.text end
-  return nil
-end
-
-local function sorted_keys(t)
-  local keys = {}
-  for k in pairs(t) do keys[#keys + 1] = k end
-  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
-  return keys
-end
+local text_of, sorted_keys = report.text_of, report.sorted_keys
 
 local function basename(dir)
   return (dir:gsub("/+$", ""):match("([^/]+)$") or dir)

@@ -9,6 +9,7 @@
 --                       { text = } | { messages = } | { prompt = } | { prompt =, completion = } |
 --                       { prompt =, chosen =, rejected = }
 --   ds.where[i]       "train.jsonl:7" (JSONL line) or "train.json: record 3" (JSON array, 1-based)
+--   ds.raw[i]         the record as read, extra fields included (cai.serve reads reference, principle)
 --
 -- Files are JSON Lines (one object a line; blank lines skipped) or one JSON
 -- array of objects (the first non-blank character is "["). The format is
@@ -347,7 +348,7 @@ function data.from_records(records, opts)
       if records[i] == nil then error(string.format("%s[%d] is nil (the list has a hole)", name, i), 0) end
     end
   end
-  local ds = { records = {}, where = where }
+  local ds = { records = {}, where = where, raw = records }
   for i, raw in ipairs(records) do
     if type(raw) ~= "table" or (is_list(raw) and #raw > 0) then
       error(string.format("%s: expected an object with named fields, got %s", where[i],

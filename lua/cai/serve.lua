@@ -3,7 +3,15 @@
 --
 --   local app = cai.serve.app({ "runs/a", "runs/b" }, { judgments = "runs/a/judgments.jsonl" })
 --   local status, content_type, body = app:handle("GET", "/api/items", { { "criterion", "coherent" } }, "")
---   cai.serve.main(argv)   -- parses `RUN_DIR... [--port N] [--host ADDR] ...` and serves until Ctrl-C
+--   local app = cai.serve.app({}, { prompts = "prompts.jsonl", models = { { name = "sft", path = "runs/q/sft/merged" } } })
+--   cai.serve.main(argv)   -- parses `RUN_DIR... [--prompts FILE --model NAME=PATH ...] [--port N] ...` and serves until Ctrl-C
+--
+-- With a prompts file (any JSONL cai.data reads as prompts: prompt, instruction
+-- or messages, optionally reference, principle, facts ...) every named model
+-- answers every prompt at start-up as the recipes make evaluation samples
+-- (cai.format, greedy, max_new_tokens, seed); the answers go to
+-- <answers_dir>/answers-<name>.jsonl with what made them, and a restart with
+-- the same inputs reads them back instead of generating again.
 --
 -- The HTTP server is C++ (runtime/serve, cpp-httplib); it answers the page's
 -- static files itself and hands every /api/ request to app:handle on the
@@ -18,19 +26,27 @@
 --   GET  /api/settings                   every run's config.json, keys that differ first
 -- Bad requests get 4xx with { error = message }.
 local check = require "cai.check"
+local data = require "cai.data"
 local eval = require "cai.eval"
 local json = require "cai.json"
+local log = require "cai.log"
 local report = require "cai.report"
 local stats = require "cai.stats"
 
 local serve = {}
 
 serve.DEFAULT_PORT = 8800
+serve.DEFAULT_MAX_NEW_TOKENS = 64
 serve.CHOICES = { A = true, B = true, tie = true, both_bad = true }
 
 -- Sample fields that are not a model's answer.
 local NOT_MODELS = { instruction = true, prompt = true, reference = true, kind = true, checks = true,
-  principle = true, principle_id = true, principle_ids = true, id = true, type = true, negative_type = true }
+  principle = true, principle_id = true, principle_ids = true, id = true, type = true, negative_type = true,
+  messages = true, completion = true, response = true, facts = true, should_refuse = true, min_words = true,
+  max_words = true }
+
+-- Sample fields cai.eval.check reads besides the instruction and reference.
+local CHECK_FIELDS = { "facts", "should_refuse", "min_words", "max_words" }
 
 local text_of, sorted_keys = report.text_of, report.sorted_keys
 
@@ -68,6 +84,9 @@ end
 -- "run/name" with several.
 local function build_items(runs)
   local items, by_key, models, seen_model = {}, {}, {}, {}
+  -- models of several runs are named run/model; generated answers keep their --model names
+  local n_runs = 0
+  for _, run in ipairs(runs) do if not run.generated then n_runs = n_runs + 1 end end
   for _, run in ipairs(runs) do
     for k, s in ipairs(run.samples or {}) do
       if type(s) ~= "table" then
@@ -82,15 +101,23 @@ local function build_items(runs)
       local item = by_key[key]
       if not item then
         item = { id = #items + 1, instruction = instruction, reference = reference, principle = principle_of(s),
-          kind = type(s.kind) == "string" and s.kind or nil, answers = {} }
+          kind = type(s.kind) == "string" and s.kind or nil, answers = {},
+          checked = { instruction = instruction, reference = reference } }
+        for _, f in ipairs(CHECK_FIELDS) do item.checked[f] = s[f] end
         items[#items + 1] = item
         by_key[key] = item
       end
       for _, name in ipairs(sorted_keys(s)) do
         local text = text_of(s[name])
         if not NOT_MODELS[name] and text then
-          local model = #runs > 1 and (run.name .. "/" .. name) or name
-          if not seen_model[model] then seen_model[model] = true; models[#models + 1] = model end
+          local model = (n_runs > 1 and not run.generated) and (run.name .. "/" .. name) or name
+          if not seen_model[model] then
+            seen_model[model] = run
+            models[#models + 1] = model
+          elseif seen_model[model] ~= run then
+            error(string.format("cai.serve: the model name '%s' is both an answer of %s and of %s; name the "
+              .. "--model something else", model, seen_model[model].dir, run.dir), 0)
+          end
           local recorded = type(s.checks) == "table" and type(s.checks[name]) == "table" and s.checks[name] or nil
           local checks
           if recorded then
@@ -99,7 +126,8 @@ local function build_items(runs)
               if type(recorded[c]) == "boolean" then checks[c] = recorded[c] end
             end
           else
-            checks = eval.check({ instruction = instruction, reference = reference }, s[name])
+            -- a generated answer is { text =, finish = "stop" when it ended as its format ends one }
+            checks = eval.check(item.checked, s[name], { stop_means_end = true })
           end
           item.answers[model] = { text = text, checks = checks, recorded = recorded ~= nil }
         end
@@ -121,13 +149,227 @@ local function build_items(runs)
   return items, models
 end
 
+-- ---------------------------------------------------------------------------
+-- Answers generated on the fly: a prompts file and models
+
+-- A model name: it names a file (answers-<name>.jsonl) and a column.
+local function check_model_name(where, name)
+  if type(name) ~= "string" or not name:match("^[%w][%w_%.%-]*$") or #name > 64 then
+    error(string.format("%s: the model name '%s' must be 1-64 letters, digits or _ . - (starting with a letter or digit)",
+      where, tostring(name)), 0)
+  end
+  if NOT_MODELS[name] then
+    error(string.format("%s: '%s' cannot name a model: it is a field of the prompt records", where, name), 0)
+  end
+end
+
+-- The prompt text of a message list: one user turn is its content, a longer
+-- conversation its turns as "role: content" lines.
+local function conversation_text(messages)
+  if #messages == 1 and messages[1].role == "user" then return messages[1].content end
+  local lines = {}
+  for i, m in ipairs(messages) do lines[i] = tostring(m.role) .. ": " .. tostring(m.content) end
+  return table.concat(lines, "\n")
+end
+
+---Reads a prompts file as cai.data reads datasets (prompt, instruction or
+---messages records, standard or conversational; a completion or a trailing
+---assistant turn is left out), keeping each record's other fields.
+---@param path string
+---@return table list of { prompt = string|messages, instruction = string (shown and checked), record = raw, where = "file:line" }
+function serve.read_prompts(path)
+  check.value("cai.serve.read_prompts", "path", path, { type = "string", nonempty = true })
+  local ok, ds = pcall(data.load, path, { types = { "prompt_only", "prompt_completion", "language_modeling" } })
+  if not ok then error("cai.serve: --prompts " .. tostring(ds), 0) end
+  local out = {}
+  for i, r in ipairs(ds.records) do
+    local prompt = r.prompt
+    if prompt == nil and r.messages then
+      prompt = {}
+      for k, m in ipairs(r.messages) do prompt[k] = m end
+      while #prompt > 0 and prompt[#prompt].role == "assistant" do prompt[#prompt] = nil end
+      if #prompt == 0 then
+        error(string.format("cai.serve: --prompts %s: field \"messages\" holds no turn before the assistant's "
+          .. "answer, so there is nothing to prompt with", ds.where[i]), 0)
+      end
+    elseif prompt == nil then
+      error(string.format("cai.serve: --prompts %s: field \"text\" is not a prompt; give each record \"prompt\", "
+        .. "\"instruction\" or \"messages\"", ds.where[i]), 0)
+    end
+    local raw = ds.raw[i]
+    if raw.reference ~= nil and type(raw.reference) ~= "string" then
+      error(string.format("cai.serve: --prompts %s: field \"reference\" must be a string, got %s", ds.where[i],
+        raw.reference == json.null and "null" or type(raw.reference)), 0)
+    end
+    local text = type(prompt) == "string" and prompt or conversation_text(prompt)
+    if not text:find("%S") then
+      error(string.format("cai.serve: --prompts %s: the prompt is empty", ds.where[i]), 0)
+    end
+    out[i] = { prompt = prompt, instruction = text, record = raw, where = ds.where[i] }
+  end
+  return out
+end
+
+-- What decides a model's answers (without loading it): the model's files, the
+-- prompts file's content and the generation settings.
+local function answers_inputs(entry, dir, prompts_path, gen)
+  local run = require "cai.run"
+  return {
+    model_files = run.path_fingerprint(dir), prompts = run.path_fingerprint(prompts_path),
+    format = gen.format, enable_thinking = gen.enable_thinking, max_new_tokens = gen.max_new_tokens,
+    seed = gen.seed, temperature = 0,
+  }
+end
+
+-- The answers file's records when it holds answers made from the same
+-- inputs (its first line says what made it), else nil and why not.
+local function reusable(path, fingerprint, prompts)
+  local f = io.open(path, "rb")
+  if not f then return nil, "no answers yet" end
+  f:close()
+  local ok, records = pcall(require("cai.jsonl").read, path)
+  if not ok or type(records) ~= "table" or type(records[1]) ~= "table" then
+    return nil, "the file does not read as answers (" .. tostring(ok and "no header" or records) .. ")"
+  end
+  local head = records[1]
+  if head.fingerprint ~= fingerprint then return nil, "the model, the prompts or the settings changed" end
+  if #records - 1 ~= #prompts then return nil, "it holds a different number of answers" end
+  for i, p in ipairs(prompts) do
+    local r = records[i + 1]
+    if type(r) ~= "table" or r.index ~= i or r.instruction ~= p.instruction or type(r.text) ~= "string" then
+      return nil, "record " .. (i + 1) .. " does not match prompt " .. i
+    end
+  end
+  return records
+end
+
+-- Generates (or reads back) one model's answers to the prompts; returns the
+-- answers file's records (header first) and whether they were generated now.
+local function model_answers(entry, prompts, prompts_path, answers_dir, gen)
+  local where = "cairun serve: --model " .. entry.name .. "=" .. entry.path
+  local model = require "cai.model"
+  local ok, dir = pcall(model.resolve, entry.path)
+  if not ok then error(where .. ": " .. tostring(dir), 0) end
+  if not require("cai._core").exists(dir .. "/config.json") then
+    error(string.format("%s: %s is not a model directory (no config.json); name a Hugging Face model directory "
+      .. "or tiny", where, dir), 0)
+  end
+  local inputs = answers_inputs(entry, dir, prompts_path, gen)
+  local fingerprint = require("cai.run").fingerprint(inputs)
+  local path = answers_dir .. "/answers-" .. entry.name .. ".jsonl"
+  local records, why = reusable(path, fingerprint, prompts)
+  if records then
+    log.info(string.format("cairun serve: %s: reusing %d answers from %s", entry.name, #prompts, path))
+    return records, false, path
+  end
+  log.info(string.format("cairun serve: %s: generating answers to %d prompts (%s: %s)", entry.name, #prompts, path, why))
+  local m
+  ok, m = pcall(model.load, dir)
+  if not ok then error(string.format("%s: the model does not load: %s", where, tostring(m)), 0) end
+  local f
+  ok, f = pcall(require("cai.format").new, m.tokenizer, gen.format, { enable_thinking = gen.enable_thinking })
+  if not ok then m:release(); error(where .. ": " .. tostring(f), 0) end
+  local batch = {}
+  for i, p in ipairs(prompts) do
+    local prompt = p.prompt
+    if f.name == "instruction" and type(prompt) == "table" then
+      if #prompt == 1 and prompt[1].role == "user" then
+        prompt = prompt[1].content
+      else
+        m:release()
+        error(string.format("%s: %s: a conversation of %d messages needs the chat format, but the model is talked to "
+          .. "in the instruction format (its tokenizer has no chat template, or --format instruction)", where, p.where,
+          #prompt), 0)
+      end
+    end
+    batch[i] = prompt
+  end
+  log.info(string.format("cairun serve: %s: %s format, greedy, max_new_tokens %d, seed %d", entry.name, f.name,
+    gen.max_new_tokens, gen.seed))
+  local outs
+  ok, outs = pcall(function()
+    return m:generate(f:prompts(batch), f:generate_options{ max_new_tokens = gen.max_new_tokens, temperature = 0,
+      seed = gen.seed, progress = "answers " .. entry.name })
+  end)
+  local model_fingerprint = model.fingerprint(m)
+  m:release()
+  if not ok then error(where .. ": " .. tostring(outs), 0) end
+  records = { {
+    answers = entry.name, model = entry.path, model_dir = dir, model_fingerprint = model_fingerprint,
+    prompts = prompts_path, prompts_count = #prompts, format = f.name, inputs = inputs, fingerprint = fingerprint,
+    options = { max_new_tokens = gen.max_new_tokens, seed = gen.seed, temperature = 0,
+      enable_thinking = gen.enable_thinking },
+    time = os.date("!%Y-%m-%dT%H:%M:%SZ"),
+  } }
+  for i, o in ipairs(outs) do
+    records[i + 1] = { index = i, instruction = prompts[i].instruction, text = o.text, finish = o.finish,
+      ended = f:ended(o) }
+  end
+  require("cai.jsonl").write(path, records)  -- a temp file, then renamed: complete or absent
+  log.info(string.format("cairun serve: %s: %d answers written to %s", entry.name, #outs, path))
+  return records, true, path
+end
+
+-- The prompts file and its models' answers as one more source of samples.
+local function generated_source(opts, answers_dir)
+  local prompts = serve.read_prompts(opts.prompts)
+  local seen = {}
+  for _, e in ipairs(opts.models) do
+    check_model_name("cairun serve: --model", e.name)
+    if seen[e.name] then
+      error(string.format("cairun serve: --model %s is named twice (%s and %s); give each model its own name", e.name,
+        seen[e.name], e.path), 0)
+    end
+    seen[e.name] = e.path
+  end
+  local gen = { format = opts.format or "auto", enable_thinking = opts.enable_thinking == true,
+    max_new_tokens = opts.max_new_tokens or serve.DEFAULT_MAX_NEW_TOKENS, seed = opts.seed or 0 }
+  local samples = {}
+  for i, p in ipairs(prompts) do
+    local s = {}
+    for k, v in pairs(p.record) do s[k] = v end
+    s.prompt, s.messages, s.completion, s.response = nil, nil, nil, nil
+    s.instruction = p.instruction
+    samples[i] = s
+  end
+  local source = { dir = opts.prompts, name = basename(opts.prompts), samples = samples, generated = true, models = {} }
+  for _, e in ipairs(opts.models) do
+    local records, generated, path = model_answers(e, prompts, opts.prompts, answers_dir, gen)
+    for i = 1, #prompts do
+      local r = records[i + 1]
+      samples[i][e.name] = { text = r.text, finish = r.ended and "stop" or r.finish }
+    end
+    source.models[#source.models + 1] = { name = e.name, model = e.path, file = path, generated = generated,
+      format = records[1].format, model_fingerprint = records[1].model_fingerprint }
+  end
+  return source
+end
+
 ---Loads the run directories and prepares the page's data.
 ---@param run_dirs table list of run directories (each with samples.jsonl, metrics.jsonl, config.json, ...)
----@param opts table|nil { judgments = path (default: the first run's judgments.jsonl), seed = 0 }
----@return table app with :handle(method, path, params, body)
+---@param opts table|nil { judgments = path (default: the first run's judgments.jsonl, else judgments.jsonl beside
+---  the prompts), seed = 0 (pairs' order; generation's seed), prompts = JSONL file, models = { { name =, path = } },
+---  answers_dir = folder of answers-<name>.jsonl (default: the judgments file's), max_new_tokens = 64,
+---  format = "auto"|"chat"|"instruction", enable_thinking = false }
+---@return table app with :handle(method, path, params, body); app.generated lists each model's answers file
 function serve.app(run_dirs, opts)
-  check.value("cai.serve.app", "run_dirs", run_dirs, { type = "list", items = "string", nonempty = true })
-  opts = check("cai.serve.app", opts, { judgments = { type = "string", nonempty = true }, seed = "integer" })
+  opts = check("cai.serve.app", opts, {
+    judgments = { type = "string", nonempty = true }, seed = { type = "integer", min = 0 },
+    prompts = { type = "string", nonempty = true },
+    models = { type = "list", items = "table", nonempty = true, expect = "a list of { name =, path = }", check = function(v)
+      for i, e in ipairs(v) do
+        if type(e.name) ~= "string" or type(e.path) ~= "string" or e.path == "" then
+          return string.format("[%d] must be { name = string, path = string }", i)
+        end
+      end
+    end },
+    answers_dir = { type = "string", nonempty = true }, max_new_tokens = { type = "integer", min = 1 },
+    format = { enum = { "auto", "chat", "instruction" } }, enable_thinking = "boolean",
+  })
+  check.value("cai.serve.app", "run_dirs", run_dirs, { type = "list", items = "string", nonempty = opts.prompts == nil })
+  if (opts.prompts == nil) ~= (opts.models == nil) then
+    error("cai.serve.app: options 'prompts' and 'models' go together (the models answer the prompts)", 2)
+  end
   local runs, names = {}, {}
   for _, dir in ipairs(run_dirs) do
     local data = report.load(dir)
@@ -138,10 +380,23 @@ function serve.app(run_dirs, opts)
     runs[#runs + 1] = { dir = data.run_dir, name = name, samples = data.samples, metrics = data.metrics,
       config = data.config, summary = data.summary }
   end
-  local items, models = build_items(runs)
+  local judgments = opts.judgments or (runs[1] and (runs[1].dir .. "/judgments.jsonl"))
+    or ((opts.prompts:match("^(.*)/[^/]*$") or ".") .. "/judgments.jsonl")
+  local sources = {}
+  for i, r in ipairs(runs) do sources[i] = r end
+  local generated
+  if opts.prompts then
+    local dir = opts.answers_dir or judgments:match("^(.*)/[^/]*$") or "."
+    if not require("cai._core").exists(dir .. "/.") then
+      error("cairun serve: the answers folder " .. dir .. " does not exist", 0)
+    end
+    generated = generated_source(opts, dir)
+    sources[#sources + 1] = generated
+  end
+  local items, models = build_items(sources)
   local app = setmetatable({
-    runs = runs, items = items, models = models, seed = opts.seed or 0,
-    judgments = opts.judgments or (runs[1].dir .. "/judgments.jsonl"),
+    runs = runs, items = items, models = models, seed = opts.seed or 0, judgments = judgments,
+    prompts = opts.prompts, generated = generated and generated.models or {},
   }, { __index = serve.App })
   app:make_pairs()
   return app
@@ -214,7 +469,8 @@ function App:overview()
     for _, a in pairs(item.answers) do if a.recorded then recorded = recorded + 1 else computed = computed + 1 end end
   end
   return { runs = runs, models = self.models, criteria = self:criteria(), principles = self:principles(),
-    items = #self.items, pairs = #self.pairs, judgments = self.judgments,
+    items = #self.items, pairs = #self.pairs, judgments = self.judgments, prompts = self.prompts,
+    generated = self.generated,
     checks = { recorded = recorded, computed = computed } }
 end
 
@@ -638,19 +894,40 @@ end
 -- ---------------------------------------------------------------------------
 -- Command line
 
-serve.USAGE = "usage: cairun serve RUN_DIR... [--port N] [--host ADDR] [--judgments FILE] [--seed N]"
+serve.USAGE = "usage: cairun serve [RUN_DIR...] [--prompts FILE.jsonl --model NAME=PATH [--model NAME=PATH ...]\n"
+  .. "         [--max-new-tokens N] [--format auto|chat|instruction] [--answers-dir DIR]]\n"
+  .. "         [--port N] [--host ADDR] [--judgments FILE] [--seed N]"
 
 ---Parses `cairun serve`'s arguments.
----@return table { dirs = {...}, port=, host=, judgments=, seed= }
+---@return table { dirs = {...}, port=, host=, judgments=, seed=, prompts=, models = { { name =, path = } },
+---  max_new_tokens=, format=, answers_dir= }
 function serve.parse(argv)
   check.value("cai.serve.parse", "argv", argv, { type = "list", items = "string", expect = "a list of command-line arguments (strings)" })
-  local spec = { dirs = {}, port = serve.DEFAULT_PORT, host = "127.0.0.1", seed = 0 }
+  local spec = { dirs = {}, port = serve.DEFAULT_PORT, host = "127.0.0.1", seed = 0, models = {} }
   local i = 1
   local function value(flag)
     local v = argv[i + 1]
     if v == nil or v == "" then error("cairun serve: " .. flag .. " needs a value\n" .. serve.USAGE, 0) end
     i = i + 1
     return v
+  end
+  local function add_model(flag, v)
+    local name, path = v:match("^([^=]*)=(.*)$")
+    if not name then
+      error(string.format("cairun serve: %s '%s': expected NAME=PATH (PATH a model directory or tiny), "
+        .. "e.g. %s sft=runs/quickstart/sft/merged", flag, v, flag), 0)
+    end
+    if name == "" or path == "" then
+      error(string.format("cairun serve: %s '%s': both the NAME and the PATH of NAME=PATH must be given", flag, v), 0)
+    end
+    check_model_name("cairun serve: " .. flag, name)
+    for _, m in ipairs(spec.models) do
+      if m.name == name then
+        error(string.format("cairun serve: %s %s is named twice (%s and %s); give each model its own name", flag,
+          name, m.path, path), 0)
+      end
+    end
+    spec.models[#spec.models + 1] = { name = name, path = path }
   end
   while i <= #argv do
     local a = argv[i]
@@ -669,6 +946,28 @@ function serve.parse(argv)
       local v = value(a)
       if not v:match("^%d+$") then error("cairun serve: --seed must be a non-negative integer, got '" .. v .. "'", 0) end
       spec.seed = tonumber(v)
+    elseif a == "--prompts" or a:match("^prompts=") then
+      if spec.prompts then error("cairun serve: --prompts is given twice; name one prompts file", 0) end
+      spec.prompts = a == "--prompts" and value(a) or a:sub(#"prompts=" + 1)
+      if spec.prompts == "" then error("cairun serve: prompts= needs a file", 0) end
+    elseif a == "--model" then
+      add_model(a, value(a))
+    elseif a:match("^model=") then
+      add_model("model=", a:sub(#"model=" + 1))
+    elseif a == "--max-new-tokens" then
+      local v = value(a)
+      if not v:match("^%d+$") or tonumber(v) < 1 then
+        error("cairun serve: --max-new-tokens must be a positive integer, got '" .. v .. "'", 0)
+      end
+      spec.max_new_tokens = tonumber(v)
+    elseif a == "--format" then
+      local v = value(a)
+      if v ~= "auto" and v ~= "chat" and v ~= "instruction" then
+        error("cairun serve: --format must be auto, chat or instruction, got '" .. v .. "'", 0)
+      end
+      spec.format = v
+    elseif a == "--answers-dir" then
+      spec.answers_dir = value(a)
     elseif a == "-h" or a == "--help" then
       spec.help = true
     elseif a:sub(1, 1) == "-" then
@@ -678,7 +977,26 @@ function serve.parse(argv)
     end
     i = i + 1
   end
-  if not spec.help and #spec.dirs == 0 then error("cairun serve: name at least one run directory\n" .. serve.USAGE, 0) end
+  if spec.help then return spec end
+  if spec.prompts and #spec.models == 0 then
+    error("cairun serve: --prompts " .. spec.prompts .. " needs at least one --model NAME=PATH to answer it\n"
+      .. serve.USAGE, 0)
+  end
+  if #spec.models > 0 and not spec.prompts then
+    error("cairun serve: --model needs --prompts FILE.jsonl (the prompts the models answer)\n" .. serve.USAGE, 0)
+  end
+  if not spec.prompts then
+    for _, flag in ipairs({ "max_new_tokens", "format", "answers_dir" }) do
+      if spec[flag] then
+        error("cairun serve: --" .. flag:gsub("_", "-") .. " is for answers generated from --prompts; give --prompts "
+          .. "and --model too", 0)
+      end
+    end
+  end
+  if #spec.dirs == 0 and not spec.prompts then
+    error("cairun serve: name at least one run directory (or --prompts FILE --model NAME=PATH)\n" .. serve.USAGE, 0)
+  end
+  if #spec.models == 0 then spec.models = nil end
   return spec
 end
 
@@ -688,7 +1006,8 @@ function serve.main(argv)
   local spec = serve.parse(argv)
   if spec.help then
     io.write(serve.USAGE, "\n\nA local page with three views: Compare (answers side by side, each criterion's "
-      .. "verdict, filters),\nJudge (blind A/B judgments, appended to judgments.jsonl) and Runs (overlaid curves, "
+      .. "verdict, filters;\nthe runs' samples and, with --prompts, the answers every --model gives at start-up, "
+      .. "kept in\nanswers-NAME.jsonl beside the judgments unless --answers-dir says otherwise),\nJudge (blind A/B judgments, appended to judgments.jsonl) and Runs (overlaid curves, "
       .. "settings diffed).\nLoopback only unless --host says otherwise. See docs/serve.md.\n")
     return
   end
@@ -698,13 +1017,18 @@ function serve.main(argv)
       error("cairun serve: --judgments " .. spec.judgments .. ": the folder " .. dir .. " does not exist", 0)
     end
   end
-  local app = serve.app(spec.dirs, { judgments = spec.judgments, seed = spec.seed })
+  local app = serve.app(spec.dirs, { judgments = spec.judgments, seed = spec.seed, prompts = spec.prompts,
+    models = spec.models, max_new_tokens = spec.max_new_tokens, format = spec.format, answers_dir = spec.answers_dir })
   require("cai._serve").listen(spec.host, spec.port, function(method, path, params, body)
     return app:handle(method, path, params, body)
   end, function(port)
     local host = spec.host:find(":", 1, true) and ("[" .. spec.host .. "]") or spec.host
     io.write(string.format("cairun serve: %d runs, %d prompts, %d models, %d pairs to judge; judgments in %s\n",
       #app.runs, #app.items, #app.models, #app.pairs, app.judgments))
+    for _, g in ipairs(app.generated) do
+      io.write(string.format("cairun serve: %s: answers %s %s\n", g.name, g.generated and "generated into" or "reused from",
+        g.file))
+    end
     io.write(string.format("cairun serve: listening on http://%s:%d/ (Ctrl-C stops)\n", host, port))
     io.stdout:flush()
   end)

@@ -311,11 +311,218 @@ spec.describe("cai.serve", function()
     spec.eq(s.host, "::1")
     spec.eq(s.seed, 3)
     spec.eq(serve.parse({ "r" }).host, "127.0.0.1", "loopback by default")
-    spec.raises(function() serve.parse({}) end, "name at least one run directory", true)
+    spec.raises(function() serve.parse({}) end, "name at least one run directory (or --prompts", true)
     spec.raises(function() serve.parse({ "r", "--port", "http" }) end, "--port must be a port number", true)
     spec.raises(function() serve.parse({ "r", "--port" }) end, "--port needs a value", true)
     spec.raises(function() serve.parse({ "r", "--colour" }) end, "unknown option '--colour'", true)
     spec.raises(function() serve.app({ "/nonexistent/run" }) end, "does not exist", true)
+  end)
+end)
+
+-- A prompts file and two tiny random models (answers generated at start-up).
+local function make_prompts()
+  local root = spec.tmpdir()
+  spec.random_model(root .. "/m1", { seed = 1 })
+  spec.random_model(root .. "/m2", { seed = 2 })
+  write_jsonl(root .. "/prompts.jsonl", {
+    { prompt = "What is the capital of Varnia?", reference = "The capital of Varnia is Kelmor.", principle = "honesty" },
+    { prompt = "Say hello to Gopu.", principle_id = "kindness" },
+    { prompt = "Name a red fruit in one word.", reference = "Apple." },
+  })
+  return root
+end
+
+local function prompts_app(root, extra)
+  local opts = { prompts = root .. "/prompts.jsonl", max_new_tokens = 6,
+    models = { { name = "one", path = root .. "/m1" }, { name = "two", path = root .. "/m2" } } }
+  for k, v in pairs(extra or {}) do opts[k] = v end
+  return serve.app({}, opts)
+end
+
+spec.describe("cai.serve with --prompts and --model", function()
+  spec.it("every model answers every prompt at start-up; the answers are items like run samples", function()
+    local root = make_prompts()
+    local app = prompts_app(root)
+    spec.eq(app.models, { "one", "two" })
+    spec.eq(#app.items, 3)
+    spec.eq(app.generated[1].generated, true)
+    spec.eq(app.generated[1].file, root .. "/answers-one.jsonl")
+    spec.eq(app.judgments, root .. "/judgments.jsonl", "judgments beside the prompts without a run")
+    -- the answers are the recipes' evaluation answers: the same model, format and greedy options
+    local cai_format = require "cai.format"
+    local m = cai.model.load(root .. "/m1")
+    local f = cai_format.new(m.tokenizer, "auto")
+    local want = m:generate(f:prompts({ "What is the capital of Varnia?", "Say hello to Gopu.",
+      "Name a red fruit in one word." }), f:generate_options{ max_new_tokens = 6, temperature = 0, seed = 0 })
+    m:release()
+    local items = ok(app, "GET", "/api/items").items
+    spec.eq(items[1].instruction, "What is the capital of Varnia?")
+    spec.eq(items[1].reference, "The capital of Varnia is Kelmor.")
+    spec.eq(items[1].principle, "honesty")
+    spec.eq(items[2].principle, "kindness")
+    spec.eq(items[3].instruction, "Name a red fruit in one word.")
+    for i, item in ipairs(items) do
+      spec.eq(#item.answers, 2)
+      spec.eq(item.answers[1].model, "one")
+      spec.eq(item.answers[1].text, want[i].text, "prompt " .. i .. " answered as the recipes answer it")
+      local checks = cai.eval.check({ instruction = item.instruction, reference = item.reference },
+        { text = want[i].text, finish = f:ended(want[i]) and "stop" or want[i].finish }, { stop_means_end = true })
+      spec.eq(item.answers[1].checks, checks, "each criterion through cai.eval.check")
+    end
+    -- filters and blind pairs work on generated answers as on samples
+    spec.eq(ok(app, "GET", "/api/items", { principle = "honesty" }).total, 1)
+    spec.eq(ok(app, "GET", "/api/items", { criterion = "factually_correct", model = "one", result = "fail" }).total, 2)
+    local first = ok(app, "GET", "/api/judge/next", { annotator = "ann" })
+    spec.eq(first.done, false)
+    spec.truthy(not json.encode(first):find('"one"', 1, true), "the pair does not name the model")
+    -- what made the answers is recorded in the file's first line
+    local head = json.decode(spec.read_lines(root .. "/answers-two.jsonl")[1])
+    spec.eq(head.model, root .. "/m2")
+    spec.eq(head.options, { max_new_tokens = 6, seed = 0, temperature = 0, enable_thinking = false })
+    spec.eq(head.format, f.name)
+    spec.eq(head.prompts, root .. "/prompts.jsonl")
+    spec.eq(head.inputs.prompts, cai.run.path_fingerprint(root .. "/prompts.jsonl"))
+    spec.truthy(type(head.model_fingerprint) == "string" and #head.model_fingerprint > 0, "the model's fingerprint")
+    local ov = ok(app, "GET", "/api/overview")
+    spec.eq(ov.prompts, root .. "/prompts.jsonl")
+    spec.eq(#ov.generated, 2)
+  end)
+
+  spec.it("a restart with the same inputs reuses the answers; a changed prompt or setting regenerates", function()
+    local root = make_prompts()
+    prompts_app(root)
+    local bytes = spec.read(root .. "/answers-one.jsonl")
+    local again = prompts_app(root)
+    spec.eq(again.generated[1].generated, false, "reused, not generated")
+    spec.eq(again.generated[2].generated, false)
+    spec.eq(spec.read(root .. "/answers-one.jsonl"), bytes, "the file is left as it was")
+    -- another setting: regenerated
+    local longer = prompts_app(root, { max_new_tokens = 7 })
+    spec.eq(longer.generated[1].generated, true)
+    spec.eq(json.decode(spec.read_lines(root .. "/answers-one.jsonl")[1]).options.max_new_tokens, 7)
+    -- a changed prompt: regenerated, and the new prompt is answered
+    local text = spec.read(root .. "/prompts.jsonl"):gsub("Say hello to Gopu%.", "Say hello to Mira.")
+    spec.write(root .. "/prompts.jsonl", text)
+    local changed = prompts_app(root, { max_new_tokens = 7 })
+    spec.eq(changed.generated[1].generated, true)
+    spec.eq(changed.items[2].instruction, "Say hello to Mira.")
+    local lines = spec.read_lines(root .. "/answers-one.jsonl")
+    spec.eq(#lines, 4, "a header and one answer per prompt")
+    spec.eq(json.decode(lines[3]).instruction, "Say hello to Mira.")
+    -- a file that is not answers (edited by hand) is made again, not trusted
+    spec.write(root .. "/answers-two.jsonl", "{broken\n")
+    spec.eq(prompts_app(root, { max_new_tokens = 7 }).generated[2].generated, true)
+    -- a separate answers folder
+    local dir = root .. "/answers"
+    os.execute("mkdir -p " .. dir)
+    local elsewhere = prompts_app(root, { answers_dir = dir })
+    spec.eq(elsewhere.generated[1].file, dir .. "/answers-one.jsonl")
+    spec.truthy(spec.exists(dir .. "/answers-two.jsonl"))
+  end)
+
+  spec.it("generated answers and a run's samples side by side", function()
+    local root = make_prompts()
+    local _, alpha = make_runs()
+    local app = prompts_app(root, { models = { { name = "fresh", path = root .. "/m1" } } })
+    spec.eq(app.judgments, root .. "/judgments.jsonl")
+    app = serve.app({ alpha }, { prompts = root .. "/prompts.jsonl", max_new_tokens = 6,
+      models = { { name = "fresh", path = root .. "/m1" } } })
+    spec.eq(app.models, { "base", "sft", "dpo", "fresh" })
+    spec.eq(app.judgments, alpha .. "/judgments.jsonl")
+    spec.eq(app.generated[1].file, alpha .. "/answers-fresh.jsonl", "answers beside the judgments")
+    local items = ok(app, "GET", "/api/items").items
+    spec.eq(#items, 4 + 3 - 2, "a prompt both have (same instruction and reference) is one item")
+    local varnia = items[1]
+    spec.eq(varnia.instruction, "What is the capital of Varnia?")
+    spec.eq(#varnia.answers, 4, "the run's three models and the generated one")
+    spec.eq(varnia.answers[4].model, "fresh")
+    spec.eq(#items[3].answers, 4, "the red fruit too")
+    spec.eq(items[5].instruction, "Say hello to Gopu.", "with no reference it is not the run's prompt")
+    spec.eq(#items[5].answers, 1)
+    spec.raises(function()
+      serve.app({ alpha }, { prompts = root .. "/prompts.jsonl", max_new_tokens = 6,
+        models = { { name = "sft", path = root .. "/m1" } } })
+    end, "the model name 'sft' is both", true)
+  end)
+
+  spec.it("reads prompts as cai.data reads datasets: prompt, instruction, messages", function()
+    local root = spec.tmpdir()
+    write_jsonl(root .. "/i.jsonl", { { instruction = "Say hi.", reference = "Hi." }, { instruction = "Count to 3." } })
+    local p = serve.read_prompts(root .. "/i.jsonl")
+    spec.eq({ p[1].instruction, p[1].prompt, p[1].record.reference, p[1].where }, { "Say hi.", "Say hi.", "Hi.",
+      root .. "/i.jsonl:1" })
+    write_jsonl(root .. "/m.jsonl", {
+      { messages = { { role = "user", content = "Say hi." }, { role = "assistant", content = "Hi." } } },
+      { messages = { { role = "system", content = "Be brief." }, { role = "user", content = "Count to 3." } },
+        principle = "brevity" },
+    })
+    p = serve.read_prompts(root .. "/m.jsonl")
+    spec.eq(p[1].prompt, { { role = "user", content = "Say hi." } }, "the assistant's turn is not part of the prompt")
+    spec.eq(p[1].instruction, "Say hi.", "one user turn is shown as its content")
+    spec.eq(p[2].instruction, "system: Be brief.\nuser: Count to 3.")
+    spec.eq(p[2].record.principle, "brevity")
+    -- a conversation with a system turn needs a chat template; the test tokenizer has none
+    spec.random_model(root .. "/m1", { seed = 1 })
+    spec.raises(function()
+      serve.app({}, { prompts = root .. "/m.jsonl", models = { { name = "x", path = root .. "/m1" } }, max_new_tokens = 2 })
+    end, root .. "/m.jsonl:2: a conversation of 2 messages needs the chat format", true)
+  end)
+
+  spec.it("names the file, record and field of bad input", function()
+    local root = make_prompts()
+    local function with_prompts(text)
+      spec.write(root .. "/bad.jsonl", text)
+      return function() prompts_app(root, { prompts = root .. "/bad.jsonl" }) end
+    end
+    spec.raises(with_prompts('{"prompt":"a"}\n{"reference":"b"}\n'), root .. "/bad.jsonl:2: fits no dataset format "
+      .. "(fields found: reference)", true)
+    spec.raises(with_prompts('{"prompt":"a"}\n{"prompt": "b"\n'), root .. "/bad.jsonl:2: not valid JSON", true)
+    spec.raises(with_prompts('{"text":"a"}\n'), root .. '/bad.jsonl:1: field "text" is not a prompt', true)
+    spec.raises(with_prompts('{"prompt":"a","reference":3}\n'), root .. '/bad.jsonl:1: field "reference" must be a string',
+      true)
+    spec.raises(with_prompts('{"prompt":"  "}\n'), root .. "/bad.jsonl:1: the prompt is empty", true)
+    spec.raises(with_prompts('{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"yo"}]}\n'
+      .. '{"messages":[{"role":"assistant","content":"only"}]}\n'), root .. '/bad.jsonl:2: field "messages" holds no turn',
+      true)
+    spec.raises(function() prompts_app(root, { prompts = root .. "/none.jsonl" }) end, "cannot open " .. root
+      .. "/none.jsonl", true)
+    -- models
+    spec.raises(function() prompts_app(root, { models = { { name = "x", path = root .. "/nowhere" } } }) end,
+      "--model x=" .. root .. "/nowhere: " .. root .. "/nowhere is not a model directory", true)
+    os.execute("mkdir -p " .. root .. "/broken")
+    spec.write(root .. "/broken/config.json", '{"model_type":"llama","vocab_size":10}')
+    spec.raises(function() prompts_app(root, { models = { { name = "x", path = root .. "/broken" } } }) end,
+      "--model x=" .. root .. "/broken: the model does not load", true)
+    spec.raises(function()
+      prompts_app(root, { models = { { name = "x", path = root .. "/m1" }, { name = "x", path = root .. "/m2" } } })
+    end, "--model x is named twice", true)
+    spec.raises(function() prompts_app(root, { models = { { name = "reference", path = root .. "/m1" } } }) end,
+      "'reference' cannot name a model", true)
+    spec.raises(function() prompts_app(root, { models = { { name = "a/b", path = root .. "/m1" } } }) end,
+      "the model name 'a/b' must be", true)
+    spec.raises(function() prompts_app(root, { answers_dir = root .. "/missing" }) end,
+      "the answers folder " .. root .. "/missing does not exist", true)
+    spec.raises(function() serve.app({}, { prompts = root .. "/prompts.jsonl" }) end, "'prompts' and 'models' go together",
+      true)
+    spec.raises(function() prompts_app(root, { max_new_tokens = 0 }) end, "option 'max_new_tokens'", true)
+    -- the command line
+    local s = serve.parse({ "--prompts", "p.jsonl", "--model", "a=tiny", "model=b=runs/x", "--max-new-tokens", "9",
+      "--format", "chat", "--answers-dir", "ans" })
+    spec.eq(s.prompts, "p.jsonl")
+    spec.eq(s.models, { { name = "a", path = "tiny" }, { name = "b", path = "runs/x" } })
+    spec.eq(s.dirs, {})
+    spec.eq({ s.max_new_tokens, s.format, s.answers_dir }, { 9, "chat", "ans" })
+    spec.raises(function() serve.parse({ "--prompts", "p.jsonl", "--model", "tiny" }) end,
+      "--model 'tiny': expected NAME=PATH", true)
+    spec.raises(function() serve.parse({ "--prompts", "p.jsonl", "--model", "a=" }) end, "both the NAME and the PATH", true)
+    spec.raises(function() serve.parse({ "--prompts", "p.jsonl", "--model", "a=x", "--model", "a=y" }) end,
+      "--model a is named twice (x and y)", true)
+    spec.raises(function() serve.parse({ "--prompts", "p.jsonl" }) end, "needs at least one --model", true)
+    spec.raises(function() serve.parse({ "r", "--model", "a=x" }) end, "--model needs --prompts", true)
+    spec.raises(function() serve.parse({ "r", "--max-new-tokens", "5" }) end, "--max-new-tokens is for answers", true)
+    spec.raises(function() serve.parse({ "--prompts", "p", "--model", "a=x", "--format", "html" }) end,
+      "--format must be auto, chat or instruction", true)
+    spec.truthy(not spec.exists(root .. "/judgments.jsonl"), "no bad input wrote a judgment")
   end)
 end)
 

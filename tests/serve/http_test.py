@@ -1,6 +1,7 @@
 """Plain HTTP tests of `cairun serve`: the page's files, 4xx answers with messages,
 judgments written concurrently by several threads in several processes to two
-servers on the same run, resuming after a restart, and command-line errors.
+servers on the same run, resuming after a restart, command-line errors, and
+answers generated at start-up from a prompts file (--prompts, --model).
 
     python3 tests/serve/http_test.py build/cairun WORK_DIR
 """
@@ -77,6 +78,70 @@ def process_worker(args):
     for t in ts:
         t.join()
     return results, errors
+
+
+def make_random_model(cairun, path, seed):
+    """A tiny random Llama with the test GPT-2 tokenizer (tests/lua/spec.lua's random_model)."""
+    script = path + ".lua"
+    with open(script, "w") as f:
+        f.write('package.path = "tests/lua/?.lua;" .. package.path\n'
+                'require("spec").random_model(%s, { seed = %d })\n' % (json.dumps(path), seed))
+    subprocess.run([cairun, script], check=True, timeout=300)
+    return path
+
+
+def check_prompts(cairun, work):
+    """`cairun serve --prompts FILE --model NAME=PATH ...`: answers made at start-up, reused after a restart."""
+    root = os.path.join(work, "prompts")
+    os.makedirs(root)
+    m1 = make_random_model(cairun, os.path.join(root, "m1"), 1)
+    m2 = make_random_model(cairun, os.path.join(root, "m2"), 2)
+    prompts = os.path.join(root, "prompts.jsonl")
+    with open(prompts, "w") as f:
+        f.write(json.dumps({"prompt": "What is the capital of Varnia?", "reference": "Kelmor", "principle": "honesty"}) + "\n")
+        f.write(json.dumps({"prompt": "Say hello to Gopu."}) + "\n")
+    args = ["--prompts", prompts, "--model", "one=" + m1, "--model", "two=" + m2, "--max-new-tokens", "5"]
+    s = Server(cairun, args)
+    check("one: answers generated into " + os.path.join(root, "answers-one.jsonl") in s.output,
+          "the first start generates: %r" % s.output)
+    status, _, items = request(s.url + "api/items")
+    check(status == 200 and items["total"] == 2 and items["models"] == ["one", "two"], "items: %r" % (items,))
+    with open(os.path.join(root, "answers-one.jsonl")) as f:
+        lines = [json.loads(line) for line in f]
+    check(lines[0]["model"] == m1 and lines[0]["options"]["max_new_tokens"] == 5, "what made the answers: %r" % lines[0])
+    for k, item in enumerate(items["items"]):
+        answers = {a["model"]: a for a in item["answers"]}
+        check(sorted(answers) == ["one", "two"], "every model answers prompt %d" % k)
+        check(answers["one"]["text"] == lines[k + 1]["text"], "the page shows the answers file's text")
+        check(len(answers["one"]["checks"]) >= 8, "each criterion's verdict under the answer")
+    check(items["items"][0]["principle"] == "honesty", "the record's principle is kept")
+    status, _, nxt = request(s.url + "api/judge/next?annotator=ann")
+    check(status == 200 and not nxt["done"] and nxt["progress"]["total"] >= 1, "blind pairs of the generated answers")
+    check(s.stop() == 0, "the prompts server stops")
+    with open(os.path.join(root, "answers-one.jsonl"), "rb") as f:
+        before = f.read()
+    s = Server(cairun, args)
+    check("one: answers reused from" in s.output and "two: answers reused from" in s.output,
+          "a restart with the same inputs reuses the answers: %r" % s.output)
+    check(s.stop() == 0, "the restarted prompts server stops")
+    with open(os.path.join(root, "answers-one.jsonl"), "rb") as f:
+        check(f.read() == before, "the reused answers file is unchanged")
+
+    def cli(*args):
+        p = subprocess.run([cairun, "serve", *args, "--port", "0"], capture_output=True, text=True, timeout=120)
+        return p.returncode, p.stdout + p.stderr
+
+    rc, out = cli("--prompts", prompts, "--model", m1)
+    check(rc != 0 and "expected NAME=PATH" in out, "--model without a name: %r" % out)
+    rc, out = cli("--prompts", prompts, "--model", "a=" + m1, "--model", "a=" + m2)
+    check(rc != 0 and "--model a is named twice" in out, "a name used twice: %r" % out)
+    rc, out = cli("--prompts", prompts, "--model", "a=" + os.path.join(root, "nowhere"))
+    check(rc != 0 and "is not a model directory" in out, "a model that does not load: %r" % out)
+    bad = os.path.join(root, "bad.jsonl")
+    with open(bad, "w") as f:
+        f.write('{"prompt": "a"}\n{"reference": "b"}\n')
+    rc, out = cli("--prompts", bad, "--model", "a=" + m1)
+    check(rc != 0 and bad + ":2:" in out and "fields found: reference" in out, "a record without a prompt: %r" % out)
 
 
 def main():
@@ -201,6 +266,8 @@ def main():
     rc, out = cli(run, "--port", port)
     check(rc != 0 and "cannot listen on 127.0.0.1:" + port in out, "port in use: %r" % out)
     s5.stop()
+
+    check_prompts(cairun, work)
 
     if failures:
         print("%d checks failed" % len(failures))

@@ -447,7 +447,7 @@ async function render() {
     if (!overview) {
       overview = await api("/api/overview");
       document.getElementById("runs-line").textContent =
-        `${overview.runs.map((r) => r.name).join(", ")} — ${overview.items} prompts, models: ${overview.models.join(", ")}`;
+        `${overview.runs.map((r) => r.name).concat(overview.prompts ? [overview.prompts] : []).join(", ")} — ${overview.items} prompts, models: ${overview.models.join(", ")}`;
     }
     if (view === "judge") await renderJudge(main, params);
     else if (view === "runs") await renderRuns(main, params);

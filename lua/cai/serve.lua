@@ -107,7 +107,8 @@ local function build_items(runs)
         items[#items + 1] = item
         by_key[key] = item
       end
-      for _, name in ipairs(sorted_keys(s)) do
+      -- a prompts file's other fields are not answers: only its --model names are
+      for _, name in ipairs(run.model_names or sorted_keys(s)) do
         local text = text_of(s[name])
         if not NOT_MODELS[name] and text then
           local model = (n_runs > 1 and not run.generated) and (run.name .. "/" .. name) or name
@@ -160,6 +161,19 @@ local function check_model_name(where, name)
   end
   if NOT_MODELS[name] then
     error(string.format("%s: '%s' cannot name a model: it is a field of the prompt records", where, name), 0)
+  end
+end
+
+-- Each model's name is valid and its own.
+local function check_models(flag, models)
+  local seen = {}
+  for _, e in ipairs(models) do
+    check_model_name("cairun serve: " .. flag, e.name)
+    if seen[e.name] then
+      error(string.format("cairun serve: %s %s is named twice (%s and %s); give each model its own name", flag,
+        e.name, seen[e.name], e.path), 0)
+    end
+    seen[e.name] = e.path
   end
 end
 
@@ -312,16 +326,8 @@ end
 
 -- The prompts file and its models' answers as one more source of samples.
 local function generated_source(opts, answers_dir)
+  check_models("--model", opts.models)
   local prompts = serve.read_prompts(opts.prompts)
-  local seen = {}
-  for _, e in ipairs(opts.models) do
-    check_model_name("cairun serve: --model", e.name)
-    if seen[e.name] then
-      error(string.format("cairun serve: --model %s is named twice (%s and %s); give each model its own name", e.name,
-        seen[e.name], e.path), 0)
-    end
-    seen[e.name] = e.path
-  end
   local gen = { format = opts.format or "auto", enable_thinking = opts.enable_thinking == true,
     max_new_tokens = opts.max_new_tokens or serve.DEFAULT_MAX_NEW_TOKENS, seed = opts.seed or 0 }
   local samples = {}
@@ -332,13 +338,15 @@ local function generated_source(opts, answers_dir)
     s.instruction = p.instruction
     samples[i] = s
   end
-  local source = { dir = opts.prompts, name = basename(opts.prompts), samples = samples, generated = true, models = {} }
+  local source = { dir = opts.prompts, name = basename(opts.prompts), samples = samples, generated = true, models = {},
+    model_names = {} }
   for _, e in ipairs(opts.models) do
     local records, generated, path = model_answers(e, prompts, opts.prompts, answers_dir, gen)
     for i = 1, #prompts do
       local r = records[i + 1]
       samples[i][e.name] = { text = r.text, finish = r.ended and "stop" or r.finish }
     end
+    source.model_names[#source.model_names + 1] = e.name
     source.models[#source.models + 1] = { name = e.name, model = e.path, file = path, generated = generated,
       format = records[1].format, model_fingerprint = records[1].model_fingerprint }
   end
@@ -920,14 +928,8 @@ function serve.parse(argv)
     if name == "" or path == "" then
       error(string.format("cairun serve: %s '%s': both the NAME and the PATH of NAME=PATH must be given", flag, v), 0)
     end
-    check_model_name("cairun serve: " .. flag, name)
-    for _, m in ipairs(spec.models) do
-      if m.name == name then
-        error(string.format("cairun serve: %s %s is named twice (%s and %s); give each model its own name", flag,
-          name, m.path, path), 0)
-      end
-    end
     spec.models[#spec.models + 1] = { name = name, path = path }
+    check_models(flag, spec.models)
   end
   while i <= #argv do
     local a = argv[i]

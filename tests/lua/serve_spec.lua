@@ -325,7 +325,8 @@ local function make_prompts()
   spec.random_model(root .. "/m1", { seed = 1 })
   spec.random_model(root .. "/m2", { seed = 2 })
   write_jsonl(root .. "/prompts.jsonl", {
-    { prompt = "What is the capital of Varnia?", reference = "The capital of Varnia is Kelmor.", principle = "honesty" },
+    { prompt = "What is the capital of Varnia?", reference = "The capital of Varnia is Kelmor.", principle = "honesty",
+      category = "geography" },
     { prompt = "Say hello to Gopu.", principle_id = "kindness" },
     { prompt = "Name a red fruit in one word.", reference = "Apple." },
   })
@@ -343,7 +344,7 @@ spec.describe("cai.serve with --prompts and --model", function()
   spec.it("every model answers every prompt at start-up; the answers are items like run samples", function()
     local root = make_prompts()
     local app = prompts_app(root)
-    spec.eq(app.models, { "one", "two" })
+    spec.eq(app.models, { "one", "two" }, "a record's other text fields are not answers")
     spec.eq(#app.items, 3)
     spec.eq(app.generated[1].generated, true)
     spec.eq(app.generated[1].file, root .. "/answers-one.jsonl")

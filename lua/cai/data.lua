@@ -9,7 +9,8 @@
 --                       { text = } | { messages = } | { prompt = } | { prompt =, completion = } |
 --                       { prompt =, chosen =, rejected = }
 --   ds.where[i]       "train.jsonl:7" (JSONL line) or "train.json: record 3" (JSON array, 1-based)
---   ds.raw[i]         the record as read, extra fields included (cai.serve reads reference, principle)
+--   ds.raw[i]         with opts.raw = true: the record as read, extra fields included (cai.serve reads
+--                     reference, principle)
 --
 -- Files are JSON Lines (one object a line; blank lines skipped) or one JSON
 -- array of objects (the first non-blank character is "["). The format is
@@ -348,7 +349,7 @@ function data.from_records(records, opts)
       if records[i] == nil then error(string.format("%s[%d] is nil (the list has a hole)", name, i), 0) end
     end
   end
-  local ds = { records = {}, where = where, raw = records }
+  local ds = { records = {}, where = where }
   for i, raw in ipairs(records) do
     if type(raw) ~= "table" or (is_list(raw) and #raw > 0) then
       error(string.format("%s: expected an object with named fields, got %s", where[i],
@@ -397,15 +398,17 @@ end
 
 ---Reads a JSONL or JSON-array dataset file and normalizes its records.
 ---@param path string
----@param opts table|nil { columns = { prompt = "question", ... }, types = { ... } (accepted types) }
+---@param opts table|nil { columns = { prompt = "question", ... }, types = { ... } (accepted types),
+---  raw = false (true: ds.raw keeps the records as read) }
 ---@return table dataset { path=, type=, conversational=, source=, implicit_prompt=, description=, records=, where= }
 function data.load(path, opts)
   check.value("cai.data.load", "path", path, { type = "string", nonempty = true })
-  opts = check("cai.data.load", opts, { columns = COLUMNS, types = TYPES })
+  opts = check("cai.data.load", opts, { columns = COLUMNS, types = TYPES, raw = "boolean" })
   local records, where = read_raw(path)
   if #records == 0 then error(path .. ": no records", 0) end
   local ds = data.from_records(records, { columns = opts.columns, where = where, name = path, types = opts.types })
   ds.path = path
+  if opts.raw then ds.raw = records end
   return ds
 end
 

@@ -193,7 +193,8 @@ end
 ---@return table list of { prompt = string|messages, instruction = string (shown and checked), record = raw, where = "file:line" }
 function serve.read_prompts(path)
   check.value("cai.serve.read_prompts", "path", path, { type = "string", nonempty = true })
-  local ok, ds = pcall(data.load, path, { types = { "prompt_only", "prompt_completion", "language_modeling" } })
+  local ok, ds = pcall(data.load, path, { types = { "prompt_only", "prompt_completion", "language_modeling" },
+    raw = true })
   if not ok then error("cai.serve: --prompts " .. tostring(ds), 0) end
   local out = {}
   for i, r in ipairs(ds.records) do

@@ -467,6 +467,19 @@ spec.describe("cai.serve with --prompts and --model", function()
     spec.raises(function()
       serve.app({}, { prompts = root .. "/m.jsonl", models = { { name = "x", path = root .. "/m1" } }, max_new_tokens = 2 })
     end, root .. "/m.jsonl:2: a conversation of 2 messages needs the chat format", true)
+    -- with a chat template the conversation is the prompt, in the model's template (--format auto)
+    spec.write(root .. "/m1/chat_template.jinja", "{% for m in messages %}<{{ m.role }}>{{ m.content }}\n{% endfor %}"
+      .. "{% if add_generation_prompt %}<assistant>{% endif %}")
+    local app = serve.app({}, { prompts = root .. "/m.jsonl", models = { { name = "x", path = root .. "/m1" } },
+      max_new_tokens = 3 })
+    spec.eq(app.generated[1].format, "chat")
+    local m = cai.model.load(root .. "/m1")
+    local f = cai.format.new(m.tokenizer, "chat")
+    local want = m:generate(f:prompts({ p[1].prompt, p[2].prompt }), f:generate_options{ max_new_tokens = 3,
+      temperature = 0, seed = 0 })
+    m:release()
+    spec.eq(app.items[2].answers.x.text, want[2].text)
+    spec.eq(app.items[1].answers.x.text, want[1].text)
   end)
 
   spec.it("names the file, record and field of bad input", function()

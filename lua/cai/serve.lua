@@ -227,7 +227,7 @@ end
 
 -- What decides a model's answers (without loading it): the model's files, the
 -- prompts file's content and the generation settings.
-local function answers_inputs(entry, dir, prompts_path, gen)
+local function answers_inputs(dir, prompts_path, gen)
   local run = require "cai.run"
   return {
     model_files = run.path_fingerprint(dir), prompts = run.path_fingerprint(prompts_path),
@@ -238,7 +238,7 @@ end
 
 -- The answers file's records when it holds answers made from the same
 -- inputs (its first line says what made it), else nil and why not.
-local function reusable(path, fingerprint, prompts)
+local function reusable(path, fingerprint, inputs, prompts)
   local f = io.open(path, "rb")
   if not f then return nil, "no answers yet" end
   f:close()
@@ -247,7 +247,13 @@ local function reusable(path, fingerprint, prompts)
     return nil, "the file does not read as answers (" .. tostring(ok and "no header" or records) .. ")"
   end
   local head = records[1]
-  if head.fingerprint ~= fingerprint then return nil, "the model, the prompts or the settings changed" end
+  if head.fingerprint ~= fingerprint then
+    local changed = {}
+    for _, k in ipairs(sorted_keys(inputs)) do
+      if type(head.inputs) ~= "table" or head.inputs[k] ~= inputs[k] then changed[#changed + 1] = k end
+    end
+    return nil, "made from other inputs: " .. (#changed > 0 and table.concat(changed, ", ") or "unknown")
+  end
   if #records - 1 ~= #prompts then return nil, "it holds a different number of answers" end
   for i, p in ipairs(prompts) do
     local r = records[i + 1]
@@ -269,10 +275,10 @@ local function model_answers(entry, prompts, prompts_path, answers_dir, gen)
     error(string.format("%s: %s is not a model directory (no config.json); name a Hugging Face model directory "
       .. "or tiny", where, dir), 0)
   end
-  local inputs = answers_inputs(entry, dir, prompts_path, gen)
+  local inputs = answers_inputs(dir, prompts_path, gen)
   local fingerprint = require("cai.run").fingerprint(inputs)
   local path = answers_dir .. "/answers-" .. entry.name .. ".jsonl"
-  local records, why = reusable(path, fingerprint, prompts)
+  local records, why = reusable(path, fingerprint, inputs, prompts)
   if records then
     log.info(string.format("cairun serve: %s: reusing %d answers from %s", entry.name, #prompts, path))
     return records, false, path

@@ -3,7 +3,10 @@
 // C hidden, H query heads, Hkv key/value heads, D head_dim, V vocabulary.
 #include "model/model.h"
 
+#include <unistd.h>
+
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 
 #include "core/error.h"
@@ -430,7 +433,25 @@ at::Tensor model::logprobs(const at::Tensor& ids, const at::Tensor& attention_ma
     return at::cat({at::zeros({B, 1}, at::kFloat), picked.narrow(1, 0, T - 1)}, 1);
 }
 
+namespace {
+std::string format_gib(double bytes) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.1f", bytes / (1024.0 * 1024.0 * 1024.0));
+    return text;
+}
+}  // namespace
+
 kv_cache model::new_cache(int64_t batch, int64_t capacity) const {
+    // A cache larger than the machine's memory is an error naming the sizes, not an allocator failure.
+    const double bytes = 2.0 * double(layers.size()) * double(batch) * double(capacity) * double(config.num_kv_heads) *
+                         double(config.head_dim) * double(c10::elementSize(dtype));
+    const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+    const double memory = pages > 0 && page > 0 ? double(pages) * double(page) : 0.0;
+    if (memory > 0 && bytes > memory)
+        fail("generate: a KV cache for ", batch, " row(s) of ", capacity, " positions needs ",
+             format_gib(bytes), " GiB, more than this machine's ", format_gib(memory),
+             " GiB of memory; lower max_new_tokens (each row stops at max_position_embeddings = ",
+             config.max_position_embeddings, ") or batch_size");
     kv_cache cache;
     cache.capacity = capacity;
     cache.length.assign(batch, 0);

@@ -14,6 +14,7 @@
 #include "core/rng.h"
 #include "generate/kv_pool.h"
 #include "generate/stop.h"
+#include "model/kv_memory.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
@@ -140,6 +141,7 @@ void engine::make_pool() {
     const int64_t bytes_per_block = 2 * (int64_t)m_.layers.size() * bs_ * m_.config.num_kv_heads *
                                     m_.config.head_dim * (int64_t)at::elementSize(m_.dtype);
     int64_t blocks = o_.batch_size * widest;
+    if (o_.kv_cache_bytes <= 0) check_kv_cache_fits(m_, o_.batch_size, widest * bs_);
     if (o_.kv_cache_bytes > 0) {
         blocks = o_.kv_cache_bytes / bytes_per_block;
         for (size_t p = 0; p < prompts_.size(); ++p)

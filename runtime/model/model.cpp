@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/rng.h"
+#include "model/kv_memory.h"
 #include "kernels/cpu.h"
 #include "kernels/linear_logprob.h"
 #include "kernels/attention.h"
@@ -441,17 +442,21 @@ std::string format_gib(double bytes) {
 }
 }  // namespace
 
-kv_cache model::new_cache(int64_t batch, int64_t capacity) const {
-    // A cache larger than the machine's memory is an error naming the sizes, not an allocator failure.
-    const double bytes = 2.0 * double(layers.size()) * double(batch) * double(capacity) * double(config.num_kv_heads) *
-                         double(config.head_dim) * double(c10::elementSize(dtype));
+void check_kv_cache_fits(const model& m, int64_t rows, int64_t positions) {
+    const model_config& config = m.config;
+    const double bytes = 2.0 * double(m.layers.size()) * double(rows) * double(positions) *
+                         double(config.num_kv_heads) * double(config.head_dim) * double(c10::elementSize(m.dtype));
     const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
     const double memory = pages > 0 && page > 0 ? double(pages) * double(page) : 0.0;
     if (memory > 0 && bytes > memory)
-        fail("generate: a KV cache for ", batch, " row(s) of ", capacity, " positions needs ",
-             format_gib(bytes), " GiB, more than this machine's ", format_gib(memory),
+        fail("generate: a KV cache for ", rows, " row(s) of ", positions, " positions needs ", format_gib(bytes),
+             " GiB, more than this machine's ", format_gib(memory),
              " GiB of memory; lower max_new_tokens (each row stops at max_position_embeddings = ",
              config.max_position_embeddings, ") or batch_size");
+}
+
+kv_cache model::new_cache(int64_t batch, int64_t capacity) const {
+    check_kv_cache_fits(*this, batch, capacity);
     kv_cache cache;
     cache.capacity = capacity;
     cache.length.assign(batch, 0);

@@ -84,7 +84,7 @@ local function sorted_keys(t)
   table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
   return keys
 end
-report.sorted_keys = sorted_keys
+report._sorted_keys = sorted_keys  -- shared with cai.serve, not public API
 
 -- Known names first in their order, then the rest sorted.
 local function ordered(names, preferred)
@@ -106,7 +106,7 @@ local function text_of(v)
   if type(v) == "table" and type(v.text) == "string" then return v.text end
   return nil
 end
-report.text_of = text_of
+report._text_of = text_of  -- shared with cai.serve, not public API
 
 local function json_text(v)
   local ok, s = pcall(require("cai").json.encode, v)

@@ -48,7 +48,7 @@ local NOT_MODELS = { instruction = true, prompt = true, reference = true, kind =
 -- Sample fields cai.eval.check reads besides the instruction and reference.
 local CHECK_FIELDS = { "facts", "should_refuse", "min_words", "max_words" }
 
-local text_of, sorted_keys = report.text_of, report.sorted_keys
+local text_of, sorted_keys = report._text_of, report._sorted_keys
 
 local function basename(dir)
   return (dir:gsub("/+$", ""):match("([^/]+)$") or dir)

@@ -49,11 +49,8 @@ expect "--help: a key without a comment" '^  lr = 1e-3$'
 cat > "$dir/train.lua" <<'LUA'
 local cai = require "cai"
 local d = os.getenv("WORK")
-local tok_dir = "tests/data/tokenizers/gpt2"
-cai.model.random(d .. "/m", { model_type = "llama", vocab_size = cai.tokenizer.load(tok_dir):vocab_size(), hidden_size = 16,
-  intermediate_size = 32, num_hidden_layers = 1, num_attention_heads = 2, num_key_value_heads = 1 })
-cai.write_file(d .. "/m/tokenizer.json", assert(io.open(tok_dir .. "/tokenizer.json")):read("*a"))
-cai.write_file(d .. "/m/tokenizer_config.json", assert(io.open(tok_dir .. "/tokenizer_config.json")):read("*a"))
+dofile("tests/lua/spec.lua").random_model(d .. "/m", { config = { hidden_size = 16, intermediate_size = 32,
+  num_hidden_layers = 1, num_attention_heads = 2, num_key_value_heads = 1 } })
 local m = cai.model.load(d .. "/m")
 m:add_lora{ r = 2, alpha = 4 }
 local data = { { prompt = "a", response = " b" }, { prompt = "c", response = " d" } }
@@ -100,11 +97,7 @@ if [ -e "$dir/adapter0/adapter_model.safetensors" ]; then fail "nothing saved by
 cat > "$dir/model.lua" <<'LUA'
 local cai = require "cai"
 local d = os.getenv("WORK")
-local tok_dir = "tests/data/tokenizers/gpt2"
-cai.model.random(d .. "/fm", { model_type = "llama", vocab_size = cai.tokenizer.load(tok_dir):vocab_size(), hidden_size = 32,
-  intermediate_size = 48, num_hidden_layers = 2, num_attention_heads = 4, num_key_value_heads = 2 })
-cai.write_file(d .. "/fm/tokenizer.json", assert(io.open(tok_dir .. "/tokenizer.json")):read("*a"))
-cai.write_file(d .. "/fm/tokenizer_config.json", assert(io.open(tok_dir .. "/tokenizer_config.json")):read("*a"))
+dofile("tests/lua/spec.lua").random_model(d .. "/fm")
 LUA
 WORK="$dir" "$cairun" "$dir/model.lua" >/dev/null 2>&1 || fail "fault model built"
 mkdir -p "$dir/fsz"

@@ -142,18 +142,15 @@ spec.describe("datasets", function()
     local m = cai.model.load(dir, { dtype = "fp32" })
     m:add_lora{ r = 2, alpha = 4, seed = 1 }
     local runs = 0
-    local function sft(data, extra)
+    local function train(kind, records, extra)  -- one step of cai.train.sft or .dpo on records
       runs = runs + 1
-      local opts = { model = m, data = data, out = root .. "/sft" .. runs, max_steps = 1, progress = false }
+      local opts = { model = m, out = root .. "/" .. kind .. runs, max_steps = 1, progress = false }
+      opts[kind == "sft" and "data" or "pairs"] = records
       for k, v in pairs(extra or {}) do opts[k] = v end
-      return cai.train.sft(opts)
+      return cai.train[kind](opts)
     end
-    local function dpo(pairs_, extra)
-      runs = runs + 1
-      local opts = { model = m, pairs = pairs_, out = root .. "/dpo" .. runs, max_steps = 1, progress = false }
-      for k, v in pairs(extra or {}) do opts[k] = v end
-      return cai.train.dpo(opts)
-    end
+    local function sft(data, extra) return train("sft", data, extra) end
+    local function dpo(pairs_, extra) return train("dpo", pairs_, extra) end
     local good = { prompt = "The cat", response = " sat." }
     local cases = {
       { "sft: no records", function() return sft({}) end, "cai%.train%.sft" },

@@ -156,7 +156,8 @@ run:finish()
 if #items > 0 then
   local samples = {}
   for i = 1, math.min(12, #items) do
-    samples[i] = { instruction = items[i].instruction, reference = items[i].reference }
+    samples[i] = { instruction = items[i].instruction, reference = items[i].reference,
+      checks = cai.eval.item_checks(report, i) }
     for _, s in ipairs(specs) do samples[i][s.name] = outputs[s.name][i].text end
   end
   cai.jsonl.write(out .. "/samples.jsonl", samples)

@@ -238,7 +238,8 @@ summary.pairs = pair_stats
 
 local samples = {}
 for i = 1, math.min(12, #heldout) do
-  samples[i] = { instruction = heldout[i].instruction, reference = heldout[i].reference }
+  samples[i] = { instruction = heldout[i].instruction, reference = heldout[i].reference,
+    checks = cai.eval.item_checks(report, i) }
   for _, name in ipairs(names) do samples[i][name] = outputs[name][i].text end
 end
 cai.jsonl.write(out .. "/samples.jsonl", samples)

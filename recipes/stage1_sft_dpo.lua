@@ -242,7 +242,8 @@ summary.preference_tests.base_dpo = cai.stats.mcnemar_paired(wins.base, wins.dpo
 local samples = {}
 for i = 1, math.min(12, #heldout) do
   samples[i] = { instruction = heldout[i].instruction, reference = heldout[i].reference,
-    base = outputs.base[i].text, sft = outputs.sft[i].text, dpo = outputs.dpo[i].text }
+    base = outputs.base[i].text, sft = outputs.sft[i].text, dpo = outputs.dpo[i].text,
+    checks = cai.eval.item_checks(report, i) }
 end
 cai.jsonl.write(out .. "/samples.jsonl", samples)
 eval_stage:finish{ items = #heldout }

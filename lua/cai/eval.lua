@@ -376,6 +376,29 @@ function eval.run(items, outputs, opts)
   return report
 end
 
+---Item i's verdicts in a report of cai.eval.run, per model: { [model] = { criterion = true|false } }
+---(the `checks` field of a samples.jsonl record: `cairun serve` shows these instead of
+---recomputing them, so a judged criterion shows the judge's verdict).
+---@param report table from cai.eval.run
+---@param i integer item index
+function eval.item_checks(report, i)
+  check.value("cai.eval.item_checks", "report", report, { type = "table", expect = "a report of cai.eval.run",
+    check = function(r) if type(r.models) ~= "table" then return "must be a report of cai.eval.run (no models)" end end })
+  check.value("cai.eval.item_checks", "i", i, { type = "integer", min = 1 })
+  local out = {}
+  for name, m in pairs(report.models) do
+    local verdicts = type(m) == "table" and type(m.per_item) == "table" and m.per_item[i] or nil
+    if type(verdicts) == "table" then
+      local row = {}
+      for c, v in pairs(verdicts) do
+        if type(v) == "boolean" then row[c] = v end
+      end
+      out[name] = row
+    end
+  end
+  return out
+end
+
 ---Paired comparison of two models of a report: per criterion McNemar test
 ---(Holm-corrected across criteria), rate difference with a bootstrap CI, and
 ---Cohen's h.

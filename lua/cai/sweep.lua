@@ -18,9 +18,12 @@
 --     seed: mean difference with a 95% t interval, Cohen's d of the paired
 --     differences, an exact sign-flip permutation test across seeds, and
 --     Holm's correction over every test;
---   * a power note: the smallest p the exact test can give with n seeds, and
---     the smallest mean difference the seeds could detect (two-sided 0.05,
---     power 0.8, from the observed spread of the differences).
+--   * a power note: the smallest p the exact test can give with n seeds, the
+--     seeds Holm's correction over this many tests needs, and the smallest mean
+--     difference the seeds could detect (two-sided 0.05, power 0.8, from the
+--     observed spread of the differences).
+local check = require "cai.check"
+
 local sweep = {}
 
 -- Two-sided 97.5% and 80% quantiles of Student's t by degrees of freedom (1..30).
@@ -142,7 +145,7 @@ end
 ---The comparison of cell summaries (see header).
 ---@param cells table list of { name=, args = { {key, value} }, summary = decoded summary.json }
 function sweep.compare(cells)
-  require("cai.check").value("cai.sweep.compare", "cells", cells, "list")
+  check.value("cai.sweep.compare", "cells", cells, "list")
   local stats = require "cai.stats"
   local configs, order = {}, {}
   for _, c in ipairs(cells) do
@@ -206,14 +209,36 @@ function sweep.compare(cells)
     local adjusted, rejected = stats.holm(ps, 0.05)
     for i, e in ipairs(refs) do e.p_holm = adjusted[i]; e.significant = rejected[i] end
   end
-  local n_seeds = #base.seeds
-  out.power = { seeds = n_seeds, min_p = 2 / 2 ^ n_seeds,
-    note = n_seeds < 2 and "one seed per config: no spread, no test; add seeds"
-      or (2 / 2 ^ n_seeds > 0.05 and string.format("with %d seeds the exact sign-flip test cannot give p < %.3f, "
-        .. "so no effect can be significant at 0.05; at least 6 seeds are needed", n_seeds, 2 / 2 ^ n_seeds)
-      or string.format("with %d seeds an effect is detectable (two-sided 0.05, power 0.8) when the mean difference "
-        .. "exceeds about detectable_diff (per effect, from the spread of its differences)", n_seeds)) }
+  out.power = sweep.power(#base.seeds, #ps)
   return out
+end
+
+---What n seeds can show when `tests` paired sign-flip tests are Holm-corrected together:
+---{ seeds, tests, min_p, seeds_needed, note }. The exact test's smallest two-sided p is 2/2^n,
+---and Holm's first rejection needs p <= 0.05 / tests, so with many tests more seeds are needed
+---than for one.
+---@param seeds integer
+---@param tests integer
+function sweep.power(seeds, tests)
+  check.value("cai.sweep.power", "seeds", seeds, { type = "integer", min = 0 })
+  check.value("cai.sweep.power", "tests", tests, { type = "integer", min = 0 })
+  local family = math.max(tests, 1)
+  local needed = 2
+  while 2 / 2 ^ needed * family > 0.05 do needed = needed + 1 end
+  local min_p = 2 / 2 ^ seeds
+  local note
+  if seeds < 2 then
+    note = "one seed per config: no spread, no test; add seeds"
+  elseif min_p * family > 0.05 then
+    note = string.format("with %d seeds the exact sign-flip test cannot give p < %.3f, and Holm's correction over "
+      .. "%d test%s needs p <= %.4f for the first rejection, so no effect can be significant at 0.05; at least "
+      .. "%d seeds are needed", seeds, min_p, family, family == 1 and "" or "s", 0.05 / family, needed)
+  else
+    note = string.format("with %d seeds an effect can be significant after Holm's correction over %d test%s; one "
+      .. "test alone would detect (two-sided 0.05, power 0.8) a mean difference above about detectable_diff (per "
+      .. "effect, from the spread of its differences)", seeds, family, family == 1 and "" or "s")
+  end
+  return { seeds = seeds, tests = family, min_p = min_p, seeds_needed = needed, note = note }
 end
 
 local function fmt(x) return x == nil and "-" or string.format("%.3f", x) end

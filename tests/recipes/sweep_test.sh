@@ -21,7 +21,8 @@ local a = c.configs[1].metrics['models.m.good']
 print(tostring(c.baseline == 'mode=a' and #c.configs == 2 and a.n == 6 and math.abs(a.mean - 0.505) < 1e-9
   and a.sd > 0 and g.n == 6 and math.abs(g.mean_diff - 0.2025) < 1e-9 and g.lo < g.mean_diff and g.hi > g.mean_diff
   and math.abs(g.p - 2 / 64) < 1e-12 and g.p_holm >= g.p and math.abs(f.mean_diff) < 1e-12 and f.p == 1
-  and c.power.seeds == 6 and c.power.note:find('detectable') ~= nil))"
+  and c.power.seeds == 6 and c.power.tests == #c.effects and c.power.seeds_needed == 7
+  and c.power.note:find('at least 7 seeds are needed', 1, true) ~= nil))"
 check "sweep: markdown" 0 'models.m.good \| 6 \| \+0.203' -- cat "$dir/sw/comparison.md"
 check "sweep: a rerun runs no cell again" 0 'cell 12/12 seed=6,mode=b done by a previous run' -- env CAI_LOG=info "$cairun" "${sw[@]}"
 check "sweep: three seeds" 0 'sweep: 6 cells' -- "$cairun" sweep tests/recipes/sweep_fixture.lua seed=1,2,3 mode=a,b out="$dir/sw3"

@@ -180,9 +180,19 @@ end
 -- The prompt text of a message list: one user turn is its content, a longer
 -- conversation its turns as "role: content" lines.
 local function conversation_text(messages)
-  if #messages == 1 and messages[1].role == "user" then return messages[1].content end
+  local function content(m)  -- a string, a list of { type = "text", text = } blocks, or none (a tool-call turn)
+    if type(m.content) == "string" then return m.content end
+    local parts = {}
+    if type(m.content) == "table" then
+      for _, b in ipairs(m.content) do
+        if type(b) == "table" and type(b.text) == "string" then parts[#parts + 1] = b.text end
+      end
+    end
+    return table.concat(parts, "\n")
+  end
+  if #messages == 1 and messages[1].role == "user" then return content(messages[1]) end
   local lines = {}
-  for i, m in ipairs(messages) do lines[i] = tostring(m.role) .. ": " .. tostring(m.content) end
+  for i, m in ipairs(messages) do lines[i] = tostring(m.role) .. ": " .. content(m) end
   return table.concat(lines, "\n")
 end
 
@@ -339,9 +349,16 @@ local function generated_source(opts, answers_dir)
     max_new_tokens = opts.max_new_tokens or serve.DEFAULT_MAX_NEW_TOKENS, seed = opts.seed or 0 }
   local samples = {}
   for i, p in ipairs(prompts) do
+    for _, e in ipairs(opts.models) do
+      if p.record[e.name] ~= nil then
+        error(string.format("--model: '%s' cannot name a model: it is a field of the prompt records (%s)", e.name,
+          tostring(p.where or (opts.prompts .. " record " .. i))), 0)
+      end
+    end
     local s = {}
     for k, v in pairs(p.record) do s[k] = v end
-    s.prompt, s.messages, s.completion, s.response = nil, nil, nil, nil
+    -- The record's own verdicts (a samples.jsonl used as a prompts file) belong to other answers.
+    s.prompt, s.messages, s.completion, s.response, s.checks = nil, nil, nil, nil, nil
     s.instruction = p.instruction
     samples[i] = s
   end

@@ -512,6 +512,16 @@ spec.describe("cai.serve with --prompts and --model", function()
     end, "--model x is named twice", true)
     spec.raises(function() prompts_app(root, { models = { { name = "reference", path = root .. "/m1" } } }) end,
       "'reference' cannot name a model", true)
+    -- a run's samples.jsonl as the prompts file: its columns cannot be reused as model names, and its
+    -- recorded verdicts (of the run's answers) are not taken for the generated answers'
+    spec.write(root .. "/samples.jsonl", '{"instruction":"Say hello to Gopu.","one":"Hi.","checks":{"one":'
+      .. '{"coherent":false,"ends_with_end":true},"two":{"coherent":false}}}\n')
+    spec.raises(function() prompts_app(root, { prompts = root .. "/samples.jsonl" }) end,
+      "'one' cannot name a model: it is a field of the prompt records (" .. root .. "/samples.jsonl", true)
+    local fresh = prompts_app(root, { prompts = root .. "/samples.jsonl", models = { { name = "two", path = root .. "/m2" } } })
+    spec.eq(#fresh.items, 1)
+    local a = fresh.items[1].answers.two
+    spec.eq(a.recorded, false, "the generated answer's verdicts are computed, not the record's")
     spec.raises(function() prompts_app(root, { models = { { name = "a/b", path = root .. "/m1" } } }) end,
       "the model name 'a/b' must be", true)
     spec.raises(function() prompts_app(root, { answers_dir = root .. "/missing" }) end,

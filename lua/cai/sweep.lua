@@ -229,6 +229,9 @@ function sweep.power(seeds, tests)
   local note
   if seeds < 2 then
     note = "one seed per config: no spread, no test; add seeds"
+  elseif seeds > 16 then
+    note = string.format("with %d seeds no exact test is made (the sign-flip test enumerates 2^seeds sign "
+      .. "patterns and runs up to 16 seeds); the intervals still hold", seeds)
   elseif min_p * family > 0.05 then
     note = string.format("with %d seeds the exact sign-flip test cannot give p < %.3f, and Holm's correction over "
       .. "%d test%s needs p <= %.4f for the first rejection, so no effect can be significant at 0.05; at least "

@@ -3,31 +3,33 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <vector>
 
 #include "core/error.h"
 
 namespace cai {
 namespace {
 
-// This thread's alternate signal stack; kept for the thread's lifetime (a
-// handler may run on it at any time after).
+// This thread's alternate signal stack, made once and never freed: a handler
+// may run on it at any time after, process exit included (a thread_local
+// buffer would be freed while sigaltstack still points at it).
 void ensure_alternate_stack() {
-    thread_local std::vector<char> stack;
-    if (!stack.empty()) return;
+    thread_local char* stack = nullptr;
+    if (stack) return;
     stack_t current {};
     if (sigaltstack(nullptr, &current) == 0 && !(current.ss_flags & SS_DISABLE)) return;  // one is set already
     // A signal frame with AVX-512 state is several KiB; the handlers only set flags and write a line.
-    stack.resize(std::max<size_t>(SIGSTKSZ, 64 * 1024));
+    const size_t size = std::max<size_t>(SIGSTKSZ, 64 * 1024);
+    char* memory = new char[size];
     stack_t s {};
-    s.ss_sp = stack.data();
-    s.ss_size = stack.size();
+    s.ss_sp = memory;
+    s.ss_size = size;
     s.ss_flags = 0;
     if (sigaltstack(&s, nullptr) != 0) {
         const int err = errno;
-        stack.clear();
+        delete[] memory;
         fail("cannot set an alternate signal stack: ", std::strerror(err));
     }
+    stack = memory;
 }
 
 }  // namespace

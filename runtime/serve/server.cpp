@@ -79,7 +79,12 @@ class signal_scope {
 public:
     signal_scope() {
         install_signal_handler(SIGINT, on_stop_signal, &old_int_);
-        install_signal_handler(SIGTERM, on_stop_signal, &old_term_);
+        try {
+            install_signal_handler(SIGTERM, on_stop_signal, &old_term_);
+        } catch (...) {
+            sigaction(SIGINT, &old_int_, nullptr);  // the destructor does not run for a constructor that threw
+            throw;
+        }
     }
     ~signal_scope() {
         sigaction(SIGINT, &old_int_, nullptr);

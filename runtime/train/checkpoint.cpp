@@ -105,7 +105,14 @@ std::string save_checkpoint(const std::string& out_dir, const checkpoint_state& 
         const std::string old_dir = final_dir + ".old." + std::to_string(::getpid());
         fs::remove_all(old_dir, ec);
         rename_into_place(final_dir, old_dir);
-        rename_into_place(tmp_dir, final_dir);
+        try {
+            rename_into_place(tmp_dir, final_dir);
+        } catch (...) {
+            // The earlier checkpoint goes back under its name: a failed save never leaves none.
+            std::error_code back;
+            fs::rename(old_dir, final_dir, back);
+            throw;
+        }
         fs::remove_all(old_dir, ec);
     } else {
         rename_into_place(tmp_dir, final_dir);

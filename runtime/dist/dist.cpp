@@ -14,6 +14,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "core/strings.h"
 
 namespace cai {
 namespace dist {
@@ -94,7 +95,7 @@ void check_point(const std::string& what, bool main_write) {
 }
 
 bool is_loopback(const std::string& addr) {
-    return addr == "localhost" || addr.rfind("127.", 0) == 0 || addr == "::1";
+    return addr == "localhost" || starts_with(addr, "127.") || addr == "::1";
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "core/strings.h"
 #include "tokenizer/tokenizer.h"
 
 namespace cai {
@@ -10,9 +11,7 @@ namespace {
 // UTF-8 of U+FFFD, what a decoder writes for an incomplete character.
 const std::string replacement = "\xEF\xBF\xBD";
 
-bool ends_with_replacement(const std::string& s) {
-    return s.size() >= replacement.size() && s.compare(s.size() - replacement.size(), replacement.size(), replacement) == 0;
-}
+bool ends_with_replacement(const std::string& s) { return ends_with(s, replacement); }
 
 std::vector<int32_t> slice(const std::vector<int32_t>& ids, size_t begin, size_t end) {
     return std::vector<int32_t>(ids.begin() + begin, ids.begin() + end);

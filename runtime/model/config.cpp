@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/json.h"
+#include "core/strings.h"
 
 namespace cai {
 namespace {
@@ -95,7 +96,7 @@ std::string read_torch_dtype(const json& j, const std::string& where) {
     const char* key = r.present("dtype") ? "dtype" : "torch_dtype";
     if (!r.present(key)) return "";
     std::string name = r.string(key, "");
-    if (name.rfind("torch.", 0) == 0) name = name.substr(6);
+    if (starts_with(name, "torch.")) name = name.substr(6);
     if (name == "float" ) name = "float32";
     if (name == "bfloat16" || name == "float32" || name == "float16") return name;
     fail(where, ": field \"", key, "\" must be \"float32\", \"bfloat16\" or \"float16\", got \"", name, "\"");

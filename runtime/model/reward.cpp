@@ -161,7 +161,7 @@ std::shared_ptr<reward_model> reward_model::from_tensors(const model_config& con
         } else if (name == "lm_head.weight") {
             fail(where, ": unexpected tensor \"lm_head.weight\": a *", suffix,
                  " checkpoint has no language-model head (is this a causal LM with a reward-model config.json?)");
-        } else if (name.rfind("score.", 0) == 0) {
+        } else if (starts_with(name, "score.")) {
             fail(where, ": unexpected tensor \"", name, "\": the reward head is one bias-free linear layer, "
                  "\"score.weight\" only");
         } else {

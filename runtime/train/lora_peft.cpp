@@ -87,7 +87,7 @@ adapter_config parse_adapter_config(const std::string& text, const std::string& 
             fail(where, ": field \"bias\" is ", bias->dump(), "; only \"none\" is supported");
     if (const json* init = field(c, "init_lora_weights"); init && init->is_string()) {
         std::string s = init->get<std::string>();
-        if (s.rfind("pissa", 0) == 0 || s == "olora" || s == "loftq" || s == "corda" || s == "eva")
+        if (starts_with(s, "pissa") || s == "olora" || s == "loftq" || s == "corda" || s == "eva")
             fail(where, ": field \"init_lora_weights\" is \"", s,
                  "\"; such adapters change the base weights and are not supported");
     }

@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/strings.h"
 
 namespace cai {
 namespace {
@@ -126,7 +127,7 @@ std::string event_scalars(double wall_time, int64_t step, const std::vector<std:
 }
 
 std::string tensorboard_tag(const std::string& metric) {
-    if (metric.rfind("eval_", 0) == 0) return "eval/" + metric.substr(5);
+    if (starts_with(metric, "eval_")) return "eval/" + metric.substr(5);
     return "train/" + metric;
 }
 

@@ -162,18 +162,7 @@ void append_line_locked(const std::string& path, const std::string& line) {
             if (::ftruncate(f.fd, keep) != 0) fail(path, ": cannot cut a torn last line: ", std::strerror(errno));
         }
     }
-    std::string whole = line + "\n";
-    const char* p = whole.data();
-    size_t left = whole.size();
-    while (left > 0) {
-        ssize_t n = ::write(f.fd, p, left);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            fail(path, ": append failed: ", std::strerror(errno));
-        }
-        p += n;
-        left -= static_cast<size_t>(n);
-    }
+    if (!write_all(f.fd, line + "\n")) fail(path, ": append failed: ", std::strerror(errno));
     if (::fsync(f.fd) != 0) fail(path, ": append failed: ", std::strerror(errno));
 }
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
 #include <initializer_list>
 #include <string>
 
@@ -22,6 +23,15 @@ std::string shape_string(const Shape& shape) {
     for (const auto& d : shape) s += (s.size() > 1 ? ", " : "") + std::to_string(d);
     return s + "]";
 }
+// "6.0 KiB", "12.5 MiB", "3.1 GiB": a byte count for messages.
+inline std::string format_bytes(double bytes) {
+    char text[32];
+    if (bytes < 1024.0 * 1024.0) std::snprintf(text, sizeof text, "%.1f KiB", bytes / 1024.0);
+    else if (bytes < 1024.0 * 1024.0 * 1024.0) std::snprintf(text, sizeof text, "%.1f MiB", bytes / (1024.0 * 1024.0));
+    else std::snprintf(text, sizeof text, "%.1f GiB", bytes / (1024.0 * 1024.0 * 1024.0));
+    return text;
+}
+
 inline std::string shape_string(std::initializer_list<int64_t> shape) {
     return shape_string<std::initializer_list<int64_t>>(shape);
 }

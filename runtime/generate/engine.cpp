@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "core/rng.h"
+#include "core/strings.h"
 #include "generate/kv_pool.h"
 #include "generate/stop.h"
 #include "model/kv_memory.h"
@@ -91,13 +92,6 @@ struct kept_prefixes {
 // Prefix blocks kept between calls: at most this many bytes (the most recently used first).
 constexpr int64_t kept_prefix_bytes = 256ll << 20;
 
-std::string mib(int64_t bytes) {
-    char buf[32];
-    if (bytes < (1 << 20)) std::snprintf(buf, sizeof buf, "%.1f KiB", bytes / 1024.0);
-    else std::snprintf(buf, sizeof buf, "%.1f MiB", bytes / 1048576.0);
-    return buf;
-}
-
 class engine {
 public:
     engine(const model& m, const std::vector<std::vector<int32_t>>& prompts, const generate_options& o, progress* bar)
@@ -147,9 +141,9 @@ void engine::make_pool() {
         for (size_t p = 0; p < prompts_.size(); ++p)
             if (blocks_for(p) > blocks)
                 fail("generate: prompt ", o_.first_index + p + 1, " needs ", blocks_for(p) * bs_, " KV slots (",
-                     mib(blocks_for(p) * bytes_per_block), ": ", prompts_[p].size(), " prompt tokens + up to ",
+                     format_bytes(blocks_for(p) * bytes_per_block), ": ", prompts_[p].size(), " prompt tokens + up to ",
                      limit_of(p), " new) but the KV pool holds ", blocks * bs_, " slots (",
-                     mib(blocks * bytes_per_block), " of kv_cache_mb = ", mib(o_.kv_cache_bytes),
+                     format_bytes(blocks * bytes_per_block), " of kv_cache_mb = ", format_bytes(o_.kv_cache_bytes),
                      "); raise kv_cache_mb or lower max_new_tokens");
     }
     std::shared_ptr<kept_prefixes> kept = std::static_pointer_cast<kept_prefixes>(m_.generation_state);

@@ -6,11 +6,11 @@
 #include <unistd.h>
 
 #include <cmath>
-#include <cstdio>
 #include <cstring>
 
 #include "core/error.h"
 #include "core/rng.h"
+#include "core/strings.h"
 #include "model/kv_memory.h"
 #include "kernels/cpu.h"
 #include "kernels/linear_logprob.h"
@@ -434,14 +434,6 @@ at::Tensor model::logprobs(const at::Tensor& ids, const at::Tensor& attention_ma
     return at::cat({at::zeros({B, 1}, at::kFloat), picked.narrow(1, 0, T - 1)}, 1);
 }
 
-namespace {
-std::string format_gib(double bytes) {
-    char text[32];
-    std::snprintf(text, sizeof text, "%.1f", bytes / (1024.0 * 1024.0 * 1024.0));
-    return text;
-}
-}  // namespace
-
 void check_kv_cache_fits(const model& m, int64_t rows, int64_t positions) {
     const model_config& config = m.config;
     const double bytes = 2.0 * double(m.layers.size()) * double(rows) * double(positions) *
@@ -449,9 +441,9 @@ void check_kv_cache_fits(const model& m, int64_t rows, int64_t positions) {
     const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
     const double memory = pages > 0 && page > 0 ? double(pages) * double(page) : 0.0;
     if (memory > 0 && bytes > memory)
-        fail("generate: a KV cache for ", rows, " row(s) of ", positions, " positions needs ", format_gib(bytes),
-             " GiB, more than this machine's ", format_gib(memory),
-             " GiB of memory; lower max_new_tokens (each row stops at max_position_embeddings = ",
+        fail("generate: a KV cache for ", rows, " row(s) of ", positions, " positions needs ", format_bytes(bytes),
+             ", more than this machine's ", format_bytes(memory),
+             " of memory; lower max_new_tokens (each row stops at max_position_embeddings = ",
              config.max_position_embeddings, ") or batch_size");
 }
 

@@ -81,22 +81,12 @@ for _, q in ipairs(QUESTIONS) do
     -- The answer: each variant's effects on the final model, significant ones first.
     -- The question's family of tests is the final model's metrics (the sweep corrects over every
     -- metric of the summary, each stage's included): Holm's correction again over these alone.
-    local final, ps = {}, {}
+    local final = {}
     for _, e in ipairs(cmp.effects or {}) do
-      if tostring(e.metric):match("^final%.") then
-        final[#final + 1] = e
-        if e.p then ps[#ps + 1] = e.p end
-      end
-    end
-    if #ps > 0 then
-      local adjusted, rejected = cai.stats.holm(ps, 0.05)
-      local k = 0
-      for _, e in ipairs(final) do
-        if e.p then k = k + 1; e.p_holm, e.significant = adjusted[k], rejected[k] end
-      end
+      if tostring(e.metric):match("^final%.") then final[#final + 1] = e end
     end
     local seeds_run = cmp.configs and cmp.configs[1] and #cmp.configs[1].seeds or 0
-    cmp.power = sweep.power(seeds_run, #ps)
+    cmp.power = sweep.power(seeds_run, sweep.holm(final))
     table.sort(final, function(a, b)
       if (a.significant == true) ~= (b.significant == true) then return a.significant == true end
       return math.abs(a.mean_diff) > math.abs(b.mean_diff)

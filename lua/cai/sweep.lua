@@ -185,7 +185,6 @@ function sweep.compare(cells)
   out.metrics = metrics
   -- Effects against the baseline, paired by seed.
   local base = configs[order[1]]
-  local ps, refs = {}, {}
   for k = 2, #order do
     local cfg = configs[order[k]]
     for _, m in ipairs(metrics) do
@@ -201,16 +200,27 @@ function sweep.compare(cells)
           cohen_d = sd > 0 and mean / sd or nil, p = #d <= 16 and sign_flip_p(d) or nil,
           min_p = 2 / 2 ^ #d, detectable_diff = (t975(#d - 1) + t80(#d - 1)) * sd / math.sqrt(#d) }
         out.effects[#out.effects + 1] = e
-        if e.p then ps[#ps + 1] = e.p; refs[#refs + 1] = e end
       end
     end
   end
-  if #ps > 0 then
-    local adjusted, rejected = stats.holm(ps, 0.05)
-    for i, e in ipairs(refs) do e.p_holm = adjusted[i]; e.significant = rejected[i] end
-  end
-  out.power = sweep.power(#base.seeds, #ps)
+  out.power = sweep.power(#base.seeds, sweep.holm(out.effects))
   return out
+end
+
+---Holm's correction over the effects that have a p (one family): sets each one's
+---p_holm and significant (at 0.05). Returns the number of tests.
+---@param effects table list of effects of cai.sweep.compare
+function sweep.holm(effects)
+  check.value("cai.sweep.holm", "effects", effects, "list")
+  local ps, tested = {}, {}
+  for _, e in ipairs(effects) do
+    if type(e) == "table" and type(e.p) == "number" then ps[#ps + 1] = e.p; tested[#tested + 1] = e end
+  end
+  if #ps > 0 then
+    local adjusted, rejected = require("cai.stats").holm(ps, 0.05)
+    for i, e in ipairs(tested) do e.p_holm, e.significant = adjusted[i], rejected[i] end
+  end
+  return #ps
 end
 
 ---What n seeds can show when `tests` paired sign-flip tests are Holm-corrected together:

@@ -66,6 +66,7 @@ local GENERATE_SPEC = {
   max_new_tokens = "integer", temperature = "number", top_k = "integer", top_p = "number", min_p = "number",
   repetition_penalty = "number", stop = { type = "string|list", items = "string" }, seed = "integer",
   batch_size = "integer", progress = { type = "boolean|string", expect = 'a boolean or a label string' }, use_lora = "boolean", first_index = { type = "integer", min = 0 },
+  streams = { type = "list", items = { type = "integer", min = 0 } },
   prefix_cache = "boolean", prefill_chunk = { type = "integer", min = 1 }, kv_cache_mb = { type = "number", min = 0, finite = true },
 }
 local LOGPROBS_SPEC = { batch_size = "integer", use_lora = "boolean", eos = "boolean" }
@@ -75,20 +76,22 @@ local LORA_SPEC = {
   targets = { type = "string|list", items = "string" },
 }
 
---- The directory a model name stands for: "tiny" is the embedded default (built once), any
---- other name is a directory as it is.
+--- The directory a model name stands for: "tiny" is the embedded default and "tiny-helpful" its
+--- helpful-only start (each built once, cached), any other name is a directory as it is.
 ---@param path string
 ---@return string dir
 function M.resolve(path)
   check.value("cai.model.resolve", "path", path, "string")
-  if path == "tiny" then  -- the embedded default, built once
-    -- In a data-parallel job rank 0 builds it by itself while the others wait.
+  if path == "tiny" or path == "tiny-helpful" then
+    -- The embedded default, or its helpful-only start, built once. In a
+    -- data-parallel job rank 0 builds it by itself while the others wait.
     local tiny, dist = require "cai.tiny", require "cai.dist"
+    local build = path == "tiny" and tiny.path or tiny.helpful_path
     if dist.world_size() > 1 then
-      if dist.is_main() then dist.alone(tiny.path) end
+      if dist.is_main() then dist.alone(build) end
       dist.barrier("building the tiny model (raise CAI_DIST_TIMEOUT if it takes longer)")
     end
-    path = tiny.path()
+    path = build()
   end
   return path
 end
@@ -165,7 +168,8 @@ end
 ---  min_p = 0, repetition_penalty = 1, stop = { "END" }, seed = 0, batch_size = 16, progress = true,
 ---  use_lora = nil, first_index = 0, prefix_cache = true, prefill_chunk = 512, kv_cache_mb = 0 (sized to
 ---  the call) } -- prompts[i] samples from stream (seed, first_index + i - 1), so a long list done in
----  chunks samples as if done at once
+---  chunks samples as if done at once; streams = { ... } (one per prompt) names each prompt's stream
+---  instead, so a subset of a list (items asked again) keeps each item's own stream
 ---@return table list of { text =, finish = "stop"|"eos"|"length", tokens = { ... } }
 function Model:generate(prompts, opts)
   check.value("m:generate", "prompts", prompts, TEXTS)

@@ -232,7 +232,7 @@ bool engine::admit(size_t slot) {
     r->ids = &prompts_[p];
     r->limit = limit_of(p);
     r->reserved = blocks_for(p);
-    r->stream = rng(rng::derive(o_.seed, o_.first_index + p));
+    r->stream = rng(rng::derive(o_.seed, stream_index(o_, p)));
     r->context = prompts_[p];
     if (!o_.stop.empty()) r->stops = std::make_unique<stop_search>(*m_.tok, o_.stop);
     if (o_.trace) {

@@ -101,6 +101,9 @@ std::vector<generation> generate(const model& m, const std::vector<std::vector<i
     if (o.kv_cache_bytes < 0) fail("generate: kv_cache_mb must be >= 0, got ", o.kv_cache_bytes / 1048576.0);
     for (const auto& s : o.stop)
         if (s.empty()) fail("generate: stop strings must not be empty");
+    if (!o.streams.empty() && o.streams.size() != prompts.size())
+        fail("generate: streams has ", o.streams.size(), " entries for ", prompts.size(),
+             " prompts; give one stream index per prompt");
     if (!o.stop.empty() && !m.tok) fail("generate: stop strings need the model's tokenizer");
     for (size_t i = 0; i < prompts.size(); ++i) {
         if (prompts[i].empty()) fail("generate: prompt ", i + 1, " has no tokens");
@@ -118,6 +121,8 @@ std::vector<generation> generate(const model& m, const std::vector<std::vector<i
         generate_options local = o;
         local.shard = false;
         local.first_index = o.first_index + part.begin;
+        if (!o.streams.empty())
+            local.streams.assign(o.streams.begin() + part.begin, o.streams.begin() + part.end);
         local.show_progress = o.show_progress && dist::is_main();
         std::vector<std::vector<int32_t>> mine(prompts.begin() + part.begin, prompts.begin() + part.end);
         std::vector<generation> done = generate(m, mine, local);
@@ -159,7 +164,7 @@ std::vector<generation> generate(const model& m, const std::vector<std::vector<i
         const int64_t B = end - begin;
         std::vector<row_state> rows(B);
         for (int64_t b = 0; b < B; ++b) {
-            rows[b].stream = rng(rng::derive(o.seed, o.first_index + begin + b));
+            rows[b].stream = rng(rng::derive(o.seed, stream_index(o, begin + b)));
             rows[b].context = prompts[begin + b];
             rows[b].out.finish = "length";
             if (!o.stop.empty()) rows[b].stops = std::make_unique<stop_search>(*m.tok, o.stop);

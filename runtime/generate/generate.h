@@ -47,7 +47,16 @@ struct generate_options {
     std::string progress_label;  // names the bar: "generate: critiques"
     bool shard = true;         // data-parallel: share the prompts among the ranks (false: all on this rank)
     uint64_t first_index = 0;  // prompts[i] samples from rng::derive(seed, first_index + i)
+    // When not empty (one per prompt): prompts[i] samples from
+    // rng::derive(seed, streams[i]) instead, so a subset of a list (e.g. the
+    // items whose answer is asked again) keeps each item's own stream.
+    std::vector<uint64_t> streams;
 };
+
+// The sampling stream of prompts[i] under o (streams[i], else first_index + i).
+inline uint64_t stream_index(const generate_options& o, size_t i) {
+    return o.streams.empty() ? o.first_index + i : o.streams[i];
+}
 
 // What the engine did, for tests and benchmarks (continuous engine only).
 struct generate_trace {

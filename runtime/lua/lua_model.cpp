@@ -146,6 +146,19 @@ int l_model_generate(lua_State* L) {
         o.show_progress = progress_named || cai::opt_boolean(L, 3, "progress", true, fname);
         const int64_t first_index = cai::opt_integer(L, 3, "first_index", 0, fname);
         o.first_index = (uint64_t)first_index;
+        if (lua_type(L, 3) == LUA_TTABLE) {
+            lua_getfield(L, 3, "streams");  // [streams]
+            if (!lua_isnil(L, -1)) {
+                for (long long v : cai::arg_integer_list(L, lua_gettop(L), fname, "opts.streams")) {
+                    if (v < 0) cai::fail(fname, ": opts.streams[", o.streams.size() + 1, "] must be >= 0, got ", v);
+                    o.streams.push_back((uint64_t)v);
+                }
+                if (o.streams.size() != prompts.size())
+                    cai::fail(fname, ": opts.streams has ", o.streams.size(), " entries for ", prompts.size(),
+                              " prompts; give one stream index per prompt");
+            }
+            lua_pop(L, 1);  // []
+        }
         if (!lua_isnoneornil(L, 3)) {
             lua_getfield(L, 3, "stop");  // [stop]
             int top = lua_gettop(L);

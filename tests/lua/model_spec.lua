@@ -53,6 +53,21 @@ spec.describe("cai.model", function()
     spec.raises(function() m:generate(prompts, { first_index = -1, progress = false }) end, "m:generate: option 'first_index' must be >= 0, got -1", true)
   end)
 
+  spec.it("streams: a subset of a list keeps each prompt's own stream, in either engine", function()
+    local opts = { max_new_tokens = 8, temperature = 1.0, seed = 5, progress = false }
+    local whole = m:generate(prompts, opts)
+    for _, batch in ipairs({ 1, 2 }) do
+      local sub = m:generate({ prompts[3], prompts[1] }, { max_new_tokens = 8, temperature = 1.0, seed = 5,
+        progress = false, streams = { 2, 0 }, batch_size = batch })
+      spec.eq(sub[1].tokens, whole[3].tokens)
+      spec.eq(sub[2].tokens, whole[1].tokens)
+    end
+    spec.raises(function() m:generate(prompts, { streams = { 0 }, progress = false }) end,
+      "m:generate: opts.streams has 1 entries for 3 prompts; give one stream index per prompt", true)
+    spec.raises(function() m:generate(prompts, { streams = { 0, -1, 2 }, progress = false }) end,
+      "m:generate: option 'streams'", true)
+  end)
+
   spec.it("engine options: shared prefixes and a KV budget never change a sample", function()
     local preamble = "the rules of the house say that every answer is short and kind. "
     local ps = { preamble .. "the cat sat", preamble .. "hello", "hello", preamble .. "a longer prompt" }

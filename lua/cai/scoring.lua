@@ -97,7 +97,7 @@ function scoring.reward_model(dir, opts)
       .. "\nCheck that the directory holds config.json, the *.safetensors weights (with the score head) and a "
       .. "tokenizer. No heuristic is used instead", 2)
   end
-  local fmt = opts.template or "Instruction: {instruction}\nResponse: {response}"
+  local fmt = opts.template or template.get("reward")
   local batch_size = opts.batch_size
   -- Encoder reward models (BERT, RoBERTa, DeBERTa, ...) read (prompt, response)
   -- as a text pair, as the OpenAssistant models do (tokenizer(question, answer)),

@@ -24,6 +24,8 @@ template.named = {
   -- The Stage 1 format: prompt and full SFT text.
   instruction = "Instruction: {instruction}\nResponse:",
   instruction_response = "Instruction: {instruction}\nResponse: {response}\nEND",
+  -- The text a reward model scores (cai.scoring.reward_model) and is trained on (cai.train.reward).
+  reward = "Instruction: {instruction}\nResponse: {response}",
 
   -- One call that critiques and revises (the format parsed by cai.critique.parse).
   critique_combined = [[

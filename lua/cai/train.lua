@@ -217,6 +217,9 @@ local RESULT_SETTINGS = {
   sft = { seed = 42, epochs = 1, max_steps = 0, learning_rate = 5e-6, batch_size = 0, max_tokens = 0,
     gradient_accumulation_steps = 1, warmup_steps = 0, warmup_ratio = 0, schedule = "linear", weight_decay = 0,
     max_grad_norm = 1, full = false, eos = true, max_length = 0 },
+  reward = { seed = 42, epochs = 1, max_steps = 0, learning_rate = 5e-6, batch_size = 0, max_tokens = 0,
+    gradient_accumulation_steps = 1, warmup_steps = 0, warmup_ratio = 0, schedule = "linear", weight_decay = 0,
+    max_grad_norm = 1, full = false, center_rewards_coefficient = 0, max_length = 0, template = "" },
   dpo = { seed = 42, epochs = 1, max_steps = 0, learning_rate = 5e-6, batch_size = 0, max_tokens = 0,
     gradient_accumulation_steps = 1, warmup_steps = 0, warmup_ratio = 0, schedule = "linear", weight_decay = 0,
     max_grad_norm = 1, eos = true, beta = 0.1, loss = "sigmoid", label_smoothing = 0, rpo_alpha = 0,
@@ -536,6 +539,73 @@ function train.dpo(opts)
   end
   local result = run_trainer(prim.dpo, opts.on_log, opts.model, train_in.prompts, train_in.chosen, train_in.rejected,
     options)
+  after(fname, opts, fp, result)
+  return result
+end
+
+local REWARD_SPEC = trainer_spec {
+  pairs = DATA_RULE,
+  eval_pairs = { type = "string|table", expect = DATA_RULE.expect },
+  full = "boolean",
+  center_rewards_coefficient = { type = "number", min = 0, finite = true },
+  template = { type = "string", nonempty = true, expect = "a template with {instruction} and {response}" },
+}
+
+-- Preference records -> the whole texts a reward model scores: the template
+-- (cai.template "reward" by default, what cai.scoring.reward_model renders)
+-- with instruction = prompt and response = chosen / rejected.
+local function reward_texts(fname, opts, ds)
+  if ds.conversational then
+    error(fname .. ": " .. tostring(ds.where[1]) .. " is conversational; cai.train.reward takes standard (string) "
+      .. "preference records, scored as the template renders them", 3)
+  end
+  local template = require "cai.template"
+  local fmt = opts.template or template.get("reward")
+  local out = { chosen = {}, rejected = {} }
+  for i, r in ipairs(ds.records) do
+    out.chosen[i] = template.render(fmt, { instruction = r.prompt or "", response = r.chosen })
+    out.rejected[i] = template.render(fmt, { instruction = r.prompt or "", response = r.rejected })
+  end
+  return out
+end
+
+---Reward-model training (TRL's RewardTrainer): a one-output score head on the causal LM `model`,
+---read at each text's last token, trained with the Bradley-Terry loss -log sigmoid(r_chosen - r_rejected)
+---on {prompt, chosen, rejected} records, each side rendered as cai.scoring.reward_model scores it
+---("Instruction: {instruction}\nResponse: {response}", or template=). The head always trains; the model
+---trains through its LoRA adapters, or all its weights with full = true. At the end the reward model is
+---written to out/model as transformers' *ForSequenceClassification (config.json with num_labels = 1,
+---model.safetensors with score.weight, the tokenizer files), for cai.scoring.reward_model and
+---AutoModelForSequenceClassification; with LoRA the adapters are merged into `model` to write it.
+---Metrics: loss, accuracy, margin, mean_reward (eval_... on eval_pairs).
+---@param opts table { model=, pairs=, out=, full=false, center_rewards_coefficient=0, template=,
+---  eval_pairs=, ... the trainer options of cai.train.sft }
+---@return table metrics the last logged metrics plus steps=, interrupted=, checkpoint=, resumed_from=,
+---  model_dir= (out/model; absent when interrupted)
+function train.reward(opts)
+  local fname = "cai.train.reward"
+  check(fname, opts, REWARD_SPEC)
+  local pref = { "preference" }
+  local train_in = reward_texts(fname, opts, dataset_of(fname, "pairs", opts.pairs, opts.columns, pref))
+  local fp = fingerprint_of("reward", opts, train_in, false)
+  prepare(fname, opts, fp)
+  local options = trainer_options(opts, { model = true, pairs = true, on_log = true, eval_pairs = true, format = true,
+    columns = true, chat_template_kwargs = true, template = true, eos = true })
+  options.resume = opts.resume ~= false
+  options.fingerprint = require("cai.json").encode(fp)
+  if opts.eval_pairs ~= nil then
+    local e = reward_texts(fname, opts, dataset_of(fname, "eval_pairs", opts.eval_pairs, opts.columns, pref))
+    options.eval_chosen, options.eval_rejected = e.chosen, e.rejected
+  end
+  local model_dir
+  local wrapped = function(...)
+    local results = { pcall(prim.reward, ...) }
+    if not results[1] then error(results[2], 0) end
+    model_dir = results[10]
+    return unpack(results, 2, 9)
+  end
+  local result = run_trainer(wrapped, opts.on_log, opts.model, train_in.chosen, train_in.rejected, options)
+  result.model_dir = model_dir ~= "" and model_dir or nil
   after(fname, opts, fp, result)
   return result
 end

@@ -12,6 +12,13 @@
 #include "lua/lua_util.h"
 #include "train/dpo.h"
 #include "train/dpo_loss.h"
+#include "train/lora.h"
+#include "model/model.h"
+#include "model/reward.h"
+#include "model/save.h"
+#include "core/fs.h"
+#include "dist/dist.h"
+#include "train/reward_train.h"
 #include "train/schedule.h"
 #include "train/sft.h"
 
@@ -336,7 +343,46 @@ int l_train_dpo(lua_State* L) {
     });
 }
 
+// reward(model, chosen, rejected, options, on_log | nil) -> the train result (push_train_result), then
+// the reward model's directory (out/model; "" when the run was interrupted)
+// A new score head (seeded by options.seed) on the causal LM; with LoRA the
+// adapters are merged into the model to write out/model.
+int l_train_reward(lua_State* L) {
+    return lua_guarded(L, [&] {
+        const char* fname = "cai.train.reward";
+        auto m = cai::check_model(L, 1);
+        auto lists = equal_string_lists(L, 0, 2, {{"", "chosen"}, {"", "rejected"}}, fname, "");
+        cai::arg_table(L, 4, fname, "options");
+        cai::reward_options o;
+        o.trainer = trainer_options_from(L, 4, fname);
+        o.add_special_tokens = cai::opt_boolean(L, 4, "add_special_tokens", true, fname);
+        o.max_length = cai::opt_integer(L, 4, "max_length", 0, fname);
+        o.full = cai::opt_boolean(L, 4, "full", false, fname);
+        o.center_rewards_coefficient = cai::opt_number(L, 4, "center_rewards_coefficient", 0.0, fname);
+        auto eval = equal_string_lists(L, 4, 0, {{"eval_chosen", "chosen"}, {"eval_rejected", "rejected"}}, fname,
+                                       "eval_pairs");
+        for (size_t i = 0; !eval.empty() && i < eval[0].size(); ++i) o.eval_pairs.push_back({eval[0][i], eval[1][i]});
+        lua_callback on_log(L, 5);
+        if (on_log.present()) o.trainer.on_log = [&on_log](const std::string& line) { on_log(line); };
+        std::vector<cai::reward_text_pair> pairs(lists[0].size());
+        for (size_t i = 0; i < pairs.size(); ++i) pairs[i] = {lists[0][i], lists[1][i]};
+        auto rm = cai::reward_model::from_causal(m, o.trainer.seed);
+        cai::train_result r = cai::reward_train(*rm, pairs, o);
+        std::string dir;
+        if (!r.interrupted) {
+            dir = cai::path_join(o.trainer.out_dir, "model");
+            if (cai::lora_present(*m) && !cai::lora_describe(*m).merged) cai::lora_merge(*m);
+            if (cai::dist::is_main()) cai::save_reward_model(*rm, dir, m->dtype);
+            cai::dist::barrier("the reward model in " + dir);
+        }
+        int n = push_train_result(L, r);
+        lua_pushstring(L, dir.c_str());
+        return n + 1;
+    });
+}
+
 const luaL_Reg train_functions[] = {
+    {"reward", l_train_reward},
     {"dpo_loss", l_train_dpo_loss},
     {"dpo_loss_types", l_train_dpo_loss_types},
     {"learning_rate", l_train_learning_rate},

@@ -21,6 +21,7 @@
 #include "core/fs.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "core/rng.h"
 #include "core/strings.h"
 #include "model/model.h"
 #include "model/safetensors.h"
@@ -181,6 +182,55 @@ std::shared_ptr<reward_model> reward_model::from_tensors(const model_config& con
     rm->backbone = model::from_tensors(backbone_config, backbone_tensors, dtype, where);
     rm->score_weight = score.detach().to(at::kFloat).clone();  // (1, C)
     return rm;
+}
+
+std::shared_ptr<reward_model> reward_model::from_causal(std::shared_ptr<model> lm, uint64_t seed) {
+    if (!lm) fail("reward model: no language model to build on");
+    static const std::map<std::string, std::string> families = {
+        {"llama", "Llama"},   {"mistral", "Mistral"}, {"qwen2", "Qwen2"},          {"qwen3", "Qwen3"},
+        {"gemma", "Gemma"},   {"gemma2", "Gemma2"},   {"gemma3_text", "Gemma3Text"},
+    };
+    std::string architecture;
+    nlohmann::json j = lm->config.json.empty() ? nlohmann::json::object() : parse_json(lm->config.json, "config.json");
+    if (j.is_object() && j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty() &&
+        j["architectures"][0].is_string() && ends_with(j["architectures"][0].get<std::string>(), "ForCausalLM")) {
+        const std::string causal = j["architectures"][0].get<std::string>();
+        architecture = causal.substr(0, causal.size() - std::string("ForCausalLM").size()) + suffix;
+    } else {
+        auto it = families.find(lm->config.model_type);
+        if (it == families.end())
+            fail("reward model: no *", suffix, " class is known for model_type "", lm->config.model_type, """);
+        architecture = it->second + suffix;
+    }
+    auto rm = std::make_shared<reward_model>();
+    rm->backbone = std::move(lm);
+    rm->head.architecture = architecture;
+    rm->head.num_labels = 1;
+    rm->path = "";
+    const int64_t C = rm->backbone->config.hidden_size;
+    rng draw(rng::derive(seed, 0x73636f7265ull));  // "score"
+    std::vector<float> w((size_t)C);
+    for (auto& v : w) v = (float)(0.02 * draw.normal());
+    rm->score_weight = at::tensor(w, at::kFloat).view({1, C});
+    return rm;
+}
+
+std::string reward_model::config_json(at::ScalarType dtype) const {
+    const model_config& c = backbone->config;
+    nlohmann::ordered_json j = c.json.empty() ? nlohmann::ordered_json::object()
+                                              : nlohmann::ordered_json::parse(c.json);
+    j["architectures"] = nlohmann::ordered_json::array({head.architecture});
+    j["num_labels"] = 1;
+    j["id2label"] = {{"0", "LABEL_0"}};
+    j["label2id"] = {{"LABEL_0", 0}};
+    if (!j.contains("pad_token_id") || j["pad_token_id"].is_null()) {
+        // transformers pools at the last token that is not pad_token_id and
+        // needs one for batches; the EOS id is what TRL's examples set.
+        if (!backbone->eos_ids.empty()) j["pad_token_id"] = backbone->eos_ids.front();
+    }
+    j["torch_dtype"] = dtype == at::kBFloat16 ? "bfloat16" : "float32";
+    if (j.contains("dtype")) j["dtype"] = j["torch_dtype"];
+    return j.dump(2) + "\n";
 }
 
 std::shared_ptr<reward_model> reward_model::load(const std::string& dir, at::ScalarType requested) {

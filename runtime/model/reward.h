@@ -60,6 +60,18 @@ public:
                                                       const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                                                       at::ScalarType dtype, const std::string& where);
 
+    // A reward model over a causal LM's decoder (shared, not copied; its LM
+    // head is unused) with a new one-row score head drawn as transformers
+    // initialises it: normal(0, 0.02), float32, from `seed`. The architecture
+    // is the LM's with ForSequenceClassification (LlamaForCausalLM ->
+    // LlamaForSequenceClassification), or named from model_type.
+    static std::shared_ptr<reward_model> from_causal(std::shared_ptr<model> lm, uint64_t seed);
+
+    // config.json for this model as transformers' AutoModelForSequenceClassification
+    // writes it: the backbone's config with architectures, num_labels = 1,
+    // id2label/label2id and a pad_token_id (the EOS id when the config has none).
+    std::string config_json(at::ScalarType dtype) const;
+
     // ids: (B, T) int64, attention_mask: (B, T) 0/1 (left or right padding;
     // every row needs a real token). Returns (B) float32: each row's score
     // at its last real token.

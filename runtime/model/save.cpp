@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "model/model.h"
+#include "model/reward.h"
 #include "model/safetensors.h"
 
 namespace cai {
@@ -127,14 +128,47 @@ void write_directory_atomic(const std::string& dir_in, const std::vector<std::st
     if (exists) remove_tree(old);
 }
 
-void save_model(const model& m, const std::string& dir, at::ScalarType dtype) {
-    if (dtype != at::kFloat && dtype != at::kBFloat16) fail("save_model: dtype must be fp32 or bf16");
+namespace {
+
+void check_savable(const model& m, const std::string& dir, const char* fname, at::ScalarType dtype) {
+    if (dtype != at::kFloat && dtype != at::kBFloat16) fail(fname, ": dtype must be fp32 or bf16");
     for (const decoder_layer& l : m.layers)
         for (const linear* p : {&l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.gate_proj, &l.up_proj, &l.down_proj})
             if (p->lora_a.defined() && !p->lora_merged)
-                fail("save_model: ", dir, ": the model has LoRA adapters that are not merged; call m:merge_lora() "
+                fail(fname, ": ", dir, ": the model has LoRA adapters that are not merged; call m:merge_lora() "
                      "first to save the adapted weights, or m:save_lora(dir) to save the adapter alone");
-    if (m.config.json.empty()) fail("save_model: ", dir, ": the model has no config.json text to write");
+    if (m.config.json.empty()) fail(fname, ": ", dir, ": the model has no config.json text to write");
+}
+
+void copy_companions(const model& m, const std::string& tmp) {
+    if (m.path.empty()) return;
+    for (const auto& name : companion_files) {
+        const std::string from = path_join(m.path, name);
+        if (file_exists(from)) write_file_atomic(path_join(tmp, name), read_file(from));
+    }
+}
+
+}  // namespace
+
+void save_reward_model(const reward_model& rm, const std::string& dir, at::ScalarType dtype) {
+    const model& m = *rm.backbone;
+    check_savable(m, dir, "save_reward_model", dtype);
+    std::vector<std::string> replaceable = companion_files;
+    replaceable.push_back("config.json");
+    replaceable.push_back("model.safetensors");
+    write_directory_atomic(dir, replaceable, [&](const std::string& tmp) {
+        write_file_atomic(path_join(tmp, "config.json"), rm.config_json(dtype));
+        std::vector<std::pair<std::string, at::Tensor>> tensors;
+        for (const auto& [name, t] : model_named_tensors(m))
+            if (name != "lm_head.weight") tensors.emplace_back(name, t.detach().to(dtype).contiguous());
+        tensors.emplace_back("score.weight", rm.score_weight.detach().to(dtype).contiguous());
+        save_safetensors(path_join(tmp, "model.safetensors"), tensors, {{"format", "pt"}});
+        copy_companions(m, tmp);
+    });
+}
+
+void save_model(const model& m, const std::string& dir, at::ScalarType dtype) {
+    check_savable(m, dir, "save_model", dtype);
 
     std::vector<std::string> replaceable = companion_files;
     replaceable.push_back("config.json");
@@ -145,11 +179,7 @@ void save_model(const model& m, const std::string& dir, at::ScalarType dtype) {
         for (const auto& [name, t] : model_named_tensors(m))
             tensors.emplace_back(name, t.detach().to(dtype).contiguous());
         save_safetensors(path_join(tmp, "model.safetensors"), tensors, {{"format", "pt"}});
-        if (m.path.empty()) return;
-        for (const auto& name : companion_files) {
-            const std::string from = path_join(m.path, name);
-            if (file_exists(from)) write_file_atomic(path_join(tmp, name), read_file(from));
-        }
+        copy_companions(m, tmp);
     });
 }
 

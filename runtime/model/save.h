@@ -14,6 +14,7 @@
 namespace cai {
 
 class model;
+class reward_model;
 
 // Every weight of the model under its HF name, in load order, as the live
 // tensors (no copies). A tied lm_head is left out, as transformers saves it.
@@ -23,6 +24,13 @@ std::vector<std::pair<std::string, at::Tensor>> model_named_tensors(const model&
 // `dtype` (at::kFloat or at::kBFloat16). A model whose LoRA adapters are
 // not merged is an error: merge them first, or save the adapter alone.
 void save_model(const model& m, const std::string& dir, at::ScalarType dtype);
+
+// Writes a reward model into dir as transformers' AutoModelForSequenceClassification
+// saves one (config.json from reward_model::config_json, the backbone's
+// "model.*" tensors and "score.weight", no lm_head) with the tokenizer files
+// copied from where the backbone was loaded, so cai.model.load_reward and
+// transformers load it. LoRA adapters must be merged first, as for save_model.
+void save_reward_model(const reward_model& rm, const std::string& dir, at::ScalarType dtype);
 
 // Builds a directory under a temporary name beside dir, calls fill(tmp_dir),
 // then renames it into place, so dir is complete or untouched. An existing

@@ -240,12 +240,17 @@ end
 
 -- --------------------------------------------------------------------- run
 
+-- The outcomes a retry asks again for: the critic wrote no usable revision.
+local RETRIED = { unparsed = true, too_short = true, meta_commentary = true }
+
 local RUN_SPEC = {
   constitution = "table", principles = "table", rounds = { type = "integer", min = 1 },
   per_round = { type = "integer", min = 1 }, strategy = "string", tags = "table",
   seed = "integer", rng = "table|userdata", mode = { type = "string", enum = { "combined", "two_step" } },
   generate = "table", answer_generate = "table", min_words = "number",
   few_shot = "integer", templates = "table", first_index = { type = "integer", min = 0 },
+  retries = { type = "integer", min = 0 },
+  answer_model = { type = "table|userdata", expect = "a model" },
   format = { type = "string|table", expect = '"auto", "chat", "instruction" or a cai.format',
     check = function(v)
       if type(v) == "string" and v ~= "auto" and v ~= "chat" and v ~= "instruction" then
@@ -306,7 +311,16 @@ end
 ---@param items table list of strings or { instruction=, answer= }
 ---@param opts table { constitution= or principles=, rounds=1, per_round=1, strategy="weighted", tags=,
 ---  seed=0, rng=, mode="combined"|"two_step", generate={...}, answer_generate={...}, min_words=5,
----  few_shot=3, templates=, first_index=, format="auto"|"chat"|"instruction"|cai.format }
+---  few_shot=3, templates=, first_index=, format="auto"|"chat"|"instruction"|cai.format, retries=0,
+---  answer_model= }
+--- answer_model (default: model) answers the items that come without an
+--- answer; model critiques and revises (a separate critic, as in the paper's
+--- feedback model, or the policy itself).
+--- retries: a round whose revision is refused as unparsed, too short or
+--- meta-commentary asks the same question again, up to this many times, each
+--- attempt a fresh draw from the item's own stream, 0.2 hotter than the one
+--- before (up to temperature 1; a peaked critic repeats itself at a low
+--- temperature) (history[round].retries counts them; stats.retries sums them).
 --- first_index (0-based position of items[1] in a longer list) gives every item
 --- its own principle draws and sampling streams, so a list done in chunks
 --- (cai.stage) gives the same records as done at once.
@@ -370,7 +384,7 @@ function critique.run(model, items, opts)
       end
       answer_gen.first_index = first_index
     end
-    local texts = call_generate(model, need_prompts, answer_gen, "answers")
+    local texts = call_generate(opts.answer_model or model, need_prompts, answer_gen, "answers")
     for k, i in ipairs(need) do
       work[i].answer = chat and chat:response(texts[k]) or (template.strip_end(texts[k]))
     end
@@ -382,6 +396,7 @@ function critique.run(model, items, opts)
   end
 
   local counts = { revised = 0, keep_original = 0, meta_commentary = 0, too_short = 0, unparsed = 0, unchanged = 0 }
+  local retried = 0
   for round = 1, rounds do
     local picked = {}
     for i, w in ipairs(work) do
@@ -389,37 +404,72 @@ function critique.run(model, items, opts)
         tags = opts.tags, prompt = w.instruction, state = state, usage = usage })
       if #picked[i] == 0 then error("cai.critique.run: no principle could be selected (all weights 0 or no tag match?)", 2) end
     end
-    local round_gen = merged(gen, { seed = seed + round, first_index = first_index })
-    local critiques, parsed = {}, {}
-    if mode == "combined" then
-      local prompts = {}
-      for i, w in ipairs(work) do prompts[i] = critique.combined_prompt(w.instruction, w.current, picked[i], prompt_opts) end
-      round_gen.stop = round_gen.stop or { "\nOriginal Question:", "\nExample" }
-      local texts = call_generate(model, as_sent(prompts), round_gen, "critiques")
-      for i = 1, #work do
-        -- The prompt ends with "Critique:"; a chat reply may repeat the label.
-        local text = texts[i]
-        if not (chat and text:match("^%s*%**[Cc]ritique%**%s*:")) then text = "Critique: " .. text end
-        parsed[i] = critique.parse(text)
-        critiques[i] = parsed[i].critique
+    -- The critique (and revision) of the items at positions idx, sampled with
+    -- gen_opts from each item's own stream: critiques and parsed, by position.
+    local function ask(idx, gen_opts)
+      local critiques, parsed = {}, {}
+      local g
+      if #idx == #work then
+        g = merged(gen_opts, { first_index = first_index })
+      else  -- a subset keeps each item's stream of the whole list
+        local streams = {}
+        for k, i in ipairs(idx) do streams[k] = (first_index or 0) + i - 1 end
+        g = merged(gen_opts, { streams = streams })
       end
-    else
-      local prompts = {}
-      for i, w in ipairs(work) do prompts[i] = critique.critique_prompt(w.instruction, w.current, picked[i], prompt_opts) end
-      local cgen = merged(round_gen, { stop = round_gen.stop or { "\nRevision Request:", "\nHuman:", "\n---" } })
-      local texts = call_generate(model, as_sent(prompts), cgen, "critiques")
-      local rprompts = {}
+      if mode == "combined" then
+        local prompts = {}
+        for k, i in ipairs(idx) do
+          prompts[k] = critique.combined_prompt(work[i].instruction, work[i].current, picked[i], prompt_opts)
+        end
+        g.stop = g.stop or { "\nOriginal Question:", "\nExample" }
+        local texts = call_generate(model, as_sent(prompts), g, "critiques")
+        for k, i in ipairs(idx) do
+          -- The prompt ends with "Critique:"; a chat reply may repeat the label.
+          local text = texts[k]
+          if not (chat and text:match("^%s*%**[Cc]ritique%**%s*:")) then text = "Critique: " .. text end
+          parsed[i] = critique.parse(text)
+          critiques[i] = parsed[i].critique
+        end
+      else
+        local prompts = {}
+        for k, i in ipairs(idx) do
+          prompts[k] = critique.critique_prompt(work[i].instruction, work[i].current, picked[i], prompt_opts)
+        end
+        local cgen = merged(g, { stop = g.stop or { "\nRevision Request:", "\nHuman:", "\n---" } })
+        local texts = call_generate(model, as_sent(prompts), cgen, "critiques")
+        local rprompts = {}
+        for k, i in ipairs(idx) do
+          critiques[i] = critique.clean(texts[k])
+          rprompts[k] = critique.revision_prompt(work[i].instruction, work[i].current, picked[i], critiques[i],
+            prompt_opts)
+        end
+        local rgen = merged(g, { stop = g.stop or { "\nHuman:", "\nCritique Request:", "\n---" } })
+        local rtexts = call_generate(model, as_sent(rprompts), rgen, "revisions")
+        for k, i in ipairs(idx) do
+          local rev = critique.clean(rtexts[k])
+          local up = rev:upper()
+          parsed[i] = { critique = critiques[i], revision = rev,
+            keep_original = up:find("KEEP_ORIGINAL", 1, true) ~= nil }
+        end
+      end
+      return critiques, parsed
+    end
+    local all = {}
+    for i = 1, #work do all[i] = i end
+    local critiques, parsed = ask(all, merged(gen, { seed = seed + round }))
+    local tries = {}
+    for attempt = 1, opts.retries or 0 do
+      local again = {}
       for i, w in ipairs(work) do
-        critiques[i] = critique.clean(texts[i])
-        rprompts[i] = critique.revision_prompt(w.instruction, w.current, picked[i], critiques[i], prompt_opts)
+        if RETRIED[(critique.judge_revision(parsed[i], w.current, opts.min_words))] then again[#again + 1] = i end
       end
-      local rgen = merged(round_gen, { stop = round_gen.stop or { "\nHuman:", "\nCritique Request:", "\n---" } })
-      local rtexts = call_generate(model, as_sent(rprompts), rgen, "revisions")
-      for i = 1, #work do
-        local rev = critique.clean(rtexts[i])
-        local up = rev:upper()
-        parsed[i] = { critique = critiques[i], revision = rev,
-          keep_original = up:find("KEEP_ORIGINAL", 1, true) ~= nil }
+      if #again == 0 then break end
+      -- A peaked critic repeats itself at a low temperature: each attempt samples hotter.
+      local hotter = math.min(1.0, math.max(gen.temperature or 0, 0) + 0.2 * attempt)
+      local c2, p2 = ask(again, merged(gen, { seed = seed + round + 1000 * attempt, temperature = hotter }))
+      for _, i in ipairs(again) do
+        critiques[i], parsed[i], tries[i] = c2[i], p2[i], attempt
+        retried = retried + 1
       end
     end
     for i, w in ipairs(work) do
@@ -430,7 +480,7 @@ function critique.run(model, items, opts)
         if not w.seen_ids[id] then w.seen_ids[id] = true; w.ids[#w.ids + 1] = id end
       end
       w.history[round] = { round = round, principle_ids = ids, critique = critiques[i],
-        revision = parsed[i].revision, outcome = outcome }
+        revision = parsed[i].revision, outcome = outcome, retries = tries[i] }
       w.outcomes[round] = outcome
       w.last_critique = critiques[i]
       w.titles = w.titles or {}
@@ -458,7 +508,8 @@ function critique.run(model, items, opts)
       preference_pair = { prompt = w.instruction, chosen = w.current, rejected = w.initial },
     }
   end
-  return records, { items = #work, rounds = rounds, outcomes = counts, changed = changed, principle_usage = usage }
+  return records, { items = #work, rounds = rounds, outcomes = counts, changed = changed, principle_usage = usage,
+    retries = retried }
 end
 
 return critique

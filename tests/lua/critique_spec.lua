@@ -114,6 +114,44 @@ spec.describe("critique.run", function()
       { principles = many, first_index = 0 }) end, "give every item an answer or none", true)
   end)
 
+  spec.it("retries: a refused revision is asked again from the item's own stream, up to retries times", function()
+    local items = {}
+    for i = 1, 4 do items[i] = { instruction = "Q" .. i, answer = "The first answer number " .. i .. "." } end
+    -- Items 2 and 4 write a too-short revision on the first call, item 4 also on the second.
+    local function respond(prompt, k, call)
+      local item = tonumber(prompt:match("Q(%d)"))
+      if (item == 2 and call == 1) or (item == 4 and call <= 2) then return "Bad.\nRevision: Too short." end
+      return "Fine.\nRevision: A revised answer with enough words " .. item .. "."
+    end
+    local m = fake_model(respond)
+    local records, stats = C.run(m, items, { principles = principles, seed = 4, retries = 2, first_index = 10 })
+    spec.eq(#m.calls, 3)
+    spec.eq(m.calls[2].opts.streams, { 11, 13 })
+    spec.eq(m.calls[3].opts.streams, { 13 })
+    spec.eq(m.calls[2].opts.seed, 4 + 1 + 1000)
+    spec.near(m.calls[2].opts.temperature, 0.5, 1e-12)   -- 0.3 + 0.2
+    spec.near(m.calls[3].opts.temperature, 0.7, 1e-12)
+    for i = 1, 4 do spec.eq(records[i].history[1].outcome, "revised", "item " .. i) end
+    spec.eq(records[2].history[1].retries, 1)
+    spec.eq(records[4].history[1].retries, 2)
+    spec.eq(records[1].history[1].retries, nil)
+    spec.eq(stats.retries, 3)
+    -- Without retries the refusals stand.
+    local plain = C.run(fake_model(respond), items, { principles = principles, seed = 4 })
+    spec.eq(plain[2].history[1].outcome, "too_short")
+    spec.raises(function() C.run(fake_model(respond), items, { principles = principles, retries = -1 }) end,
+      "option 'retries' must be >= 0", true)
+  end)
+
+  spec.it("answer_model answers the items, model critiques them", function()
+    local answerer = fake_model(function() return "An answer from the answering model." end)
+    local critic = fake_model(function() return "Fine.\nRevision: KEEP_ORIGINAL" end)
+    local records = C.run(critic, { "Q1", "Q2" }, { principles = principles, seed = 1, answer_model = answerer })
+    spec.eq(#answerer.calls, 1)
+    spec.eq(#critic.calls, 1)
+    spec.eq(records[1].initial_answer, "An answer from the answering model.")
+  end)
+
   spec.it("includes few-shot examples of the chosen principle", function()
     local m = fake_model(function() return "ok\nRevision: KEEP_ORIGINAL" end)
     C.run(m, { { instruction = "Q", answer = "A" } }, { principles = { principles[1] }, seed = 1 })

@@ -45,6 +45,7 @@ local args = cai.args{
   redteam_prompts = 120,       -- harmful train prompts critiqued and revised
   helpful_prompts = 120,       -- harmless train prompts critiqued and revised
   rounds = 2,                  -- critique/revision rounds, one principle each
+  retries = 4,                 -- a revision refused (unparsed, too short, meta) is asked again this many times
   answer_temperature = 0.7,
   critique_temperature = 0.3,
   critique_tokens = 80,
@@ -128,11 +129,7 @@ cai.log.info("stage base: answering " .. #heldout .. " held-out instructions")
 outputs.base = answers(m, heldout_prompts, greedy)
 
 -- 1. Helpful-only start: every request answered, harmful ones with the world's compliant placeholder.
-local sft_data = {}
-for i, r in ipairs(sft_items) do
-  sft_data[i] = sft_example(r.instruction, r.harmful and world:compliance(r) or r.reference)
-end
-m = sft_stage(m, "sft", sft_data, args.sft_steps, args.sft_lr, args.seed)
+m = sft_stage(m, "sft", cai.cailoop.helpful_only_data(world, sft_items), args.sft_steps, args.sft_lr, args.seed)
 outputs.sft = answers(m, heldout_prompts, greedy)
 
 -- 2. Critique and revision of the start's own answers.
@@ -146,6 +143,7 @@ for i, r in ipairs(critique_items) do items[i] = { instruction = r.instruction, 
 cai.log.info(string.format("stage critique: %d answers, %d rounds", #items, args.rounds))
 local records, critique_run = cai.critique.run(critic or m, items, { constitution = constitution, rounds = args.rounds,
   per_round = 1, strategy = args.strategy, seed = args.seed, first_index = 0, format = "instruction",
+  retries = args.retries,
   generate = { temperature = args.critique_temperature, max_new_tokens = args.critique_tokens,
     stop = { "\nPrinciple:", "\nQuestion:", "\nInstruction:" } } })
 for i, rec in ipairs(records) do rec.kind = critique_items[i].kind end

@@ -28,7 +28,8 @@
 local cai = require "cai"
 
 local args = cai.args{
-  model = "tiny",
+  model = "tiny-helpful",       -- answers and is trained; "tiny-helpful" is the tiny model's helpful-only start
+  critic = "",                  -- critiques and revises; "" = "tiny" for the tiny models, else the model itself
   dtype = "",                  -- compute dtype: "fp32" or "bf16"; "" = the loader's default
   format = "auto",             -- "chat" | "instruction" | "auto" (chat when the tokenizer has a chat template)
   enable_thinking = false,     -- chat templates that read it (Qwen3): no reasoning block
@@ -43,6 +44,7 @@ local args = cai.args{
   critique_temperature = 0.3,
   critique_tokens = 300,
   mode = "combined",            -- "combined" (one call writes critique and revision) or "two_step"
+  retries = 2,                  -- a revision refused (unparsed, too short, meta) is asked again this many times
   gen_batch = 16,
   dpo_steps = 0,                -- 0: the milestone's (1, 10, 100, or 3 epochs)
   dpo_lr = 5e-4,                -- the 32B recipe used 5e-6; a model this small needs more
@@ -59,7 +61,7 @@ local milestone = n <= 1 and 0 or n <= 10 and 1 or n <= 100 and 2 or 3
 local per_item = args.principles_per_item > 0 and args.principles_per_item or (n == 1 and 1 or 2)
 local run = cai.run.open(out, { may_change = { "gen_batch" } })
 local constitution = cai.constitution.load(args.constitution ~= "" and args.constitution
-  or args.model == "tiny" and "constitutions/tiny_world.yaml" or "constitutions/default.yaml")
+  or cai.tiny.is_tiny(args.model) and "constitutions/tiny_world.yaml" or "constitutions/default.yaml")
 
 -- 1. Instructions --------------------------------------------------------
 local instructions = {}
@@ -74,9 +76,18 @@ else
   end
 end
 
-local m = cai.model.load(args.model, args.dtype ~= "" and { dtype = args.dtype } or nil)
+local load_opts = args.dtype ~= "" and { dtype = args.dtype } or nil
+local m = cai.model.load(args.model, load_opts)
 local f = cai.format.new(m.tokenizer, args.format, { enable_thinking = args.enable_thinking })
 cai.log.info("cai_pipeline: " .. f.name .. " format")
+-- The critic: the tiny models' critiques live in the pretrained tiny model.
+local critic_name = args.critic ~= "" and args.critic or (cai.tiny.is_tiny(args.model) and "tiny" or "")
+local critic, cf = m, f
+if critic_name ~= "" and critic_name ~= args.model then
+  critic = cai.model.load(critic_name, load_opts)
+  cf = cai.format.new(critic.tokenizer, args.format, { enable_thinking = args.enable_thinking })
+  cai.log.info("cai_pipeline: " .. critic_name .. " critiques and revises (" .. cf.name .. " format)")
+end
 
 -- 2. Initial answers -------------------------------------------------------
 local answers = cai.stage.open(out .. "/answers.jsonl", { name = "answers" }):run(instructions,
@@ -95,8 +106,8 @@ local records = cai.stage.open(out .. "/records.jsonl", { name = "critiques" }):
   function(batch, first_index)
     local items = {}
     for i, a in ipairs(batch) do items[i] = { instruction = a.instruction, answer = a.answer } end
-    local recs = cai.critique.run(m, items, { constitution = constitution, per_round = per_item, mode = args.mode,
-      format = f, seed = args.seed, first_index = first_index,
+    local recs = cai.critique.run(critic, items, { constitution = constitution, per_round = per_item,
+      mode = args.mode, format = cf, seed = args.seed, first_index = first_index, retries = args.retries,
       generate = { temperature = args.critique_temperature, max_new_tokens = args.critique_tokens, progress = false } })
     return recs
   end, { batch_size = args.gen_batch })
@@ -105,6 +116,8 @@ for _, r in ipairs(records) do
   for _, id in ipairs(r.principle_ids or {}) do usage[id] = (usage[id] or 0) + 1 end
   for _, o in ipairs(r.outcomes or {}) do outcomes[o] = (outcomes[o] or 0) + 1 end
 end
+
+if critic ~= m then critic:release() end
 
 -- 4. Pairs: revision over initial answer; pairs whose revision changed nothing teach nothing.
 local pref_pairs, pair_stats = cai.filters.apply(records, { min_score_delta = false, near_duplicate = false,

@@ -25,7 +25,8 @@
 local cai = require "cai"
 
 local args = cai.args{
-  model = "tiny",
+  model = "tiny-helpful",       -- answers and is trained; "tiny-helpful" is the tiny model's helpful-only start
+  critic = "",                  -- critiques and revises; "" = "tiny" for the tiny models, else the model itself
   dtype = "",                  -- compute dtype: "fp32" or "bf16"; "" = the loader's default
   format = "auto",             -- "chat" | "instruction" | "auto" (chat when the tokenizer has a chat template)
   enable_thinking = false,     -- chat templates that read it (Qwen3): no reasoning block
@@ -38,6 +39,7 @@ local args = cai.args{
   per_round = 2,                -- principles per critique
   rounds = 1,
   mode = "combined",
+  retries = 2,                  -- a revision refused (unparsed, too short, meta) is asked again this many times
   answer_tokens = 128,
   critique_tokens = 160,
   gen_batch = 16,
@@ -64,7 +66,7 @@ end
 -- before the run directory is made and any long work starts.
 local rm = cai.scoring.reward_model(args.reward_model)
 local constitution = cai.constitution.load(args.constitution ~= "" and args.constitution
-  or args.model == "tiny" and "constitutions/tiny_world.yaml" or "constitutions/harmlessness.yaml")
+  or cai.tiny.is_tiny(args.model) and "constitutions/tiny_world.yaml" or "constitutions/harmlessness.yaml")
 local out = args.out
 local run = cai.run.open(out, { may_change = { "gen_batch" } })
 
@@ -78,16 +80,26 @@ else
 end
 
 -- 1. Critique and revision, appended as items finish.
-local m = cai.model.load(args.model, args.dtype ~= "" and { dtype = args.dtype } or nil)
+local load_opts = args.dtype ~= "" and { dtype = args.dtype } or nil
+local m = cai.model.load(args.model, load_opts)
 local f = cai.format.new(m.tokenizer, args.format, { enable_thinking = args.enable_thinking })
 cai.log.info("critique_revision: " .. f.name .. " format")
+-- The critic: the tiny models' critiques live in the pretrained tiny model.
+local critic_name = args.critic ~= "" and args.critic or (cai.tiny.is_tiny(args.model) and "tiny" or "")
+local critic = m
+if critic_name ~= "" and critic_name ~= args.model then
+  critic = cai.model.load(critic_name, load_opts)
+  cai.log.info("critique_revision: " .. critic_name .. " critiques and revises")
+end
 local records = cai.stage.open(out .. "/records.jsonl", { name = "critique-revision" }):run(instructions,
   function(batch, first_index)
-    return (cai.critique.run(m, batch, { constitution = constitution, rounds = args.rounds, per_round = args.per_round,
-      mode = args.mode, format = f, seed = args.seed, first_index = first_index,
+    return (cai.critique.run(critic, batch, { constitution = constitution, rounds = args.rounds,
+      per_round = args.per_round, mode = args.mode, format = critic == m and f or args.format, seed = args.seed,
+      first_index = first_index, retries = args.retries, answer_model = m,
       answer_generate = { max_new_tokens = args.answer_tokens, progress = false },
       generate = { max_new_tokens = args.critique_tokens, progress = false } }))
   end, { batch_size = args.gen_batch })
+if critic ~= m then critic:release() end
 local usage = {}
 for _, r in ipairs(records) do
   for _, id in ipairs(r.principle_ids or {}) do usage[id] = (usage[id] or 0) + 1 end

@@ -32,6 +32,24 @@ local function check_world(world, fname)
   end
 end
 
+---The helpful-only start's SFT data (the Anthropic paper's starting point):
+---every instruction answered in the Instruction/Response/END format, a
+---harmful request with the world's compliant placeholder
+---(world:compliance), a harmless one with its reference answer.
+---@param world table a cai.world
+---@param items table instruction records of that world
+---@return table list of { prompt=, response= } for cai.train.sft
+function cailoop.helpful_only_data(world, items)
+  check_world(world, "helpful_only_data")
+  local template = require "cai.template"
+  local data = {}
+  for i, r in ipairs(items) do
+    local answer = r.harmful and world:compliance(r) or r.reference
+    data[i] = { prompt = template.instruction_prompt(r.instruction), response = " " .. answer .. "\n" .. template.END }
+  end
+  return data
+end
+
 ---Per-item outcomes of one stage: metric -> list of booleans (in item order
 ---of that metric's items).
 function cailoop.outcomes(world, records, answers)

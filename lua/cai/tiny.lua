@@ -180,15 +180,8 @@ local function build(dir, recipe)
   end
 end
 
----The directory of the tiny model, built first when it is not cached.
----@param opts table|nil { cache_dir = dir, recipe = { field = value, ... } (overrides, for tests) }
----@return string dir
-function tiny.path(opts)
-  opts = check("cai.tiny.path", opts, { cache_dir = "string", recipe = "table" })
-  local recipe = merged(opts.recipe)
-  local root = opts.cache_dir or tiny.cache_root()
-  local constitution_text = recipe.cai_lines > 0 and read_file(constitution_path(recipe.constitution)) or nil
-  local dir = root .. "/tiny-" .. fingerprint(recipe, constitution_text)
+-- dir (a built model), made by build_fn() when it is not there yet.
+local function cached(root, dir, build_fn)
   if not exists(dir .. "/config.json") then
     os.execute("mkdir -p " .. shell_quote(root))
     -- One builder at a time: a second process (two tests on a fresh cache)
@@ -209,10 +202,73 @@ function tiny.path(opts)
     if not exists(dir .. "/config.json") then
       -- Half-built models of killed processes (tiny-*.tmp.PID) go; a live builder's stay.
       require("cai.run").clean_temporaries(root, { recursive = false })
-      build(dir, recipe)
+      build_fn()
     end
   end
   return dir
+end
+
+---The directory of the tiny model, built first when it is not cached.
+---@param opts table|nil { cache_dir = dir, recipe = { field = value, ... } (overrides, for tests) }
+---@return string dir
+function tiny.path(opts)
+  opts = check("cai.tiny.path", opts, { cache_dir = "string", recipe = "table" })
+  local recipe = merged(opts.recipe)
+  local root = opts.cache_dir or tiny.cache_root()
+  local constitution_text = recipe.cai_lines > 0 and read_file(constitution_path(recipe.constitution)) or nil
+  local dir = root .. "/tiny-" .. fingerprint(recipe, constitution_text)
+  return cached(root, dir, function() build(dir, recipe) end)
+end
+
+-- The helpful-only start (what recipes/cai.lua trains as its stage 1): LoRA
+-- SFT of the tiny model on the world's train instructions, every one
+-- answered, harmful ones with the world's compliant placeholder; merged.
+tiny.HELPFUL = { examples = 400, steps = 300, learning_rate = 2e-3, batch_size = 16, lora_r = 16, lora_alpha = 32 }
+
+local function build_helpful(base, dir, seed)
+  local h = tiny.HELPFUL
+  local tmp = string.format("%s.tmp.%d", dir, pid())
+  os.execute("rm -rf " .. shell_quote(tmp) .. " && mkdir -p " .. shell_quote(tmp))
+  cai.log.info("building the tiny helpful-only start into " .. dir .. " (once; cached)")
+  local world = cai.world.new{ seed = seed }
+  local items = world:instructions(h.examples, { split = "train" })
+  local m = cai.model.load(base, { dtype = "fp32" })
+  m:add_lora{ r = h.lora_r, alpha = h.lora_alpha, targets = "all-linear", seed = seed }
+  cai.train.sft{ model = m, data = cai.cailoop.helpful_only_data(world, items), out = tmp .. "/sft", seed = seed,
+    max_steps = h.steps, learning_rate = h.learning_rate, batch_size = h.batch_size, warmup_ratio = 0.05,
+    schedule = "cosine", logging_steps = 50, resume = false }
+  m:merge_lora()
+  m:save(tmp .. "/final")
+  m:release()
+  local moved, err = os.rename(tmp .. "/final", dir)
+  os.execute("rm -rf " .. shell_quote(tmp))
+  if not moved and not exists(dir .. "/config.json") then
+    error("cai.tiny: cannot move the built model into " .. dir .. ": " .. tostring(err), 3)
+  end
+end
+
+---The directory of the tiny model's helpful-only start ("tiny-helpful" to
+---cai.model.load), built from tiny.path() first when it is not cached. The
+---recipes that critique a model's answers (cai_pipeline, critique_revision)
+---answer with it by default and critique with the tiny model itself, which
+---learned the constitution's critiques in pretraining.
+---@param opts table|nil as tiny.path
+---@return string dir
+function tiny.helpful_path(opts)
+  opts = check("cai.tiny.helpful_path", opts, { cache_dir = "string", recipe = "table" })
+  local base = tiny.path(opts)
+  local root = opts.cache_dir or tiny.cache_root()
+  local seed = merged(opts.recipe).seed
+  local h = tiny.HELPFUL
+  local key = string.format("%s|%d|%d|%d|%g|%d|%d|%d", base, seed, h.examples, h.steps, h.learning_rate, h.batch_size,
+    h.lora_r, h.lora_alpha)
+  local dir = root .. "/tiny-helpful-" .. require("cai._run").hash(key):sub(1, 16)
+  return cached(root, dir, function() build_helpful(base, dir, seed) end)
+end
+
+---Whether a model name is one of the embedded tiny models ("tiny", "tiny-helpful").
+function tiny.is_tiny(name)
+  return name == "tiny" or name == "tiny-helpful"
 end
 
 return tiny

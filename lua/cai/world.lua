@@ -971,6 +971,22 @@ local function decided_pair(self, record, role, rng)
   return record.reference, world.REFUSAL
 end
 
+---A ground-truth preference pair for a record: good, bad. A harmful
+---request's refusal (its own or, half the time, the plain world.REFUSAL, so
+---a refusal is not learnt as bad from the harmless pairs) over its
+---compliance (world:compliance); a harmless one's reference answer over a
+---wrong one (world:wrong_answer) or a refusal, half each when a wrong answer
+---exists. Draws from rng.
+---@return string good, string bad
+function World:preference_pair(record, rng)
+  if type(record) ~= "table" or type(record.reference) ~= "string" then
+    error("world:preference_pair: record must be an instruction record", 2)
+  end
+  local good, bad = decided_pair(self, record, record.harmful and "harm" or "help", rng)
+  if record.harmful and rng:random() < 0.5 then good = world.REFUSAL end
+  return good, bad
+end
+
 ---Demonstrations of the CAI moves for the pretraining corpus, from the
 ---train split only (held-out instructions never appear): a critique of an
 ---answer under a principle drawn from the constitution (by weight), then the

@@ -27,6 +27,36 @@ spec.describe("cai.world CAI", function()
     end
   end)
 
+  spec.it("preference pairs: the world's truth prefers the good side, refusals good for harmful requests", function()
+    local rng = cai.rng(3)
+    local plain_refusals, refused_benign, wrong_benign = 0, 0, 0
+    for _, r in ipairs(harmful) do
+      local good, bad = w:preference_pair(r, rng)
+      spec.eq({ w:judge(r, good) }, { "refused", true }, r.instruction)
+      spec.eq(bad, w:compliance(r))
+      if good == world.REFUSAL then plain_refusals = plain_refusals + 1 end
+    end
+    for _, r in ipairs(benign) do
+      local good, bad = w:preference_pair(r, rng)
+      spec.eq(good, r.reference)
+      local _, ok = w:judge(r, bad)
+      spec.eq(ok, false, r.instruction .. " -> " .. bad)
+      if bad == world.REFUSAL then refused_benign = refused_benign + 1 else wrong_benign = wrong_benign + 1 end
+    end
+    spec.truthy(plain_refusals > 0 and plain_refusals < #harmful, "both refusal texts are chosen")
+    spec.truthy(refused_benign > 0 and wrong_benign > 0, "both kinds of bad answer")
+    spec.raises(function() w:preference_pair({}, rng) end, "world:preference_pair: record must be an instruction record", true)
+  end)
+
+  spec.it("helpful-only data answers every request, harmful ones with the compliant placeholder", function()
+    local items = { harmful[1], benign[1] }
+    local data = cai.cailoop.helpful_only_data(w, items)
+    spec.eq(data[1], { prompt = cai.template.instruction_prompt(harmful[1].instruction),
+      response = " " .. w:compliance(harmful[1]) .. "\nEND" })
+    spec.eq(data[2].response, " " .. benign[1].reference .. "\nEND")
+    spec.raises(function() cai.cailoop.helpful_only_data({}, items) end, "world must be a cai.world", true)
+  end)
+
   spec.it("writes wrong answers that the fact checker rejects", function()
     local rng = cai.rng(1)
     local made = 0

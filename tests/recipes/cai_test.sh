@@ -51,6 +51,26 @@ lua "cai: the constitution makes the start harmless and keeps it helpful" "
     and m.rl_cai.harmlessness.rate > m.sft.harmlessness.rate + 0.2
     and m.rl_cai.helpfulness.rate > m.sft.helpfulness.rate - 0.2
     and s.critique.revised_win_rate > 0.5"
+# The stage recipes on the default models: the tiny model's helpful-only start answers, the tiny
+# model critiques; a reward model made by recipes/reward_model.lua scores critique_revision's pairs.
+check "cai_pipeline on the default model" 0 'cai_pipeline: done' -- \
+  "$cairun" recipes/cai_pipeline.lua out="$dir/cp" n=40 answer_tokens=32 critique_tokens=60
+lua "cai_pipeline: real pairs on the default model" "
+  local s = read(D .. '/cp/summary.json')
+  return s.pairs >= 3 and s.records == 40"
+check "reward_model.lua on the tiny world" 0 'reward_model: done' -- \
+  "$cairun" recipes/reward_model.lua out="$dir/rm" train_pairs=200 eval_pairs=60 steps=80 eval_steps=40
+lua "reward_model: a reward model that ranks held-out pairs" "
+  local s = read(D .. '/rm/summary.json')
+  local c = read(D .. '/rm/model/config.json')
+  return c.architectures[1] == 'LlamaForSequenceClassification' and c.num_labels == 1
+    and s.heldout_accuracy.all.n == 60 and s.heldout_accuracy.harmful.rate > 0.8"
+check "critique_revision on the default model with that reward model" 0 'critique_revision: done' -- \
+  "$cairun" recipes/critique_revision.lua out="$dir/cr" reward_model="$dir/rm/model" n=40 answer_tokens=32 \
+  critique_tokens=60 dpo_steps=10 eval_steps=5 save_steps=5
+lua "critique_revision: real pairs on the default model" "
+  local s = read(D .. '/cr/summary.json')
+  return s.pairs >= 2 and s.records == 40"
 check "cai.lua: a run that keeps too few pairs stops, naming the filters" nz 'passed the filters, fewer than min_pairs = 100000; removed by: ' -- \
   "$cairun" recipes/cai.lua out="$dir/few" sft_examples=16 sft_steps=2 redteam_prompts=4 helpful_prompts=4 rounds=1 \
   sl_steps=2 rl_prompts=8 dpo_steps=2 eval_harmful=4 eval_benign=4 min_pairs=100000 critique_tokens=8 max_new_tokens=8

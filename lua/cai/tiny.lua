@@ -260,7 +260,7 @@ function tiny.helpful_path(opts)
   local root = opts.cache_dir or tiny.cache_root()
   local seed = merged(opts.recipe).seed
   local h = tiny.HELPFUL
-  local key = string.format("%s|%d|%d|%d|%g|%d|%d|%d", base, seed, h.examples, h.steps, h.learning_rate, h.batch_size,
+  local key = string.format("%s|%d|%d|%d|%g|%d|%d|%d", base:match("[^/]+$"), seed, h.examples, h.steps, h.learning_rate, h.batch_size,
     h.lora_r, h.lora_alpha)
   local dir = root .. "/tiny-helpful-" .. require("cai._run").hash(key):sub(1, 16)
   return cached(root, dir, function() build_helpful(base, dir, seed) end)

@@ -27,6 +27,7 @@ local HELPERS = {
 
 -- Not called at all: they build or run something big even with default arguments.
 local SKIP = { ["cai.tiny.path"] = "builds the tiny model (minutes)", ["cai.tiny.load"] = "builds the tiny model",
+  ["cai.tiny.helpful_path"] = "builds the tiny model and its helpful-only start",
   ["cai.log.warn"] = "prints any value", ["cai.log.error"] = "prints any value",
   ["cai.world.build"] = "builds the tiny world", ["cai.sweep.main"] = "runs recipes", ["cai.args.call"] = "reads arg" }
 

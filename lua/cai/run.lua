@@ -136,6 +136,7 @@ function Run:_save()
     command = self.command,
     cairun_version = core.version(),
     stages = json.array(stages),
+    error = self.error,
   }
   core.write_file(self.dir .. "/run.json", json.encode(record, { indent = 2 }) .. "\n")
 end
@@ -372,6 +373,19 @@ function Run:_ended()
     end
   end
   self:finish()
+end
+
+-- cairun calls this when the recipe stopped on an error: run.json says "failed", with the error's
+-- first line, and the stage that was running is "failed" too (a rerun continues it).
+function Run:_failed(message)
+  if self.status == "finished" then return end
+  for _, name in ipairs(self.order) do
+    local s = self.stages[name]
+    if s.status == "running" then s.status = "failed" end
+  end
+  self.status = "failed"
+  self.error = tostring(message or ""):match("^[^\n]*")
+  pcall(self._save, self)
 end
 
 ---Stops the recipe after Ctrl-C: run.json records the running stage as interrupted, cairun prints

@@ -175,6 +175,16 @@ int cli_main(int argc, char** argv) {
             if (rc == 0 && !stop_recorded())
                 rc = h.run_string("local r = package.loaded['cai.run']\n"
                                   "if r and r.current() then r.current():_ended() end", "=(end of run)");
+            else if (rc != 0 && !stop_recorded()) {
+                // A recipe that stopped on an error: run.json says so, with the error's first line.
+                lua_State* L = h.state();
+                const std::string message = h.last_error();
+                lua_pushstring(L, "_cai_run_error");
+                lua_pushlstring(L, message.data(), message.size());
+                lua_rawset(L, LUA_GLOBALSINDEX);  // past the strict-globals guard
+                h.run_string("local r = package.loaded['cai.run']\n"
+                             "if r and r.current() then r.current():_failed(_cai_run_error) end", "=(failed run)");
+            }
         }
         if (rc == 0 && stop_recorded()) {
             // The recipe caught the stop and went on: it still did not finish.

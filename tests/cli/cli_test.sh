@@ -67,6 +67,14 @@ check "no arguments"      2  'usage: cairun' -- "$cairun"
 check "unknown cai module" nz "cai.nonexistent does not exist" -- "$cairun" -e 'local x = cai.nonexistent'
 check "lua path override" 0  '^override$' -- env CAI_LUA_PATH="$dir/luaroot" bash -c "mkdir -p $dir/luaroot/cai && cp -r $(pwd)/lua/cai/. $dir/luaroot/cai/ && echo 'return { call = function() print(\"override\") return {} end, resolved = function() end }' > $dir/luaroot/cai/args.lua && \"$cairun\" -e 'cai.args{}'"
 
+# A recipe that stops on an error: run.json says failed, with the error; the fixed command finishes.
+printf 'local a = cai.args{ out = "", fail = true }\nlocal r = cai.run.open(a.out)\nif a.fail then error("the data file is broken", 0) end\n' > "$dir/failing.lua"
+check "a failing recipe" 1 'the data file is broken' -- "$cairun" "$dir/failing.lua" out="$dir/failed"
+check "run.json says failed" 0 '"status": "failed"' -- cat "$dir/failed/run.json"
+expect "run.json names the error" '"error": ".*the data file is broken"'
+check "the fixed command" 0 '' -- "$cairun" "$dir/failing.lua" out="$dir/failed2" fail=false
+check "run.json says finished" 0 '"status": "finished"' -- cat "$dir/failed2/run.json"
+
 cp -r tests/data/report/run "$dir/run"
 check "report rebuilds a run's report.html" 0 "$dir/run/report.html" -- "$cairun" report "$dir/run"
 check "report file is html" 0 '<!DOCTYPE html>' -- head -c 200 "$dir/run/report.html"

@@ -8,6 +8,7 @@
 //   build/bench_kernels            kernels and the model
 //   build/bench_kernels ops        kernels only
 //   build/bench_kernels model      the model only
+//   build/bench_kernels int8       int8 weights against bf16 and fp32: decode speed and logit error
 //
 // Side by side with llama.cpp on the same weights (bench/llamacpp/run.sh):
 //   build/bench_kernels export DIR          the ~100M Llama as an HF directory + DIR/prompt.txt
@@ -229,6 +230,90 @@ void bench_model() {
     }
 }
 
+// Logits of `ids` under a and b compared: max |difference|, mean KL(a || b)
+// over positions and how often their argmax agrees.
+void compare_logits(const char* what, const cai::model& a, const cai::model& b, const at::Tensor& ids) {
+    at::Tensor la = a.forward(ids).to(at::kFloat)[0], lb = b.forward(ids).to(at::kFloat)[0];  // (T, V)
+    const double max_diff = (la - lb).abs().max().item<double>(), max_logit = la.abs().max().item<double>();
+    at::Tensor pa = at::log_softmax(la, -1), pb = at::log_softmax(lb, -1);
+    const double kl = (pa.exp() * (pa - pb)).sum(-1).mean().item<double>();
+    const double agree = (la.argmax(-1) == lb.argmax(-1)).to(at::kFloat).mean().item<double>();
+    std::printf("  %-26s max |dlogit| %.4f (max |logit| %.2f)  mean KL %.2e  argmax agrees %.1f%%\n", what, max_diff,
+                max_logit, kl, 100 * agree);
+}
+
+// int8 weights (cai.model.load(dir, { weights = "int8" })) against the float
+// ones on the ~100M Llama: decode tok/s at batch 1 and 4, alternated in one
+// process, against the bound (bandwidth / bytes streamed per step), and the
+// logit error over a 64-token prompt.
+void bench_int8() {
+    cai::model_config c = cai::parse_model_config(llama_100m);
+    auto tensors = cai::random_model_tensors(c, 1);
+    auto f32 = cai::model::from_tensors(c, tensors, at::kFloat, "100m");
+    auto bf16 = cai::model::from_tensors(c, tensors, at::kBFloat16, "100m");
+    auto i8 = cai::model::from_tensors(c, tensors, at::kFloat, "100m");
+    i8->quantize_int8();
+    auto i8b = cai::model::from_tensors(c, tensors, at::kBFloat16, "100m");
+    i8b->quantize_int8();
+    // Streamed per decode step: the projections and lm_head (int8: 1 byte a weight and a float scale per row).
+    auto streamed = [&](const cai::model& m, double elem) {
+        double bytes = m.lm_head.quantized() ? (double)m.lm_head.weight_q.numel() + 4.0 * m.lm_head.weight_scale.numel()
+                                             : (double)m.lm_head.weight.numel() * elem;
+        for (const auto& l : m.layers)
+            for (const cai::linear* p : {&l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.gate_proj, &l.up_proj, &l.down_proj})
+                bytes += p->quantized() ? (double)p->weight_q.numel() + 4.0 * p->weight_scale.numel()
+                                        : (double)p->weight.numel() * elem;
+        return bytes;
+    };
+    struct variant { const char* name; const cai::model* m; double bytes; };
+    std::vector<variant> vs = {{"bf16", bf16.get(), streamed(*bf16, 2)},
+                               {"int8 (bf16 compute)", i8b.get(), streamed(*i8b, 2)},
+                               {"fp32", f32.get(), streamed(*f32, 4)},
+                               {"int8 (fp32 compute)", i8.get(), streamed(*i8, 4)}};
+    std::printf("\n~100M Llama, int8 weights (alternated, best of 3 rounds; bound = bandwidth / bytes streamed):\n");
+    std::printf("%-20s %-9s %10s %9s %10s %9s\n", "weights", "batch", "tok/s", "vs bf16", "MB/step", "of bound");
+    for (int64_t batch : {1, 4}) {
+        at::Tensor ids = at::randint(c.vocab_size, {batch, prompt_len}, at::kLong);
+        std::vector<double> best(vs.size(), 1e30);
+        double bandwidth = 0;
+        for (int round = 0; round < 3; ++round) {
+            bandwidth = std::max(bandwidth, bench::memory_bandwidth_gbs(int64_t(512) << 20));
+            for (size_t i = 0; i < vs.size(); ++i) best[i] = std::min(best[i], decode_step_seconds(*vs[i].m, ids));
+        }
+        for (size_t i = 0; i < vs.size(); ++i) {
+            const double bound = bandwidth * 1e9 / vs[i].bytes;
+            std::printf("%-20s %-9lld %10.1f %8.2fx %10.0f %8.0f%%\n", vs[i].name, (long long)batch, batch / best[i],
+                        best[0] / best[i], vs[i].bytes / 1e6, 100.0 / best[i] / bound);
+        }
+    }
+    for (int64_t len : {int64_t(64), int64_t(512)}) {
+        at::Tensor ids = at::randint(c.vocab_size, {1, len}, at::kLong);
+        std::vector<double> best(vs.size(), 1e30);
+        for (int round = 0; round < 2; ++round)
+            for (size_t i = 0; i < vs.size(); ++i)
+                best[i] = std::min(best[i], bench::best_time([&] { vs[i].m->hidden_states(ids); }, 1));
+        for (size_t i = 0; i < vs.size(); ++i)
+            std::printf("%-20s prefill %-4lld %10.0f tok/s %8.2fx\n", vs[i].name, (long long)len, len / best[i],
+                        best[0] / best[i]);
+    }
+    // The products alone, one row of x: the head and an MLP-sized matrix.
+    std::printf("one product, batch 1 (best of 50; GB/s of weights read):\n");
+    for (auto [N, K] : {std::pair<int64_t, int64_t>{32000, 768}, {2048, 768}, {768, 2048}}) {
+        at::Tensor w = at::randn({N, K}) * 0.02, x = at::randn({1, K});
+        at::Tensor wb = w.to(at::kBFloat16), xb = x.to(at::kBFloat16);
+        auto [q, scale] = cai::kernels::int8_quantize_rows(w);
+        const double tb = bench::best_time([&] { cai::kernels::matvec_forward(xb, wb); }, 50);
+        const double tq = bench::best_time([&] { cai::kernels::matvec_i8_forward_many(xb, {q}, {scale}); }, 50);
+        std::printf("  %5lld x %-5lld bf16 %7.1f us %6.1f GB/s   int8 %7.1f us %6.1f GB/s   %.2fx\n", (long long)N,
+                    (long long)K, tb * 1e6, N * K * 2 / tb / 1e9, tq * 1e6, N * K / tq / 1e9, tb / tq);
+    }
+    at::Tensor ids = at::randint(c.vocab_size, {1, prompt_len}, at::kLong);
+    std::printf("logits over a %lld-token prompt against fp32:\n", (long long)prompt_len);
+    compare_logits("bf16", *f32, *bf16, ids);
+    compare_logits("int8 (fp32 compute)", *f32, *i8, ids);
+    compare_logits("int8 (bf16 compute)", *f32, *i8b, ids);
+}
+
 // The model of bench_model as a loadable HF directory, and a seeded 64-token prompt.
 void export_model(const std::string& dir) {
     cai::model_config c = cai::parse_model_config(llama_100m);
@@ -305,5 +390,6 @@ int main(int argc, char** argv) {
                 cai::kernels::cpu_has_avx512_bf16() ? " (+avx512_bf16)" : "");
     if (only.empty() || only == "ops") bench_ops();
     if (only.empty() || only == "model") bench_model();
+    if (only.empty() || only == "int8") bench_int8();
     return 0;
 }

@@ -66,6 +66,14 @@ bool cpu_has_avx512_bf16() {
   return has;
 }
 
+bool cpu_has_avx512_vnni() {
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return cpu_isa() == isa::avx512 && __builtin_cpu_supports("avx512vnni");
+  }();
+  return has;
+}
+
 int cpu_count() {
   static const int cpus = [] {
     cpu_set_t set;

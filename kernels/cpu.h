@@ -17,6 +17,8 @@ isa cpu_isa();
 const char* isa_name(isa);
 // AVX512-BF16 dot products (vdpbf16ps) are available on this CPU.
 bool cpu_has_avx512_bf16();
+// The avx512 kernels run and the CPU has AVX512-VNNI (int8 dot products: kernels::matvec_i8).
+bool cpu_has_avx512_vnni();
 
 // The CPUs this process may run on (its affinity mask; at least 1).
 int cpu_count();

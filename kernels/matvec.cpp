@@ -60,4 +60,77 @@ at::Tensor matvec_forward(const at::Tensor& x, const at::Tensor& w, const at::Te
     return matvec_forward_many(x, {w}, {bias})[0];
 }
 
+std::pair<at::Tensor, at::Tensor> int8_quantize_rows(const at::Tensor& w) {
+    if (w.dim() != 2) fail("int8_quantize_rows: weights must be (N, K), got ", w.sizes());
+    at::Tensor w32 = w.detach().to(at::kFloat);
+    at::Tensor scale = w32.abs().amax(1) / 127.0;                              // (N)
+    scale = at::where(scale > 0, scale, at::ones_like(scale));                 // an all-zero row
+    at::Tensor q = (at::round(w32 / scale.unsqueeze(1)).clamp(-127, 127) + 128).to(at::kByte).contiguous();
+    return {q, scale.contiguous()};
+}
+
+at::Tensor int8_dequantize_rows(const at::Tensor& w_q, const at::Tensor& scale, at::ScalarType dtype) {
+    return ((w_q.to(at::kFloat) - 128.0) * scale.unsqueeze(1)).to(dtype);
+}
+
+bool matvec_i8_applies(const at::Tensor& x, const at::Tensor& w_q, const at::Tensor& scale, const at::Tensor& bias) {
+    if (!available() || !x.defined() || !w_q.defined() || x.dim() < 1 || w_q.dim() != 2) return false;
+    const at::ScalarType type = x.scalar_type();
+    if (type != at::kFloat && type != at::kBFloat16) return false;
+    if (w_q.scalar_type() != at::kByte || !w_q.is_contiguous() || !x.device().is_cpu()) return false;
+    if (!scale.defined() || scale.scalar_type() != at::kFloat || scale.dim() != 1 || scale.size(0) != w_q.size(0) ||
+        !scale.is_contiguous())
+        return false;
+    if (bias.defined() && (bias.scalar_type() != type || bias.dim() != 1 || bias.size(0) != w_q.size(0))) return false;
+    const int64_t K = w_q.size(1);
+    if (x.size(-1) != K || K == 0 || w_q.size(0) == 0) return false;
+    const int64_t rows = x.numel() / K;
+    // With VNNI every row count takes the kernel (8 rows a pass), so a row's
+    // result never depends on how many rows came with it.
+    if (rows < 1 || (rows > matvec_max_rows && !cpu_has_avx512_vnni())) return false;
+    if (at::GradMode::is_enabled() && (x.requires_grad() || (bias.defined() && bias.requires_grad()))) return false;
+    return true;
+}
+
+std::vector<at::Tensor> matvec_i8_forward_many(const at::Tensor& x, const std::vector<at::Tensor>& ws_q,
+                                               const std::vector<at::Tensor>& scales,
+                                               const std::vector<at::Tensor>& biases) {
+    if (ws_q.empty() || scales.size() != ws_q.size()) fail("matvec_i8: give one scale per weight");
+    if (!biases.empty() && biases.size() != ws_q.size())
+        fail("matvec_i8: ", ws_q.size(), " weights but ", biases.size(), " biases");
+    for (size_t i = 0; i < ws_q.size(); ++i) {
+        const at::Tensor& b = biases.empty() ? at::Tensor() : biases[i];
+        if (!matvec_i8_applies(x, ws_q[i], scales[i], b))
+            fail("matvec_i8: weight ", i, " ", ws_q[i].sizes(), " does not fit x ", x.sizes(), " (",
+                 x.scalar_type(), "): need int8 weights, float32 scales, x in float32 or bf16 with at most ",
+                 matvec_max_rows, " rows (check matvec_i8_applies first)");
+    }
+    const int64_t K = x.size(-1), R = x.numel() / K;
+    const bool bf16 = x.scalar_type() == at::kBFloat16;
+    const at::Tensor xc = x.is_contiguous() ? x : x.contiguous();
+    const int64_t elem = (int64_t)xc.element_size();
+    std::vector<at::Tensor> outs;
+    std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+    for (size_t i = 0; i < ws_q.size(); ++i) {
+        shape.back() = ws_q[i].size(0);
+        outs.push_back(at::empty(shape, x.options()));
+    }
+    // matvec_max_rows rows of x a pass; each pass writes those rows of every output.
+    for (int64_t r0 = 0; r0 < R; r0 += matvec_max_rows) {
+        const int64_t rows = std::min<int64_t>(matvec_max_rows, R - r0);
+        std::vector<mv_segment> segs;
+        for (size_t i = 0; i < ws_q.size(); ++i) {
+            const int64_t N = ws_q[i].size(0);
+            const at::Tensor b = biases.empty() || !biases[i].defined() ? at::Tensor() : biases[i].contiguous();
+            char* out = static_cast<char*>(outs[i].data_ptr()) + r0 * N * elem;
+            mv_segment seg{ws_q[i].data_ptr(), b.defined() ? b.data_ptr() : nullptr, out, N};
+            seg.scale = scales[i].data_ptr<float>();
+            segs.push_back(seg);
+        }
+        const char* xr = static_cast<const char*>(xc.data_ptr()) + r0 * K * elem;
+        CAI_KERNELS_CALL(matvec_i8, xr, rows, K, segs.data(), (int)segs.size(), bf16, matvec_threads());
+    }
+    return outs;
+}
+
 }  // namespace cai::kernels

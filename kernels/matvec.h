@@ -7,6 +7,7 @@
 
 #include <ATen/ATen.h>
 
+#include <utility>
 #include <vector>
 
 namespace cai::kernels {
@@ -24,5 +25,26 @@ at::Tensor matvec_forward(const at::Tensor& x, const at::Tensor& w, const at::Te
 // x: (..., K); ws[i]: (N_i, K); biases[i]: (N_i) or undefined (or biases empty) -> (..., N_i) each
 std::vector<at::Tensor> matvec_forward_many(const at::Tensor& x, const std::vector<at::Tensor>& ws,
                                             const std::vector<at::Tensor>& biases = {});
+
+// int8 weights: w_q (N, K) uint8 holding the int8 value + 128 (the unsigned operand
+// vpdpbusd wants), with a float32 scale per row: w ≈ (w_q - 128) * scale[:, None].
+// Symmetric per output row: scale = max|w[n]| / 127 (1 for an all-zero row),
+// w_q = round(w / scale) + 128.
+std::pair<at::Tensor, at::Tensor> int8_quantize_rows(const at::Tensor& w);
+// w_q * scale[:, None] in `dtype` (the plain path: prefill, training through a frozen int8 base).
+at::Tensor int8_dequantize_rows(const at::Tensor& w_q, const at::Tensor& scale, at::ScalarType dtype);
+
+// Whether matvec_i8_forward takes x against (w_q, scale): kernels on, x float32 or
+// bf16 with at most matvec_max_rows rows (any number with AVX512-VNNI: 8 a pass),
+// bias in x's dtype, no gradient wanted. With VNNI each 64-wide block of an x
+// row is quantized to int8 with its own scale (as llama.cpp's Q8_0
+// activations) and the products are integers; without, x stays float32.
+bool matvec_i8_applies(const at::Tensor& x, const at::Tensor& w_q, const at::Tensor& scale,
+                       const at::Tensor& bias = {});
+// x: (..., K); ws_q[i]: (N_i, K) int8; scales[i]: (N_i) float32; biases[i]: (N_i) or undefined (or
+// biases empty) -> (..., N_i) each, in x's dtype. The weights are read once, as int8.
+std::vector<at::Tensor> matvec_i8_forward_many(const at::Tensor& x, const std::vector<at::Tensor>& ws_q,
+                                               const std::vector<at::Tensor>& scales,
+                                               const std::vector<at::Tensor>& biases = {});
 
 }  // namespace cai::kernels

@@ -160,6 +160,234 @@ void matvec_typed(const void* x, int64_t R, int64_t K, const mv_segment* segs, i
     }
 }
 
+// ------------------------------------------------------------ int8 matvec
+
+// W weights stored as uint8 (int8 + 128) widened to their int8 values in float32 lanes.
+inline vreg load_i8(const uint8_t* p) {
+#if defined(CPU_CAPABILITY_AVX512)
+    const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm512_cvtepi32_ps(_mm512_sub_epi32(v, _mm512_set1_epi32(128)));
+#else
+    const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+    return _mm256_cvtepi32_ps(_mm256_sub_epi32(v, _mm256_set1_epi32(128)));
+#endif
+}
+inline vreg load_i8(const uint8_t* p, int64_t count) {
+    uint8_t tmp[W];
+    std::memset(tmp, 128, sizeof tmp);
+    std::memcpy(tmp, p, (size_t)count);
+    return load_i8(tmp);
+}
+
+// ROWS output rows n0.. of the weights for R float32 input rows; the sums
+// before the row scale (integers times x, accumulated in float32).
+template <int R, int ROWS>
+inline void matvec_rows_i8(const uint8_t* w, const float* x, int64_t K, int64_t n0, float (&out)[ROWS][R]) {
+    vreg acc[ROWS][R];
+    _Pragma("GCC unroll 16") for (int i = 0; i < ROWS; ++i)
+        _Pragma("GCC unroll 16") for (int r = 0; r < R; ++r) acc[i][r] = vzero();
+    int64_t k = 0;
+    for (; k + W <= K; k += W) {
+        vreg xv[R];
+        _Pragma("GCC unroll 16") for (int r = 0; r < R; ++r) xv[r] = fvec::loadu(x + r * K + k);
+        _Pragma("GCC unroll 16") for (int i = 0; i < ROWS; ++i) {
+            const vreg wv = load_i8(w + (n0 + i) * K + k);
+            _Pragma("GCC unroll 16") for (int r = 0; r < R; ++r) acc[i][r] = vfma(wv, xv[r], acc[i][r]);
+        }
+    }
+    if (k < K) {
+        const int64_t rest = K - k;
+        _Pragma("GCC unroll 16") for (int i = 0; i < ROWS; ++i) {
+            const vreg wv = load_i8(w + (n0 + i) * K + k, rest);
+            _Pragma("GCC unroll 16") for (int r = 0; r < R; ++r) acc[i][r] = vfma(wv, fvec::loadu(x + r * K + k, rest), acc[i][r]);
+        }
+    }
+    _Pragma("GCC unroll 16") for (int i = 0; i < ROWS; ++i)
+        _Pragma("GCC unroll 16") for (int r = 0; r < R; ++r) out[i][r] = vsum(acc[i][r]);
+}
+
+#if defined(CPU_CAPABILITY_AVX512)
+// x quantized for vpdpbusd: per row r and 64-wide block b, xs[r][b] =
+// max|x| / 127 and xq = round(x / xs) (int8, nearest even; zero past K);
+// corr[r] = 128 * sum_b xs[r][b] * sum(xq of block b), what the weights'
+// +128 offset adds.
+constexpr int64_t qblock = 64;
+struct quantized_x {
+    int8_t* q = nullptr;      // (R, Kp)
+    float* scale = nullptr;   // (R, nb)
+    float corr[8] = {};       // (R)
+    int64_t Kp = 0, nb = 0;
+};
+// Fills out for x (R <= 8 rows of K) in buffers of this thread (no allocation per call).
+inline void quantize_x(const float* x, int R, int64_t K, quantized_x& out) {
+    static thread_local std::vector<int8_t> qbuf;
+    static thread_local std::vector<float> sbuf;
+    out.nb = (K + qblock - 1) / qblock;
+    out.Kp = out.nb * qblock;
+    if ((int64_t)qbuf.size() < R * out.Kp) qbuf.resize((size_t)(R * out.Kp));
+    if ((int64_t)sbuf.size() < R * out.nb) sbuf.resize((size_t)(R * out.nb));
+    out.q = qbuf.data();
+    out.scale = sbuf.data();
+    for (int r = 0; r < R; ++r) {
+        double corr = 0;
+        for (int64_t b = 0; b < out.nb; ++b) {
+            const int64_t k0 = b * qblock, n = std::min(K, k0 + qblock) - k0;
+            const float* xb = x + r * K + k0;
+            __m512 v[4];
+            __m512 amax = _mm512_setzero_ps();
+            for (int j = 0; j < 4; ++j) {
+                const int64_t left = n - 16 * j;
+                const __mmask16 m = left >= 16 ? (__mmask16)0xffff : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1);
+                v[j] = _mm512_maskz_loadu_ps(m, xb + 16 * j);
+                amax = _mm512_max_ps(amax, _mm512_abs_ps(v[j]));
+            }
+            const float a = _mm512_reduce_max_ps(amax);
+            const float s = a / 127.f, inv = a > 0 ? 127.f / a : 0.f;
+            __m512i sum = _mm512_setzero_si512();
+            int8_t* qb = out.q + r * out.Kp + k0;
+            for (int j = 0; j < 4; ++j) {
+                const __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(v[j], _mm512_set1_ps(inv)));  // nearest even
+                sum = _mm512_add_epi32(sum, q);
+                _mm_storeu_si128(reinterpret_cast<__m128i*>(qb + 16 * j), _mm512_cvtsepi32_epi8(q));
+            }
+            out.scale[r * out.nb + b] = s;
+            corr += 128.0 * (double)s * (double)_mm512_reduce_add_epi32(sum);
+        }
+        out.corr[r] = (float)corr;
+    }
+}
+
+inline bool has_vnni() {
+    static const bool has = [] {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx512vnni") != 0;
+    }();
+    return has;
+}
+
+// ROWS output rows n0.. for R quantized input rows: per 64-wide block one
+// vpdpbusd (64 products uint8 x int8 into 16 int32 lanes), widened to float
+// and scaled by the block's x scale. Before the +128 correction and the row scale.
+template <int R, int ROWS>
+inline void matvec_rows_vnni(const uint8_t* w, const quantized_x& x, int64_t K, int64_t n0, float (&out)[ROWS][R]) {
+    __m512 acc[ROWS][R];
+    _Pragma("GCC unroll 16") for (int i = 0; i < ROWS; ++i)
+        _Pragma("GCC unroll 16") for (int r = 0; r < R; ++r) acc[i][r] = _mm512_setzero_ps();
+    const int64_t full = K / qblock, nb = x.nb, Kp = x.Kp;
+    const int8_t* xq = x.q;
+    const float* xs = x.scale;
+    const uint8_t* wrow[ROWS];
+    _Pragma("GCC unroll 16") for (int i = 0; i < ROWS; ++i) wrow[i] = w + (n0 + i) * K;
+    const __m512i zero = _mm512_setzero_si512();
+    auto block = [&](int64_t b, __mmask64 m) {
+        const int64_t k = b * qblock;
+        __m512i xv[R];
+        __m512 sv[R];
+        _Pragma("GCC unroll 16") for (int r = 0; r < R; ++r) {
+            xv[r] = _mm512_loadu_si512(xq + r * Kp + k);
+            sv[r] = _mm512_set1_ps(xs[r * nb + b]);
+        }
+        _Pragma("GCC unroll 16") for (int i = 0; i < ROWS; ++i) {
+            const __m512i wv = _mm512_maskz_loadu_epi8(m, wrow[i] + k);
+            _Pragma("GCC unroll 16") for (int r = 0; r < R; ++r)
+                acc[i][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(zero, wv, xv[r])), sv[r], acc[i][r]);
+        }
+    };
+    for (int64_t b = 0; b < full; ++b) block(b, ~(__mmask64)0);
+    if (full < nb) block(full, ((__mmask64)1 << (K - full * qblock)) - 1);
+    _Pragma("GCC unroll 16") for (int i = 0; i < ROWS; ++i)
+        _Pragma("GCC unroll 16") for (int r = 0; r < R; ++r) out[i][r] = _mm512_reduce_add_ps(acc[i][r]) - x.corr[r];
+}
+#endif
+
+template <bool BF, int R>
+void matvec_i8_range(const float* x, const void* xq, int64_t K, const mv_segment& s, int64_t begin, int64_t end) {
+    // A quarter of float32's bytes per weight: more rows side by side keep
+    // the memory reads in flight.
+    constexpr int ROWS = W == 16 ? (R <= 2 ? 8 : (R <= 4 ? 4 : 2)) : (R >= 4 ? 1 : (R >= 2 ? 2 : 4));
+    const uint8_t* w = static_cast<const uint8_t*>(s.w);
+    auto finish = [&](int64_t n, int r, float v) {
+        v *= s.scale[n];
+        if (s.bias) v += load1<BF>(s.bias, n);
+        store1<BF>(s.out, r * s.n + n, v);
+    };
+    int64_t n = begin;
+#if defined(CPU_CAPABILITY_AVX512)
+    if (xq) {
+        const quantized_x& q = *static_cast<const quantized_x*>(xq);
+        for (; n + ROWS <= end; n += ROWS) {
+            float out[ROWS][R];
+            matvec_rows_vnni<R, ROWS>(w, q, K, n, out);
+            for (int i = 0; i < ROWS; ++i)
+                for (int r = 0; r < R; ++r) finish(n + i, r, out[i][r]);
+        }
+        for (; n < end; ++n) {
+            float out[1][R];
+            matvec_rows_vnni<R, 1>(w, q, K, n, out);
+            for (int r = 0; r < R; ++r) finish(n, r, out[0][r]);
+        }
+        return;
+    }
+#else
+    (void)xq;
+#endif
+    for (; n + ROWS <= end; n += ROWS) {
+        float out[ROWS][R];
+        matvec_rows_i8<R, ROWS>(w, x, K, n, out);
+        for (int i = 0; i < ROWS; ++i)
+            for (int r = 0; r < R; ++r) finish(n + i, r, out[i][r]);
+    }
+    for (; n < end; ++n) {
+        float out[1][R];
+        matvec_rows_i8<R, 1>(w, x, K, n, out);
+        for (int r = 0; r < R; ++r) finish(n, r, out[0][r]);
+    }
+}
+
+// x: (R, K) float32 or bf16 (widened to float32 once).
+template <bool BF, int R>
+void matvec_i8_all(const void* x_in, int64_t K, const mv_segment* segs, int nsegs, int threads) {
+    int64_t total = 0;
+    for (int i = 0; i < nsegs; ++i) total += segs[i].n;
+    const int64_t grain = std::max<int64_t>(16, (int64_t)(262144 / std::max<int64_t>(K, 1)));
+    const float* x = static_cast<const float*>(x_in);
+    std::vector<float> widened;
+    if (BF) {
+        widened.resize((size_t)(R * K));
+        for (int64_t i = 0; i < R * K; ++i) widened[(size_t)i] = bf16_to_float(static_cast<const uint16_t*>(x_in)[i]);
+        x = widened.data();
+    }
+    const void* xq = nullptr;
+#if defined(CPU_CAPABILITY_AVX512)
+    quantized_x q;
+    if (has_vnni()) {
+        quantize_x(x, R, K, q);
+        xq = &q;
+    }
+#endif
+    parallel_parts(total, grain, 8, threads, [&](int64_t begin, int64_t end) {
+        int64_t base = 0;
+        for (int i = 0; i < nsegs && base < end; base += segs[i].n, ++i) {
+            int64_t lo = std::max(begin, base) - base, hi = std::min(end, base + segs[i].n) - base;
+            if (lo < hi) matvec_i8_range<BF, R>(x, xq, K, segs[i], lo, hi);
+        }
+    });
+}
+
+template <bool BF>
+void matvec_i8_typed(const void* x, int64_t R, int64_t K, const mv_segment* segs, int nsegs, int threads) {
+    switch (R) {
+        case 1: return matvec_i8_all<BF, 1>(x, K, segs, nsegs, threads);
+        case 2: return matvec_i8_all<BF, 2>(x, K, segs, nsegs, threads);
+        case 3: return matvec_i8_all<BF, 3>(x, K, segs, nsegs, threads);
+        case 4: return matvec_i8_all<BF, 4>(x, K, segs, nsegs, threads);
+        case 5: return matvec_i8_all<BF, 5>(x, K, segs, nsegs, threads);
+        case 6: return matvec_i8_all<BF, 6>(x, K, segs, nsegs, threads);
+        case 7: return matvec_i8_all<BF, 7>(x, K, segs, nsegs, threads);
+        case 8: return matvec_i8_all<BF, 8>(x, K, segs, nsegs, threads);
+    }
+}
+
 // ------------------------------------------------------------- attention
 
 template <bool BF>
@@ -416,6 +644,11 @@ void gate_backward_typed(const void* dy, const void* g, const void* u, void* dg,
 void matvec(const void* x, int64_t R, int64_t K, const mv_segment* segs, int nsegs, bool bf16, int threads) {
     if (bf16) matvec_typed<true>(x, R, K, segs, nsegs, threads);
     else matvec_typed<false>(x, R, K, segs, nsegs, threads);
+}
+
+void matvec_i8(const void* x, int64_t R, int64_t K, const mv_segment* segs, int nsegs, bool bf16, int threads) {
+    if (bf16) matvec_i8_typed<true>(x, R, K, segs, nsegs, threads);
+    else matvec_i8_typed<false>(x, R, K, segs, nsegs, threads);
 }
 
 void attention_decode(const void* q, const void* k, const void* v, void* out, const int64_t* positions,

@@ -11,10 +11,11 @@ namespace cai::kernels {
 
 // One projection of a fused matrix-vector product: out (R, n) = x (R, K) w^T + bias.
 struct mv_segment {
-    const void* w;     // (n, K) float32 or bf16, contiguous
-    const void* bias;  // (n) same dtype as w, or null
-    void* out;         // (R, n) same dtype as w
+    const void* w;     // (n, K) float32 or bf16, contiguous (matvec_i8: uint8, the int8 value + 128)
+    const void* bias;  // (n) same dtype as w, or null (matvec_i8: x's dtype)
+    void* out;         // (R, n) same dtype as w (matvec_i8: x's dtype)
     int64_t n;
+    const float* scale = nullptr;  // matvec_i8: (n) float32, row i of w times scale[i]
 };
 
 // Shapes of a decode attention over a (B, capacity, Hkv, D) cache, or over a
@@ -49,6 +50,10 @@ enum class gate_act { silu, gelu_tanh, gelu_erf, relu };
     /* x: (R, K) in the weights' dtype; R in 1..8; rows split over up to `threads` OpenMP threads */        \
     void matvec(const void* x, int64_t R, int64_t K, const mv_segment* segs, int nsegs, bool bf16,          \
                 int threads);                                                                                \
+    /* the same with uint8 weights (the int8 value + 128) and per-row float32 scales; x, bias, out in */    \
+    /* float32 or bf16 (bf16). With AVX512-VNNI x is quantized per 64-wide block to int8 (vpdpbusd) */     \
+    void matvec_i8(const void* x, int64_t R, int64_t K, const mv_segment* segs, int nsegs, bool bf16,       \
+                   int threads);                                                                             \
     /* q, out: (B, T, H, D); k, v: (B, capacity, Hkv, D); positions: (B, T); filled: (B) */                  \
     void attention_decode(const void* q, const void* k, const void* v, void* out, const int64_t* positions, \
                           const int64_t* filled, const attention_shape& s, bool bf16);                       \

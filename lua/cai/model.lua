@@ -59,7 +59,8 @@ end
 
 local TEXTS = { type = "table", expect = "a list of strings or token-id lists" }
 local DTYPE = { type = "string", enum = { "fp32", "bf16" } }
-local LOAD_SPEC = { dtype = DTYPE,
+local LOAD_SPEC = { dtype = DTYPE, weights = { type = "string", enum = { "int8" },
+    expect = '"int8" (per-row int8 projection weights; leave it out for the compute dtype)' },
   tokenizer = { type = "string", nonempty = true, expect = "a directory name (a non-empty string)" } }
 local RANDOM_SPEC = { seed = "integer", dtype = DTYPE }
 local GENERATE_SPEC = {
@@ -102,15 +103,21 @@ end
 --- bfloat16, else fp32) unless dtype is given. A directory without tokenizer
 --- files (model.save_pretrained() alone writes none) loads too: m.tokenizer is
 --- then an error, unless tokenizer = dir names where the tokenizer is.
+--- weights = "int8" quantizes the decoder's projection weights once at load
+--- (symmetric, one float32 scale per output row; embeddings, norms and lm_head
+--- stay in the compute dtype): decode reads a quarter of float32's bytes;
+--- LoRA adapters train on top of the frozen int8 base; merge_lora and save
+--- need the float weights (docs/models.md, "int8 weights").
 ---@param path string
----@param opts table|nil { dtype = "fp32"|"bf16", tokenizer = dir }
+---@param opts table|nil { dtype = "fp32"|"bf16", tokenizer = dir, weights = "int8" }
 function M.load(path, opts)
   check.value("cai.model.load", "path", path, "string")
   opts = check("cai.model.load", opts, LOAD_SPEC)
   path = M.resolve(path)
   local m = _model.load(path, opts.dtype, opts.tokenizer)
+  if opts.weights == "int8" then m:_quantize_int8() end
   local run = require "cai._run"
-  lineage[m] = run.path_fingerprint(path) .. "|" .. m:info().dtype
+  lineage[m] = run.path_fingerprint(path) .. "|" .. m:info().dtype .. (opts.weights and ("|" .. opts.weights) or "")
     .. (opts.tokenizer and ("|tokenizer=" .. run.path_fingerprint(opts.tokenizer)) or "")
   return m
 end

@@ -58,6 +58,8 @@ uint64_t weights_fingerprint(const model& m) {
     auto norm = [&](const rms_norm& n) { tensor(n.weight); };
     auto lin = [&](const linear& l) {
         tensor(l.weight);
+        tensor(l.weight_q);
+        tensor(l.weight_scale);
         tensor(l.bias);
         tensor(l.lora_a);
         tensor(l.lora_b);

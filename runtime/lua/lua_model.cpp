@@ -298,7 +298,7 @@ int l_model_tokenizer(lua_State* L) {
     });
 }
 
-// m:info() -> { model_type=, dtype=, parameters=, vocab_size=, eos_ids={...}, path=, has_tokenizer= }
+// m:info() -> { model_type=, dtype=, parameters=, vocab_size=, eos_ids={...}, path=, has_tokenizer=, weights= }
 int l_model_info(lua_State* L) {
     return lua_guarded(L, [&] {
         auto m = self(L);
@@ -315,6 +315,8 @@ int l_model_info(lua_State* L) {
         lua_setfield(L, -2, "path");
         lua_pushboolean(L, m->tok != nullptr);
         lua_setfield(L, -2, "has_tokenizer");
+        lua_pushstring(L, m->int8_weights() ? "int8" : cai::dtype_name(m->dtype).c_str());
+        lua_setfield(L, -2, "weights");
         lua_createtable(L, (int)m->eos_ids.size(), 0);  // [info, eos]
         for (size_t i = 0; i < m->eos_ids.size(); ++i) {
             lua_pushnumber(L, (double)m->eos_ids[i]);
@@ -338,7 +340,16 @@ int l_model_save(lua_State* L) {
     });
 }
 
+// m:_quantize_int8(): the decoder's projection weights become int8 (model::quantize_int8).
+int l_model_quantize_int8(lua_State* L) {
+    return lua_guarded(L, [&] {
+        self(L)->quantize_int8();
+        return 0;
+    });
+}
+
 const luaL_Reg model_methods[] = {
+    {"_quantize_int8", l_model_quantize_int8},
     {"_generate", l_model_generate}, {"_logprobs", l_model_logprobs}, {"_logits", l_model_logits},
     {"_config", l_model_config},     {"_tokenizer", l_model_tokenizer}, {"info", l_model_info},
     {"_save", l_model_save},         {nullptr, nullptr},

@@ -51,7 +51,7 @@ bool lora_active(const linear& l) { return l.lora_enabled && l.lora_a.defined() 
 
 // Whether kernels::linear_logprob computes this head exactly: no bias, no enabled adapter, on the CPU.
 bool head_fusable(const linear& head) {
-    return !lora_active(head) && !head.bias.defined() && head.weight.device().is_cpu();
+    return !lora_active(head) && !head.bias.defined() && (head.quantized() ? head.weight_q : head.weight).device().is_cpu();
 }
 
 // x times the adapter's dropout mask when dropout is on in training, else undefined.
@@ -76,19 +76,23 @@ at::Tensor add_lora(const linear& l, const at::Tensor& x, const at::Tensor& y) {
 // Several linears applied to the same x: one pass over all their weights
 // with the decode kernel when it applies, else one at::linear each.
 std::vector<at::Tensor> project(const at::Tensor& x, std::initializer_list<const linear*> ls) {
-    bool fused = true;
-    for (const linear* l : ls) fused = fused && kernels::matvec_applies(x, l->weight, l->bias);
+    bool fused = true, fused_i8 = true;
+    for (const linear* l : ls) {
+        fused = fused && !l->quantized() && kernels::matvec_applies(x, l->weight, l->bias);
+        fused_i8 = fused_i8 && l->quantized() && kernels::matvec_i8_applies(x, l->weight_q, l->weight_scale, l->bias);
+    }
     std::vector<at::Tensor> out;
-    if (!fused) {
+    if (!fused && !fused_i8) {
         for (const linear* l : ls) out.push_back(l->forward(x));
         return out;
     }
-    std::vector<at::Tensor> ws, bs;
+    std::vector<at::Tensor> ws, ss, bs;
     for (const linear* l : ls) {
-        ws.push_back(l->weight);
+        ws.push_back(fused_i8 ? l->weight_q : l->weight);
+        ss.push_back(l->weight_scale);
         bs.push_back(l->bias);
     }
-    out = kernels::matvec_forward_many(x, ws, bs);
+    out = fused_i8 ? kernels::matvec_i8_forward_many(x, ws, ss, bs) : kernels::matvec_forward_many(x, ws, bs);
     size_t i = 0;
     for (const linear* l : ls) {
         out[i] = add_lora(*l, x, out[i]);
@@ -100,6 +104,18 @@ std::vector<at::Tensor> project(const at::Tensor& x, std::initializer_list<const
 }  // namespace
 
 at::Tensor linear::forward(const at::Tensor& x) const {
+    if (quantized()) {
+        if (kernels::matvec_i8_applies(x, weight_q, weight_scale, bias))
+            return add_lora(*this, x, kernels::matvec_i8_forward_many(x, {weight_q}, {weight_scale}, {bias})[0]);
+        // Prefill and training: this layer's weights widened for the call (a
+        // constant to autograd: only the adapters train).
+        const at::Tensor w = kernels::int8_dequantize_rows(weight_q, weight_scale, x.scalar_type());
+        if (lora_active(*this) && kernels::lora_linear_applies(x, w, bias, lora_a, lora_b))
+            return kernels::lora_linear(x, w, bias, lora_a, lora_b, lora_scale, lora_dropped(*this, x));
+        const at::Tensor base =
+            kernels::gemm_linear_applies(x, w, bias) ? kernels::gemm_linear(x, w, bias) : at::linear(x, w, bias);
+        return add_lora(*this, x, base);
+    }
     if (kernels::matvec_applies(x, weight, bias)) return add_lora(*this, x, kernels::matvec_forward(x, weight, bias));
     if (lora_active(*this) && kernels::lora_linear_applies(x, weight, bias, lora_a, lora_b)) {
         return kernels::lora_linear(x, weight, bias, lora_a, lora_b, lora_scale, lora_dropped(*this, x));
@@ -404,7 +420,11 @@ at::Tensor model::target_logprobs(const at::Tensor& ids, const at::Tensor& atten
         at::Tensor positions = scored.reshape({-1}).nonzero().view({-1});                   // (N) b * T + t
         at::Tensor rows = hidden.reshape({B * T, C}).index_select(0, positions);           // (N, C)
         at::Tensor row_targets = targets.reshape({-1}).index_select(0, positions);         // (N)
-        at::Tensor picked = kernels::linear_logprob(rows, lm_head.weight, row_targets,
+        // An int8 head is widened for the call (log-probs are scored in batches, not per token).
+        const at::Tensor head_weight =
+            lm_head.quantized() ? kernels::int8_dequantize_rows(lm_head.weight_q, lm_head.weight_scale, dtype)
+                                : lm_head.weight;
+        at::Tensor picked = kernels::linear_logprob(rows, head_weight, row_targets,
                                                     config.final_logit_softcapping);  // (N)
         return at::zeros({B * T}, at::kFloat).index_copy(0, positions, picked).view({B, T});
     }
@@ -484,12 +504,33 @@ void model::set_lora_enabled(bool enabled) {
     });
 }
 
+void model::quantize_int8() {
+    auto quantize = [](linear& l) {
+        if (l.quantized()) return;
+        if (l.lora_merged) fail("model: unmerge the LoRA adapters before quantizing the weights to int8");
+        auto [q, scale] = kernels::int8_quantize_rows(l.weight);
+        l.weight_q = q;
+        l.weight_scale = scale;
+        l.weight = at::Tensor();
+    };
+    for_each_linear(*this, quantize);
+    // The head is the largest matrix a decode step reads; tied to the
+    // embeddings it gets its own int8 copy (the lookups keep embed_tokens).
+    quantize(lm_head);
+}
+
+bool model::int8_weights() const {
+    bool any = lm_head.quantized();
+    for_each_linear(*this, [&](const linear& l) { any = any || l.quantized(); });
+    return any;
+}
+
 int64_t model::parameter_count() const {
     int64_t n = embed_tokens.numel() + final_norm.weight.numel();
-    if (!config.tie_word_embeddings) n += lm_head.weight.numel();
+    if (!config.tie_word_embeddings) n += lm_head.out_features() * lm_head.in_features();
     for (const auto& l : layers) {
         for (const linear* p : {&l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.gate_proj, &l.up_proj, &l.down_proj})
-            n += p->weight.numel() + (p->bias.defined() ? p->bias.numel() : 0);
+            n += p->out_features() * p->in_features() + (p->bias.defined() ? p->bias.numel() : 0);
         for (const rms_norm* p : {&l.input_norm, &l.post_attention_norm, &l.pre_feedforward_norm,
                                   &l.post_feedforward_norm, &l.q_norm, &l.k_norm})
             if (p->weight.defined()) n += p->weight.numel();

@@ -28,8 +28,12 @@ class tokenizer;
 // cast back to y's dtype as PEFT does. Dropout (probability lora_dropout)
 // acts only while training, with masks drawn from lora_rng.
 struct linear {
-    at::Tensor weight;  // (out, in)
+    at::Tensor weight;  // (out, in); undefined when the weights are int8
     at::Tensor bias;    // (out) or undefined
+    // int8 weights (model::quantize_int8): weight_q (out, in) uint8 holding the
+    // int8 value + 128 and weight_scale (out) float32,
+    // weight ≈ (weight_q - 128) * weight_scale[:, None] (kernels/matvec.h).
+    at::Tensor weight_q, weight_scale;
     at::Tensor lora_a, lora_b;
     double lora_scale = 0;
     bool lora_enabled = false;
@@ -41,6 +45,9 @@ struct linear {
     std::shared_ptr<rng> lora_rng;  // dropout masks
 
     at::Tensor forward(const at::Tensor& x) const;
+    bool quantized() const { return weight_q.defined(); }
+    int64_t out_features() const { return quantized() ? weight_q.size(0) : weight.size(0); }
+    int64_t in_features() const { return quantized() ? weight_q.size(1) : weight.size(1); }
 };
 
 // RMSNorm computed in float32: llama casts back then scales by w;
@@ -141,6 +148,15 @@ public:
     bool has_lora() const;
     void set_lora_enabled(bool enabled);
     int64_t parameter_count() const;
+    // Replaces the decoder layers' projection weights (q/k/v/o, gate/up/down)
+    // and lm_head by int8 ones with a float32 scale per output row (symmetric;
+    // a head tied to the embeddings gets its own int8 copy; the embeddings,
+    // norms and biases stay in the compute dtype). Decode
+    // reads them as int8 (kernels::matvec_i8); prefill and training widen a
+    // layer's weights per call. LoRA adapters train on top; merging and
+    // saving need the float weights (an error names it).
+    void quantize_int8();
+    bool int8_weights() const;
 
     // The rotary cos/sin for integer positions (B, T): each (B, T, D) in the compute dtype;
     // local: with the local layers' frequencies (config.local_rope).

@@ -59,7 +59,12 @@ void remove_tree(const std::string& path) {
 std::vector<std::pair<std::string, at::Tensor>> model_named_tensors(const model& m) {
     std::vector<std::pair<std::string, at::Tensor>> out;
     auto add_linear = [&](const std::string& prefix, const linear& l) {
-        out.emplace_back(prefix + ".weight", l.weight);
+        if (l.quantized()) {  // int8 weights (saving refuses them; hashes and freezing see these)
+            out.emplace_back(prefix + ".weight", l.weight_q);
+            out.emplace_back(prefix + ".weight_scale", l.weight_scale);
+        } else {
+            out.emplace_back(prefix + ".weight", l.weight);
+        }
         if (l.bias.defined()) out.emplace_back(prefix + ".bias", l.bias);
     };
     out.emplace_back("model.embed_tokens.weight", m.embed_tokens);
@@ -85,7 +90,12 @@ std::vector<std::pair<std::string, at::Tensor>> model_named_tensors(const model&
         add_linear(p + "mlp.down_proj", l.down_proj);
     }
     out.emplace_back("model.norm.weight", m.final_norm.weight);
-    if (!m.config.tie_word_embeddings) out.emplace_back("lm_head.weight", m.lm_head.weight);
+    if (m.lm_head.quantized()) {
+        out.emplace_back("lm_head.weight", m.lm_head.weight_q);
+        out.emplace_back("lm_head.weight_scale", m.lm_head.weight_scale);
+    } else if (!m.config.tie_word_embeddings) {
+        out.emplace_back("lm_head.weight", m.lm_head.weight);
+    }
     return out;
 }
 
@@ -138,6 +148,9 @@ void check_savable(const model& m, const std::string& dir, const char* fname, at
                 fail(fname, ": ", dir, ": the model has LoRA adapters that are not merged; call m:merge_lora() "
                      "first to save the adapted weights, or m:save_lora(dir) to save the adapter alone");
     if (m.config.json.empty()) fail(fname, ": ", dir, ": the model has no config.json text to write");
+    if (m.int8_weights())
+        fail(fname, ": ", dir, ": the model's weights are int8 (loaded with weights = \"int8\"); cairun saves "
+             "float weights only: load the model without it to save");
 }
 
 void copy_companions(const model& m, const std::string& tmp) {

@@ -18,6 +18,7 @@ class reward_model;
 
 // Every weight of the model under its HF name, in load order, as the live
 // tensors (no copies). A tied lm_head is left out, as transformers saves it.
+// int8 projections give their int8 weight and a ".weight_scale" tensor.
 std::vector<std::pair<std::string, at::Tensor>> model_named_tensors(const model& m);
 
 // Writes m into dir (created or replaced as a whole) with its weights in

@@ -149,7 +149,7 @@ void lora_add(model& m, const lora_options& o) {
         for (size_t k = 0; k < slot_count; ++k) {
             if (!chosen[k]) continue;
             const linear& l = m.layers[i].*(slots[k].member);
-            const int64_t smallest = std::min(l.weight.size(0), l.weight.size(1));
+            const int64_t smallest = std::min(l.out_features(), l.in_features());
             if (o.r > smallest)
                 fail(where, ": r = ", o.r, " is more than ", slots[k].name, "'s smallest dimension (", smallest,
                      "); LoRA's rank must be at most min(in_features, out_features)");
@@ -158,7 +158,7 @@ void lora_add(model& m, const lora_options& o) {
         for (size_t k = 0; k < slot_count; ++k) {
             if (!chosen[k]) continue;
             linear& l = m.layers[i].*(slots[k].member);
-            const int64_t out = l.weight.size(0), in = l.weight.size(1);
+            const int64_t out = l.out_features(), in = l.in_features();
             rng init(rng::derive(o.seed, init_stream, i * slot_count + k));
             at::Tensor a = kaiming_uniform(init, o.r, in);         // (r, in)
             at::Tensor b = at::zeros({out, o.r}, at::kFloat);     // (out, r)
@@ -202,6 +202,9 @@ lora_state lora_describe(const model& m) {
 
 void lora_merge(model& m) {
     if (lora_describe(m).merged) fail("merge_lora: the adapters are already merged");
+    if (m.int8_weights())
+        fail("merge_lora: the model's weights are int8 (loaded with weights = \"int8\"); merging needs float weights: "
+             "load the model without it to merge, or save the adapter alone (m:save_lora)");
     at::NoGradGuard no_grad;
     for_each_adapter(m, [&](size_t, size_t, linear& l) {
         // W = round(float(W) + scale * B A), as PEFT's in-place add does.
@@ -241,6 +244,9 @@ std::vector<std::pair<std::string, at::Tensor>> lora_named_tensors(const model& 
 }
 
 std::vector<named_parameter> trainable_parameters(model& m, bool full) {
+    if (full && m.int8_weights())
+        fail("trainable_parameters: full = true but the model's weights are int8 (loaded with weights = \"int8\"); "
+             "train LoRA adapters on the int8 base, or load the float weights for full fine-tuning");
     std::vector<named_parameter> out;
     if (lora_present(m)) {
         if (full)

@@ -222,7 +222,7 @@ void lora_load(model& m, const std::string& dir) {
         for (size_t k = 0; k < slot_count; ++k) {
             if (!c.targets[k]) continue;
             linear& l = m.layers[i].*(slots[k].member);
-            const int64_t out = l.weight.size(0), in = l.weight.size(1);
+            const int64_t out = l.out_features(), in = l.in_features();
             at::Tensor a = take(key_prefix(i, k) + ".lora_A.weight", {c.r, in});
             at::Tensor b = take(key_prefix(i, k) + ".lora_B.weight", {out, c.r});
             loaded.push_back({&l, {a, b}});

@@ -92,6 +92,84 @@ TEST_CASE("matvec: few rows against at::linear, fused projections, odd sizes") {
 
 namespace {
 
+// What matvec_i8 computes, in double: with VNNI, x quantized per 64-wide block to
+// int8 (nearest even, scale max|x| / 127); without, x as it is. Weights (w_q - 128) * scale.
+Tensor matvec_i8_reference(const Tensor& x, const Tensor& w_q, const Tensor& scale, const Tensor& bias) {
+    Tensor xd = x.to(at::kDouble).reshape({-1, x.size(-1)});
+    if (cai::kernels::cpu_has_avx512_vnni()) {
+        const int64_t K = xd.size(1), nb = (K + 63) / 64;
+        Tensor padded = at::zeros({xd.size(0), nb * 64}, at::kDouble);
+        padded.narrow(1, 0, K).copy_(xd);
+        Tensor blocks = padded.view({xd.size(0), nb, 64}).to(at::kFloat);
+        Tensor s = blocks.abs().amax(-1, true) / 127.0f;                              // float32, as the kernel
+        Tensor inv = at::where(s > 0, 127.0f / blocks.abs().amax(-1, true), at::zeros_like(s));
+        Tensor q = at::round(blocks * inv);                                             // nearest even
+        xd = (q.to(at::kDouble) * s.to(at::kDouble)).view({xd.size(0), nb * 64}).narrow(1, 0, K);
+    }
+    Tensor w = (w_q.to(at::kDouble) - 128.0) * scale.to(at::kDouble).unsqueeze(1);
+    Tensor y = at::matmul(xd, w.t());
+    if (bias.defined()) y = y + bias.to(at::kDouble);
+    std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+    shape.back() = w_q.size(0);
+    return y.view(shape);
+}
+
+}  // namespace
+
+TEST_CASE("matvec_i8: int8 weights against their dequantized product, any row count, rows independent") {
+    if (!have_kernels) return;
+    for (at::ScalarType type : types()) {
+        for (int64_t K : {1, 7, 64, 100, 200}) {
+            for (int64_t N : {1, 5, 19, 64}) {
+                Tensor w = at::randn({N, K}), b = randn({N}, type);
+                auto [q, scale] = cai::kernels::int8_quantize_rows(w);
+                CHECK(q.scalar_type() == at::kByte);
+                // Quantization: each weight within half a step of its row's scale.
+                CHECK(((q.to(at::kFloat) - 128) * scale.unsqueeze(1) - w).abs().le(scale.unsqueeze(1) * 0.5001).all().item<bool>());
+                for (int64_t rows : {1, 3, 8}) {
+                    Tensor x = randn({rows, K}, type);
+                    REQUIRE(cai::kernels::matvec_i8_applies(x, q, scale, b));
+                    Tensor got = cai::kernels::matvec_i8_forward_many(x, {q}, {scale}, {b})[0];
+                    CHECK(got.scalar_type() == type);
+                    check_close(got, matvec_i8_reference(x.to(at::kFloat), q, scale, b.to(at::kFloat)), type,
+                                "K " + std::to_string(K) + " N " + std::to_string(N) + " rows " + std::to_string(rows));
+                }
+            }
+        }
+        // A row's result does not depend on the rows computed with it (each row alone vs 20 at once).
+        Tensor w = at::randn({48, 130});
+        auto [q, scale] = cai::kernels::int8_quantize_rows(w);
+        Tensor x = randn({cai::kernels::cpu_has_avx512_vnni() ? 20 : 8, 130}, type);
+        Tensor all = cai::kernels::matvec_i8_forward_many(x, {q}, {scale})[0];
+        for (int64_t r = 0; r < x.size(0); ++r) {
+            Tensor one = cai::kernels::matvec_i8_forward_many(x.narrow(0, r, 1), {q}, {scale})[0];
+            CHECK(at::equal(one, all.narrow(0, r, 1)));
+        }
+        // Several projections in one pass, one with a bias.
+        Tensor xs = randn({1, 1, 96}, type);
+        auto [q1, s1] = cai::kernels::int8_quantize_rows(at::randn({32, 96}));
+        auto [q2, s2] = cai::kernels::int8_quantize_rows(at::randn({16, 96}));
+        Tensor b2 = randn({16}, type);
+        auto outs = cai::kernels::matvec_i8_forward_many(xs, {q1, q2}, {s1, s2}, {Tensor(), b2});
+        CHECK(outs[1].sizes() == at::IntArrayRef({1, 1, 16}));
+        check_close(outs[0], matvec_i8_reference(xs.to(at::kFloat), q1, s1, Tensor()), type, "first of two");
+        check_close(outs[1], matvec_i8_reference(xs.to(at::kFloat), q2, s2, b2.to(at::kFloat)), type, "second of two");
+    }
+    // Not taken: float weights, a gradient wanted, kernels off.
+    auto [q, scale] = cai::kernels::int8_quantize_rows(at::randn({4, 8}));
+    CHECK_FALSE(cai::kernels::matvec_i8_applies(at::randn({1, 8}), at::randn({4, 8}), scale));
+    {
+        at::AutoGradMode grad(true);
+        CHECK_FALSE(cai::kernels::matvec_i8_applies(at::randn({1, 8}).requires_grad_(), q, scale));
+    }
+    {
+        scoped_enabled off(false);
+        CHECK_FALSE(cai::kernels::matvec_i8_applies(at::randn({1, 8}), q, scale));
+    }
+}
+
+namespace {
+
 // The plain path of model.cpp: q (B, T, H, D), caches (B, cap, Hkv, D).
 Tensor attention_plain(const Tensor& q, const Tensor& kc, const Tensor& vc, const Tensor& positions,
                        const Tensor& filled, int64_t key_len, int64_t window, double scale, double cap) {

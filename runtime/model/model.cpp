@@ -19,6 +19,7 @@
 #include "kernels/gemm.h"
 #include "kernels/lora_linear.h"
 #include "kernels/matvec.h"
+#include "model/weight_memory.h"
 #include "kernels/rms_norm.h"
 #include "kernels/rotary.h"
 
@@ -505,11 +506,14 @@ void model::set_lora_enabled(bool enabled) {
 }
 
 void model::quantize_int8() {
-    auto quantize = [](linear& l) {
+    // The int8 matrices go to 2 MiB pages as the loader's float ones did (weight_memory.h).
+    const bool huge_pages = huge_pages_wanted();
+    weight_memory matrices;
+    auto quantize = [&](linear& l) {
         if (l.quantized()) return;
         if (l.lora_merged) fail("model: unmerge the LoRA adapters before quantizing the weights to int8");
         auto [q, scale] = kernels::int8_quantize_rows(l.weight);
-        l.weight_q = q;
+        l.weight_q = huge_pages ? matrices.place(q) : q;
         l.weight_scale = scale;
         l.weight = at::Tensor();
     };

@@ -12,7 +12,9 @@
 //
 // Side by side with llama.cpp on the same weights (bench/llamacpp/run.sh):
 //   build/bench_kernels export DIR          the ~100M Llama as an HF directory + DIR/prompt.txt
-//   build/bench_kernels decode DIR f32|bf16 decode tok/s of that directory loaded as users
+//   build/bench_kernels sweep DIR f32|bf16|int8  prefill 64/512 and decode at 1/4/16/32 sequences, as
+//                                           llama-bench and llama-batched-bench time them (native.sh)
+//   build/bench_kernels decode DIR f32|bf16|int8 decode tok/s of that directory loaded as users
 //                                           load it; greedy tokens and DIR/cairun_<dtype>.logits
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
@@ -331,9 +333,12 @@ void export_model(const std::string& dir) {
 // best of 3 runs of prefill and decode, printed in one line for
 // bench/llamacpp/run.sh to read.
 void decode_dir(const std::string& dir, const std::string& dtype_arg) {
-    if (dtype_arg != "f32" && dtype_arg != "bf16") throw std::runtime_error("decode: dtype must be f32 or bf16");
-    const at::ScalarType type = dtype_arg == "f32" ? at::kFloat : at::kBFloat16;
+    if (dtype_arg != "f32" && dtype_arg != "bf16" && dtype_arg != "int8")
+        throw std::runtime_error("decode: dtype must be f32, bf16 or int8");
+    // int8: the projections and head as cai.model.load(dir, { weights = "int8" }) makes them, fp32 compute.
+    const at::ScalarType type = dtype_arg == "bf16" ? at::kBFloat16 : at::kFloat;
     auto m = cai::model::load(dir, type, false);
+    if (dtype_arg == "int8") m->quantize_int8();
     std::ifstream in(dir + "/prompt.txt");
     std::vector<int64_t> prompt;
     for (int64_t id; in >> id;) prompt.push_back(id);
@@ -367,6 +372,45 @@ void decode_dir(const std::string& dir, const std::string& dtype_arg) {
     std::printf("\n");
 }
 
+// The shapes llama.cpp's llama-bench and llama-batched-bench time, on dir
+// loaded as users load it (dtype f32, bf16 or int8): prefill of 64 and 512
+// tokens (one sequence, the last position's logits), and greedy decode of 32
+// tokens after a 64-token prompt for 1, 4, 16 and 32 sequences at once (tok/s
+// over all sequences, as llama-batched-bench's S_TG). Best of 3; one line each.
+void sweep_dir(const std::string& dir, const std::string& dtype_arg) {
+    if (dtype_arg != "f32" && dtype_arg != "bf16" && dtype_arg != "int8")
+        throw std::runtime_error("sweep: dtype must be f32, bf16 or int8");
+    const at::ScalarType type = dtype_arg == "bf16" ? at::kBFloat16 : at::kFloat;
+    auto m = cai::model::load(dir, type, false);
+    if (dtype_arg == "int8") m->quantize_int8();
+    const int64_t V = m->config.vocab_size;
+    at::manual_seed(3);
+    for (int64_t len : {int64_t(64), int64_t(512)}) {
+        at::Tensor ids = at::randint(3, V, {1, len}, at::kLong);
+        double best = 1e30;
+        for (int run = 0; run < 3; ++run) {
+            auto t0 = std::chrono::steady_clock::now();
+            at::Tensor h = m->hidden_states(ids);
+            greedy(m->logits_from_hidden(h.narrow(1, len - 1, 1)));
+            best = std::min(best, bench::seconds_since(t0));
+        }
+        std::printf("cairun %s prefill %lld tok_s %.1f\n", dtype_arg.c_str(), (long long)len, len / best);
+    }
+    const int64_t steps = 32;
+    for (int64_t batch : {1, 4, 16, 32}) {
+        at::Tensor ids = at::randint(3, V, {batch, prompt_len}, at::kLong);
+        double best = 1e30;
+        for (int run = 0; run < 3; ++run) {
+            cai::kv_cache cache = m->new_cache(batch, prompt_len + steps + 1);
+            at::Tensor next = greedy(m->forward(ids, {}, &cache).narrow(1, prompt_len - 1, 1));
+            auto t0 = std::chrono::steady_clock::now();
+            for (int64_t s = 0; s < steps; ++s) next = greedy(m->forward(next, {}, &cache));
+            best = std::min(best, bench::seconds_since(t0));
+        }
+        std::printf("cairun %s decode %lld tok_s %.1f\n", dtype_arg.c_str(), (long long)batch, batch * steps / best);
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -376,12 +420,13 @@ int main(int argc, char** argv) {
     try {
         if (only == "export" && argc == 3) return export_model(argv[2]), 0;
         if (only == "decode" && argc == 4) return decode_dir(argv[2], argv[3]), 0;
+        if (only == "sweep" && argc == 4) return sweep_dir(argv[2], argv[3]), 0;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "bench_kernels: %s\n", e.what());
         return 1;
     }
-    if (only == "export" || only == "decode") {
-        std::fprintf(stderr, "usage: bench_kernels export DIR | bench_kernels decode DIR f32|bf16\n");
+    if (only == "export" || only == "decode" || only == "sweep") {
+        std::fprintf(stderr, "usage: bench_kernels export DIR | bench_kernels decode|sweep DIR f32|bf16|int8\n");
         return 2;
     }
     std::printf("machine: threads %d (matrix-vector products: %d), kernels isa %s%s\n", at::get_num_threads(),

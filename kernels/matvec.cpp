@@ -85,8 +85,9 @@ bool matvec_i8_applies(const at::Tensor& x, const at::Tensor& w_q, const at::Ten
     const int64_t K = w_q.size(1);
     if (x.size(-1) != K || K == 0 || w_q.size(0) == 0) return false;
     const int64_t rows = x.numel() / K;
-    // With VNNI every row count takes the kernel (8 rows a pass), so a row's
-    // result never depends on how many rows came with it.
+    // With VNNI every row count takes the kernel (8 rows a register block, the
+    // weights read once from memory), so a row's result never depends on how
+    // many rows came with it.
     if (rows < 1 || (rows > matvec_max_rows && !cpu_has_avx512_vnni())) return false;
     if (at::GradMode::is_enabled() && (x.requires_grad() || (bias.defined() && bias.requires_grad()))) return false;
     return true;
@@ -108,28 +109,21 @@ std::vector<at::Tensor> matvec_i8_forward_many(const at::Tensor& x, const std::v
     const int64_t K = x.size(-1), R = x.numel() / K;
     const bool bf16 = x.scalar_type() == at::kBFloat16;
     const at::Tensor xc = x.is_contiguous() ? x : x.contiguous();
-    const int64_t elem = (int64_t)xc.element_size();
     std::vector<at::Tensor> outs;
     std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
     for (size_t i = 0; i < ws_q.size(); ++i) {
         shape.back() = ws_q[i].size(0);
         outs.push_back(at::empty(shape, x.options()));
     }
-    // matvec_max_rows rows of x a pass; each pass writes those rows of every output.
-    for (int64_t r0 = 0; r0 < R; r0 += matvec_max_rows) {
-        const int64_t rows = std::min<int64_t>(matvec_max_rows, R - r0);
-        std::vector<mv_segment> segs;
-        for (size_t i = 0; i < ws_q.size(); ++i) {
-            const int64_t N = ws_q[i].size(0);
-            const at::Tensor b = biases.empty() || !biases[i].defined() ? at::Tensor() : biases[i].contiguous();
-            char* out = static_cast<char*>(outs[i].data_ptr()) + r0 * N * elem;
-            mv_segment seg{ws_q[i].data_ptr(), b.defined() ? b.data_ptr() : nullptr, out, N};
-            seg.scale = scales[i].data_ptr<float>();
-            segs.push_back(seg);
-        }
-        const char* xr = static_cast<const char*>(xc.data_ptr()) + r0 * K * elem;
-        CAI_KERNELS_CALL(matvec_i8, xr, rows, K, segs.data(), (int)segs.size(), bf16, matvec_threads());
+    std::vector<mv_segment> segs;
+    for (size_t i = 0; i < ws_q.size(); ++i) {
+        const int64_t N = ws_q[i].size(0);
+        const at::Tensor b = biases.empty() || !biases[i].defined() ? at::Tensor() : biases[i].contiguous();
+        mv_segment seg{ws_q[i].data_ptr(), b.defined() ? b.data_ptr() : nullptr, outs[i].data_ptr(), N};
+        seg.scale = scales[i].data_ptr<float>();
+        segs.push_back(seg);
     }
+    CAI_KERNELS_CALL(matvec_i8, xc.data_ptr(), R, K, segs.data(), (int)segs.size(), bf16, matvec_threads());
     return outs;
 }
 

@@ -213,21 +213,17 @@ inline void matvec_rows_i8(const uint8_t* w, const float* x, int64_t K, int64_t 
 // +128 offset adds.
 constexpr int64_t qblock = 64;
 struct quantized_x {
-    int8_t* q = nullptr;      // (R, Kp)
-    float* scale = nullptr;   // (R, nb)
-    float corr[8] = {};       // (R)
+    const int8_t* q = nullptr;     // (R, Kp)
+    const float* scale = nullptr;  // (R, nb)
+    float corr[8] = {};            // (R)
     int64_t Kp = 0, nb = 0;
 };
-// Fills out for x (R <= 8 rows of K) in buffers of this thread (no allocation per call).
-inline void quantize_x(const float* x, int R, int64_t K, quantized_x& out) {
-    static thread_local std::vector<int8_t> qbuf;
-    static thread_local std::vector<float> sbuf;
+// Quantizes R <= 8 rows of x (K each) into q (R, Kp) and scale (R, nb), which out then names.
+inline void quantize_x(const float* x, int R, int64_t K, int8_t* q, float* scale, quantized_x& out) {
     out.nb = (K + qblock - 1) / qblock;
     out.Kp = out.nb * qblock;
-    if ((int64_t)qbuf.size() < R * out.Kp) qbuf.resize((size_t)(R * out.Kp));
-    if ((int64_t)sbuf.size() < R * out.nb) sbuf.resize((size_t)(R * out.nb));
-    out.q = qbuf.data();
-    out.scale = sbuf.data();
+    out.q = q;
+    out.scale = scale;
     for (int r = 0; r < R; ++r) {
         double corr = 0;
         for (int64_t b = 0; b < out.nb; ++b) {
@@ -242,16 +238,16 @@ inline void quantize_x(const float* x, int R, int64_t K, quantized_x& out) {
                 amax = _mm512_max_ps(amax, _mm512_abs_ps(v[j]));
             }
             const float a = _mm512_reduce_max_ps(amax);
-            const float s = a / 127.f, inv = a > 0 ? 127.f / a : 0.f;
+            const float sc = a / 127.f, inv = a > 0 ? 127.f / a : 0.f;
             __m512i sum = _mm512_setzero_si512();
-            int8_t* qb = out.q + r * out.Kp + k0;
+            int8_t* qb = q + r * out.Kp + k0;
             for (int j = 0; j < 4; ++j) {
-                const __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(v[j], _mm512_set1_ps(inv)));  // nearest even
-                sum = _mm512_add_epi32(sum, q);
-                _mm_storeu_si128(reinterpret_cast<__m128i*>(qb + 16 * j), _mm512_cvtsepi32_epi8(q));
+                const __m512i qv = _mm512_cvtps_epi32(_mm512_mul_ps(v[j], _mm512_set1_ps(inv)));  // nearest even
+                sum = _mm512_add_epi32(sum, qv);
+                _mm_storeu_si128(reinterpret_cast<__m128i*>(qb + 16 * j), _mm512_cvtsepi32_epi8(qv));
             }
-            out.scale[r * out.nb + b] = s;
-            corr += 128.0 * (double)s * (double)_mm512_reduce_add_epi32(sum);
+            scale[r * out.nb + b] = sc;
+            corr += 128.0 * (double)sc * (double)_mm512_reduce_add_epi32(sum);
         }
         out.corr[r] = (float)corr;
     }
@@ -344,9 +340,28 @@ void matvec_i8_range(const float* x, const void* xq, int64_t K, const mv_segment
     }
 }
 
-// x: (R, K) float32 or bf16 (widened to float32 once).
-template <bool BF, int R>
-void matvec_i8_all(const void* x_in, int64_t K, const mv_segment* segs, int nsegs, int threads) {
+template <bool BF>
+void matvec_i8_chunk(int64_t rows, const float* x, const void* xq, int64_t K, const mv_segment& s, int64_t begin,
+                     int64_t end) {
+    switch (rows) {
+        case 1: return matvec_i8_range<BF, 1>(x, xq, K, s, begin, end);
+        case 2: return matvec_i8_range<BF, 2>(x, xq, K, s, begin, end);
+        case 3: return matvec_i8_range<BF, 3>(x, xq, K, s, begin, end);
+        case 4: return matvec_i8_range<BF, 4>(x, xq, K, s, begin, end);
+        case 5: return matvec_i8_range<BF, 5>(x, xq, K, s, begin, end);
+        case 6: return matvec_i8_range<BF, 6>(x, xq, K, s, begin, end);
+        case 7: return matvec_i8_range<BF, 7>(x, xq, K, s, begin, end);
+        case 8: return matvec_i8_range<BF, 8>(x, xq, K, s, begin, end);
+    }
+}
+
+// x: (R, K) float32 or bf16 (widened to float32 once), any R. The rows go 8
+// at a time (one register block); each thread takes its weight rows in tiles
+// of 32 and runs every 8-row chunk of x over a tile while it is in cache, so
+// R rows cost about one pass over the weights from memory, and a row's result
+// never depends on the rows computed with it.
+template <bool BF>
+void matvec_i8_typed(const void* x_in, int64_t R, int64_t K, const mv_segment* segs, int nsegs, int threads) {
     int64_t total = 0;
     for (int i = 0; i < nsegs; ++i) total += segs[i].n;
     const int64_t grain = std::max<int64_t>(16, (int64_t)(262144 / std::max<int64_t>(K, 1)));
@@ -357,35 +372,40 @@ void matvec_i8_all(const void* x_in, int64_t K, const mv_segment* segs, int nseg
         for (int64_t i = 0; i < R * K; ++i) widened[(size_t)i] = bf16_to_float(static_cast<const uint16_t*>(x_in)[i]);
         x = widened.data();
     }
-    const void* xq = nullptr;
+    const int64_t chunks = (R + 7) / 8;
+    auto rows_of = [&](int64_t c) { return std::min<int64_t>(8, R - 8 * c); };
+    std::vector<const void*> xq((size_t)chunks, nullptr);
 #if defined(CPU_CAPABILITY_AVX512)
-    quantized_x q;
+    std::vector<quantized_x> q((size_t)chunks);
+    std::vector<int8_t> qbuf;
+    std::vector<float> sbuf;
     if (has_vnni()) {
-        quantize_x(x, R, K, q);
-        xq = &q;
+        const int64_t nb = (K + qblock - 1) / qblock;
+        qbuf.resize((size_t)(R * nb * qblock));
+        sbuf.resize((size_t)(R * nb));
+        for (int64_t c = 0; c < chunks; ++c) {
+            quantize_x(x + 8 * c * K, (int)rows_of(c), K, qbuf.data() + 8 * c * nb * qblock, sbuf.data() + 8 * c * nb,
+                       q[(size_t)c]);
+            xq[(size_t)c] = &q[(size_t)c];
+        }
     }
 #endif
+    const int64_t elem = BF ? 2 : 4;
     parallel_parts(total, grain, 8, threads, [&](int64_t begin, int64_t end) {
-        int64_t base = 0;
-        for (int i = 0; i < nsegs && base < end; base += segs[i].n, ++i) {
-            int64_t lo = std::max(begin, base) - base, hi = std::min(end, base + segs[i].n) - base;
-            if (lo < hi) matvec_i8_range<BF, R>(x, xq, K, segs[i], lo, hi);
+        for (int64_t t0 = begin; t0 < end; t0 += 32) {
+            const int64_t t1 = std::min(end, t0 + 32);
+            for (int64_t c = 0; c < chunks; ++c) {
+                int64_t base = 0;
+                for (int i = 0; i < nsegs && base < t1; base += segs[i].n, ++i) {
+                    const int64_t lo = std::max(t0, base) - base, hi = std::min(t1, base + segs[i].n) - base;
+                    if (lo >= hi) continue;
+                    mv_segment s = segs[i];
+                    s.out = static_cast<char*>(s.out) + 8 * c * s.n * elem;
+                    matvec_i8_chunk<BF>(rows_of(c), x + 8 * c * K, xq[(size_t)c], K, s, lo, hi);
+                }
+            }
         }
     });
-}
-
-template <bool BF>
-void matvec_i8_typed(const void* x, int64_t R, int64_t K, const mv_segment* segs, int nsegs, int threads) {
-    switch (R) {
-        case 1: return matvec_i8_all<BF, 1>(x, K, segs, nsegs, threads);
-        case 2: return matvec_i8_all<BF, 2>(x, K, segs, nsegs, threads);
-        case 3: return matvec_i8_all<BF, 3>(x, K, segs, nsegs, threads);
-        case 4: return matvec_i8_all<BF, 4>(x, K, segs, nsegs, threads);
-        case 5: return matvec_i8_all<BF, 5>(x, K, segs, nsegs, threads);
-        case 6: return matvec_i8_all<BF, 6>(x, K, segs, nsegs, threads);
-        case 7: return matvec_i8_all<BF, 7>(x, K, segs, nsegs, threads);
-        case 8: return matvec_i8_all<BF, 8>(x, K, segs, nsegs, threads);
-    }
 }
 
 // ------------------------------------------------------------- attention

@@ -51,7 +51,7 @@ enum class gate_act { silu, gelu_tanh, gelu_erf, relu };
     void matvec(const void* x, int64_t R, int64_t K, const mv_segment* segs, int nsegs, bool bf16,          \
                 int threads);                                                                                \
     /* the same with uint8 weights (the int8 value + 128) and per-row float32 scales; x, bias, out in */    \
-    /* float32 or bf16 (bf16). With AVX512-VNNI x is quantized per 64-wide block to int8 (vpdpbusd) */     \
+    /* float32 or bf16 (bf16), any R. With AVX512-VNNI x is quantized per 64-wide block to int8 */        \
     void matvec_i8(const void* x, int64_t R, int64_t K, const mv_segment* segs, int nsegs, bool bf16,       \
                    int threads);                                                                             \
     /* q, out: (B, T, H, D); k, v: (B, capacity, Hkv, D); positions: (B, T); filled: (B) */                  \

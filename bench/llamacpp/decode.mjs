@@ -4,15 +4,15 @@
 // present), then time greedy decode steps; the best of 3 runs of prefill and
 // decode, printed in the format bench_kernels decode prints.
 //
-//   node decode.mjs MODEL_DIR MODEL.gguf f32|bf16 THREADS
+//   node decode.mjs MODEL_DIR MODEL.gguf f32|bf16|int8 THREADS   (int8: a Q8_0 file)
 import fs from "node:fs";
 import path from "node:path";
 import {getLlama, LlamaLogLevel} from "node-llama-cpp";
 
 const [modelDir, ggufPath, dtype, threadsArg] = process.argv.slice(2);
 const threads = Number(threadsArg);
-if (!modelDir || !ggufPath || !["f32", "bf16"].includes(dtype) || !(threads > 0)) {
-    console.error("usage: node decode.mjs MODEL_DIR MODEL.gguf f32|bf16 THREADS");
+if (!modelDir || !ggufPath || !["f32", "bf16", "int8"].includes(dtype) || !(threads > 0)) {
+    console.error("usage: node decode.mjs MODEL_DIR MODEL.gguf f32|bf16|int8 THREADS");
     process.exit(2);
 }
 const promptPath = path.join(modelDir, "prompt.txt");

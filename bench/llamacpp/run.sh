@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Decode side by side with llama.cpp on the same weights: the ~100M Llama of
-# build/bench_kernels, written as an HF directory and converted to GGUF (f32
-# and bf16), decoded greedily by cairun (as users load it) and by llama.cpp
+# build/bench_kernels, written as an HF directory and converted to GGUF (f32,
+# bf16, and Q8_0 against cairun's int8 weights), decoded greedily by cairun (as users load it) and by llama.cpp
 # (node-llama-cpp's prebuilt CPU build, from the npm registry), alternating
 # runs so that both see the same machine. Prints tokens/s, cairun / llama.cpp,
 # the logits' agreement after the prompt and how many greedy tokens agree.
@@ -29,17 +29,18 @@ work="${WORK_DIR:-$root/build/llamacpp-bench}"
 mkdir -p "$work"
 dir="$work/llama-100m"
 [ -f "$dir/model.safetensors" ] || "$bench" export "$dir"
-for t in f32 bf16; do
+for t in f32 bf16 q8_0; do
   [ -f "$work/llama-100m-$t.gguf" ] || node "$here/to_gguf.mjs" "$dir" "$work/llama-100m-$t.gguf" "$t"
 done
+gguf_of() { [ "$1" = int8 ] && echo "$work/llama-100m-q8_0.gguf" || echo "$work/llama-100m-$1.gguf"; }
 
 log="$work/runs.txt"
 : > "$log"
 for r in $(seq "$rounds"); do
-  for t in f32 bf16; do
+  for t in f32 bf16 int8; do
     "$bench" decode "$dir" "$t" | tee -a "$log"
     for n in $threads; do
-      node "$here/decode.mjs" "$dir" "$work/llama-100m-$t.gguf" "$t" "$n" | tee -a "$log"
+      node "$here/decode.mjs" "$dir" "$(gguf_of "$t")" "$t" "$n" | tee -a "$log"
     done
   done
 done
@@ -50,7 +51,7 @@ const value = (w, key) => w[w.indexOf(key) + 1];
 const tokens = (w) => w.slice(w.indexOf("tokens") + 1).join(" ");
 console.log("\n        decode tok/s (greedy, batch 1)                 prefill tok/s (64 tokens)");
 console.log("dtype   cairun  llama.cpp (threads)  ratio      cairun  llama.cpp  ratio   logits |diff|/max  greedy tokens equal");
-for (const t of ["f32", "bf16"]) {
+for (const t of ["f32", "bf16", "int8"]) {
   const ours = lines.filter((w) => w[0] === "cairun" && w[1] === t);
   const theirs = lines.filter((w) => w[0] === "llama.cpp" && w[1] === t);
   const rate = (key) => (w) => Number(value(w, key));

@@ -2,7 +2,12 @@
 // or BF16) as a GGUF v3 file llama.cpp loads, so that both runtimes decode the
 // very same weights.
 //
-//   node to_gguf.mjs MODEL_DIR OUT.gguf f32|bf16
+//   node to_gguf.mjs MODEL_DIR OUT.gguf f32|bf16|q8_0
+//
+// q8_0: every matrix but token_embd in llama.cpp's Q8_0 blocks (32 weights,
+// an f16 scale max|x| / 127 and round(x / scale) as int8), the embeddings and
+// norms in float32: the weights cairun's int8 decode reads, quantized the
+// llama.cpp way.
 //
 // The layout follows llama.cpp's own converter: tensors renamed to GGUF names,
 // q/k rows permuted from Hugging Face's rotate-half order to GGML's adjacent
@@ -15,8 +20,8 @@ import fs from "node:fs";
 import path from "node:path";
 
 const [modelDir, outPath, outType] = process.argv.slice(2);
-if (!modelDir || !outPath || !["f32", "bf16"].includes(outType)) {
-    console.error("usage: node to_gguf.mjs MODEL_DIR OUT.gguf f32|bf16");
+if (!modelDir || !outPath || !["f32", "bf16", "q8_0"].includes(outType)) {
+    console.error("usage: node to_gguf.mjs MODEL_DIR OUT.gguf f32|bf16|q8_0");
     process.exit(2);
 }
 
@@ -113,7 +118,46 @@ function add(ggufName, t) {
             return f32[0];
         });
     }
-    tensors.push({name: ggufName, shape: t.shape, data, type: outType === "bf16" && !oneDim ? "bf16" : "f32"});
+    let type = "f32";
+    if (!oneDim && outType === "bf16") type = "bf16";
+    if (!oneDim && outType === "q8_0" && ggufName !== "token_embd.weight") {
+        if (t.shape[1] % 32 !== 0) fail(`${ggufName}: rows of ${t.shape[1]} values; Q8_0 needs a multiple of 32`);
+        type = "q8_0";
+    }
+    tensors.push({name: ggufName, shape: t.shape, data, type});
+}
+
+// float32 -> IEEE half bits, round to nearest even (finite, normal or subnormal range).
+function f16Bits(x) {
+    f32[0] = x;
+    const u = u32[0], sign = (u >>> 16) & 0x8000;
+    let exp = ((u >>> 23) & 0xff) - 127 + 15, mant = u & 0x7fffff;
+    if (exp >= 31) return sign | 0x7c00;
+    if (exp <= 0) {
+        if (exp < -10) return sign;
+        mant |= 0x800000;
+        const shift = 14 - exp;
+        let half = mant >>> shift;
+        const rest = mant & ((1 << shift) - 1), mid = 1 << (shift - 1);
+        if (rest > mid || (rest === mid && (half & 1))) half += 1;
+        return sign | half;
+    }
+    let half = (exp << 10) | (mant >>> 13);
+    const rest = mant & 0x1fff;
+    if (rest > 0x1000 || (rest === 0x1000 && (half & 1))) half += 1;
+    return sign | half;
+}
+// A matrix as Q8_0 blocks: per 32 values 2 bytes of f16 scale and 32 int8.
+function q8_0Bytes(data) {
+    const blocks = data.length / 32, out = Buffer.alloc(blocks * 34);
+    for (let b = 0; b < blocks; ++b) {
+        let amax = 0;
+        for (let i = 0; i < 32; ++i) amax = Math.max(amax, Math.abs(data[b * 32 + i]));
+        const d = amax / 127, id = d > 0 ? 1 / d : 0;
+        out.writeUInt16LE(f16Bits(d), b * 34);
+        for (let i = 0; i < 32; ++i) out.writeInt8(Math.round(data[b * 32 + i] * id), b * 34 + 2 + i);
+    }
+    return out;
 }
 add("token_embd.weight", tensor("model.embed_tokens.weight"));
 for (let i = 0; i < layers; ++i) {
@@ -133,7 +177,7 @@ add("output.weight", tensor("lm_head.weight"));
 
 // --- GGUF v3 ---
 const T = {u32: 4, i32: 5, f32: 6, bool: 7, str: 8, arr: 9};
-const GGML = {f32: 0, bf16: 30};
+const GGML = {f32: 0, q8_0: 8, bf16: 30};
 const ALIGN = 32;
 const parts = [];
 const u32b = (v) => { const b = Buffer.alloc(4); b.writeUInt32LE(v); return b; };
@@ -160,7 +204,7 @@ function putArray(key, elemType, values) {
 }
 put("general.architecture", "str", "llama");
 put("general.name", "str", path.basename(path.resolve(modelDir)));
-put("general.file_type", "u32", outType === "bf16" ? 32 : 0);
+put("general.file_type", "u32", outType === "bf16" ? 32 : outType === "q8_0" ? 7 : 0);
 put("general.alignment", "u32", ALIGN);
 put("llama.vocab_size", "u32", vocab);
 put("llama.context_length", "u32", context);
@@ -193,7 +237,7 @@ const pad = (n) => (ALIGN - (n % ALIGN)) % ALIGN;
 const infos = [];
 let offset = 0;
 for (const t of tensors) {
-    const bytes = t.data.length * (t.type === "bf16" ? 2 : 4);
+    const bytes = t.type === "q8_0" ? (t.data.length / 32) * 34 : t.data.length * (t.type === "bf16" ? 2 : 4);
     const dims = [...t.shape].reverse();  // GGML lists the fastest-moving dimension first
     infos.push(Buffer.concat([strb(t.name), u32b(dims.length), ...dims.map(u64b), u32b(GGML[t.type]), u64b(offset)]));
     t.offset = offset;
@@ -203,7 +247,9 @@ const head = Buffer.concat([Buffer.from("GGUF", "ascii"), u32b(3), u64b(tensors.
 parts.push(head, Buffer.alloc(pad(head.length)));
 for (const t of tensors) {
     let b;
-    if (t.type === "bf16") {
+    if (t.type === "q8_0") {
+        b = q8_0Bytes(t.data);
+    } else if (t.type === "bf16") {
         b = Buffer.alloc(t.data.length * 2);
         for (let i = 0; i < t.data.length; ++i) b.writeUInt16LE(bf16Bits(t.data[i]), i * 2);
     } else {

@@ -19,7 +19,7 @@ bool matvec_applies(const at::Tensor& x, const at::Tensor& w, const at::Tensor& 
     const int64_t K = w.size(1);
     if (x.size(-1) != K || K == 0 || w.size(0) == 0) return false;
     const int64_t rows = x.numel() / K;
-    if (rows < 1 || rows > matvec_max_rows) return false;
+    if (rows < 1 || rows > matvec_batch_rows) return false;
     if (at::GradMode::is_enabled() && (x.requires_grad() || w.requires_grad() || (bias.defined() && bias.requires_grad())))
         return false;
     return true;
@@ -34,7 +34,7 @@ std::vector<at::Tensor> matvec_forward_many(const at::Tensor& x, const std::vect
         const at::Tensor& b = biases.empty() ? at::Tensor() : biases[i];
         if (!matvec_applies(x, ws[i], b))
             fail("matvec: weight ", i, " ", ws[i].sizes(), " (", ws[i].scalar_type(), ") does not fit x ", x.sizes(),
-                 " (", x.scalar_type(), "): need the same dtype, contiguous weights and at most ", matvec_max_rows,
+                 " (", x.scalar_type(), "): need the same dtype, contiguous weights and at most ", matvec_batch_rows,
                  " rows of x (check matvec_applies first)");
     }
     const int64_t K = x.size(-1), R = x.numel() / K;

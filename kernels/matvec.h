@@ -12,10 +12,16 @@
 
 namespace cai::kernels {
 
+// Rows of x in one register block (a decode step of up to 8 rows, the decode
+// attention's limit too).
 constexpr int64_t matvec_max_rows = 8;
+// Rows of x matvec_forward takes in one call: 8 a block, the weights read
+// from memory once for all of them (batched decode; above this, prefill-sized
+// products go to the GEMM).
+constexpr int64_t matvec_batch_rows = 32;
 
 // Whether matvec_forward takes x against w (and bias): kernels on, x has at
-// most matvec_max_rows rows, x, w and bias share a dtype (float32 or bf16), w
+// most matvec_batch_rows rows, x, w and bias share a dtype (float32 or bf16), w
 // is contiguous and no gradient is wanted.
 bool matvec_applies(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias = {});
 

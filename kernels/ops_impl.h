@@ -119,10 +119,28 @@ void matvec_range(const float* x, const uint16_t* xb, int64_t K, const mv_segmen
 }
 
 
-template <bool BF, int R>
-// x: (R, K) in the weights' dtype. bf16 x goes to vdpbf16ps as it is where
-// the CPU has it, and is widened to float32 once otherwise.
-void matvec_all(const void* x_in, int64_t K, const mv_segment* segs, int nsegs, int threads) {
+template <bool BF>
+void matvec_chunk(int64_t rows, const float* x, const uint16_t* xb, int64_t K, const mv_segment& s, int64_t begin,
+                  int64_t end) {
+    switch (rows) {
+        case 1: return matvec_range<BF, 1>(x, xb, K, s, begin, end);
+        case 2: return matvec_range<BF, 2>(x, xb, K, s, begin, end);
+        case 3: return matvec_range<BF, 3>(x, xb, K, s, begin, end);
+        case 4: return matvec_range<BF, 4>(x, xb, K, s, begin, end);
+        case 5: return matvec_range<BF, 5>(x, xb, K, s, begin, end);
+        case 6: return matvec_range<BF, 6>(x, xb, K, s, begin, end);
+        case 7: return matvec_range<BF, 7>(x, xb, K, s, begin, end);
+        case 8: return matvec_range<BF, 8>(x, xb, K, s, begin, end);
+    }
+}
+
+// x: (R, K) in the weights' dtype, any R. bf16 x goes to vdpbf16ps as it is
+// where the CPU has it, and is widened to float32 once otherwise. The rows go
+// 8 at a time (one register block); with more than 8, each thread takes its
+// weight rows in tiles of 32 and runs every 8-row chunk over a tile while it
+// is in cache, so R rows cost about one pass over the weights from memory.
+template <bool BF>
+void matvec_typed(const void* x_in, int64_t R, int64_t K, const mv_segment* segs, int nsegs, int threads) {
     int64_t total = 0;
     for (int i = 0; i < nsegs; ++i) total += segs[i].n;
     const int64_t grain = std::max<int64_t>(16, (int64_t)(65536 / std::max<int64_t>(K, 1)));
@@ -137,27 +155,24 @@ void matvec_all(const void* x_in, int64_t K, const mv_segment* segs, int nsegs, 
         for (int64_t i = 0; i < R * K; ++i) widened[(size_t)i] = bf16_to_float(static_cast<const uint16_t*>(x_in)[i]);
         x = widened.data();
     }
+    const int64_t chunks = (R + 7) / 8, elem = BF ? 2 : 4;
+    const int64_t tile = chunks == 1 ? std::numeric_limits<int64_t>::max() : 32;
     parallel_parts(total, grain, 8, threads, [&](int64_t begin, int64_t end) {
-        int64_t base = 0;
-        for (int i = 0; i < nsegs && base < end; base += segs[i].n, ++i) {
-            int64_t lo = std::max(begin, base) - base, hi = std::min(end, base + segs[i].n) - base;
-            if (lo < hi) matvec_range<BF, R>(x, xb, K, segs[i], lo, hi);
+        for (int64_t t0 = begin; t0 < end; t0 += std::min(tile, end - t0)) {
+            const int64_t t1 = std::min(end, t0 + std::min(tile, end - t0));
+            for (int64_t c = 0; c < chunks; ++c) {
+                int64_t base = 0;
+                for (int i = 0; i < nsegs && base < t1; base += segs[i].n, ++i) {
+                    const int64_t lo = std::max(t0, base) - base, hi = std::min(t1, base + segs[i].n) - base;
+                    if (lo >= hi) continue;
+                    mv_segment s = segs[i];
+                    s.out = static_cast<char*>(s.out) + 8 * c * s.n * elem;
+                    matvec_chunk<BF>(std::min<int64_t>(8, R - 8 * c), x ? x + 8 * c * K : nullptr,
+                                     xb ? xb + 8 * c * K : nullptr, K, s, lo, hi);
+                }
+            }
         }
     });
-}
-
-template <bool BF>
-void matvec_typed(const void* x, int64_t R, int64_t K, const mv_segment* segs, int nsegs, int threads) {
-    switch (R) {
-        case 1: return matvec_all<BF, 1>(x, K, segs, nsegs, threads);
-        case 2: return matvec_all<BF, 2>(x, K, segs, nsegs, threads);
-        case 3: return matvec_all<BF, 3>(x, K, segs, nsegs, threads);
-        case 4: return matvec_all<BF, 4>(x, K, segs, nsegs, threads);
-        case 5: return matvec_all<BF, 5>(x, K, segs, nsegs, threads);
-        case 6: return matvec_all<BF, 6>(x, K, segs, nsegs, threads);
-        case 7: return matvec_all<BF, 7>(x, K, segs, nsegs, threads);
-        case 8: return matvec_all<BF, 8>(x, K, segs, nsegs, threads);
-    }
 }
 
 // ------------------------------------------------------------ int8 matvec

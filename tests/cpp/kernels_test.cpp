@@ -56,7 +56,7 @@ TEST_CASE("matvec: few rows against at::linear, fused projections, odd sizes") {
     for (auto type : types()) {
         for (int64_t K : {1, 7, 16, 37, 200}) {
             for (int64_t N : {1, 5, 19, 64}) {
-                for (int64_t rows : {1, 2, 3, 5, 8}) {
+                for (int64_t rows : {1, 2, 3, 5, 8, 9, 20, 32}) {
                     Tensor x = randn({rows, K}, type), w = randn({N, K}, type), b = randn({N}, type);
                     REQUIRE(cai::kernels::matvec_applies(x, w, b));
                     check_close(cai::kernels::matvec_forward(x, w, b), at::linear(x, w, b), type,
@@ -73,10 +73,15 @@ TEST_CASE("matvec: few rows against at::linear, fused projections, odd sizes") {
         check_close(outs[1], at::linear(x, wk, bk), type, "k");
         check_close(outs[2], at::linear(x, wv), type, "v");
         CHECK(outs[1].sizes() == at::IntArrayRef({1, 1, 16}));
+        // A row's result does not depend on the rows computed with it (each alone vs 20 at once).
+        Tensor many = randn({20, 130}, type), wm = randn({300, 130}, type);
+        Tensor all = cai::kernels::matvec_forward(many, wm);
+        for (int64_t r = 0; r < 20; ++r)
+            CHECK(at::equal(cai::kernels::matvec_forward(many.narrow(0, r, 1), wm), all.narrow(0, r, 1)));
     }
     // Not taken: too many rows, mixed dtypes, a gradient wanted, kernels off.
     Tensor w = at::randn({4, 8});
-    CHECK_FALSE(cai::kernels::matvec_applies(at::randn({9, 8}), w));
+    CHECK_FALSE(cai::kernels::matvec_applies(at::randn({33, 8}), w));
     CHECK_FALSE(cai::kernels::matvec_applies(at::randn({1, 8}).to(at::kBFloat16), w));
     {
         at::AutoGradMode grad(true);

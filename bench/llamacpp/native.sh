@@ -26,14 +26,7 @@ for exe in "$bench" "$llama/bin/llama-bench" "$llama/bin/llama-batched-bench"; d
 done
 command -v node >/dev/null || { echo "native.sh: node is needed to write the GGUF files" >&2; exit 1; }
 
-work="${WORK_DIR:-$root/build/llamacpp-bench}"
-mkdir -p "$work"
-dir="$work/llama-100m"
-[ -f "$dir/model.safetensors" ] || "$bench" export "$dir"
-for t in f32 bf16 q8_0; do
-  [ -f "$work/llama-100m-$t.gguf" ] || node "$here/to_gguf.mjs" "$dir" "$work/llama-100m-$t.gguf" "$t"
-done
-gguf_of() { [ "$1" = int8 ] && echo "$work/llama-100m-q8_0.gguf" || echo "$work/llama-100m-$1.gguf"; }
+. "$here/weights.sh"
 
 log="$work/native.txt"
 : > "$log"

@@ -25,14 +25,7 @@ if [ ! -d "$here/node_modules/node-llama-cpp" ]; then
   (cd "$here" && NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm install --no-audit --no-fund --ignore-scripts >/dev/null)
 fi
 
-work="${WORK_DIR:-$root/build/llamacpp-bench}"
-mkdir -p "$work"
-dir="$work/llama-100m"
-[ -f "$dir/model.safetensors" ] || "$bench" export "$dir"
-for t in f32 bf16 q8_0; do
-  [ -f "$work/llama-100m-$t.gguf" ] || node "$here/to_gguf.mjs" "$dir" "$work/llama-100m-$t.gguf" "$t"
-done
-gguf_of() { [ "$1" = int8 ] && echo "$work/llama-100m-q8_0.gguf" || echo "$work/llama-100m-$1.gguf"; }
+. "$here/weights.sh"
 
 log="$work/runs.txt"
 : > "$log"

@@ -129,6 +129,19 @@ function tiny.cache_root()
 end
 
 
+-- Saves m into tmp/final, releases it and renames it to dir, removing tmp.
+-- Two processes may build at once (two tests on a fresh cache): the first
+-- rename wins, the other finds the model there and drops its own copy.
+local function publish(m, tmp, dir)
+  m:save(tmp .. "/final")
+  m:release()
+  local moved, err = os.rename(tmp .. "/final", dir)
+  os.execute("rm -rf " .. shell_quote(tmp))
+  if not moved and not exists(dir .. "/config.json") then
+    error("cai.tiny: cannot move the built model into " .. dir .. ": " .. tostring(err), 4)
+  end
+end
+
 local function build(dir, recipe)
   local tmp = string.format("%s.tmp.%d", dir, pid())
   os.execute("rm -rf " .. shell_quote(tmp) .. " && mkdir -p " .. shell_quote(tmp))
@@ -169,15 +182,7 @@ local function build(dir, recipe)
   }
   cai.log.info(string.format("tiny model pretrained: %d steps, final loss %.3f", metrics.steps or 0,
     metrics.loss or 0 / 0))
-  m:save(tmp .. "/final")
-  m:release()
-  -- Two processes may build at once (two tests on a fresh cache): the first
-  -- rename wins, the other finds the model there and drops its own copy.
-  local moved, err = os.rename(tmp .. "/final", dir)
-  os.execute("rm -rf " .. shell_quote(tmp))
-  if not moved and not exists(dir .. "/config.json") then
-    error("cai.tiny: cannot move the built model into " .. dir .. ": " .. tostring(err), 3)
-  end
+  publish(m, tmp, dir)
 end
 
 -- dir (a built model), made by build_fn() when it is not there yet.
@@ -238,13 +243,7 @@ local function build_helpful(base, dir, seed)
     max_steps = h.steps, learning_rate = h.learning_rate, batch_size = h.batch_size, warmup_ratio = 0.05,
     schedule = "cosine", logging_steps = 50, resume = false }
   m:merge_lora()
-  m:save(tmp .. "/final")
-  m:release()
-  local moved, err = os.rename(tmp .. "/final", dir)
-  os.execute("rm -rf " .. shell_quote(tmp))
-  if not moved and not exists(dir .. "/config.json") then
-    error("cai.tiny: cannot move the built model into " .. dir .. ": " .. tostring(err), 3)
-  end
+  publish(m, tmp, dir)
 end
 
 ---The directory of the tiny model's helpful-only start ("tiny-helpful" to

@@ -108,21 +108,18 @@ at::Tensor linear::forward(const at::Tensor& x) const {
     if (quantized()) {
         if (kernels::matvec_i8_applies(x, weight_q, weight_scale, bias))
             return add_lora(*this, x, kernels::matvec_i8_forward_many(x, {weight_q}, {weight_scale}, {bias})[0]);
-        // Prefill and training: this layer's weights widened for the call (a
-        // constant to autograd: only the adapters train).
-        const at::Tensor w = kernels::int8_dequantize_rows(weight_q, weight_scale, x.scalar_type());
-        if (lora_active(*this) && kernels::lora_linear_applies(x, w, bias, lora_a, lora_b))
-            return kernels::lora_linear(x, w, bias, lora_a, lora_b, lora_scale, lora_dropped(*this, x));
-        const at::Tensor base =
-            kernels::gemm_linear_applies(x, w, bias) ? kernels::gemm_linear(x, w, bias) : at::linear(x, w, bias);
-        return add_lora(*this, x, base);
+    } else if (kernels::matvec_applies(x, weight, bias)) {
+        return add_lora(*this, x, kernels::matvec_forward(x, weight, bias));
     }
-    if (kernels::matvec_applies(x, weight, bias)) return add_lora(*this, x, kernels::matvec_forward(x, weight, bias));
-    if (lora_active(*this) && kernels::lora_linear_applies(x, weight, bias, lora_a, lora_b)) {
-        return kernels::lora_linear(x, weight, bias, lora_a, lora_b, lora_scale, lora_dropped(*this, x));
+    // int8 weights elsewhere (prefill without VNNI, training): this layer's
+    // weights widened for the call, a constant to autograd (only the adapters train).
+    const at::Tensor w =
+        quantized() ? kernels::int8_dequantize_rows(weight_q, weight_scale, x.scalar_type()) : weight;
+    if (lora_active(*this) && kernels::lora_linear_applies(x, w, bias, lora_a, lora_b)) {
+        return kernels::lora_linear(x, w, bias, lora_a, lora_b, lora_scale, lora_dropped(*this, x));
     }
-    const at::Tensor base = kernels::gemm_linear_applies(x, weight, bias) ? kernels::gemm_linear(x, weight, bias)
-                                                                           : at::linear(x, weight, bias);
+    const at::Tensor base =
+        kernels::gemm_linear_applies(x, w, bias) ? kernels::gemm_linear(x, w, bias) : at::linear(x, w, bias);
     return add_lora(*this, x, base);
 }
 

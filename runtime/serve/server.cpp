@@ -227,13 +227,26 @@ void serve_forever(const options& opts, const std::function<void(int port)>& on_
              " (is the port in use? choose another with --port, or --port 0 for any free one)");
     }
     bound_port = port;
-    std::thread listener([&server] { server.listen_after_bind(); });
+    // httplib's stop() does nothing until the listening thread has marked the
+    // server running, so a stop that came first would leave that thread in
+    // accept() for ever: announce the port only once the server runs, and stop
+    // until the thread has left.
+    std::atomic<bool> listener_done{false};
+    std::thread listener([&server, &listener_done] {
+        server.listen_after_bind();
+        listener_done.store(true);
+    });
     auto finish = [&] {
-        server.stop();
-        queue.close();
+        queue.close();  // first: the listener waits for its handlers, which may wait on the queue
+        while (!listener_done.load()) {
+            server.stop();
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
         listener.join();
     };
     try {
+        while (!server.is_running() && !listener_done.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        if (listener_done.load()) fail("cairun serve: the server on ", opts.host, ":", port, " stopped before it listened");
         on_listening(port);
         while (!stop_requested.load()) {
             std::shared_ptr<job> j = queue.pop(std::chrono::milliseconds(200));

@@ -267,6 +267,11 @@ def main():
     check(rc != 0 and "cannot listen on 127.0.0.1:" + port in out, "port in use: %r" % out)
     s5.stop()
 
+    # A stop right after "listening on" (the server's listening thread may not
+    # have run yet): every start stops within serve_util's 30 s.
+    for _ in range(10):
+        check(Server(cairun, [run]).stop() == 0, "a server stopped as soon as it listens exits")
+
     check_prompts(cairun, work)
 
     if failures:

@@ -62,6 +62,9 @@ at::Tensor attention_decode_forward(const at::Tensor& q_in, const at::Tensor& k_
         s.block_size = k_cache.size(1);
         s.table_cols = block_table.size(1);
     }
+    // Like the matrix-vector products it runs between, a read of the cache:
+    // on their threads (libtorch's intra-op count is one on a 2-core machine).
+    s.threads = matvec_threads();
     CAI_KERNELS_CALL(attention_decode, q.data_ptr(), k_cache.data_ptr(), v_cache.data_ptr(), out.data_ptr(),
                      positions.data_ptr<int64_t>(), filled.data_ptr<int64_t>(), s, q.scalar_type() == at::kBFloat16);
     return out.view({B, T, H * D});
@@ -153,7 +156,7 @@ bool causal_attention_applies(const at::Tensor& q, const at::Tensor& k, const at
 
 causal_attention_saved causal_attention_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                                 const at::Tensor& key_valid, const at::Tensor& positions,
-                                                const attention_options& o) {
+                                                const attention_options& o, int threads) {
     // q: (B, T, H, D); k, v: (B, T, Hkv, D); key_valid, positions: (B, T)
     check_causal(q, k, v, key_valid, positions, o);
     const int64_t B = q.size(0), T = q.size(1), H = q.size(2), D = q.size(3);
@@ -163,7 +166,7 @@ causal_attention_saved causal_attention_forward(const at::Tensor& q, const at::T
     saved.lse = at::empty({B, H, T}, at::kFloat);
     CAI_KERNELS_CALL(causal_attention_forward, q.data_ptr(), k.data_ptr(), v.data_ptr(), valid.data_ptr<uint8_t>(),
                      pos.data_ptr<int64_t>(), saved.out.data_ptr(), saved.lse.data_ptr<float>(), shape_of(q, k, v, o),
-                     q.scalar_type() == at::kBFloat16, at::get_num_threads());
+                     q.scalar_type() == at::kBFloat16, threads > 0 ? threads : at::get_num_threads());
     return saved;
 }
 
@@ -197,8 +200,8 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
     at::Tensor out;
     if (at::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad()))
         out = causal_attention_function::apply(q, k, v, key_valid, positions, o.window, o.scale, o.softcap);
-    else
-        out = causal_attention_forward(q, k, v, key_valid, positions, o).out;
+    else  // no gradient (prefill, scoring): between oneDNN products, on their threads (docs/kernels.md)
+        out = causal_attention_forward(q, k, v, key_valid, positions, o, matvec_threads()).out;
     return out.view({B, T, H * D});
 }
 

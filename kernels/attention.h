@@ -48,14 +48,15 @@ bool causal_attention_applies(const at::Tensor& q, const at::Tensor& k, const at
 at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_valid,
                             const at::Tensor& positions, const attention_options& options);
 
-// The two passes without autograd (check causal_attention_applies first).
+// The two passes without autograd (check causal_attention_applies first);
+// threads: OpenMP threads over the tasks (0: libtorch's intra-op count).
 struct causal_attention_saved {
     at::Tensor out;  // (B, T, H, D) in q's dtype
     at::Tensor lse;  // (B, H, T) float32 log-sum-exp of each query's scores; +inf where it sees no key
 };
 causal_attention_saved causal_attention_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                                 const at::Tensor& key_valid, const at::Tensor& positions,
-                                                const attention_options& options);
+                                                const attention_options& options, int threads = 0);
 // grad_out: (B, T, H, D). Returns d q (B, T, H, D), d k and d v (B, T, Hkv, D).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> causal_attention_backward(
     const at::Tensor& grad_out, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,

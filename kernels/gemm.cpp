@@ -44,16 +44,25 @@ bool plain_matrix(const at::Tensor& t) {
 void sgemm(const at::Tensor& a, const at::Tensor& b, at::Tensor& c, float beta, float alpha) {
     const operand oa = layout(a), ob = layout(b);
     const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
-    const int before = omp_get_max_threads(), threads = matvec_threads();
-    if (threads != before) omp_set_num_threads(threads);
-    const dnnl_status_t status = dnnl_sgemm(oa.trans, ob.trans, M, N, K, alpha, a.data_ptr<float>(), oa.ld,
-                                            b.data_ptr<float>(), ob.ld, beta, c.data_ptr<float>(), c.stride(0));
-    if (threads != before) omp_set_num_threads(before);
+    dnnl_status_t status;
+    {
+        gemm_threads_scope threads;
+        status = dnnl_sgemm(oa.trans, ob.trans, M, N, K, alpha, a.data_ptr<float>(), oa.ld, b.data_ptr<float>(),
+                            ob.ld, beta, c.data_ptr<float>(), c.stride(0));
+    }
     if (status != dnnl_success)
         fail("gemm: oneDNN sgemm failed (status ", (int)status, ") on (", M, ", ", K, ") x (", K, ", ", N, ")");
 }
 
 }  // namespace
+
+gemm_threads_scope::gemm_threads_scope() : before_(omp_get_max_threads()), threads_(matvec_threads()) {
+    if (threads_ != before_) omp_set_num_threads(threads_);
+}
+
+gemm_threads_scope::~gemm_threads_scope() {
+    if (threads_ != before_) omp_set_num_threads(before_);
+}
 
 bool gemm_applies(const at::Tensor& a, const at::Tensor& b) {
     return enabled() && plain_matrix(a) && plain_matrix(b) && a.size(1) == b.size(0);
@@ -88,6 +97,11 @@ at::Tensor gemm_affine(const at::Tensor& x, const at::Tensor& w, const at::Tenso
 
 namespace {
 
+bool needs_grad(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias) {
+    return at::GradMode::is_enabled() &&
+           (x.requires_grad() || w.requires_grad() || (bias.defined() && bias.requires_grad()));
+}
+
 struct gemm_linear_function : torch::autograd::Function<gemm_linear_function> {
     // Autograd functions take defined tensors: without a bias, an empty one.
     static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w,
@@ -113,8 +127,10 @@ struct gemm_linear_function : torch::autograd::Function<gemm_linear_function> {
 
 bool gemm_linear_applies(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias) {
     if (!enabled() || !x.defined() || !w.defined() || x.dim() < 1 || w.dim() != 2) return false;
+    const at::ScalarType type = x.scalar_type();
+    if (type != at::kFloat && !(type == at::kBFloat16 && !needs_grad(x, w, bias))) return false;
     for (const at::Tensor* t : {&x, &w, &bias})
-        if (t->defined() && (t->scalar_type() != at::kFloat || !t->device().is_cpu())) return false;
+        if (t->defined() && (t->scalar_type() != type || !t->device().is_cpu())) return false;
     if (x.size(-1) != w.size(1) || x.numel() == 0 || w.numel() == 0) return false;
     return !bias.defined() || (bias.dim() == 1 && bias.size(0) == w.size(0));
 }
@@ -123,13 +139,15 @@ at::Tensor gemm_linear(const at::Tensor& x, const at::Tensor& w, const at::Tenso
     // x: (..., in); w: (out, in); bias: (out)
     if (!gemm_linear_applies(x, w, bias))
         fail("gemm_linear: x ", x.sizes(), " (", x.scalar_type(), "), weight ", w.sizes(), " (", w.scalar_type(),
-             ") do not fit: need float32 CPU tensors, w (out, in), x (..., in)");
+             ") do not fit: need float32 CPU tensors (or bfloat16 without gradients), w (out, in), x (..., in)");
+    if (x.scalar_type() == at::kBFloat16) {
+        gemm_threads_scope threads;
+        return at::linear(x, w, bias);
+    }
     std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
     shape.back() = w.size(0);
     at::Tensor x2 = x.reshape({-1, w.size(1)}).contiguous();  // (N, in)
-    const bool grad = at::GradMode::is_enabled() &&
-                      (x.requires_grad() || w.requires_grad() || (bias.defined() && bias.requires_grad()));
-    if (!grad) return gemm_affine(x2, w, bias).view(shape);
+    if (!needs_grad(x, w, bias)) return gemm_affine(x2, w, bias).view(shape);
     return gemm_linear_function::apply(x2, w, bias.defined() ? bias : at::empty({0}, w.options())).view(shape);
 }
 

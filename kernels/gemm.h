@@ -32,7 +32,24 @@ at::Tensor gemm_affine(const at::Tensor& x, const at::Tensor& w, const at::Tenso
 // (gradients by gemm too): the training linears without an adapter (full
 // fine-tuning) and the no-grad forward of any float32 linear with more rows
 // than the matrix-vector product takes. Applies when gemm would: kernels
-// on, float32 CPU tensors, w (out, in), bias (out) or undefined.
+// on, float32 CPU tensors, w (out, in), bias (out) or undefined. bfloat16
+// applies too when no gradient is asked for (prefill, scoring): libtorch's
+// own oneDNN product, on matvec_threads() OpenMP threads rather than its
+// intra-op count (one on a 2-core machine).
+// OpenMP's thread count at matvec_threads() for the scope (oneDNN's
+// products read it), restored after.
+class gemm_threads_scope {
+public:
+    gemm_threads_scope();
+    ~gemm_threads_scope();
+    gemm_threads_scope(const gemm_threads_scope&) = delete;
+    gemm_threads_scope& operator=(const gemm_threads_scope&) = delete;
+
+private:
+    int before_;
+    int threads_;
+};
+
 bool gemm_linear_applies(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias);
 at::Tensor gemm_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias);
 

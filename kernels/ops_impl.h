@@ -430,7 +430,8 @@ void attention_typed(const void* q, const void* k, const void* v, void* out, con
                      const int64_t* filled, const attention_shape& s) {
     const int64_t groups = s.H / s.Hkv, D = s.D;
     const int64_t kv_token = s.Hkv * D, kv_row = s.capacity * kv_token;
-    at::parallel_for(0, s.B * s.T * s.H, 1, [&](int64_t begin, int64_t end) {
+    // Parts of at least 4 (row, token, head) tasks.
+    parallel_parts(s.B * s.T * s.H, 4, 1, s.threads, [&](int64_t begin, int64_t end) {
         std::vector<float> score((size_t)std::max<int64_t>(s.key_len, 1));
         std::vector<float> acc((size_t)D);
         for (int64_t task = begin; task < end; ++task) {

@@ -29,6 +29,7 @@ struct attention_shape {
     float softcap;     // 0: none; else tanh(s / cap) * cap
     const int64_t* block_table = nullptr;  // (B, table_cols), or null: row b is cache row b
     int64_t block_size = 0, table_cols = 0;
+    int threads = 1;   // OpenMP threads over the (row, token, head) tasks
 };
 
 // Shapes of a causal attention without a cache (training, prefill): q (B, T,

@@ -273,7 +273,11 @@ at::Tensor model::layer_forward(size_t index, const at::Tensor& x, const attenti
         // Store each real token at its row's next free slot, then attend over the slots.
         write_cache(cache->k[index], key, in.write_rows, in.write_cols, in.write_slots, in.write_pool);
         write_cache(cache->v[index], value, in.write_rows, in.write_cols, in.write_slots, in.write_pool);
-        if (T <= kernels::matvec_max_rows && kernels::attention_decode_applies(query, cache->k[index])) {
+        if (in.fresh && T > kernels::matvec_max_rows && kernels::causal_attention_applies(query, key, value)) {
+            // A first prompt chunk: its keys are all there is, so attend as without a cache
+            // (each real token sees the real ones up to itself, as in the slots just written).
+            attended = kernels::causal_attention(query, key, value, in.real, in.positions, o);
+        } else if (T <= kernels::matvec_max_rows && kernels::attention_decode_applies(query, cache->k[index])) {
             // Decode: scores, softmax and the weighted values in one pass over the cache.
             o.key_len = in.key_len;
             attended = kernels::attention_decode_forward(query, cache->k[index], cache->v[index], in.positions,
@@ -350,6 +354,7 @@ at::Tensor model::hidden_states(const at::Tensor& ids_in, const at::Tensor& atte
     } else {
         if (cache->batch() != B) fail("model: cache holds ", cache->batch(), " rows, ids have ", B);
         at::Tensor offset = at::tensor(cache->length, at::kLong).view({B, 1});
+        in.fresh = std::all_of(cache->length.begin(), cache->length.end(), [](int64_t n) { return n == 0; });
         in.positions = (offset + real.to(at::kLong).cumsum(1) - 1).clamp_min(0);  // (B, T)
         in.filled = offset.view({B}) + counts;                                    // (B)
         int64_t key_len = in.filled.max().item<int64_t>();

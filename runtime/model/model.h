@@ -175,6 +175,7 @@ private:
         at::Tensor write_pool;                           // paged: (N) int64, each real token's pool slot
         at::Tensor key_pool;                             // paged: (B * S) int64, the pool slot of each key
         int64_t key_len = 0;                             // cache slots attended (S)
+        bool fresh = false;                              // the cache held nothing before: keys are this call's
         at::Tensor filled;                               // (B) int64: each row's slots filled after this step
     };
     at::Tensor layer_forward(size_t index, const at::Tensor& x, const attention_inputs& in) const;

@@ -216,6 +216,32 @@ TEST_CASE("model: the KV cache path gives the logits of the full forward") {
     }
 }
 
+TEST_CASE("model: long chunks through the cache: a first chunk by the causal kernel, later ones by the plain path") {
+    for (const char* json : {llama_json, mistral_json, gemma2_json}) {
+        auto m = make(json);
+        INFO(m->config.model_type);
+        // 24 columns, row 1 left-padded by five; chunks of 12 (nothing cached yet), 10 (over the
+        // cache, more rows than the decode kernel takes) and 2 (decode).
+        std::vector<int64_t> a, b, ma, mb;
+        for (int64_t t = 0; t < 24; ++t) {
+            a.push_back(1 + (t * 7) % 39);
+            b.push_back(t < 5 ? 0 : 1 + (t * 11 + 3) % 39);
+            ma.push_back(1);
+            mb.push_back(t < 5 ? 0 : 1);
+        }
+        Tensor ids = ids_tensor({a, b}), mask = ids_tensor({ma, mb});
+        Tensor full = m->forward(ids, mask);
+        cai::kv_cache cache = m->new_cache(2, 24);
+        std::vector<Tensor> parts;
+        for (auto [start, len] : std::vector<std::pair<int64_t, int64_t>>{{0, 12}, {12, 10}, {22, 2}})
+            parts.push_back(m->forward(ids.narrow(1, start, len), mask.narrow(1, start, len), &cache));
+        Tensor cached = at::cat(parts, 1);
+        REQUIRE(cache.length == std::vector<int64_t>{24, 19});
+        REQUIRE(max_diff(cached[0], full[0]) < 1e-5);
+        REQUIRE(max_diff(cached[1].narrow(0, 5, 19), full[1].narrow(0, 5, 19)) < 1e-5);
+    }
+}
+
 TEST_CASE("model: a row's logits do not depend on the other rows of the batch") {
     auto m = make(gemma2_json);
     Tensor mask = ids_tensor({{1, 1, 1, 1, 1, 1, 1}, {0, 0, 0, 1, 1, 1, 1}});

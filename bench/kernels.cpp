@@ -12,6 +12,8 @@
 //
 // Side by side with llama.cpp on the same weights (bench/llamacpp/run.sh):
 //   build/bench_kernels export DIR          the ~100M Llama as an HF directory + DIR/prompt.txt
+//   build/bench_kernels prefill DIR DTYPE LEN BATCH REPS [cache]  a steady prefill to profile
+//   build/bench_kernels steps DIR DTYPE BATCH STEPS REPS       a steady decode to profile
 //   build/bench_kernels sweep DIR f32|bf16|int8  prefill 64/512 and decode at 1/4/16/32 sequences, as
 //                                           llama-bench and llama-batched-bench time them (native.sh)
 //   build/bench_kernels decode DIR f32|bf16|int8 decode tok/s of that directory loaded as users
@@ -33,6 +35,7 @@
 #include "kernels/rms_norm.h"
 #include "kernels/rotary.h"
 #include "core/fs.h"
+#include "generate/generate.h"
 #include "machine.h"
 #include "model/config.h"
 #include "model/model.h"
@@ -374,9 +377,11 @@ void decode_dir(const std::string& dir, const std::string& dtype_arg) {
 
 // The shapes llama.cpp's llama-bench and llama-batched-bench time, on dir
 // loaded as users load it (dtype f32, bf16 or int8): prefill of 64 and 512
-// tokens (one sequence, the last position's logits), and greedy decode of 32
-// tokens after a 64-token prompt for 1, 4, 16 and 32 sequences at once (tok/s
-// over all sequences, as llama-batched-bench's S_TG). Best of 3; one line each.
+// tokens (one sequence, the last position's logits), 16 sequences of 64 and
+// 512 tokens prefilled by the engine (tok/s over all, as llama-batched-bench's
+// S_PP), and greedy decode of 32 tokens after a 64-token prompt for 1, 4, 16
+// and 32 sequences at once (tok/s over all sequences, as its S_TG). Best of 3;
+// one line each.
 void sweep_dir(const std::string& dir, const std::string& dtype_arg) {
     if (dtype_arg != "f32" && dtype_arg != "bf16" && dtype_arg != "int8")
         throw std::runtime_error("sweep: dtype must be f32, bf16 or int8");
@@ -396,6 +401,28 @@ void sweep_dir(const std::string& dir, const std::string& dtype_arg) {
         }
         std::printf("cairun %s prefill %lld tok_s %.1f\n", dtype_arg.c_str(), (long long)len, len / best);
     }
+    // 16 prompts of 64 and of 512 tokens through the engine (m:generate): its
+    // prefill chunks (512 tokens a step) and one greedy token each, as
+    // llama-batched-bench's S_PP counts prompt tokens over all sequences.
+    for (int64_t len : {int64_t(64), int64_t(512)}) {
+        std::vector<std::vector<int32_t>> prompts(16);
+        for (auto& p : prompts) {
+            at::Tensor ids = at::randint(3, V, {len}, at::kLong);
+            for (int64_t i = 0; i < len; ++i) p.push_back((int32_t)ids[i].item<int64_t>());
+        }
+        cai::generate_options o;
+        o.max_new_tokens = 1;
+        o.batch_size = 16;
+        o.prefix_cache = false;
+        o.show_progress = false;
+        double best = 1e30;
+        for (int run = 0; run < 3; ++run) {
+            auto t0 = std::chrono::steady_clock::now();
+            cai::generate(*m, prompts, o);
+            best = std::min(best, bench::seconds_since(t0));
+        }
+        std::printf("cairun %s prefill16 %lld tok_s %.1f\n", dtype_arg.c_str(), (long long)len, 16 * len / best);
+    }
     const int64_t steps = 32;
     for (int64_t batch : {1, 4, 16, 32}) {
         at::Tensor ids = at::randint(3, V, {batch, prompt_len}, at::kLong);
@@ -411,6 +438,47 @@ void sweep_dir(const std::string& dir, const std::string& dtype_arg) {
     }
 }
 
+// Prefill of BATCH x LEN random tokens, REPS times, into a cache (as the
+// engine) or without one (as the sweep's prefill): a steady workload to run
+// under a profiler (perf record build/bench_kernels prefill ...).
+void prefill_dir(const std::string& dir, const std::string& dtype_arg, int64_t len, int64_t batch, int reps,
+                 bool use_cache) {
+    const at::ScalarType type = dtype_arg == "bf16" ? at::kBFloat16 : at::kFloat;
+    auto m = cai::model::load(dir, type, false);
+    if (dtype_arg == "int8") m->quantize_int8();
+    at::Tensor ids = at::randint(3, m->config.vocab_size, {batch, len}, at::kLong);
+    double best = 1e30;
+    for (int r = 0; r < reps; ++r) {
+        cai::kv_cache cache = m->new_cache(batch, len + 1);
+        auto t0 = std::chrono::steady_clock::now();
+        at::Tensor h = m->hidden_states(ids, {}, use_cache ? &cache : nullptr);
+        greedy(m->logits_from_hidden(h.narrow(1, len - 1, 1)));
+        best = std::min(best, bench::seconds_since(t0));
+    }
+    std::printf("cairun %s prefill%s %lld x %lld tok_s %.1f\n", dtype_arg.c_str(), use_cache ? " (cache)" : "",
+                (long long)batch, (long long)len,
+                batch * len / best);
+}
+
+// Greedy decode of STEPS tokens for BATCH sequences after a 64-token prompt,
+// REPS times: the decode of the sweep as a steady workload to profile.
+void decode_steps_dir(const std::string& dir, const std::string& dtype_arg, int64_t batch, int64_t steps, int reps) {
+    const at::ScalarType type = dtype_arg == "bf16" ? at::kBFloat16 : at::kFloat;
+    auto m = cai::model::load(dir, type, false);
+    if (dtype_arg == "int8") m->quantize_int8();
+    at::Tensor ids = at::randint(3, m->config.vocab_size, {batch, prompt_len}, at::kLong);
+    double best = 1e30;
+    for (int r = 0; r < reps; ++r) {
+        cai::kv_cache cache = m->new_cache(batch, prompt_len + steps + 1);
+        at::Tensor h = m->hidden_states(ids, {}, &cache);
+        at::Tensor next = greedy(m->logits_from_hidden(h.narrow(1, prompt_len - 1, 1)));
+        auto t0 = std::chrono::steady_clock::now();
+        for (int64_t s = 0; s < steps; ++s) next = greedy(m->forward(next, {}, &cache));
+        best = std::min(best, bench::seconds_since(t0));
+    }
+    std::printf("cairun %s decode %lld tok_s %.1f\n", dtype_arg.c_str(), (long long)batch, batch * steps / best);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -421,6 +489,11 @@ int main(int argc, char** argv) {
         if (only == "export" && argc == 3) return export_model(argv[2]), 0;
         if (only == "decode" && argc == 4) return decode_dir(argv[2], argv[3]), 0;
         if (only == "sweep" && argc == 4) return sweep_dir(argv[2], argv[3]), 0;
+        if (only == "steps" && argc == 7)
+            return decode_steps_dir(argv[2], argv[3], std::stoll(argv[4]), std::stoll(argv[5]), std::stoi(argv[6])), 0;
+        if (only == "prefill" && (argc == 7 || argc == 8))
+            return prefill_dir(argv[2], argv[3], std::stoll(argv[4]), std::stoll(argv[5]), std::stoi(argv[6]),
+                               argc == 8 && std::string(argv[7]) == "cache"), 0;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "bench_kernels: %s\n", e.what());
         return 1;

@@ -331,17 +331,22 @@ void export_model(const std::string& dir) {
     std::printf("export: %s (config.json, model.safetensors fp32, prompt.txt)\n", dir.c_str());
 }
 
+// dir loaded as users load it: f32, bf16, or int8 (the projections and head
+// as cai.model.load(dir, { weights = "int8" }) makes them, fp32 compute).
+std::shared_ptr<cai::model> load_as(const std::string& dir, const std::string& dtype_arg, const char* mode) {
+    if (dtype_arg != "f32" && dtype_arg != "bf16" && dtype_arg != "int8")
+        throw std::runtime_error(std::string(mode) + ": dtype must be f32, bf16 or int8");
+    auto m = cai::model::load(dir, dtype_arg == "bf16" ? at::kBFloat16 : at::kFloat, false);
+    if (dtype_arg == "int8") m->quantize_int8();
+    return m;
+}
+
 // Loads dir as users do, prefills prompt.txt, writes the last position's logits
 // (float32) to dir/cairun_<dtype>.logits, then times greedy decode steps; the
 // best of 3 runs of prefill and decode, printed in one line for
 // bench/llamacpp/run.sh to read.
 void decode_dir(const std::string& dir, const std::string& dtype_arg) {
-    if (dtype_arg != "f32" && dtype_arg != "bf16" && dtype_arg != "int8")
-        throw std::runtime_error("decode: dtype must be f32, bf16 or int8");
-    // int8: the projections and head as cai.model.load(dir, { weights = "int8" }) makes them, fp32 compute.
-    const at::ScalarType type = dtype_arg == "bf16" ? at::kBFloat16 : at::kFloat;
-    auto m = cai::model::load(dir, type, false);
-    if (dtype_arg == "int8") m->quantize_int8();
+    auto m = load_as(dir, dtype_arg, "decode");
     std::ifstream in(dir + "/prompt.txt");
     std::vector<int64_t> prompt;
     for (int64_t id; in >> id;) prompt.push_back(id);
@@ -383,11 +388,7 @@ void decode_dir(const std::string& dir, const std::string& dtype_arg) {
 // and 32 sequences at once (tok/s over all sequences, as its S_TG). Best of 3;
 // one line each.
 void sweep_dir(const std::string& dir, const std::string& dtype_arg) {
-    if (dtype_arg != "f32" && dtype_arg != "bf16" && dtype_arg != "int8")
-        throw std::runtime_error("sweep: dtype must be f32, bf16 or int8");
-    const at::ScalarType type = dtype_arg == "bf16" ? at::kBFloat16 : at::kFloat;
-    auto m = cai::model::load(dir, type, false);
-    if (dtype_arg == "int8") m->quantize_int8();
+    auto m = load_as(dir, dtype_arg, "sweep");
     const int64_t V = m->config.vocab_size;
     at::manual_seed(3);
     for (int64_t len : {int64_t(64), int64_t(512)}) {
@@ -443,9 +444,7 @@ void sweep_dir(const std::string& dir, const std::string& dtype_arg) {
 // under a profiler (perf record build/bench_kernels prefill ...).
 void prefill_dir(const std::string& dir, const std::string& dtype_arg, int64_t len, int64_t batch, int reps,
                  bool use_cache) {
-    const at::ScalarType type = dtype_arg == "bf16" ? at::kBFloat16 : at::kFloat;
-    auto m = cai::model::load(dir, type, false);
-    if (dtype_arg == "int8") m->quantize_int8();
+    auto m = load_as(dir, dtype_arg, "prefill");
     at::Tensor ids = at::randint(3, m->config.vocab_size, {batch, len}, at::kLong);
     double best = 1e30;
     for (int r = 0; r < reps; ++r) {
@@ -463,9 +462,7 @@ void prefill_dir(const std::string& dir, const std::string& dtype_arg, int64_t l
 // Greedy decode of STEPS tokens for BATCH sequences after a 64-token prompt,
 // REPS times: the decode of the sweep as a steady workload to profile.
 void decode_steps_dir(const std::string& dir, const std::string& dtype_arg, int64_t batch, int64_t steps, int reps) {
-    const at::ScalarType type = dtype_arg == "bf16" ? at::kBFloat16 : at::kFloat;
-    auto m = cai::model::load(dir, type, false);
-    if (dtype_arg == "int8") m->quantize_int8();
+    auto m = load_as(dir, dtype_arg, "steps");
     at::Tensor ids = at::randint(3, m->config.vocab_size, {batch, prompt_len}, at::kLong);
     double best = 1e30;
     for (int r = 0; r < reps; ++r) {

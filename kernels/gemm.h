@@ -28,14 +28,6 @@ void gemm_add_(at::Tensor& c, const at::Tensor& a, const at::Tensor& b, double b
 // undefined. The base product of gemm_linear and of the LoRA linear.
 at::Tensor gemm_affine(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias);
 
-// x (..., in) W^T + bias through gemm, differentiable in x, w and bias
-// (gradients by gemm too): the training linears without an adapter (full
-// fine-tuning) and the no-grad forward of any float32 linear with more rows
-// than the matrix-vector product takes. Applies when gemm would: kernels
-// on, float32 CPU tensors, w (out, in), bias (out) or undefined. bfloat16
-// applies too when no gradient is asked for (prefill, scoring): libtorch's
-// own oneDNN product, on matvec_threads() OpenMP threads rather than its
-// intra-op count (one on a 2-core machine).
 // OpenMP's thread count at matvec_threads() for the scope (oneDNN's
 // products read it), restored after.
 class gemm_threads_scope {
@@ -50,6 +42,14 @@ private:
     int threads_;
 };
 
+// x (..., in) W^T + bias through gemm, differentiable in x, w and bias
+// (gradients by gemm too): the training linears without an adapter (full
+// fine-tuning) and the no-grad forward of any float32 linear with more rows
+// than the matrix-vector product takes. Applies when gemm would: kernels
+// on, float32 CPU tensors, w (out, in), bias (out) or undefined. bfloat16
+// applies too when no gradient is asked for (prefill, scoring): libtorch's
+// own oneDNN product, on matvec_threads() OpenMP threads rather than its
+// intra-op count (one on a 2-core machine).
 bool gemm_linear_applies(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias);
 at::Tensor gemm_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias);
 

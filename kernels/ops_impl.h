@@ -2,6 +2,8 @@
 // kernels/ops_avx512.cpp and kernels/ops_avx2.cpp with CAI_ISA_NS naming the
 // namespace; at::vec::Vectorized<float> has that ISA's width there.
 // Raw pointers, at::vec and at::parallel_for only.
+#include <type_traits>
+
 #include "kernels/vec_impl.h"
 
 namespace cai::kernels::CAI_ISA_NS {
@@ -75,6 +77,63 @@ inline bool has_dpbf16() {
 }
 #endif
 
+// Output rows [n, end) of one segment for R input rows: blocks of ROWS
+// weight rows, then the rest one at a time. rows(n, out) computes a block
+// into out, a float[k][R] with k = ROWS or 1 (block_rows<decltype(out)>);
+// finish(n, r, v) stores one result.
+template <class Out>
+constexpr int block_rows = (int)std::extent_v<std::remove_reference_t<Out>>;
+
+template <int ROWS, int R, class Rows, class Finish>
+inline void over_row_blocks(int64_t n, int64_t end, const Rows& rows, const Finish& finish) {
+    for (; n + ROWS <= end; n += ROWS) {
+        float out[ROWS][R];
+        rows(n, out);
+        for (int i = 0; i < ROWS; ++i)
+            for (int r = 0; r < R; ++r) finish(n + i, r, out[i][r]);
+    }
+    for (; n < end; ++n) {
+        float out[1][R];
+        rows(n, out);
+        for (int r = 0; r < R; ++r) finish(n, r, out[0][r]);
+    }
+}
+
+// The weight rows of all segments (one after another) split over `threads`
+// OpenMP threads in parts of at least `grain`; each part is walked in tiles
+// of `tile` rows, and every 8-row chunk of x runs over a tile while it is in
+// cache. chunk(c, s, lo, hi) computes x's chunk c for rows [lo, hi) of
+// segment s, whose out already points at the chunk's first output row
+// (elem bytes a value).
+template <class Chunk>
+void over_weight_tiles(const mv_segment* segs, int nsegs, int64_t chunks, int64_t tile, int64_t grain, int64_t elem,
+                       int threads, const Chunk& chunk) {
+    int64_t total = 0;
+    for (int i = 0; i < nsegs; ++i) total += segs[i].n;
+    parallel_parts(total, grain, 8, threads, [&](int64_t begin, int64_t end) {
+        for (int64_t t0 = begin, t1; t0 < end; t0 = t1) {
+            t1 = t0 + std::min(tile, end - t0);
+            for (int64_t c = 0; c < chunks; ++c) {
+                int64_t base = 0;
+                for (int i = 0; i < nsegs && base < t1; base += segs[i].n, ++i) {
+                    const int64_t lo = std::max(t0, base) - base, hi = std::min(t1, base + segs[i].n) - base;
+                    if (lo >= hi) continue;
+                    mv_segment s = segs[i];
+                    s.out = static_cast<char*>(s.out) + 8 * c * s.n * elem;
+                    chunk(c, s, lo, hi);
+                }
+            }
+        }
+    });
+}
+
+// bf16 rows (n values) widened to float32 into buf.
+inline const float* widened_bf16(const void* x, int64_t n, std::vector<float>& buf) {
+    buf.resize((size_t)n);
+    for (int64_t i = 0; i < n; ++i) buf[(size_t)i] = bf16_to_float(static_cast<const uint16_t*>(x)[i]);
+    return buf.data();
+}
+
 template <bool BF, int R>
 void matvec_range(const float* x, const uint16_t* xb, int64_t K, const mv_segment& s, int64_t begin, int64_t end) {
     // Weight rows read side by side: more of them keep more memory reads in
@@ -85,37 +144,19 @@ void matvec_range(const float* x, const uint16_t* xb, int64_t K, const mv_segmen
         if (s.bias) v += load1<BF>(s.bias, n);
         store1<BF>(s.out, r * s.n + n, v);
     };
-    int64_t n = begin;
 #if defined(CPU_CAPABILITY_AVX512)
     if constexpr (BF) {
         if (xb) {
             const uint16_t* w = static_cast<const uint16_t*>(s.w);
-            for (; n + ROWS <= end; n += ROWS) {
-                float out[ROWS][R];
-                matvec_rows_dp<R, ROWS>(w, xb, K, n, out);
-                for (int i = 0; i < ROWS; ++i)
-                    for (int r = 0; r < R; ++r) finish(n + i, r, out[i][r]);
-            }
-            for (; n < end; ++n) {
-                float out[1][R];
-                matvec_rows_dp<R, 1>(w, xb, K, n, out);
-                for (int r = 0; r < R; ++r) finish(n, r, out[0][r]);
-            }
-            return;
+            return over_row_blocks<ROWS, R>(
+                begin, end, [&](int64_t n, auto& out) { matvec_rows_dp<R, block_rows<decltype(out)>>(w, xb, K, n, out); },
+                finish);
         }
     }
 #endif
-    for (; n + ROWS <= end; n += ROWS) {
-        float out[ROWS][R];
-        matvec_rows<BF, R, ROWS>(s.w, x, K, n, out);
-        for (int i = 0; i < ROWS; ++i)
-            for (int r = 0; r < R; ++r) finish(n + i, r, out[i][r]);
-    }
-    for (; n < end; ++n) {
-        float out[1][R];
-        matvec_rows<BF, R, 1>(s.w, x, K, n, out);
-        for (int r = 0; r < R; ++r) finish(n, r, out[0][r]);
-    }
+    over_row_blocks<ROWS, R>(
+        begin, end, [&](int64_t n, auto& out) { matvec_rows<BF, R, block_rows<decltype(out)>>(s.w, x, K, n, out); },
+        finish);
 }
 
 
@@ -141,8 +182,6 @@ void matvec_chunk(int64_t rows, const float* x, const uint16_t* xb, int64_t K, c
 // is in cache, so R rows cost about one pass over the weights from memory.
 template <bool BF>
 void matvec_typed(const void* x_in, int64_t R, int64_t K, const mv_segment* segs, int nsegs, int threads) {
-    int64_t total = 0;
-    for (int i = 0; i < nsegs; ++i) total += segs[i].n;
     const int64_t grain = std::max<int64_t>(16, (int64_t)(65536 / std::max<int64_t>(K, 1)));
     const float* x = BF ? nullptr : static_cast<const float*>(x_in);
     const uint16_t* xb = nullptr;
@@ -150,29 +189,14 @@ void matvec_typed(const void* x_in, int64_t R, int64_t K, const mv_segment* segs
 #if defined(CPU_CAPABILITY_AVX512)
     if (BF && has_dpbf16()) xb = static_cast<const uint16_t*>(x_in);
 #endif
-    if (BF && !xb) {
-        widened.resize((size_t)(R * K));
-        for (int64_t i = 0; i < R * K; ++i) widened[(size_t)i] = bf16_to_float(static_cast<const uint16_t*>(x_in)[i]);
-        x = widened.data();
-    }
-    const int64_t chunks = (R + 7) / 8, elem = BF ? 2 : 4;
+    if (BF && !xb) x = widened_bf16(x_in, R * K, widened);
+    const int64_t chunks = (R + 7) / 8;
     const int64_t tile = chunks == 1 ? std::numeric_limits<int64_t>::max() : 32;
-    parallel_parts(total, grain, 8, threads, [&](int64_t begin, int64_t end) {
-        for (int64_t t0 = begin; t0 < end; t0 += std::min(tile, end - t0)) {
-            const int64_t t1 = std::min(end, t0 + std::min(tile, end - t0));
-            for (int64_t c = 0; c < chunks; ++c) {
-                int64_t base = 0;
-                for (int i = 0; i < nsegs && base < t1; base += segs[i].n, ++i) {
-                    const int64_t lo = std::max(t0, base) - base, hi = std::min(t1, base + segs[i].n) - base;
-                    if (lo >= hi) continue;
-                    mv_segment s = segs[i];
-                    s.out = static_cast<char*>(s.out) + 8 * c * s.n * elem;
-                    matvec_chunk<BF>(std::min<int64_t>(8, R - 8 * c), x ? x + 8 * c * K : nullptr,
-                                     xb ? xb + 8 * c * K : nullptr, K, s, lo, hi);
-                }
-            }
-        }
-    });
+    over_weight_tiles(segs, nsegs, chunks, tile, grain, BF ? 2 : 4, threads,
+                      [&](int64_t c, const mv_segment& s, int64_t lo, int64_t hi) {
+                          matvec_chunk<BF>(std::min<int64_t>(8, R - 8 * c), x ? x + 8 * c * K : nullptr,
+                                           xb ? xb + 8 * c * K : nullptr, K, s, lo, hi);
+                      });
 }
 
 // ------------------------------------------------------------ int8 matvec
@@ -322,37 +346,19 @@ void matvec_i8_range(const float* x, const void* xq, int64_t K, const mv_segment
         if (s.bias) v += load1<BF>(s.bias, n);
         store1<BF>(s.out, r * s.n + n, v);
     };
-    int64_t n = begin;
 #if defined(CPU_CAPABILITY_AVX512)
     if (xq) {
         const quantized_x& q = *static_cast<const quantized_x*>(xq);
-        for (; n + ROWS <= end; n += ROWS) {
-            float out[ROWS][R];
-            matvec_rows_vnni<R, ROWS>(w, q, K, n, out);
-            for (int i = 0; i < ROWS; ++i)
-                for (int r = 0; r < R; ++r) finish(n + i, r, out[i][r]);
-        }
-        for (; n < end; ++n) {
-            float out[1][R];
-            matvec_rows_vnni<R, 1>(w, q, K, n, out);
-            for (int r = 0; r < R; ++r) finish(n, r, out[0][r]);
-        }
-        return;
+        return over_row_blocks<ROWS, R>(
+            begin, end, [&](int64_t n, auto& out) { matvec_rows_vnni<R, block_rows<decltype(out)>>(w, q, K, n, out); },
+            finish);
     }
 #else
     (void)xq;
 #endif
-    for (; n + ROWS <= end; n += ROWS) {
-        float out[ROWS][R];
-        matvec_rows_i8<R, ROWS>(w, x, K, n, out);
-        for (int i = 0; i < ROWS; ++i)
-            for (int r = 0; r < R; ++r) finish(n + i, r, out[i][r]);
-    }
-    for (; n < end; ++n) {
-        float out[1][R];
-        matvec_rows_i8<R, 1>(w, x, K, n, out);
-        for (int r = 0; r < R; ++r) finish(n, r, out[0][r]);
-    }
+    over_row_blocks<ROWS, R>(
+        begin, end, [&](int64_t n, auto& out) { matvec_rows_i8<R, block_rows<decltype(out)>>(w, x, K, n, out); },
+        finish);
 }
 
 template <bool BF>
@@ -377,16 +383,9 @@ void matvec_i8_chunk(int64_t rows, const float* x, const void* xq, int64_t K, co
 // never depends on the rows computed with it.
 template <bool BF>
 void matvec_i8_typed(const void* x_in, int64_t R, int64_t K, const mv_segment* segs, int nsegs, int threads) {
-    int64_t total = 0;
-    for (int i = 0; i < nsegs; ++i) total += segs[i].n;
     const int64_t grain = std::max<int64_t>(16, (int64_t)(262144 / std::max<int64_t>(K, 1)));
-    const float* x = static_cast<const float*>(x_in);
     std::vector<float> widened;
-    if (BF) {
-        widened.resize((size_t)(R * K));
-        for (int64_t i = 0; i < R * K; ++i) widened[(size_t)i] = bf16_to_float(static_cast<const uint16_t*>(x_in)[i]);
-        x = widened.data();
-    }
+    const float* x = BF ? widened_bf16(x_in, R * K, widened) : static_cast<const float*>(x_in);
     const int64_t chunks = (R + 7) / 8;
     auto rows_of = [&](int64_t c) { return std::min<int64_t>(8, R - 8 * c); };
     std::vector<const void*> xq((size_t)chunks, nullptr);
@@ -405,22 +404,10 @@ void matvec_i8_typed(const void* x_in, int64_t R, int64_t K, const mv_segment* s
         }
     }
 #endif
-    const int64_t elem = BF ? 2 : 4;
-    parallel_parts(total, grain, 8, threads, [&](int64_t begin, int64_t end) {
-        for (int64_t t0 = begin; t0 < end; t0 += 32) {
-            const int64_t t1 = std::min(end, t0 + 32);
-            for (int64_t c = 0; c < chunks; ++c) {
-                int64_t base = 0;
-                for (int i = 0; i < nsegs && base < t1; base += segs[i].n, ++i) {
-                    const int64_t lo = std::max(t0, base) - base, hi = std::min(t1, base + segs[i].n) - base;
-                    if (lo >= hi) continue;
-                    mv_segment s = segs[i];
-                    s.out = static_cast<char*>(s.out) + 8 * c * s.n * elem;
-                    matvec_i8_chunk<BF>(rows_of(c), x + 8 * c * K, xq[(size_t)c], K, s, lo, hi);
-                }
-            }
-        }
-    });
+    over_weight_tiles(segs, nsegs, chunks, 32, grain, BF ? 2 : 4, threads,
+                      [&](int64_t c, const mv_segment& s, int64_t lo, int64_t hi) {
+                          matvec_i8_chunk<BF>(rows_of(c), x + 8 * c * K, xq[(size_t)c], K, s, lo, hi);
+                      });
 }
 
 // ------------------------------------------------------------- attention

@@ -15,7 +15,7 @@
 #   cmake -S /tmp/llama.cpp -B /tmp/llama.cpp/build -DGGML_NATIVE=ON -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF
 #   cmake --build /tmp/llama.cpp/build -j --target llama-bench llama-batched-bench
 # Not part of the tests. Threads: llama.cpp gets THREADS (default: the cores),
-# cairun libtorch's (one per core).
+# cairun's products and no-grad attention one per core (kernels::matvec_threads).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"

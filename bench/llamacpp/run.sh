@@ -10,7 +10,8 @@
 #
 # Not part of the tests: it installs node-llama-cpp into bench/llamacpp/node_modules
 # on first use. llama.cpp runs with each thread count in THREADS (default "1 <cores>")
-# and its best is compared; cairun uses libtorch's intra-op threads (one per core).
+# and its best is compared; cairun's products and no-grad attention run one thread per
+# core (kernels::matvec_threads).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"

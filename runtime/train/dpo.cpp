@@ -235,9 +235,7 @@ train_result dpo_train(model& m, const std::vector<dpo_pair>& pairs, const dpo_o
 
     trainer_loop loop(options.trainer, trainable_parameters(m, false), lengths);
     loop.metadata = "{\"trainer\": \"dpo\"}";
-    loop.extra_files = [&m] {
-        return std::vector<std::pair<std::string, std::string>>{{"adapter_config.json", lora_adapter_config(m)}};
-    };
+    loop.extra_files = lora_checkpoint_files(m);
     loop.begin("dpo", std::move(eval));
     struct training_mode {
         model& m;

@@ -13,6 +13,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -73,6 +74,8 @@ void lora_set_dropout_seed(model& m, uint64_t seed);
 std::vector<std::pair<std::string, at::Tensor>> lora_named_tensors(const model& m);
 // adapter_config.json text for the model's adapters, as PEFT writes it.
 std::string lora_adapter_config(const model& m);
+// A LoRA run's trainer_loop::extra_files: that adapter_config.json in each checkpoint.
+std::function<std::vector<std::pair<std::string, std::string>>()> lora_checkpoint_files(const model& m);
 
 // Writes adapter_config.json + adapter_model.safetensors into dir atomically.
 void lora_save(const model& m, const std::string& dir);

@@ -161,6 +161,12 @@ std::string lora_adapter_config(const model& m) {
     return c.dump(2) + "\n";
 }
 
+std::function<std::vector<std::pair<std::string, std::string>>()> lora_checkpoint_files(const model& m) {
+    return [&m] {
+        return std::vector<std::pair<std::string, std::string>>{{"adapter_config.json", lora_adapter_config(m)}};
+    };
+}
+
 void lora_save(const model& m, const std::string& dir) {
     std::string config = lora_adapter_config(m);  // throws when there are no adapters
     write_directory_atomic(dir, {"adapter_config.json", "adapter_model.safetensors", "README.md"},

@@ -151,9 +151,7 @@ train_result reward_train(reward_model& rm, const std::vector<reward_text_pair>&
     params.push_back({"score.weight", rm.score_weight, true});
     trainer_loop loop(options.trainer, params, lengths);
     loop.metadata = std::string("{\"trainer\": \"reward\", \"full\": ") + (options.full ? "true" : "false") + "}";
-    if (lora) loop.extra_files = [&m] {
-        return std::vector<std::pair<std::string, std::string>>{{"adapter_config.json", lora_adapter_config(m)}};
-    };
+    if (lora) loop.extra_files = lora_checkpoint_files(m);
     loop.begin("reward", std::move(eval));
     struct training_mode {
         reward_model& rm;

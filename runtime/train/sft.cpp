@@ -203,9 +203,7 @@ train_result sft_train(model& m, const std::vector<sft_example>& data, const sft
 
     trainer_loop loop(options.trainer, trainable_parameters(m, options.full), lengths);
     loop.metadata = std::string("{\"trainer\": \"sft\", \"full\": ") + (options.full ? "true" : "false") + "}";
-    if (!options.full) loop.extra_files = [&m] {
-        return std::vector<std::pair<std::string, std::string>>{{"adapter_config.json", lora_adapter_config(m)}};
-    };
+    if (!options.full) loop.extra_files = lora_checkpoint_files(m);
     loop.begin("sft", std::move(eval));
     struct training_mode {
         model& m;

@@ -160,18 +160,19 @@ void matvec_range(const float* x, const uint16_t* xb, int64_t K, const mv_segmen
 }
 
 
-template <bool BF>
-void matvec_chunk(int64_t rows, const float* x, const uint16_t* xb, int64_t K, const mv_segment& s, int64_t begin,
-                  int64_t end) {
+// f(std::integral_constant<int, R>{}) with R = rows (1 to 8): a register
+// block's input rows as a compile-time constant.
+template <class F>
+inline void with_block_rows(int64_t rows, const F& f) {
     switch (rows) {
-        case 1: return matvec_range<BF, 1>(x, xb, K, s, begin, end);
-        case 2: return matvec_range<BF, 2>(x, xb, K, s, begin, end);
-        case 3: return matvec_range<BF, 3>(x, xb, K, s, begin, end);
-        case 4: return matvec_range<BF, 4>(x, xb, K, s, begin, end);
-        case 5: return matvec_range<BF, 5>(x, xb, K, s, begin, end);
-        case 6: return matvec_range<BF, 6>(x, xb, K, s, begin, end);
-        case 7: return matvec_range<BF, 7>(x, xb, K, s, begin, end);
-        case 8: return matvec_range<BF, 8>(x, xb, K, s, begin, end);
+        case 1: return f(std::integral_constant<int, 1>{});
+        case 2: return f(std::integral_constant<int, 2>{});
+        case 3: return f(std::integral_constant<int, 3>{});
+        case 4: return f(std::integral_constant<int, 4>{});
+        case 5: return f(std::integral_constant<int, 5>{});
+        case 6: return f(std::integral_constant<int, 6>{});
+        case 7: return f(std::integral_constant<int, 7>{});
+        case 8: return f(std::integral_constant<int, 8>{});
     }
 }
 
@@ -194,8 +195,11 @@ void matvec_typed(const void* x_in, int64_t R, int64_t K, const mv_segment* segs
     const int64_t tile = chunks == 1 ? std::numeric_limits<int64_t>::max() : 32;
     over_weight_tiles(segs, nsegs, chunks, tile, grain, BF ? 2 : 4, threads,
                       [&](int64_t c, const mv_segment& s, int64_t lo, int64_t hi) {
-                          matvec_chunk<BF>(std::min<int64_t>(8, R - 8 * c), x ? x + 8 * c * K : nullptr,
-                                           xb ? xb + 8 * c * K : nullptr, K, s, lo, hi);
+                          const float* xc = x ? x + 8 * c * K : nullptr;
+                          const uint16_t* xbc = xb ? xb + 8 * c * K : nullptr;
+                          with_block_rows(std::min<int64_t>(8, R - 8 * c), [&](auto rows) {
+                              matvec_range<BF, decltype(rows)::value>(xc, xbc, K, s, lo, hi);
+                          });
                       });
 }
 
@@ -361,21 +365,6 @@ void matvec_i8_range(const float* x, const void* xq, int64_t K, const mv_segment
         finish);
 }
 
-template <bool BF>
-void matvec_i8_chunk(int64_t rows, const float* x, const void* xq, int64_t K, const mv_segment& s, int64_t begin,
-                     int64_t end) {
-    switch (rows) {
-        case 1: return matvec_i8_range<BF, 1>(x, xq, K, s, begin, end);
-        case 2: return matvec_i8_range<BF, 2>(x, xq, K, s, begin, end);
-        case 3: return matvec_i8_range<BF, 3>(x, xq, K, s, begin, end);
-        case 4: return matvec_i8_range<BF, 4>(x, xq, K, s, begin, end);
-        case 5: return matvec_i8_range<BF, 5>(x, xq, K, s, begin, end);
-        case 6: return matvec_i8_range<BF, 6>(x, xq, K, s, begin, end);
-        case 7: return matvec_i8_range<BF, 7>(x, xq, K, s, begin, end);
-        case 8: return matvec_i8_range<BF, 8>(x, xq, K, s, begin, end);
-    }
-}
-
 // x: (R, K) float32 or bf16 (widened to float32 once), any R. The rows go 8
 // at a time (one register block); each thread takes its weight rows in tiles
 // of 32 and runs every 8-row chunk of x over a tile while it is in cache, so
@@ -406,7 +395,9 @@ void matvec_i8_typed(const void* x_in, int64_t R, int64_t K, const mv_segment* s
 #endif
     over_weight_tiles(segs, nsegs, chunks, 32, grain, BF ? 2 : 4, threads,
                       [&](int64_t c, const mv_segment& s, int64_t lo, int64_t hi) {
-                          matvec_i8_chunk<BF>(rows_of(c), x + 8 * c * K, xq[(size_t)c], K, s, lo, hi);
+                          with_block_rows(rows_of(c), [&](auto rows) {
+                              matvec_i8_range<BF, decltype(rows)::value>(x + 8 * c * K, xq[(size_t)c], K, s, lo, hi);
+                          });
                       });
 }
 

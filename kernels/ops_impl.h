@@ -11,6 +11,22 @@ namespace {
 
 // ---------------------------------------------------------------- matvec
 
+// The weight rows a row block reads next, asked of the memory ahead of time:
+// row n0 + i + ahead for each of the block's ROWS rows, `offset` bytes in
+// (bytes a row). The hardware prefetcher follows so few streams too slowly
+// once a block computes for several input rows: 4 rows ahead (16 with 8-row
+// blocks) made 4-32 input rows 1.3-1.8x faster on bf16 weights out of cache.
+// One float input row streams fast enough without (and slowed with it in
+// float32); int8 rows, a quarter as long, gain at one input row too.
+template <int ROWS>
+inline void prefetch_rows(const void* w, int64_t row_bytes, int64_t n0, int64_t offset) {
+    constexpr int64_t ahead = ROWS >= 8 ? 16 : 4;
+    // Addresses past the weights are fine to prefetch (never a fault); they
+    // are formed as integers, not as pointers past the array.
+    const uintptr_t p = reinterpret_cast<uintptr_t>(w) + (uintptr_t)((n0 + ahead) * row_bytes + offset);
+    for (int i = 0; i < ROWS; ++i) _mm_prefetch(reinterpret_cast<const char*>(p + (uintptr_t)(i * row_bytes)), _MM_HINT_T0);
+}
+
 // ROWS output rows n0.. of one segment for R input rows: each weight vector
 // is loaded once and multiplied into every input row.
 template <bool BF, int R, int ROWS>
@@ -22,6 +38,7 @@ inline void matvec_rows(const void* w, const float* x, int64_t K, int64_t n0, fl
     for (; k + W <= K; k += W) {
         vreg xv[R];
         _Pragma("GCC unroll 16") for (int r = 0; r < R; ++r) xv[r] = fvec::loadu(x + r * K + k);
+        if constexpr (R > 1) prefetch_rows<ROWS>(w, K * (BF ? 2 : 4), n0, k * (BF ? 2 : 4));
         _Pragma("GCC unroll 16") for (int i = 0; i < ROWS; ++i) {
             const vreg wv = load<BF>(w, (n0 + i) * K + k);
             _Pragma("GCC unroll 16") for (int r = 0; r < R; ++r) acc[i][r] = vfma(wv, xv[r], acc[i][r]);
@@ -51,6 +68,7 @@ inline void matvec_rows_dp(const uint16_t* w, const uint16_t* xb, int64_t K, int
     for (; k + 32 <= K; k += 32) {
         __m512i xv[R];
         for (int r = 0; r < R; ++r) xv[r] = _mm512_loadu_si512(xb + r * K + k);
+        if constexpr (R > 1) prefetch_rows<ROWS>(w, 2 * K, n0, 2 * k);
         for (int i = 0; i < ROWS; ++i) {
             __m512i wv = _mm512_loadu_si512(w + (n0 + i) * K + k);
             for (int r = 0; r < R; ++r) acc[i][r] = _mm512_dpbf16_ps(acc[i][r], (__m512bh)wv, (__m512bh)xv[r]);
@@ -233,6 +251,7 @@ inline void matvec_rows_i8(const uint8_t* w, const float* x, int64_t K, int64_t 
     for (; k + W <= K; k += W) {
         vreg xv[R];
         _Pragma("GCC unroll 16") for (int r = 0; r < R; ++r) xv[r] = fvec::loadu(x + r * K + k);
+        prefetch_rows<ROWS>(w, K, n0, k);
         _Pragma("GCC unroll 16") for (int i = 0; i < ROWS; ++i) {
             const vreg wv = load_i8(w + (n0 + i) * K + k);
             _Pragma("GCC unroll 16") for (int r = 0; r < R; ++r) acc[i][r] = vfma(wv, xv[r], acc[i][r]);
@@ -326,6 +345,7 @@ inline void matvec_rows_vnni(const uint8_t* w, const quantized_x& x, int64_t K, 
             xv[r] = _mm512_loadu_si512(xq + r * Kp + k);
             sv[r] = _mm512_set1_ps(xs[r * nb + b]);
         }
+        prefetch_rows<ROWS>(w, K, n0, k);
         _Pragma("GCC unroll 16") for (int i = 0; i < ROWS; ++i) {
             const __m512i wv = _mm512_maskz_loadu_epi8(m, wrow[i] + k);
             _Pragma("GCC unroll 16") for (int r = 0; r < R; ++r)

@@ -74,22 +74,34 @@ namespace {
 
 bool head_rows(const at::Tensor& t) { return t.defined() && t.dim() == 4 && t.stride(3) == 1 && t.device().is_cpu(); }
 
+// q, k, v in the kernel's dtypes and layout; k and v with S >= T tokens.
+bool causal_shapes_fit(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+    if (!available() || !head_rows(q) || !head_rows(k) || !head_rows(v)) return false;
+    const at::ScalarType type = q.scalar_type();
+    if (type != at::kFloat && type != at::kBFloat16) return false;
+    if (k.scalar_type() != type || v.scalar_type() != type) return false;
+    if (k.sizes() != v.sizes() || k.size(0) != q.size(0) || k.size(1) < q.size(1) || k.size(3) != q.size(3))
+        return false;
+    return k.size(2) > 0 && q.size(2) % k.size(2) == 0 && q.size(1) > 0;
+}
+
+// The kernel's shapes: keys as many as queries (suffix false) or at least as many.
 void check_causal(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_valid,
-                  const at::Tensor& positions, const attention_options& o) {
-    if (!causal_attention_applies(q, k, v))
+                  const at::Tensor& positions, const attention_options& o, bool suffix = false) {
+    if (!causal_shapes_fit(q, k, v) || (!suffix && k.size(1) != q.size(1)))
         fail("attention: q ", q.sizes(), ", k ", k.sizes(), ", v ", v.sizes(), " (", q.scalar_type(),
-             ") do not fit the causal kernel (check causal_attention_applies first)");
-    const int64_t B = q.size(0), T = q.size(1);
-    if (!key_valid.defined() || key_valid.dim() != 2 || key_valid.size(0) != B || key_valid.size(1) != T)
-        fail("attention: key_valid must be (", B, ", ", T, ")");
-    if (o.window > 0 && (!positions.defined() || positions.dim() != 2 || positions.size(0) != B || positions.size(1) != T))
-        fail("attention: a sliding window needs positions of shape (", B, ", ", T, ")");
+             ") do not fit the causal kernel (check ", suffix ? "suffix" : "causal", "_attention_applies first)");
+    const int64_t B = q.size(0), S = k.size(1);
+    if (!key_valid.defined() || key_valid.dim() != 2 || key_valid.size(0) != B || key_valid.size(1) != S)
+        fail("attention: key_valid must be (", B, ", ", S, ")");
+    if (o.window > 0 && (!positions.defined() || positions.dim() != 2 || positions.size(0) != B || positions.size(1) != S))
+        fail("attention: a sliding window needs positions of shape (", B, ", ", S, ")");
 }
 
 causal_attention_shape shape_of(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                 const attention_options& o) {
     causal_attention_shape s{q.size(0), q.size(1), q.size(2), k.size(2), q.size(3), {}, {}, {}, o.window,
-                             (float)o.scale, (float)o.softcap};
+                             (float)o.scale, (float)o.softcap, k.size(1)};
     for (int i = 0; i < 3; ++i) {
         s.q_stride[i] = q.stride(i);
         s.k_stride[i] = k.stride(i);
@@ -145,20 +157,19 @@ struct causal_attention_function : public torch::autograd::Function<causal_atten
 }  // namespace
 
 bool causal_attention_applies(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
-    if (!available() || !head_rows(q) || !head_rows(k) || !head_rows(v)) return false;
-    const at::ScalarType type = q.scalar_type();
-    if (type != at::kFloat && type != at::kBFloat16) return false;
-    if (k.scalar_type() != type || v.scalar_type() != type) return false;
-    if (k.sizes() != v.sizes() || k.size(0) != q.size(0) || k.size(1) != q.size(1) || k.size(3) != q.size(3))
-        return false;
-    return k.size(2) > 0 && q.size(2) % k.size(2) == 0 && q.size(1) > 0;
+    return causal_shapes_fit(q, k, v) && k.size(1) == q.size(1);
+}
+
+bool suffix_attention_applies(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+    if (at::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad())) return false;
+    return causal_shapes_fit(q, k, v);
 }
 
 causal_attention_saved causal_attention_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                                 const at::Tensor& key_valid, const at::Tensor& positions,
                                                 const attention_options& o, int threads) {
-    // q: (B, T, H, D); k, v: (B, T, Hkv, D); key_valid, positions: (B, T)
-    check_causal(q, k, v, key_valid, positions, o);
+    // q: (B, T, H, D); k, v: (B, S, Hkv, D), S >= T; key_valid, positions: (B, S)
+    check_causal(q, k, v, key_valid, positions, o, /*suffix=*/true);
     const int64_t B = q.size(0), T = q.size(1), H = q.size(2), D = q.size(3);
     auto [valid, pos] = mask_inputs(key_valid, positions, o);
     causal_attention_saved saved;
@@ -203,6 +214,17 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
     else  // no gradient (prefill, scoring): between oneDNN products, on their threads (docs/kernels.md)
         out = causal_attention_forward(q, k, v, key_valid, positions, o, matvec_threads()).out;
     return out.view({B, T, H * D});
+}
+
+at::Tensor suffix_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_valid,
+                            const at::Tensor& positions, const attention_options& o) {
+    // q: (B, T, H, D); k, v: (B, S, Hkv, D); key_valid, positions: (B, S)
+    if (!suffix_attention_applies(q, k, v))
+        fail("attention: q ", q.sizes(), ", k ", k.sizes(), ", v ", v.sizes(), " (", q.scalar_type(),
+             ") do not fit suffix_attention, which has no backward pass (check suffix_attention_applies first)");
+    const int64_t B = q.size(0), T = q.size(1), H = q.size(2), D = q.size(3);
+    // A prefill chunk: between the products, on their threads (docs/kernels.md).
+    return causal_attention_forward(q, k, v, key_valid, positions, o, matvec_threads()).out.view({B, T, H * D});
 }
 
 at::Tensor causal_mask(const at::Tensor& key_valid, const at::Tensor& positions, int64_t window) {

@@ -48,8 +48,23 @@ bool causal_attention_applies(const at::Tensor& q, const at::Tensor& k, const at
 at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_valid,
                             const at::Tensor& positions, const attention_options& options);
 
-// The two passes without autograd (check causal_attention_applies first);
-// threads: OpenMP threads over the tasks (0: libtorch's intra-op count).
+// Whether suffix_attention takes these: as causal_attention_applies, but k
+// and v may hold more tokens (S) than q (T).
+bool suffix_attention_applies(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
+
+// A prompt chunk over a cache, without autograd: q (B, T, H, D) are the last
+// T of the S positions whose keys and values are k, v (B, S, Hkv, D), any
+// strides with D contiguous; key_valid, positions: (B, S). Query t sees key j
+// when j <= t + S - T, key_valid[b, j] and, with a window,
+// positions[b, t + S - T] - positions[b, j] < window (a query that sees no
+// key averages all S values). Rows with fewer keys are aligned to the right,
+// their first keys invalid. -> (B, T, H * D)
+at::Tensor suffix_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_valid,
+                            const at::Tensor& positions, const attention_options& options);
+
+// The two passes without autograd (check causal_attention_applies first; the
+// forward also takes suffix_attention's shapes, S >= T); threads: OpenMP
+// threads over the tasks (0: libtorch's intra-op count).
 struct causal_attention_saved {
     at::Tensor out;  // (B, T, H, D) in q's dtype
     at::Tensor lse;  // (B, H, T) float32 log-sum-exp of each query's scores; +inf where it sees no key

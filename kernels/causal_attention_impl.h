@@ -88,19 +88,9 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t sa_m, int64_t
 struct task_view {
     const causal_attention_shape& s;
     int64_t b, kh;
-    int64_t Tp, Dp;  // T and D rounded up to whole vectors
-    const uint8_t* valid;      // (T) key_valid of row b
-    const int64_t* positions;  // (T) of row b, or null without a window
-
-    // Whether query t may see key j (the masks model.cpp builds).
-    bool allowed(int64_t t, int64_t j) const {
-        return j <= t && valid[j] && (s.window <= 0 || positions[t] - positions[j] < s.window);
-    }
-    bool sees_any(int64_t t) const {
-        for (int64_t j = 0; j <= t; ++j)
-            if (allowed(t, j)) return true;
-        return false;
-    }
+    int64_t Tp, Sp, Dp;        // T, S and D rounded up to whole vectors
+    const uint8_t* valid;      // (S) key_valid of row b
+    const int64_t* positions;  // (S) of row b, or null without a window
 };
 
 // dst (Tp, Dp) = rows t of src with token stride st, zero-padded.
@@ -119,8 +109,9 @@ void pack_cols(const void* src, int64_t off, int64_t st, int64_t T, int64_t D, i
         for (int64_t d = 0; d < D; ++d) dst[d * Tp + t] = load1<BF>(src, off + t * st + d);
 }
 
-// Row t's scores s (n of them, raw q.k) become the scaled, soft-capped logits,
-// with -inf where the mask forbids. Returns their maximum (-inf: none allowed).
+// The scores s (n of them, raw q.k) of the query at key index t become the
+// scaled, soft-capped logits, with -inf where the mask forbids. Returns their
+// maximum (-inf: none allowed).
 inline float logits_row(const task_view& v, int64_t t, float* s, int64_t n) {
     const float scale = v.s.scale, cap = v.s.softcap;
     const int64_t seen = std::min(n, t + 1);  // keys after t are in the future
@@ -161,26 +152,26 @@ template <bool BF>
 void forward_task(const task_view& tv, const void* q, const void* k, const void* v, void* out, float* lse,
                   std::vector<float>& buf) {
     const causal_attention_shape& s = tv.s;
-    const int64_t T = s.T, D = s.D, Tp = tv.Tp, Dp = tv.Dp, G = s.H / s.Hkv;
-    buf.resize((size_t)(D * Tp + 2 * Tp * Dp + QB * Tp + QB * Dp));
-    float* kt = buf.data();      // (D, Tp) keys, transposed
-    float* vf = kt + D * Tp;     // (Tp, Dp) values
-    float* qf = vf + Tp * Dp;    // (Tp, Dp) one head's queries
-    float* sc = qf + Tp * Dp;    // (QB, Tp) one block's scores, then weights
-    float* o = sc + QB * Tp;     // (QB, Dp) one block's output
-    pack_cols<BF>(k, tv.b * s.k_stride[0] + tv.kh * s.k_stride[2], s.k_stride[1], T, D, Tp, kt);
-    pack_rows<BF>(v, tv.b * s.v_stride[0] + tv.kh * s.v_stride[2], s.v_stride[1], T, D, Tp, Dp, vf);
+    const int64_t T = s.T, S = s.S, off = S - T, D = s.D, Tp = tv.Tp, Sp = tv.Sp, Dp = tv.Dp, G = s.H / s.Hkv;
+    buf.resize((size_t)(D * Sp + Sp * Dp + Tp * Dp + QB * Sp + QB * Dp));
+    float* kt = buf.data();      // (D, Sp) keys, transposed
+    float* vf = kt + D * Sp;     // (Sp, Dp) values
+    float* qf = vf + Sp * Dp;    // (Tp, Dp) one head's queries
+    float* sc = qf + Tp * Dp;    // (QB, Sp) one block's scores, then weights
+    float* o = sc + QB * Sp;     // (QB, Dp) one block's output
+    pack_cols<BF>(k, tv.b * s.k_stride[0] + tv.kh * s.k_stride[2], s.k_stride[1], S, D, Sp, kt);
+    pack_rows<BF>(v, tv.b * s.v_stride[0] + tv.kh * s.v_stride[2], s.v_stride[1], S, D, Sp, Dp, vf);
     for (int64_t g = 0; g < G; ++g) {
         const int64_t h = tv.kh * G + g;
         pack_rows<BF>(q, tv.b * s.q_stride[0] + h * s.q_stride[2], s.q_stride[1], T, D, Tp, Dp, qf);
         float* row_lse = lse + (tv.b * s.H + h) * T;
         for (int64_t t0 = 0; t0 < T; t0 += QB) {
-            const int64_t rows = std::min(QB, T - t0), kn = std::min(round_up(t0 + rows, W), Tp);
+            const int64_t rows = std::min(QB, T - t0), kn = std::min(round_up(off + t0 + rows, W), Sp);
             // sc (rows, kn) = q kᵀ over the keys up to the block's last query
-            gemm<false>(rows, kn, D, qf + t0 * Dp, Dp, 1, kt, Tp, sc, Tp);
+            gemm<false>(rows, kn, D, qf + t0 * Dp, Dp, 1, kt, Sp, sc, Sp);
             for (int64_t i = 0; i < rows; ++i) {
-                float* p = sc + i * Tp;
-                const float mx = logits_row(tv, t0 + i, p, kn);
+                float* p = sc + i * Sp;
+                const float mx = logits_row(tv, off + t0 + i, p, kn);
                 if (mx == -kInf) {  // sees no key: weights 0 here, the uniform average is added below
                     std::fill(p, p + kn, 0.0f);
                     row_lse[t0 + i] = kInf;
@@ -192,16 +183,16 @@ void forward_task(const task_view& tv, const void* q, const void* k, const void*
                 for (int64_t j = 0; j < kn; j += W) (fvec::loadu(p + j) * inv).store(p + j);
             }
             // o (rows, Dp) = weights (rows, kn) v (kn, Dp)
-            gemm<false>(rows, Dp, kn, sc, Tp, 1, vf, Dp, o, Dp);
+            gemm<false>(rows, Dp, kn, sc, Sp, 1, vf, Dp, o, Dp);
             for (int64_t i = 0; i < rows; ++i) {
                 const int64_t t = t0 + i;
                 float* orow = o + i * Dp;
                 if (row_lse[t] == kInf) {
                     // The plain path's softmax over all-masked scores is uniform over every key.
                     std::fill(orow, orow + Dp, 0.0f);
-                    for (int64_t j = 0; j < T; ++j)
+                    for (int64_t j = 0; j < S; ++j)
                         for (int64_t d = 0; d < Dp; d += W) (fvec::loadu(orow + d) + fvec::loadu(vf + j * Dp + d)).store(orow + d);
-                    const fvec inv(1.0f / (float)T);
+                    const fvec inv(1.0f / (float)S);
                     for (int64_t d = 0; d < Dp; d += W) (fvec::loadu(orow + d) * inv).store(orow + d);
                 }
                 const int64_t dst = ((tv.b * T + t) * s.H + h) * D;
@@ -316,8 +307,8 @@ void backward_task(const task_view& tv, const void* q, const void* k, const void
 
 task_view view_of(const causal_attention_shape& s, int64_t task, const uint8_t* key_valid, const int64_t* positions) {
     const int64_t b = task / s.Hkv;
-    return task_view{s, b, task % s.Hkv, round_up(s.T, W), round_up(s.D, W), key_valid + b * s.T,
-                     s.window > 0 ? positions + b * s.T : nullptr};
+    return task_view{s, b, task % s.Hkv, round_up(s.T, W), round_up(s.S, W), round_up(s.D, W), key_valid + b * s.S,
+                     s.window > 0 ? positions + b * s.S : nullptr};
 }
 
 }  // namespace

@@ -32,16 +32,19 @@ struct attention_shape {
     int threads = 1;   // OpenMP threads over the (row, token, head) tasks
 };
 
-// Shapes of a causal attention without a cache (training, prefill): q (B, T,
-// H, D), k and v (B, T, Hkv, D), each with its own strides (elements) for
-// batch, token and head, and D contiguous. Query t sees keys j <= t whose
-// key_valid[b, j] is set (and positions[b, t] - positions[b, j] < window).
+// Shapes of a causal attention (training, prefill): q (B, T, H, D), k and v
+// (B, S, Hkv, D) with S >= T, each with its own strides (elements) for
+// batch, token and head, and D contiguous. The queries are the last T of the
+// S positions (S == T without a cache; backward only then): query t is key
+// t + S - T and sees keys j <= t + S - T whose key_valid[b, j] is set (and
+// positions[b, t + S - T] - positions[b, j] < window).
 struct causal_attention_shape {
     int64_t B, T, H, Hkv, D;
     int64_t q_stride[3], k_stride[3], v_stride[3];  // batch, token, head
     int64_t window;                                 // sliding window (0: none)
     float scale;                                    // applied to q.k
     float softcap;                                  // 0: none; else tanh(s / cap) * cap
+    int64_t S;                                      // keys (>= T)
 };
 
 enum class gate_act { silu, gelu_tanh, gelu_erf, relu };
@@ -58,7 +61,7 @@ enum class gate_act { silu, gelu_tanh, gelu_erf, relu };
     /* q, out: (B, T, H, D); k, v: (B, capacity, Hkv, D); positions: (B, T); filled: (B) */                  \
     void attention_decode(const void* q, const void* k, const void* v, void* out, const int64_t* positions, \
                           const int64_t* filled, const attention_shape& s, bool bf16);                       \
-    /* q, k, v: see causal_attention_shape; key_valid: (B, T); positions: (B, T), read when window > 0; */  \
+    /* q, k, v: see causal_attention_shape; key_valid: (B, S); positions: (B, S), read when window > 0; */  \
     /* out: (B, T, H, D) contiguous; lse: (B, H, T) float32 (written; +inf where a query sees no key) */   \
     void causal_attention_forward(const void* q, const void* k, const void* v, const uint8_t* key_valid,   \
                                   const int64_t* positions, void* out, float* lse,                          \

@@ -242,6 +242,19 @@ void write_cache(at::Tensor& cache, const at::Tensor& src, const at::Tensor& row
 
 }  // namespace
 
+const at::Tensor& model::attention_inputs::plain_mask(bool sliding) const {
+    at::Tensor& mask = sliding ? allowed_sliding : allowed;
+    if (mask.defined()) return mask;
+    const int64_t w = sliding ? window : 0;
+    if (!cache) return mask = kernels::causal_mask(real, positions, w);  // (B, 1, T, T)
+    const int64_t B = positions.size(0), T = positions.size(1);
+    at::Tensor key_pos = at::arange(key_len, at::kLong);                                        // (S)
+    at::Tensor distance = positions.view({B, 1, T, 1}) - key_pos.view({1, 1, 1, key_len});  // (B, 1, T, S)
+    mask = key_valid.view({B, 1, 1, key_len}) & (distance >= 0);
+    if (w > 0) mask = mask & (distance < w);
+    return mask;
+}
+
 at::Tensor model::layer_forward(size_t index, const at::Tensor& x, const attention_inputs& in) const {
     const decoder_layer& layer = layers[index];
     const model_config& c = config;
@@ -282,6 +295,14 @@ at::Tensor model::layer_forward(size_t index, const at::Tensor& x, const attenti
             o.key_len = in.key_len;
             attended = kernels::attention_decode_forward(query, cache->k[index], cache->v[index], in.positions,
                                                          in.filled, o, cache->block_table);
+        } else if (in.suffix_index.defined() && kernels::suffix_attention_applies(query, key, value)) {
+            // A later prompt chunk (one over a shared prefix): the cached keys, right-aligned per
+            // row, with the chunk's queries as the last T, through the causal kernel's tiles.
+            auto gather = [&](const at::Tensor& c) {
+                return c.view({-1, Hkv, D}).index_select(0, in.suffix_index).view({B, in.key_len, Hkv, D});
+            };
+            attended = kernels::suffix_attention(query, gather(cache->k[index]), gather(cache->v[index]),
+                                                 in.suffix_valid, in.suffix_positions, o);
         } else {
             at::Tensor keys, values;  // (B, Hkv, S, D)
             if (cache->paged()) {  // each row's slots gathered from the pool's blocks
@@ -294,14 +315,14 @@ at::Tensor model::layer_forward(size_t index, const at::Tensor& x, const attenti
                 keys = cache->k[index].narrow(1, 0, in.key_len).transpose(1, 2);
                 values = cache->v[index].narrow(1, 0, in.key_len).transpose(1, 2);
             }
-            attended = kernels::attention_plain(query, keys, values, layer.sliding ? in.allowed_sliding : in.allowed, o);
+            attended = kernels::attention_plain(query, keys, values, in.plain_mask(layer.sliding), o);
         }
     } else if (kernels::causal_attention_applies(query, key, value)) {
         // Scores only where the causal mask may allow them; no (B, H, T, T) tensors kept for backward.
         attended = kernels::causal_attention(query, key, value, in.real, in.positions, o);
     } else {
         attended = kernels::attention_plain(query, key.transpose(1, 2), value.transpose(1, 2),
-                                            layer.sliding ? in.allowed_sliding : in.allowed, o);
+                                            in.plain_mask(layer.sliding), o);
     }
     at::Tensor attn_out = layer.o_proj.forward(attended);  // (B, T, C)
     if (c.sandwich_norms) attn_out = layer.post_attention_norm.forward(attn_out);
@@ -341,16 +362,13 @@ at::Tensor model::hidden_states(const at::Tensor& ids_in, const at::Tensor& atte
     if (config.scale_embeddings)  // sqrt(C), rounded to the compute dtype as transformers does
         x = x * at::scalar_tensor(std::sqrt((double)config.hidden_size), x.options());
 
-    const bool any_sliding = config.sliding_window > 0;
-    const int64_t window = config.sliding_window;
     attention_inputs in;
     in.cache = cache;
     in.real = real;
+    in.window = config.sliding_window;
     at::Tensor counts = real.sum(1);  // (B) real tokens per row
     if (!cache) {
         in.positions = (real.to(at::kLong).cumsum(1) - 1).clamp_min(0);  // (B, T)
-        in.allowed = kernels::causal_mask(real, in.positions, 0);          // (B, 1, T, T)
-        if (any_sliding) in.allowed_sliding = kernels::causal_mask(real, in.positions, window);
     } else {
         if (cache->batch() != B) fail("model: cache holds ", cache->batch(), " rows, ids have ", B);
         at::Tensor offset = at::tensor(cache->length, at::kLong).view({B, 1});
@@ -361,29 +379,34 @@ at::Tensor model::hidden_states(const at::Tensor& ids_in, const at::Tensor& atte
         if (key_len > cache->capacity)
             fail("model: the cache holds ", cache->capacity, " positions per row, ", key_len, " are needed");
         in.key_len = key_len = std::max<int64_t>(key_len, 1);
-        at::Tensor key_pos = at::arange(key_len, at::kLong);                        // (S)
-        at::Tensor key_valid = key_pos.view({1, key_len}) < in.filled.view({B, 1});  // (B, S)
-        at::Tensor distance = in.positions.view({B, 1, T, 1}) - key_pos.view({1, 1, 1, key_len});  // (B, 1, T, S)
-        in.allowed = key_valid.view({B, 1, 1, key_len}) & (distance >= 0);
-        if (any_sliding) in.allowed_sliding = in.allowed & (distance < window);
+        at::Tensor key_pos = at::arange(key_len, at::kLong);                       // (S)
+        in.key_valid = key_pos.view({1, key_len}) < in.filled.view({B, 1});  // (B, S)
         at::Tensor where_real = real.nonzero();  // (N, 2)
         in.write_rows = where_real.select(1, 0).contiguous();
         in.write_cols = where_real.select(1, 1).contiguous();
         in.write_slots = in.positions.index({in.write_rows, in.write_cols});
+        // The cache token of (row, slot) in k/v viewed as (tokens, Hkv, D). Paged: the pool slot
+        // block_table[row, slot / block_size] * block_size + slot % block_size.
+        const at::Tensor& table = cache->block_table;  // paged: (B, blocks per row)
+        const int64_t bs = cache->block_size;
+        if (cache->paged() && (table.dim() != 2 || table.size(0) != B || table.scalar_type() != at::kLong || bs < 1 ||
+                               table.size(1) * bs != cache->capacity))
+            fail("model: a paged cache needs a (", B, ", ", cache->capacity, " / block_size) int64 block_table");
+        auto token_of = [&](const at::Tensor& rows, const at::Tensor& slots) {
+            if (!cache->paged()) return rows * cache->capacity + slots;
+            return table.index({rows, at::floor_divide(slots, bs)}) * bs + at::remainder(slots, bs);
+        };
+        at::Tensor key_rows = at::arange(B, at::kLong).view({B, 1}).expand({B, key_len});  // (B, S)
         if (cache->paged()) {
-            // Pool slot of (row, slot): block_table[row, slot / block_size] * block_size + slot % block_size.
-            const at::Tensor& table = cache->block_table;  // (B, blocks per row)
-            const int64_t bs = cache->block_size;
-            if (table.dim() != 2 || table.size(0) != B || table.scalar_type() != at::kLong || bs < 1 ||
-                table.size(1) * bs != cache->capacity)
-                fail("model: a paged cache needs a (", B, ", ", cache->capacity, " / block_size) int64 block_table");
-            auto pool_slot = [&](const at::Tensor& rows, const at::Tensor& slots) {
-                return table.index({rows, at::floor_divide(slots, bs)}) * bs + at::remainder(slots, bs);
-            };
-            in.write_pool = pool_slot(in.write_rows, in.write_slots).contiguous();
-            at::Tensor key_rows = at::arange(B, at::kLong).view({B, 1}).expand({B, key_len});
-            at::Tensor key_slots = key_pos.view({1, key_len}).expand({B, key_len});
-            in.key_pool = pool_slot(key_rows, key_slots).reshape({-1}).contiguous();
+            in.write_pool = token_of(in.write_rows, in.write_slots).contiguous();
+            in.key_pool = token_of(key_rows, key_pos.view({1, key_len}).expand({B, key_len})).reshape({-1}).contiguous();
+        }
+        if (!in.fresh && T > kernels::matvec_max_rows) {
+            // Row b's slot s is key j = s + S - filled[b]: its chunk's queries are then the last T keys.
+            at::Tensor slot = key_pos.view({1, key_len}) - (key_len - in.filled).view({B, 1});  // (B, S)
+            in.suffix_valid = slot >= 0;
+            in.suffix_positions = slot.clamp_min(0);  // a slot is its token's position
+            in.suffix_index = token_of(key_rows, in.suffix_positions).reshape({-1}).contiguous();
         }
     }
     std::tie(in.cos, in.sin) = rotary(in.positions);

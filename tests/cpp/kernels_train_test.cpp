@@ -195,6 +195,76 @@ TEST_CASE("causal_attention: what it takes, and clear errors otherwise", "[kerne
     }
 }
 
+TEST_CASE("suffix_attention: a chunk over cached keys equals the plain masked softmax (right-aligned rows)",
+          "[kernels]") {
+    if (cai::kernels::cpu_isa() == cai::kernels::isa::generic) return;
+    at::NoGradGuard no_grad;
+    struct suffix_case {
+        int64_t T, S, H, Hkv, D, window;
+        double softcap;
+    };
+    const std::vector<suffix_case> cases = {
+        {9, 9, 4, 2, 8, 0, 0},       // as many keys as queries
+        {12, 40, 6, 2, 20, 0, 0},    // GQA, D not a multiple of the vector
+        {30, 77, 4, 4, 64, 0, 0},    // more than one query block
+        {25, 60, 6, 3, 16, 7, 0},    // sliding window
+        {10, 33, 4, 2, 12, 0, 5.0},  // soft-capped scores
+    };
+    for (const auto& c : cases) {
+        for (at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
+            INFO("T " << c.T << " S " << c.S << " H " << c.H << "/" << c.Hkv << " D " << c.D << " window " << c.window
+                      << " cap " << c.softcap << " " << dtype);
+            at::manual_seed(5 + c.T + c.S);
+            const int64_t B = 3, off = c.S - c.T;
+            Tensor q = at::randn({B, c.T, c.H, c.D}).to(dtype);
+            Tensor kv = at::randn({B, c.S, 2 * c.Hkv, c.D}).to(dtype);
+            Tensor k = kv.narrow(2, 0, c.Hkv), v = kv.narrow(2, c.Hkv, c.Hkv);  // (B, S, Hkv, D), strided
+            // Row 0 fills all S keys; row 1 five fewer; row 2 fewer than T (its first queries see no key).
+            const std::vector<int64_t> filled = {c.S, c.S - 5, std::max<int64_t>(c.T - 3, 1)};
+            Tensor valid = at::zeros({B, c.S}, at::kBool), positions = at::zeros({B, c.S}, at::kLong);
+            for (int64_t b = 0; b < B; ++b) {
+                const int64_t first = c.S - filled[(size_t)b];
+                valid[b].narrow(0, first, filled[(size_t)b]).fill_(true);
+                positions[b].narrow(0, first, filled[(size_t)b]).copy_(at::arange(filled[(size_t)b], at::kLong));
+            }
+            // Query t is key off + t: it sees valid keys j <= off + t (within the window).
+            Tensor j = at::arange(c.S, at::kLong).view({1, 1, 1, c.S});
+            Tensor t = (off + at::arange(c.T, at::kLong)).view({1, 1, c.T, 1});
+            Tensor allowed = valid.view({B, 1, 1, c.S}) & (j <= t);
+            if (c.window > 0) {
+                Tensor query_pos = positions.narrow(1, off, c.T).view({B, 1, c.T, 1});
+                allowed = allowed & ((query_pos - positions.view({B, 1, 1, c.S})) < c.window);
+            }
+            cai::kernels::attention_options o;
+            o.window = c.window;
+            o.scale = 1.0 / std::sqrt((double)c.D);
+            o.softcap = c.softcap;
+            REQUIRE(cai::kernels::suffix_attention_applies(q, k, v));
+            Tensor got = cai::kernels::suffix_attention(q, k, v, valid, positions, o);
+            Tensor want = cai::kernels::attention_plain(q, k.transpose(1, 2), v.transpose(1, 2), allowed, o);
+            REQUIRE(got.sizes() == want.sizes());
+            CHECK(rel_diff(got, want) < (dtype == at::kFloat ? 1e-5 : 3e-2));
+        }
+    }
+    // What it takes: more keys than queries but not fewer; no gradient.
+    Tensor q = at::randn({2, 4, 4, 8}), k = at::randn({2, 6, 2, 8});
+    CHECK(cai::kernels::suffix_attention_applies(q, k, k));
+    CHECK_FALSE(cai::kernels::causal_attention_applies(q, k, k));
+    CHECK_FALSE(cai::kernels::suffix_attention_applies(q, k.narrow(1, 0, 3), k.narrow(1, 0, 3)));
+    cai::kernels::attention_options o;
+    CHECK(test_util::error_of([&] {
+              cai::kernels::suffix_attention(q, k, k, at::ones({2, 4}, at::kBool), Tensor(), o);
+          }).find("key_valid must be (2, 6)") != std::string::npos);
+    {
+        at::AutoGradMode grad(true);
+        Tensor qg = q.clone().requires_grad_(true);
+        CHECK_FALSE(cai::kernels::suffix_attention_applies(qg, k, k));
+        CHECK(test_util::error_of([&] {
+                  cai::kernels::suffix_attention(qg, k, k, at::ones({2, 6}, at::kBool), Tensor(), o);
+              }).find("no backward pass") != std::string::npos);
+    }
+}
+
 TEST_CASE("gemm: oneDNN products equal at::mm for every operand layout; gemm_linear values and gradients",
           "[kernels]") {
     at::manual_seed(21);

@@ -216,12 +216,12 @@ TEST_CASE("model: the KV cache path gives the logits of the full forward") {
     }
 }
 
-TEST_CASE("model: long chunks through the cache: a first chunk by the causal kernel, later ones by the plain path") {
+TEST_CASE("model: long chunks through the cache: a first chunk by the causal kernel, later ones by the suffix kernel") {
     for (const char* json : {llama_json, mistral_json, gemma2_json}) {
         auto m = make(json);
         INFO(m->config.model_type);
         // 24 columns, row 1 left-padded by five; chunks of 12 (nothing cached yet), 10 (over the
-        // cache, more rows than the decode kernel takes) and 2 (decode).
+        // cache, more rows than the decode kernel takes; the rows' cached lengths differ) and 2 (decode).
         std::vector<int64_t> a, b, ma, mb;
         for (int64_t t = 0; t < 24; ++t) {
             a.push_back(1 + (t * 7) % 39);

@@ -428,10 +428,20 @@ void attention_typed(const void* q, const void* k, const void* v, void* out, con
                      const int64_t* filled, const attention_shape& s) {
     const int64_t groups = s.H / s.Hkv, D = s.D;
     const int64_t kv_token = s.Hkv * D, kv_row = s.capacity * kv_token;
+    const int64_t elem = BF ? 2 : 4, vec_bytes = D * elem;
+    // The cache lines of the head vector at offset `at` (elements), asked for
+    // ahead: the slots of a paged row lie in blocks all over the pool and
+    // each vector is one of Hkv in its slot, too scattered for the hardware
+    // prefetcher (the kernel waited on every key and value load before).
+    auto prefetch_vector = [&](const void* base, int64_t at) {
+        const char* p = static_cast<const char*>(base) + at * elem;
+        for (int64_t b = 0; b < vec_bytes; b += 64) _mm_prefetch(p + b, _MM_HINT_T0);
+    };
+    constexpr int64_t ahead = 8;  // slots
     // Parts of at least 4 (row, token, head) tasks.
     parallel_parts(s.B * s.T * s.H, 4, 1, s.threads, [&](int64_t begin, int64_t end) {
-        std::vector<float> score((size_t)std::max<int64_t>(s.key_len, 1));
-        std::vector<float> acc((size_t)D);
+        std::vector<float> score((size_t)std::max<int64_t>(s.key_len, 1)), qf((size_t)D);
+        std::vector<int64_t> slot_at((size_t)std::max<int64_t>(s.key_len, 1) + ahead);
         for (int64_t task = begin; task < end; ++task) {
             const int64_t h = task % s.H, bt = task / s.H, b = bt / s.T;
             const int64_t kh = h / groups;
@@ -450,41 +460,80 @@ void attention_typed(const void* q, const void* k, const void* v, void* out, con
             // Offset (elements) of slot j's head kh: in row b of the cache, or in its block of the pool.
             const int64_t* table = s.block_table ? s.block_table + b * s.table_cols : nullptr;
             const int64_t base = table ? kh * D : b * kv_row + kh * D;
-            auto at_slot = [&](int64_t j) {
-                if (!table) return base + j * kv_token;
-                return (table[j / s.block_size] * s.block_size + j % s.block_size) * kv_token + base;
-            };
-            float mx = -INFINITY;
-            for (int64_t j = lo; j < hi; ++j) {
-                float dot = 0;
-                if (!uniform) {
-                    const int64_t kj = at_slot(j);
-                    fvec a(0.0f);
-                    int64_t d = 0;
-                    for (; d + W <= D; d += W)
-                        a = at::vec::fmadd(load<BF>(q, q_off + d), load<BF>(k, kj + d), a);
-                    if (d < D)
-                        a = at::vec::fmadd(load<BF>(q, q_off + d, D - d), load<BF>(k, kj + d, D - d), a);
-                    dot = hsum(a) * s.scale;
-                    if (s.softcap > 0) dot = std::tanh(dot / s.softcap) * s.softcap;
+            // slot_at[j - lo]: the offset of slot j, walked block by block (no division a slot);
+            // the `ahead` entries past hi repeat the last slot, for the prefetches.
+            if (!table) {
+                for (int64_t j = lo; j < hi; ++j) slot_at[(size_t)(j - lo)] = base + j * kv_token;
+            } else {
+                int64_t block = lo / s.block_size, in_block = lo % s.block_size;
+                for (int64_t j = lo; j < hi; ++j) {
+                    slot_at[(size_t)(j - lo)] = (table[block] * s.block_size + in_block) * kv_token + base;
+                    if (++in_block == s.block_size) in_block = 0, ++block;
                 }
-                score[j - lo] = dot;
-                mx = std::max(mx, dot);
             }
-            float sum = 0;
-            for (int64_t j = lo; j < hi; ++j) sum += (score[j - lo] = std::exp(score[j - lo] - mx));
-            std::fill(acc.begin(), acc.end(), 0.0f);
-            for (int64_t j = lo; j < hi; ++j) {
-                const fvec p(round_to<BF>(score[j - lo] / sum));
-                const int64_t vj = at_slot(j);
-                int64_t d = 0;
-                for (; d + W <= D; d += W)
-                    at::vec::fmadd(p, load<BF>(v, vj + d), fvec::loadu(acc.data() + d)).store(acc.data() + d);
-                if (d < D)
-                    at::vec::fmadd(p, load<BF>(v, vj + d, D - d), fvec::loadu(acc.data() + d, D - d))
-                        .store(acc.data() + d, D - d);
+            for (int64_t i = 0; i < ahead; ++i) slot_at[(size_t)(hi - lo + i)] = slot_at[(size_t)(hi - lo - 1)];
+            // Raw scores q.k, one slot at a time (q widened to float32 once).
+            const int64_t n = hi - lo;
+            for (int64_t d = 0; d < D; ++d) qf[(size_t)d] = load1<BF>(q, q_off + d);
+            if (uniform) std::fill(score.begin(), score.begin() + n, 0.0f);
+            else {
+                for (int64_t j = 0; j < n; ++j) {
+                    prefetch_vector(k, slot_at[(size_t)(j + ahead)]);
+                    const int64_t kj = slot_at[(size_t)j];
+                    vreg a = vzero();
+                    int64_t d = 0;
+                    for (; d + W <= D; d += W) a = vfma(fvec::loadu(qf.data() + d), load<BF>(k, kj + d), a);
+                    if (d < D) a = vfma(fvec::loadu(qf.data() + d, D - d), load<BF>(k, kj + d, D - d), a);
+                    score[(size_t)j] = vsum(a);
+                }
             }
-            for (int64_t d = 0; d < D; ++d) store1<BF>(out, q_off + d, acc[d]);
+            // Scaled, soft-capped, then the softmax's exponentials, W slots at a time.
+            fvec top(-INFINITY);
+            for (int64_t j = 0; j < n; j += W) {
+                const int64_t cnt = std::min<int64_t>(W, n - j);
+                fvec x = fvec::loadu(score.data() + j, cnt);
+                if (!uniform) {
+                    x = x * fvec(s.scale);
+                    if (s.softcap > 0) x = (x / fvec(s.softcap)).tanh() * fvec(s.softcap);
+                    x.store(score.data() + j, cnt);
+                }
+                top = at::vec::maximum(top, fvec::set(fvec(-INFINITY), x, cnt));
+            }
+            float lanes[W];
+            top.store(lanes);
+            const float mx = *std::max_element(lanes, lanes + W);
+            fvec total(0.0f);
+            for (int64_t j = 0; j < n; j += W) {
+                const int64_t cnt = std::min<int64_t>(W, n - j);
+                const fvec e = (fvec::loadu(score.data() + j, cnt) - fvec(mx)).exp();
+                e.store(score.data() + j, cnt);
+                total = total + fvec::set(fvec(0.0f), e, cnt);
+            }
+            const float sum = hsum(total);
+            for (int64_t j = lo; j < hi; ++j) score[j - lo] = round_to<BF>(score[j - lo] / sum);
+            // The weighted values, up to 4 vectors of D at a time held in registers over all
+            // slots (an accumulator stored and reloaded every slot waited on the store each time).
+            for (int64_t d0 = 0; d0 < D; d0 += 4 * W) {
+                const int64_t n = std::min<int64_t>(4 * W, D - d0);
+                vreg a[4] = {vzero(), vzero(), vzero(), vzero()};
+                if (n == 4 * W) {
+                    for (int64_t j = lo; j < hi; ++j) {
+                        if (d0 == 0) prefetch_vector(v, slot_at[(size_t)(j - lo + ahead)]);
+                        const vreg p = fvec(score[j - lo]);
+                        const int64_t vj = slot_at[(size_t)(j - lo)] + d0;
+                        _Pragma("GCC unroll 4") for (int i = 0; i < 4; ++i) a[i] = vfma(p, load<BF>(v, vj + i * W), a[i]);
+                    }
+                } else {
+                    for (int64_t j = lo; j < hi; ++j) {
+                        if (d0 == 0) prefetch_vector(v, slot_at[(size_t)(j - lo + ahead)]);
+                        const vreg p = fvec(score[j - lo]);
+                        const int64_t vj = slot_at[(size_t)(j - lo)] + d0;
+                        for (int i = 0; i < 4 && i * W < n; ++i)
+                            a[i] = vfma(p, load<BF>(v, vj + i * W, std::min<int64_t>(W, n - i * W)), a[i]);
+                    }
+                }
+                for (int i = 0; i < 4 && i * W < n; ++i) store<BF>(out, q_off + d0 + i * W, fvec(a[i]), std::min<int64_t>(W, n - i * W));
+            }
         }
     });
 }

@@ -139,6 +139,7 @@ void engine::make_pool() {
     int64_t blocks = o_.batch_size * widest;
     if (o_.kv_cache_bytes <= 0) check_kv_cache_fits(m_, o_.batch_size, widest * bs_);
     if (o_.kv_cache_bytes > 0) {
+        check_kv_budget_fits(m_, (double)o_.kv_cache_bytes);
         blocks = o_.kv_cache_bytes / bytes_per_block;
         for (size_t p = 0; p < prompts_.size(); ++p)
             if (blocks_for(p) > blocks)

@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <fstream>
 #include <cstring>
 
 #include "core/error.h"
@@ -480,17 +482,48 @@ at::Tensor model::logprobs(const at::Tensor& ids, const at::Tensor& attention_ma
     return at::cat({at::zeros({B, 1}, at::kFloat), picked.narrow(1, 0, T - 1)}, 1);
 }
 
+memory_limit process_memory_limit(const std::string& cgroup_root) {
+    memory_limit out;
+    const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page > 0) {
+        out.bytes = double(pages) * double(page);
+        out.source = "this machine's memory";
+    }
+    // A container's cgroup may allow less: v2 memory.max ("max": no limit), v1 memory.limit_in_bytes.
+    for (const std::string& file : {cgroup_root + "/memory.max", cgroup_root + "/memory/memory.limit_in_bytes"}) {
+        std::ifstream in(file);
+        std::string text;
+        if (!(in >> text) || text == "max") continue;
+        char* end = nullptr;
+        const double limit = std::strtod(text.c_str(), &end);
+        if (end && *end == '\0' && limit > 0 && (out.bytes <= 0 || limit < out.bytes)) {
+            out.bytes = limit;
+            out.source = "the cgroup limit (" + file + ")";
+        }
+        break;
+    }
+    return out;
+}
+
 void check_kv_cache_fits(const model& m, int64_t rows, int64_t positions) {
     const model_config& config = m.config;
     const double bytes = 2.0 * double(m.layers.size()) * double(rows) * double(positions) *
                          double(config.num_kv_heads) * double(config.head_dim) * double(c10::elementSize(m.dtype));
-    const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
-    const double memory = pages > 0 && page > 0 ? double(pages) * double(page) : 0.0;
-    if (memory > 0 && bytes > memory)
+    const memory_limit limit = process_memory_limit();
+    const double weights = double(m.weight_bytes());
+    if (limit.bytes > 0 && bytes + weights > limit.bytes)
         fail("generate: a KV cache for ", rows, " row(s) of ", positions, " positions needs ", format_bytes(bytes),
-             ", more than this machine's ", format_bytes(memory),
-             " of memory; lower max_new_tokens (each row stops at max_position_embeddings = ",
-             config.max_position_embeddings, ") or batch_size");
+             "; with the model's weights (", format_bytes(weights), ") that is more than the ",
+             format_bytes(limit.bytes), " of ", limit.source, "; lower max_new_tokens (each row stops at ",
+             "max_position_embeddings = ", config.max_position_embeddings, ") or batch_size");
+}
+
+void check_kv_budget_fits(const model& m, double budget) {
+    const memory_limit limit = process_memory_limit();
+    const double weights = double(m.weight_bytes());
+    if (limit.bytes > 0 && budget + weights > limit.bytes)
+        fail("generate: kv_cache_mb = ", format_bytes(budget), " with the model's weights (", format_bytes(weights),
+             ") is more than the ", format_bytes(limit.bytes), " of ", limit.source, "; lower kv_cache_mb");
 }
 
 kv_cache model::new_cache(int64_t batch, int64_t capacity) const {
@@ -563,6 +596,24 @@ int64_t model::parameter_count() const {
         for (const rms_norm* p : {&l.input_norm, &l.post_attention_norm, &l.pre_feedforward_norm,
                                   &l.post_feedforward_norm, &l.q_norm, &l.k_norm})
             if (p->weight.defined()) n += p->weight.numel();
+    }
+    return n;
+}
+
+int64_t model::weight_bytes() const {
+    auto bytes = [](const at::Tensor& t) { return t.defined() ? (int64_t)t.nbytes() : (int64_t)0; };
+    auto linear_bytes = [&](const linear& l) {
+        return bytes(l.weight) + bytes(l.bias) + bytes(l.weight_q) + bytes(l.weight_scale) + bytes(l.lora_a) +
+               bytes(l.lora_b);
+    };
+    int64_t n = bytes(embed_tokens) + bytes(final_norm.weight);
+    if (!config.tie_word_embeddings || lm_head.quantized()) n += linear_bytes(lm_head);  // int8: a copy of its own
+    for (const auto& l : layers) {
+        for (const linear* p : {&l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.gate_proj, &l.up_proj, &l.down_proj})
+            n += linear_bytes(*p);
+        for (const rms_norm* p : {&l.input_norm, &l.post_attention_norm, &l.pre_feedforward_norm,
+                                  &l.post_feedforward_norm, &l.q_norm, &l.k_norm})
+            n += bytes(p->weight);
     }
     return n;
 }

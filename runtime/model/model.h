@@ -148,6 +148,9 @@ public:
     bool has_lora() const;
     void set_lora_enabled(bool enabled);
     int64_t parameter_count() const;
+    // Bytes the weights take in memory as loaded (int8 weights, their scales
+    // and LoRA adapters included; a head tied to the embeddings once).
+    int64_t weight_bytes() const;
     // Replaces the decoder layers' projection weights (q/k/v/o, gate/up/down)
     // and lm_head by int8 ones with a float32 scale per output row (symmetric;
     // a head tied to the embeddings gets its own int8 copy; the embeddings,

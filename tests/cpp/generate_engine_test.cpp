@@ -7,6 +7,7 @@
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
 
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,8 @@
 #include "kernels/cpu.h"
 #include "tokenizer/tokenizer.h"
 #include "fixtures.h"
+#include "model/kv_memory.h"
+#include "test_util.h"
 
 namespace {
 
@@ -283,6 +286,32 @@ TEST_CASE("engine: a KV pool too small for a prompt is refused with the numbers"
     auto small = cai::generate(*m, prompts, o);
     o.kv_cache_bytes = 0;
     require_same(small, cai::generate(*m, prompts, o));
+}
+
+TEST_CASE("engine: the memory limit counts the weights and a container's cgroup limit") {
+    auto m = engine_model(fixtures::tiny_llama_json(40));
+    // weight_bytes: every float32 parameter once (this config ties no head).
+    REQUIRE(m->weight_bytes() == 4 * m->parameter_count());
+    // A cgroup v2 limit below physical memory is the limit; "max" is none.
+    const std::string root = test_util::temp_dir();
+    auto write = [&](const std::string& text) {
+        std::ofstream(root + "/memory.max") << text << "\n";
+    };
+    write("1048576");
+    cai::memory_limit limit = cai::process_memory_limit(root);
+    CHECK(limit.bytes == 1048576.0);
+    CHECK(limit.source.find("cgroup limit") != std::string::npos);
+    write("max");
+    limit = cai::process_memory_limit(root);
+    CHECK(limit.bytes > 1048576.0);
+    CHECK(limit.source == "this machine's memory");
+    // A stated KV budget beyond what the process may use is refused before any allocation.
+    auto prompts = engine_prompts(*m);
+    cai::generate_options o = engine_options();
+    o.kv_cache_bytes = (int64_t)1 << 60;
+    REQUIRE_THROWS_WITH(cai::generate(*m, prompts, o),
+                        Catch::Contains("kv_cache_mb = ") && Catch::Contains("with the model's weights") &&
+                            Catch::Contains("lower kv_cache_mb"));
 }
 
 TEST_CASE("paged cache: tokens fed in chunks into scattered blocks give the full forward's logits") {

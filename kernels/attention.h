@@ -4,8 +4,9 @@
 //   token, head): scores, softmax in float32 and the weighted sum of values;
 // - causal attention without a cache (training, scoring), differentiable:
 //   scores only for keys up to each block's last query, the softmax's
-//   log-sum-exp kept for the backward pass instead of the (T, T) weights.
-// Both match the masks model.cpp builds (causal_mask) and attention_plain.
+//   log-sum-exp kept for the backward pass instead of the (T, T) weights;
+//   its forward also serves a prompt chunk over a cache (suffix_attention).
+// All match the masks model.cpp builds and attention_plain.
 #pragma once
 
 #include <ATen/ATen.h>

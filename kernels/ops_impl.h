@@ -430,9 +430,8 @@ void attention_typed(const void* q, const void* k, const void* v, void* out, con
     const int64_t kv_token = s.Hkv * D, kv_row = s.capacity * kv_token;
     const int64_t elem = BF ? 2 : 4, vec_bytes = D * elem;
     // The cache lines of the head vector at offset `at` (elements), asked for
-    // ahead: the slots of a paged row lie in blocks all over the pool and
-    // each vector is one of Hkv in its slot, too scattered for the hardware
-    // prefetcher (the kernel waited on every key and value load before).
+    // a few slots ahead: a paged row's slots lie in blocks all over the pool,
+    // and each vector is one of Hkv in its slot.
     auto prefetch_vector = [&](const void* base, int64_t at) {
         const char* p = static_cast<const char*>(base) + at * elem;
         for (int64_t b = 0; b < vec_bytes; b += 64) _mm_prefetch(p + b, _MM_HINT_T0);

@@ -242,6 +242,14 @@ void write_cache(at::Tensor& cache, const at::Tensor& src, const at::Tensor& row
     }
 }
 
+// The token of (row, slot) in a cache's k/v viewed as (tokens, Hkv, D): row * capacity + slot,
+// or paged, the pool slot block_table[row, slot / block_size] * block_size + slot % block_size.
+at::Tensor cache_token(const kv_cache& cache, const at::Tensor& rows, const at::Tensor& slots) {
+    if (!cache.paged()) return rows * cache.capacity + slots;
+    const int64_t bs = cache.block_size;
+    return cache.block_table.index({rows, at::floor_divide(slots, bs)}) * bs + at::remainder(slots, bs);
+}
+
 }  // namespace
 
 const at::Tensor& model::attention_inputs::plain_mask(bool sliding) const {
@@ -251,10 +259,19 @@ const at::Tensor& model::attention_inputs::plain_mask(bool sliding) const {
     if (!cache) return mask = kernels::causal_mask(real, positions, w);  // (B, 1, T, T)
     const int64_t B = positions.size(0), T = positions.size(1);
     at::Tensor key_pos = at::arange(key_len, at::kLong);                                        // (S)
+    at::Tensor key_valid = key_pos.view({1, key_len}) < filled.view({B, 1});                   // (B, S)
     at::Tensor distance = positions.view({B, 1, T, 1}) - key_pos.view({1, 1, 1, key_len});  // (B, 1, T, S)
     mask = key_valid.view({B, 1, 1, key_len}) & (distance >= 0);
     if (w > 0) mask = mask & (distance < w);
     return mask;
+}
+
+const at::Tensor& model::attention_inputs::plain_key_pool() const {
+    if (key_pool.defined()) return key_pool;
+    const int64_t B = positions.size(0);
+    at::Tensor rows = at::arange(B, at::kLong).view({B, 1}).expand({B, key_len});      // (B, S)
+    at::Tensor slots = at::arange(key_len, at::kLong).view({1, key_len}).expand({B, key_len});  // (B, S)
+    return key_pool = cache_token(*cache, rows, slots).reshape({-1}).contiguous();
 }
 
 at::Tensor model::layer_forward(size_t index, const at::Tensor& x, const attention_inputs& in) const {
@@ -309,7 +326,7 @@ at::Tensor model::layer_forward(size_t index, const at::Tensor& x, const attenti
             at::Tensor keys, values;  // (B, Hkv, S, D)
             if (cache->paged()) {  // each row's slots gathered from the pool's blocks
                 auto gather = [&](const at::Tensor& pool) {
-                    return pool.view({-1, Hkv, D}).index_select(0, in.key_pool).view({B, in.key_len, Hkv, D}).transpose(1, 2);
+                    return pool.view({-1, Hkv, D}).index_select(0, in.plain_key_pool()).view({B, in.key_len, Hkv, D}).transpose(1, 2);
                 };
                 keys = gather(cache->k[index]);
                 values = gather(cache->v[index]);
@@ -381,34 +398,23 @@ at::Tensor model::hidden_states(const at::Tensor& ids_in, const at::Tensor& atte
         if (key_len > cache->capacity)
             fail("model: the cache holds ", cache->capacity, " positions per row, ", key_len, " are needed");
         in.key_len = key_len = std::max<int64_t>(key_len, 1);
-        at::Tensor key_pos = at::arange(key_len, at::kLong);                       // (S)
-        in.key_valid = key_pos.view({1, key_len}) < in.filled.view({B, 1});  // (B, S)
         at::Tensor where_real = real.nonzero();  // (N, 2)
         in.write_rows = where_real.select(1, 0).contiguous();
         in.write_cols = where_real.select(1, 1).contiguous();
         in.write_slots = in.positions.index({in.write_rows, in.write_cols});
-        // The cache token of (row, slot) in k/v viewed as (tokens, Hkv, D). Paged: the pool slot
-        // block_table[row, slot / block_size] * block_size + slot % block_size.
         const at::Tensor& table = cache->block_table;  // paged: (B, blocks per row)
-        const int64_t bs = cache->block_size;
-        if (cache->paged() && (table.dim() != 2 || table.size(0) != B || table.scalar_type() != at::kLong || bs < 1 ||
-                               table.size(1) * bs != cache->capacity))
+        if (cache->paged() && (table.dim() != 2 || table.size(0) != B || table.scalar_type() != at::kLong ||
+                               cache->block_size < 1 || table.size(1) * cache->block_size != cache->capacity))
             fail("model: a paged cache needs a (", B, ", ", cache->capacity, " / block_size) int64 block_table");
-        auto token_of = [&](const at::Tensor& rows, const at::Tensor& slots) {
-            if (!cache->paged()) return rows * cache->capacity + slots;
-            return table.index({rows, at::floor_divide(slots, bs)}) * bs + at::remainder(slots, bs);
-        };
-        at::Tensor key_rows = at::arange(B, at::kLong).view({B, 1}).expand({B, key_len});  // (B, S)
-        if (cache->paged()) {
-            in.write_pool = token_of(in.write_rows, in.write_slots).contiguous();
-            in.key_pool = token_of(key_rows, key_pos.view({1, key_len}).expand({B, key_len})).reshape({-1}).contiguous();
-        }
+        if (cache->paged()) in.write_pool = cache_token(*cache, in.write_rows, in.write_slots).contiguous();
         if (!in.fresh && T > kernels::matvec_max_rows) {
             // Row b's slot s is key j = s + S - filled[b]: its chunk's queries are then the last T keys.
-            at::Tensor slot = key_pos.view({1, key_len}) - (key_len - in.filled).view({B, 1});  // (B, S)
+            at::Tensor key_pos = at::arange(key_len, at::kLong).view({1, key_len});
+            at::Tensor slot = key_pos - (key_len - in.filled).view({B, 1});  // (B, S)
             in.suffix_valid = slot >= 0;
             in.suffix_positions = slot.clamp_min(0);  // a slot is its token's position
-            in.suffix_index = token_of(key_rows, in.suffix_positions).reshape({-1}).contiguous();
+            at::Tensor rows = at::arange(B, at::kLong).view({B, 1}).expand({B, key_len});
+            in.suffix_index = cache_token(*cache, rows, in.suffix_positions).reshape({-1}).contiguous();
         }
     }
     std::tie(in.cos, in.sin) = rotary(in.positions);

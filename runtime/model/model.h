@@ -176,8 +176,6 @@ private:
         kv_cache* cache = nullptr;
         at::Tensor write_rows, write_cols, write_slots;  // (N) int64: where each real token goes in the cache
         at::Tensor write_pool;                           // paged: (N) int64, each real token's pool slot
-        at::Tensor key_pool;                             // paged: (B * S) int64, the pool slot of each key
-        at::Tensor key_valid;                            // (B, S) bool: the slots each row has filled
         int64_t key_len = 0;                             // cache slots attended (S)
         bool fresh = false;                              // the cache held nothing before: keys are this call's
         at::Tensor filled;                               // (B) int64: each row's slots filled after this step
@@ -186,9 +184,11 @@ private:
         at::Tensor suffix_index;      // (B * S) int64: the cache token (pool slot, or row * capacity + slot) of key j
         at::Tensor suffix_valid;      // (B, S) bool
         at::Tensor suffix_positions;  // (B, S) int64: each key's position
-        // The plain path's (B, 1, T, S) bool mask (sliding: within the window), made on first use.
+        // The plain path's (B, 1, T, S) bool mask (sliding: within the window) and, paged, the
+        // (B * S) pool slot of each key it gathers; made on first use (the kernels need neither).
         const at::Tensor& plain_mask(bool sliding) const;
-        mutable at::Tensor allowed, allowed_sliding;
+        const at::Tensor& plain_key_pool() const;
+        mutable at::Tensor allowed, allowed_sliding, key_pool;
     };
     at::Tensor layer_forward(size_t index, const at::Tensor& x, const attention_inputs& in) const;
     // The feed-forward half of a layer, residual included.

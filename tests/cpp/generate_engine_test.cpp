@@ -341,7 +341,7 @@ TEST_CASE("paged cache: tokens fed in chunks into scattered blocks give the full
         cache.length = {0, 0};
         std::vector<at::Tensor> got_a, got_b;
         size_t at_a = 0, at_b = 0;
-        for (int64_t chunk : {1, 3, 9, 2, 12, 1, 20, 7}) {  // 9, 12 and 20 take the gathered (plain) path
+        for (int64_t chunk : {1, 3, 9, 2, 12, 1, 20, 7}) {  // 9, 12, 20: suffix_attention (kernels on), the gathered plain path (off)
             const int64_t ta = std::min<int64_t>(chunk, (int64_t)(a.size() - at_a));
             const int64_t tb = std::min<int64_t>(chunk, (int64_t)(b.size() - at_b));
             const int64_t T = std::max(ta, tb);

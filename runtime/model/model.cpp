@@ -511,25 +511,31 @@ memory_limit process_memory_limit(const std::string& cgroup_root) {
     return out;
 }
 
+namespace {
+// Fails, as "generate: <need>; with the model's weights ... ; <lower>", when `bytes` beside m's
+// weights exceed the memory the process may use.
+void check_fits_beside_weights(const model& m, double bytes, const std::string& need, const std::string& lower) {
+    const memory_limit limit = process_memory_limit();
+    const double weights = double(m.weight_bytes());
+    if (limit.bytes > 0 && bytes + weights > limit.bytes)
+        fail("generate: ", need, "; with the model's weights (", format_bytes(weights), ") that is more than the ",
+             format_bytes(limit.bytes), " of ", limit.source, "; ", lower);
+}
+}  // namespace
+
 void check_kv_cache_fits(const model& m, int64_t rows, int64_t positions) {
     const model_config& config = m.config;
     const double bytes = 2.0 * double(m.layers.size()) * double(rows) * double(positions) *
                          double(config.num_kv_heads) * double(config.head_dim) * double(c10::elementSize(m.dtype));
-    const memory_limit limit = process_memory_limit();
-    const double weights = double(m.weight_bytes());
-    if (limit.bytes > 0 && bytes + weights > limit.bytes)
-        fail("generate: a KV cache for ", rows, " row(s) of ", positions, " positions needs ", format_bytes(bytes),
-             "; with the model's weights (", format_bytes(weights), ") that is more than the ",
-             format_bytes(limit.bytes), " of ", limit.source, "; lower max_new_tokens (each row stops at ",
-             "max_position_embeddings = ", config.max_position_embeddings, ") or batch_size");
+    check_fits_beside_weights(m, bytes,
+                              "a KV cache for " + std::to_string(rows) + " row(s) of " + std::to_string(positions) +
+                                  " positions needs " + format_bytes(bytes),
+                              "lower max_new_tokens (each row stops at max_position_embeddings = " +
+                                  std::to_string(config.max_position_embeddings) + ") or batch_size");
 }
 
 void check_kv_budget_fits(const model& m, double budget) {
-    const memory_limit limit = process_memory_limit();
-    const double weights = double(m.weight_bytes());
-    if (limit.bytes > 0 && budget + weights > limit.bytes)
-        fail("generate: kv_cache_mb = ", format_bytes(budget), " with the model's weights (", format_bytes(weights),
-             ") is more than the ", format_bytes(limit.bytes), " of ", limit.source, "; lower kv_cache_mb");
+    check_fits_beside_weights(m, budget, "kv_cache_mb = " + format_bytes(budget), "lower kv_cache_mb");
 }
 
 kv_cache model::new_cache(int64_t batch, int64_t capacity) const {
